@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", gatehouse_api::crds_yaml().expect("crds serialize"));
+}
