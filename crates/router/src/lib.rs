@@ -1,1 +1,232 @@
-//! stub
+//! # gatehouse-router: which rule serves a request
+//!
+//! Built once per table, off the request path; consulted for every request by the proxy
+//! and, through [`Router::diagnose`], by `gatehouse explain`, so the two can never
+//! disagree.
+//!
+//! ```text
+//!  request ──normalize──▶ host index ──▶ bucket: exact-path map ─┐
+//!   (method, host,        exact host      segment trie (Prefix,  ├─▶ candidates ──▶ conditions
+//!    path, query,         *.wildcards     Template) ─────────────┤     (methods, headers, query)
+//!    headers)             any host        RegexSet ──────────────┘     lowest rank wins
+//! ```
+//!
+//! Precedence: buckets are tried most specific host first (exact, then wildcards from
+//! the longest suffix, then routes for any host); within a bucket the lowest
+//! [`gatehouse_table::Match::rank`] wins. The compiler assigns ranks (path kind, literal
+//! length, condition count, age, name): this crate only compares them.
+//!
+//! What it must not know: policies, upstreams, Kubernetes. It owns path normalization
+//! and matching; nothing else.
+
+mod index;
+mod matcher;
+pub mod normalize;
+
+use std::borrow::Cow;
+
+use gatehouse_table::Table;
+
+pub use matcher::{Headers, REGEX_SIZE_LIMIT, Target, anchored_regex, query_pairs};
+pub use normalize::{NormalizedPath, PathError, normalize};
+
+use index::HostIndex;
+use matcher::CompiledMatch;
+
+/// A request as the router sees it.
+#[derive(Debug)]
+pub struct Request<'a, H: Headers + ?Sized> {
+    /// Method, uppercase as sent.
+    pub method: &'a str,
+    /// Host (or `:authority`), possibly with a port.
+    pub host: &'a str,
+    /// The path as sent, without the query.
+    pub path: &'a str,
+    /// The query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The headers.
+    pub headers: &'a H,
+}
+
+/// The router's answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// A rule was selected.
+    Matched(Selected<'a>),
+    /// The path matched rules, none of them for this method: 405 with `Allow`.
+    MethodNotAllowed {
+        /// Methods that would have matched, sorted.
+        allow: Vec<String>,
+    },
+    /// Nothing matched: 404.
+    NotFound,
+    /// The path is malformed, or holds an encoded slash the selected rule refuses: 400.
+    BadPath(BadPath),
+}
+
+/// Why a path is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadPath {
+    /// Not normalizable.
+    #[error(transparent)]
+    Malformed(#[from] PathError),
+    /// `%2F` / `%5C` in the path and the rule does not allow it.
+    #[error("the path holds an encoded slash (%2F or %5C), which this route does not accept")]
+    EncodedSlash,
+}
+
+/// A selected rule.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Selected<'a> {
+    /// Where the winning match is.
+    pub target: Target,
+    /// The normalized path, which is also what is forwarded.
+    pub path: Cow<'a, str>,
+    /// Captured path parameters (`{id}`, `{*rest}`, named regex groups).
+    pub params: Vec<(String, String)>,
+}
+
+/// A table that cannot be routed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// A regular expression does not compile (or is too large).
+    #[error("route {} rule {} match {}: {message}", target.route, target.rule, target.matched)]
+    Regex {
+        /// Where.
+        target: Target,
+        /// The regex crate's message.
+        message: String,
+    },
+}
+
+/// The prepared matcher for one table.
+#[derive(Debug)]
+pub struct Router {
+    matches: Vec<CompiledMatch>,
+    hosts: HostIndex,
+}
+
+/// How the host of a request relates to a route's hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostVerdict {
+    /// Listed exactly.
+    Exact,
+    /// Matched by this wildcard pattern.
+    Wildcard(String),
+    /// The route takes any host.
+    Any,
+    /// Not served by this route.
+    Mismatch,
+}
+
+/// Every criterion of one match against a request: what [`Router::diagnose`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatchReport {
+    /// Where the match is.
+    pub target: Target,
+    /// Its precedence rank.
+    pub rank: u32,
+    /// Host.
+    pub host: HostVerdict,
+    /// Path predicate.
+    pub path: bool,
+    /// Method.
+    pub method: bool,
+    /// Header conditions.
+    pub headers: bool,
+    /// Query conditions.
+    pub query: bool,
+}
+
+impl MatchReport {
+    /// Every criterion holds.
+    pub fn matched(&self) -> bool {
+        self.host != HostVerdict::Mismatch && self.path && self.method && self.headers && self.query
+    }
+}
+
+impl Router {
+    /// Prepares the matcher: compiles regexes and builds the indexes.
+    pub fn new(table: &Table) -> Result<Router, RouterError> {
+        let mut matches = Vec::new();
+        for (ri, route) in table.routes.iter().enumerate() {
+            for (ui, rule) in route.rules.iter().enumerate() {
+                for (mi, m) in rule.matches.iter().enumerate() {
+                    let target = Target {
+                        route: ri,
+                        rule: ui,
+                        matched: mi,
+                    };
+                    matches.push(CompiledMatch::compile(target, m)?);
+                }
+            }
+        }
+        let hosts = HostIndex::build(table, &matches)?;
+        Ok(Router { matches, hosts })
+    }
+
+    /// Selects the rule for a request.
+    pub fn route<'r, H: Headers + ?Sized>(&self, req: &Request<'r, H>) -> Lookup<'r> {
+        let normalized = match normalize(req.path) {
+            Ok(n) => n,
+            Err(e) => return Lookup::BadPath(e.into()),
+        };
+        let host = index::normalize_host(req.host);
+        let mut allow: Vec<&str> = Vec::new();
+        for bucket in self.hosts.buckets_for(&host) {
+            let best = bucket.best(&self.matches, req, &normalized.path, &mut allow);
+            if let Some(idx) = best {
+                let m = &self.matches[idx];
+                if normalized.encoded_slash && !m.allow_encoded_slashes {
+                    return Lookup::BadPath(BadPath::EncodedSlash);
+                }
+                let params = m.captures(&normalized.path);
+                return Lookup::Matched(Selected {
+                    target: m.target,
+                    path: normalized.path,
+                    params,
+                });
+            }
+        }
+        if allow.is_empty() {
+            Lookup::NotFound
+        } else {
+            let mut allow: Vec<String> = allow.into_iter().map(String::from).collect();
+            allow.sort();
+            allow.dedup();
+            Lookup::MethodNotAllowed { allow }
+        }
+    }
+
+    /// Evaluates every match of the table against the request, criterion by criterion,
+    /// without the index: the ground truth `explain` shows next to [`Router::route`]'s
+    /// answer. Sorted by rank.
+    pub fn diagnose<H: Headers + ?Sized>(
+        &self,
+        table: &Table,
+        req: &Request<'_, H>,
+    ) -> Vec<MatchReport> {
+        let path = normalize(req.path)
+            .map(|n| n.path.into_owned())
+            .unwrap_or_default();
+        let host = index::normalize_host(req.host);
+        let mut out: Vec<MatchReport> = self
+            .matches
+            .iter()
+            .map(|m| MatchReport {
+                target: m.target,
+                rank: m.rank,
+                host: index::host_verdict(&table.routes[m.target.route].hosts, &host),
+                path: m.path_matches(&path),
+                method: m.method_matches(req.method),
+                headers: m.headers_match(req.headers),
+                query: m.query_matches(req.query),
+            })
+            .collect();
+        out.sort_by_key(|r| r.rank);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

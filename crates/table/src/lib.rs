@@ -1,1 +1,574 @@
-//! stub
+//! # gatehouse-table: the compiled routing table
+//!
+//! The one value that crosses from the control plane to the data plane:
+//!
+//! ```text
+//!  gatehouse-compiler ──Table──▶ (serde JSON over the admin socket / state dir) ──▶ proxy
+//! ```
+//!
+//! It owns the shape of that value and nothing else. It knows no Kubernetes type (no
+//! `ObjectMeta`, no `Secret`): names are plain `namespace/name` ids, durations are
+//! milliseconds, defaults are already applied, references are resolved, and every
+//! precedence decision is frozen into [`Match::rank`]. The proxy never has to
+//! re-derive a decision the compiler made.
+//!
+//! Every collection is ordered (vectors sorted by id, `BTreeMap`s), so the same inputs
+//! serialize to byte-identical JSON; [`Table::hash`] is the SHA-256 of that JSON, and
+//! is computed by the compiler.
+//!
+//! Policies travel as [`PolicySlot`]s: the effective configuration of each top-level
+//! policy field after layering, with the layer it came from. A policy's typed,
+//! precompiled form is built by the proxy when it prepares a table, off the request path.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Schema version of the table format itself; bumped on incompatible changes.
+pub const FORMAT: u32 = 1;
+
+/// The whole compiled configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Table {
+    /// [`FORMAT`] of the producer.
+    pub format: u32,
+    /// Monotonic version assigned by whoever pushes the table (controller, file
+    /// provider); 0 straight out of the compiler.
+    pub version: u64,
+    /// Lowercase hex SHA-256 of the table's content (everything but `version` and `hash`).
+    pub hash: String,
+    /// Routes, sorted by id.
+    pub routes: Vec<Route>,
+    /// Upstreams, sorted by id.
+    pub upstreams: Vec<Upstream>,
+    /// Consumers, sorted by id.
+    pub consumers: Vec<Consumer>,
+}
+
+impl Table {
+    /// The upstream with this id.
+    pub fn upstream(&self, id: &str) -> Option<&Upstream> {
+        self.upstreams
+            .binary_search_by(|u| u.id.as_str().cmp(id))
+            .ok()
+            .map(|i| &self.upstreams[i])
+    }
+
+    /// The route with this id.
+    pub fn route(&self, id: &str) -> Option<&Route> {
+        self.routes
+            .binary_search_by(|r| r.id.as_str().cmp(id))
+            .ok()
+            .map(|i| &self.routes[i])
+    }
+}
+
+// === routes ===
+
+/// An accepted ApiRoute.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// `namespace/name`.
+    pub id: String,
+    /// Host patterns, lowercase: exact names and `*.suffix` wildcards. Empty: any host.
+    pub hosts: Vec<String>,
+    /// The rules, in the order written.
+    pub rules: Vec<Rule>,
+}
+
+/// One rule of a route.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// Unique within the route (`rule-N` when not named).
+    pub name: String,
+    /// Any one selects the rule. Never empty: "match everything" is one [`Match`] with
+    /// [`PathMatch::Any`].
+    pub matches: Vec<Match>,
+    /// What is done with a selected request.
+    pub action: Action,
+    /// Overrides the upstream request timeout, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Effective policies after layering, by top-level field.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<PolicyField, PolicySlot>,
+    /// Fields this rule depends on that the data plane does not implement yet, as
+    /// object field paths. When non-empty the proxy answers 503 instead of serving the
+    /// rule without them: a missing feature never fails open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsupported: Vec<String>,
+}
+
+/// A compiled request condition.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Match {
+    /// Precedence among all matches of the table: lower wins. Host specificity is
+    /// applied before it, by the router's host index.
+    pub rank: u32,
+    /// The path condition.
+    pub path: PathMatch,
+    /// Methods, uppercase, sorted. Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Header conditions, names lowercase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<ValueMatch>,
+    /// Query parameter conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_params: Vec<ValueMatch>,
+    /// Accept `%2F` / `%5C` in the path.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_encoded_slashes: bool,
+}
+
+/// A path condition, on the normalized path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type", content = "value")]
+pub enum PathMatch {
+    /// Any path.
+    #[default]
+    Any,
+    /// The whole path.
+    Exact(String),
+    /// Segment-aware prefix, without trailing slash (`/` matches everything).
+    Prefix(String),
+    /// A path template.
+    Template(Template),
+    /// An anchored regular expression (`regex` crate syntax, checked by the compiler).
+    Regex(String),
+}
+
+/// A parsed path template: `/users/{id}/orders/{*rest}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    /// The template as written.
+    pub source: String,
+    /// Its segments, in order.
+    pub segments: Vec<Segment>,
+    /// Name of a trailing `{*rest}` capture, which takes zero or more segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest: Option<String>,
+}
+
+/// One segment of a template.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type", content = "value")]
+pub enum Segment {
+    /// Must equal this text.
+    Literal(String),
+    /// Captures one non-empty segment under this name.
+    Param(String),
+}
+
+/// A header or query parameter condition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueMatch {
+    /// Header names are lowercase; query names as written.
+    pub name: String,
+    /// How the value is compared.
+    pub kind: ValueMatchKind,
+}
+
+/// How a header or query value is compared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type", content = "value")]
+pub enum ValueMatchKind {
+    /// Equal.
+    Exact(String),
+    /// Anchored full match.
+    Regex(String),
+    /// Present with any value.
+    Present,
+}
+
+/// What a rule does with a request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Action {
+    /// Proxy to upstreams.
+    Backends {
+        /// Weighted upstreams.
+        backends: Vec<BackendRef>,
+        /// Shadow traffic.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mirror: Option<MirrorRef>,
+    },
+    /// Fan out and merge JSON.
+    Aggregate(Aggregate),
+    /// Answer with a redirect.
+    Redirect(Redirect),
+    /// Answer with a fixed response.
+    Respond(Respond),
+}
+
+impl Default for Action {
+    fn default() -> Self {
+        Action::Respond(Respond::default())
+    }
+}
+
+/// A weighted reference to an upstream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendRef {
+    /// Upstream id, `namespace/name`.
+    pub upstream: String,
+    /// Share of traffic; 0 sends none.
+    pub weight: u32,
+    /// The upstream does not exist (or is not accepted): its share is answered 503.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub missing: bool,
+}
+
+/// Mirroring.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorRef {
+    /// Upstream id.
+    pub upstream: String,
+    /// Share of requests mirrored, 0..=100.
+    pub percent: u32,
+    /// The upstream does not exist: nothing is mirrored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub missing: bool,
+}
+
+/// Service aggregation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Aggregate {
+    /// Calls made in parallel.
+    pub calls: Vec<AggregateCall>,
+    /// `Keyed` or `Deep`.
+    pub merge: String,
+    /// `Partial` or `Fail`.
+    pub on_error: String,
+    /// Deadline in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// One aggregated call.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AggregateCall {
+    /// Result key.
+    pub name: String,
+    /// Upstream id.
+    pub upstream: String,
+    /// Whether the upstream is missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub missing: bool,
+    /// Method.
+    pub method: String,
+    /// Path and query template.
+    pub path: Vec<TemplatePart>,
+}
+
+/// A redirect.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Redirect {
+    /// `http` / `https`; absent keeps the request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// Host name; absent keeps the request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Port; absent keeps the request's (or the scheme's default when the scheme changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Path template; absent keeps the request's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<TemplatePart>>,
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
+}
+
+/// A fixed response.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Respond {
+    /// Status.
+    pub status: u16,
+    /// Content type.
+    pub content_type: String,
+    /// Body.
+    pub body: String,
+}
+
+/// A piece of a `${...}` template string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type", content = "value")]
+pub enum TemplatePart {
+    /// Text copied as is.
+    Literal(String),
+    /// `${path.<name>}`.
+    PathParam(String),
+    /// `${query.<name>}`.
+    Query(String),
+    /// `${header.<name>}` (name lowercase).
+    Header(String),
+    /// `${claim.<name>}`.
+    Claim(String),
+    /// `${consumer}`.
+    Consumer,
+    /// `${clientIp}`.
+    ClientIp,
+    /// `${requestId}`.
+    RequestId,
+}
+
+// === policies ===
+
+/// The top-level policy fields, in request-path order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PolicyField {
+    /// `waf`
+    Waf,
+    /// `cors`
+    Cors,
+    /// `authentication`
+    Authentication,
+    /// `authorization`
+    Authorization,
+    /// `rateLimit`
+    RateLimit,
+    /// `concurrencyLimit`
+    ConcurrencyLimit,
+    /// `validation`
+    Validation,
+    /// `cache`
+    Cache,
+    /// `requestTransform`
+    RequestTransform,
+    /// `responseTransform`
+    ResponseTransform,
+    /// `errors`
+    Errors,
+}
+
+impl PolicyField {
+    /// Every field, in request-path order.
+    pub const ALL: [PolicyField; 11] = [
+        PolicyField::Waf,
+        PolicyField::Cors,
+        PolicyField::Authentication,
+        PolicyField::Authorization,
+        PolicyField::RateLimit,
+        PolicyField::ConcurrencyLimit,
+        PolicyField::Validation,
+        PolicyField::Cache,
+        PolicyField::RequestTransform,
+        PolicyField::ResponseTransform,
+        PolicyField::Errors,
+    ];
+
+    /// The field's name in the resources (`rateLimit`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyField::Waf => "waf",
+            PolicyField::Cors => "cors",
+            PolicyField::Authentication => "authentication",
+            PolicyField::Authorization => "authorization",
+            PolicyField::RateLimit => "rateLimit",
+            PolicyField::ConcurrencyLimit => "concurrencyLimit",
+            PolicyField::Validation => "validation",
+            PolicyField::Cache => "cache",
+            PolicyField::RequestTransform => "requestTransform",
+            PolicyField::ResponseTransform => "responseTransform",
+            PolicyField::Errors => "errors",
+        }
+    }
+}
+
+/// The effective value of one policy field on a rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySlot {
+    /// Which layer it came from: `ApiPolicy ns/name`, `route`, `rule`.
+    pub source: String,
+    /// The field's configuration as written in that layer (validated by the compiler).
+    pub config: serde_json::Value,
+}
+
+// === upstreams ===
+
+/// An accepted Upstream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upstream {
+    /// `namespace/name`.
+    pub id: String,
+    /// Protocol to the servers.
+    pub protocol: Protocol,
+    /// Where the endpoints come from.
+    pub discovery: Discovery,
+    /// The endpoints, sorted by address.
+    pub endpoints: Vec<Endpoint>,
+    /// Timeouts, defaults applied.
+    pub timeouts: Timeouts,
+    /// Load-balancing policy.
+    pub load_balancer: String,
+    /// Fields the data plane does not implement yet; when non-empty every request to
+    /// this upstream is answered 503.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsupported: Vec<String>,
+}
+
+/// Protocol to the servers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    /// HTTP/1.1.
+    #[default]
+    #[serde(rename = "HTTP1")]
+    Http1,
+    /// HTTP/2 (h2c with prior knowledge in plaintext).
+    #[serde(rename = "HTTP2")]
+    Http2,
+}
+
+/// Where endpoints come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Discovery {
+    /// Written in the Upstream.
+    #[default]
+    Static,
+    /// A Service's EndpointSlices.
+    Service {
+        /// Service name.
+        name: String,
+        /// The port as written (number or name).
+        port: String,
+    },
+}
+
+/// One server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// IP address or DNS name.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Relative weight, 1..=1000.
+    pub weight: u32,
+    /// False for serving-but-terminating endpoints used only because none is ready.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub ready: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// Upstream timeouts in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeouts {
+    /// Connect.
+    pub connect_ms: u64,
+    /// Whole request, retries included.
+    pub request_ms: u64,
+    /// Idle pooled connection.
+    pub idle_ms: u64,
+}
+
+// === consumers ===
+
+/// A consumer, from a Secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Consumer {
+    /// `namespace/name` of the consumer (its name is the label value).
+    pub id: String,
+    /// Namespace; a consumer counts in its own namespace only.
+    pub namespace: String,
+    /// Consumer name.
+    pub name: String,
+    /// Labels of its Secret, for `consumerSelector`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Lowercase hex SHA-256 of the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_sha256: Option<String>,
+    /// Basic-auth user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// bcrypt password hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// Groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json() {
+        let table = Table {
+            format: FORMAT,
+            routes: vec![Route {
+                id: "shop/users".into(),
+                hosts: vec!["api.example.com".into()],
+                rules: vec![Rule {
+                    name: "get-user".into(),
+                    matches: vec![Match {
+                        rank: 3,
+                        path: PathMatch::Template(Template {
+                            source: "/users/{id}".into(),
+                            segments: vec![
+                                Segment::Literal("users".into()),
+                                Segment::Param("id".into()),
+                            ],
+                            rest: None,
+                        }),
+                        methods: vec!["GET".into()],
+                        ..Default::default()
+                    }],
+                    action: Action::Backends {
+                        backends: vec![BackendRef {
+                            upstream: "shop/users".into(),
+                            weight: 1,
+                            missing: false,
+                        }],
+                        mirror: None,
+                    },
+                    ..Default::default()
+                }],
+            }],
+            upstreams: vec![Upstream {
+                id: "shop/users".into(),
+                endpoints: vec![Endpoint {
+                    host: "10.0.0.1".into(),
+                    port: 8080,
+                    weight: 1,
+                    ready: true,
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&table).expect("serializes");
+        let back: Table = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(back, table);
+        assert!(back.upstream("shop/users").is_some());
+        assert!(back.route("shop/users").is_some());
+        assert!(back.route("shop/nope").is_none());
+    }
+}

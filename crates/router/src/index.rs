@@ -1,0 +1,249 @@
+//! The indexes: host → bucket, and per bucket an exact-path map, a segment trie for
+//! Prefix and Template paths, and one `RegexSet` for Regex paths.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use gatehouse_table::{PathMatch, Segment, Table};
+use regex::{RegexSet, RegexSetBuilder};
+
+use crate::matcher::{CompiledMatch, CompiledPath, Headers, REGEX_SIZE_LIMIT};
+use crate::normalize::segments;
+use crate::{HostVerdict, Request, RouterError};
+
+/// Lowercases and strips the port and a trailing dot: `API.Example.com.:8080` →
+/// `api.example.com`; `[::1]:80` → `[::1]`.
+pub(crate) fn normalize_host(host: &str) -> Cow<'_, str> {
+    let host = if host.starts_with('[') {
+        host.find(']').map_or(host, |i| &host[..=i])
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+/// How `host` relates to a route's host patterns (most specific first).
+pub(crate) fn host_verdict(patterns: &[String], host: &str) -> HostVerdict {
+    if patterns.is_empty() {
+        return HostVerdict::Any;
+    }
+    if patterns.iter().any(|p| p == host) {
+        return HostVerdict::Exact;
+    }
+    patterns
+        .iter()
+        .filter_map(|p| p.strip_prefix("*.").map(|s| (p, s)))
+        .filter(|(_, suffix)| {
+            host.len() > suffix.len() + 1
+                && host.ends_with(suffix)
+                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+        })
+        .max_by_key(|(_, suffix)| suffix.len())
+        .map_or(HostVerdict::Mismatch, |(p, _)| HostVerdict::Wildcard(p.clone()))
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct HostIndex {
+    exact: HashMap<String, Bucket>,
+    /// Keyed by the suffix after `*.`.
+    wildcard: HashMap<String, Bucket>,
+    any: Bucket,
+}
+
+impl HostIndex {
+    pub fn build(table: &Table, matches: &[CompiledMatch]) -> Result<HostIndex, RouterError> {
+        let mut index = HostIndex::default();
+        let mut pending: HashMap<(u8, String), Vec<usize>> = HashMap::new();
+        for (idx, m) in matches.iter().enumerate() {
+            let hosts = &table.routes[m.target.route].hosts;
+            if hosts.is_empty() {
+                pending.entry((0, String::new())).or_default().push(idx);
+            }
+            for h in hosts {
+                let key = match h.strip_prefix("*.") {
+                    Some(suffix) => (2, suffix.to_string()),
+                    None => (1, h.clone()),
+                };
+                pending.entry(key).or_default().push(idx);
+            }
+        }
+        for ((class, key), ids) in pending {
+            let bucket = Bucket::build(table, matches, &ids)?;
+            match class {
+                0 => index.any = bucket,
+                1 => {
+                    index.exact.insert(key, bucket);
+                }
+                _ => {
+                    index.wildcard.insert(key, bucket);
+                }
+            }
+        }
+        Ok(index)
+    }
+
+    /// The buckets that may serve `host`, most specific first.
+    pub fn buckets_for<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Bucket> + 'a {
+        let exact = self.exact.get(host);
+        let wild = host
+            .match_indices('.')
+            .filter_map(move |(i, _)| self.wildcard.get(&host[i + 1..]));
+        exact.into_iter().chain(wild).chain(std::iter::once(&self.any))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<String, Node>,
+    param: Option<Box<Node>>,
+    /// Prefix matches ending here: this node and everything below.
+    prefix: Vec<usize>,
+    /// Templates ending exactly here.
+    exact: Vec<usize>,
+    /// Templates with `{*rest}` here: zero or more further segments.
+    rest: Vec<usize>,
+}
+
+impl Node {
+    fn descend<'a>(&mut self, segs: impl Iterator<Item = &'a Segment>) -> &mut Node {
+        let mut node = self;
+        for s in segs {
+            node = match s {
+                Segment::Literal(l) => node.children.entry(l.clone()).or_default(),
+                Segment::Param(_) => node.param.get_or_insert_with(Default::default),
+            };
+        }
+        node
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Bucket {
+    exact: HashMap<String, Vec<usize>>,
+    trie: Node,
+    regex: Option<RegexSet>,
+    regex_ids: Vec<usize>,
+}
+
+impl Bucket {
+    fn build(
+        table: &Table,
+        matches: &[CompiledMatch],
+        ids: &[usize],
+    ) -> Result<Bucket, RouterError> {
+        let mut b = Bucket::default();
+        let mut patterns = Vec::new();
+        for &idx in ids {
+            let m = &matches[idx];
+            match &m.path {
+                CompiledPath::Any => b.trie.prefix.push(idx),
+                CompiledPath::Exact(p) => b.exact.entry(p.clone()).or_default().push(idx),
+                CompiledPath::Prefix(p) => {
+                    let segs: Vec<Segment> = segments(if p.is_empty() { "/" } else { p })
+                        .map(|s| Segment::Literal(s.to_string()))
+                        .collect();
+                    b.trie.descend(segs.iter()).prefix.push(idx);
+                }
+                CompiledPath::Template(t) => {
+                    let node = b.trie.descend(t.segments.iter());
+                    if t.rest.is_some() {
+                        node.rest.push(idx);
+                    } else {
+                        node.exact.push(idx);
+                    }
+                }
+                CompiledPath::Regex(_) => {
+                    let t = m.target;
+                    if let PathMatch::Regex(src) =
+                        &table.routes[t.route].rules[t.rule].matches[t.matched].path
+                    {
+                        patterns.push(format!("^(?:{src})$"));
+                        b.regex_ids.push(idx);
+                    }
+                }
+            }
+        }
+        if !patterns.is_empty() {
+            let set = RegexSetBuilder::new(&patterns)
+                .size_limit(REGEX_SIZE_LIMIT * 8)
+                .dfa_size_limit(REGEX_SIZE_LIMIT * 8)
+                .build()
+                .map_err(|e| RouterError::Regex {
+                    target: matches[b.regex_ids[0]].target,
+                    message: format!("the route's regular expressions together: {e}"),
+                })?;
+            b.regex = Some(set);
+        }
+        Ok(b)
+    }
+
+    /// Calls `f` with every match whose path predicate holds for `path`.
+    fn candidates(&self, path: &str, f: &mut impl FnMut(usize)) {
+        if let Some(ids) = self.exact.get(path) {
+            ids.iter().copied().for_each(&mut *f);
+        }
+        let mut active: Vec<&Node> = vec![&self.trie];
+        let mut next: Vec<&Node> = Vec::new();
+        for seg in segments(path) {
+            for n in &active {
+                n.prefix.iter().chain(&n.rest).copied().for_each(&mut *f);
+                if let Some(c) = n.children.get(seg) {
+                    next.push(c);
+                }
+                if !seg.is_empty() {
+                    if let Some(p) = &n.param {
+                        next.push(p);
+                    }
+                }
+            }
+            std::mem::swap(&mut active, &mut next);
+            next.clear();
+            if active.is_empty() {
+                break;
+            }
+        }
+        for n in &active {
+            n.prefix.iter().chain(&n.exact).chain(&n.rest).copied().for_each(&mut *f);
+        }
+        if let Some(set) = &self.regex {
+            for i in set.matches(path).iter() {
+                f(self.regex_ids[i]);
+            }
+        }
+    }
+
+    /// The best full match in this bucket; methods of path matches that failed only on
+    /// the method are added to `allow`.
+    pub fn best<'m, H: Headers + ?Sized>(
+        &self,
+        matches: &'m [CompiledMatch],
+        req: &Request<'_, H>,
+        path: &str,
+        allow: &mut Vec<&'m str>,
+    ) -> Option<usize> {
+        let mut best: Option<(u32, usize)> = None;
+        self.candidates(path, &mut |idx| {
+            let m = &matches[idx];
+            if best.is_some_and(|(rank, _)| m.rank >= rank) {
+                return;
+            }
+            if !m.headers_match(req.headers) || !m.query_matches(req.query) {
+                return;
+            }
+            if !m.method_matches(req.method) {
+                allow.extend(m.methods.iter().map(String::as_str));
+                return;
+            }
+            best = Some((m.rank, idx));
+        });
+        best.map(|(_, idx)| idx)
+    }
+}

@@ -1,0 +1,222 @@
+//! One compiled match: the path predicate and the method/header/query conditions, each
+//! prepared once (regexes compiled) and evaluated without allocation.
+
+use std::borrow::Cow;
+
+use gatehouse_table::{self as table, PathMatch, Segment, Template, ValueMatchKind};
+use percent_encoding::percent_decode_str;
+use regex::Regex;
+
+use crate::RouterError;
+
+/// Largest compiled size of one regular expression (bytes of the compiled program).
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Header lookup, implemented by whatever holds the request's headers.
+pub trait Headers {
+    /// Whether any value of header `name` (given lowercase) satisfies `pred`.
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&str) -> bool) -> bool;
+}
+
+impl Headers for [(String, String)] {
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .any(|(_, v)| pred(v))
+    }
+}
+
+impl Headers for Vec<(String, String)> {
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.as_slice().any_value(name, pred)
+    }
+}
+
+/// Compiles an anchored regular expression with the size limit.
+pub fn anchored_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+/// Where a match sits in the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Index of the route in `Table::routes`.
+    pub route: usize,
+    /// Index of the rule in `Route::rules`.
+    pub rule: usize,
+    /// Index of the match in `Rule::matches`.
+    pub matched: usize,
+}
+
+#[derive(Debug)]
+pub(crate) enum CompiledPath {
+    Any,
+    Exact(String),
+    /// Without trailing slash; `""` is the root and matches everything.
+    Prefix(String),
+    Template(Template),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+pub(crate) enum Cond {
+    Exact(String),
+    Regex(Regex),
+    Present,
+}
+
+impl Cond {
+    fn compile(kind: &ValueMatchKind) -> Result<Cond, regex::Error> {
+        Ok(match kind {
+            ValueMatchKind::Exact(v) => Cond::Exact(v.clone()),
+            ValueMatchKind::Regex(r) => Cond::Regex(anchored_regex(r)?),
+            ValueMatchKind::Present => Cond::Present,
+        })
+    }
+
+    fn accepts(&self, value: &str) -> bool {
+        match self {
+            Cond::Exact(v) => v == value,
+            Cond::Regex(r) => r.is_match(value),
+            Cond::Present => true,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledMatch {
+    pub rank: u32,
+    pub target: Target,
+    pub path: CompiledPath,
+    pub methods: Vec<String>,
+    pub headers: Vec<(String, Cond)>,
+    pub query: Vec<(String, Cond)>,
+    pub allow_encoded_slashes: bool,
+}
+
+impl CompiledMatch {
+    pub fn compile(target: Target, m: &table::Match) -> Result<Self, RouterError> {
+        let bad = |e: regex::Error| RouterError::Regex {
+            target,
+            message: e.to_string(),
+        };
+        let path = match &m.path {
+            PathMatch::Any => CompiledPath::Any,
+            PathMatch::Exact(p) => CompiledPath::Exact(p.clone()),
+            PathMatch::Prefix(p) => CompiledPath::Prefix(p.trim_end_matches('/').to_string()),
+            PathMatch::Template(t) => CompiledPath::Template(t.clone()),
+            PathMatch::Regex(r) => CompiledPath::Regex(anchored_regex(r).map_err(bad)?),
+        };
+        let conds = |list: &[table::ValueMatch]| -> Result<Vec<(String, Cond)>, RouterError> {
+            list.iter()
+                .map(|v| Ok((v.name.clone(), Cond::compile(&v.kind).map_err(bad)?)))
+                .collect()
+        };
+        Ok(CompiledMatch {
+            rank: m.rank,
+            target,
+            path,
+            methods: m.methods.clone(),
+            headers: conds(&m.headers)?,
+            query: conds(&m.query_params)?,
+            allow_encoded_slashes: m.allow_encoded_slashes,
+        })
+    }
+
+    /// The path predicate alone, by direct evaluation (no index).
+    pub fn path_matches(&self, path: &str) -> bool {
+        match &self.path {
+            CompiledPath::Any => true,
+            CompiledPath::Exact(p) => p == path,
+            CompiledPath::Prefix(p) => prefix_matches(p, path),
+            CompiledPath::Template(t) => template_captures(t, path).is_some(),
+            CompiledPath::Regex(r) => r.is_match(path),
+        }
+    }
+
+    pub fn method_matches(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    }
+
+    pub fn headers_match<H: Headers + ?Sized>(&self, headers: &H) -> bool {
+        self.headers
+            .iter()
+            .all(|(name, cond)| headers.any_value(name, &mut |v| cond.accepts(v)))
+    }
+
+    pub fn query_matches(&self, query: Option<&str>) -> bool {
+        self.query.iter().all(|(name, cond)| {
+            query_pairs(query).any(|(k, v)| k == name.as_str() && cond.accepts(&v))
+        })
+    }
+
+    /// Captured path parameters of a path known to match.
+    pub fn captures(&self, path: &str) -> Vec<(String, String)> {
+        match &self.path {
+            CompiledPath::Template(t) => template_captures(t, path).unwrap_or_default(),
+            CompiledPath::Regex(r) => r
+                .captures(path)
+                .map(|c| {
+                    r.capture_names()
+                        .flatten()
+                        .filter_map(|n| c.name(n).map(|m| (n.to_string(), m.as_str().to_string())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Segment-aware prefix: `/foo` matches `/foo`, `/foo/` and `/foo/bar`, never `/foobar`.
+pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Matches a template against a normalized path, returning its captures.
+pub(crate) fn template_captures(t: &Template, path: &str) -> Option<Vec<(String, String)>> {
+    let mut segs = crate::normalize::segments(path);
+    let mut out = Vec::new();
+    for s in &t.segments {
+        let seg = segs.next()?;
+        match s {
+            Segment::Literal(l) if l == seg => {}
+            Segment::Param(name) if !seg.is_empty() => out.push((name.clone(), decode(seg))),
+            _ => return None,
+        }
+    }
+    let rest: Vec<&str> = segs.collect();
+    match &t.rest {
+        Some(name) => {
+            out.push((name.clone(), rest.join("/")));
+            Some(out)
+        }
+        None if rest.is_empty() => Some(out),
+        None => None,
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// `name=value` pairs of a query string, percent-decoded.
+pub fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (
+                percent_decode_str(k).decode_utf8_lossy(),
+                percent_decode_str(v).decode_utf8_lossy(),
+            )
+        })
+}

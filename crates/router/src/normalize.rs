@@ -1,0 +1,200 @@
+//! Path normalization, exactly as the contract says: percent-encoded unreserved
+//! characters decoded, repeated slashes merged, dot-segments removed. An encoded `/` or
+//! `\` (`%2F`, `%5C`) stays encoded and is flagged, so the rule that wins can decide
+//! (400 unless it opts in). Matching and forwarding both use the normalized path.
+
+use std::borrow::Cow;
+
+/// A normalized path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NormalizedPath<'a> {
+    /// The normalized path; borrowed when the input was already normal.
+    pub path: Cow<'a, str>,
+    /// The path holds `%2F` or `%5C`.
+    pub encoded_slash: bool,
+}
+
+/// Why a path cannot be normalized.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Not an absolute path.
+    #[error("the path must start with /")]
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    #[error("the path has a malformed percent-encoding")]
+    BadPercent,
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Whether `path` is certainly already normal (the common case: no `%`, no `//`, no
+/// dot-segment), so no allocation is needed.
+fn is_plain(path: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for (i, &b) in path.iter().enumerate() {
+        match b {
+            b'%' => return false,
+            b'/' if prev == b'/' => return false,
+            b'.' if prev == b'/' => {
+                // "/." followed by end, "/" or ".": a dot-segment.
+                match path.get(i + 1) {
+                    None | Some(b'/') => return false,
+                    Some(b'.') if matches!(path.get(i + 2), None | Some(b'/')) => return false,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        prev = b;
+    }
+    true
+}
+
+/// Normalizes the path part of a request target (no query).
+pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if is_plain(bytes) {
+        return Ok(NormalizedPath {
+            path: Cow::Borrowed(path),
+            encoded_slash: false,
+        });
+    }
+
+    // 1. Decode unreserved escapes; upper-case the hex of the others.
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut encoded_slash = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(PathError::BadPercent);
+            };
+            let c = (h << 4) | l;
+            if is_unreserved(c) {
+                decoded.push(c);
+            } else {
+                if c == b'/' || c == b'\\' {
+                    encoded_slash = true;
+                }
+                decoded.push(b'%');
+                decoded.push(bytes[i + 1].to_ascii_uppercase());
+                decoded.push(bytes[i + 2].to_ascii_uppercase());
+            }
+            i += 3;
+        } else {
+            decoded.push(b);
+            i += 1;
+        }
+    }
+
+    // 2. Merge slashes and remove dot-segments (RFC 3986 §5.2.4 on a segment stack).
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let ends_with_slash = {
+        let trimmed: &[u8] = &decoded;
+        trimmed.ends_with(b"/") || trimmed.ends_with(b"/.") || trimmed.ends_with(b"/..")
+    };
+    for seg in decoded.split(|&c| c == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        // Only ASCII unreserved bytes were decoded; the rest is as the client sent it,
+        // which hyper has already checked to be valid request-target characters.
+        out.push_str(&String::from_utf8_lossy(s));
+    }
+    if segments.is_empty() || ends_with_slash {
+        out.push('/');
+    }
+    Ok(NormalizedPath {
+        path: Cow::Owned(out),
+        encoded_slash,
+    })
+}
+
+/// Splits a normalized path into segments: `/` has none; `/a/b/` has `a`, `b`, ``.
+pub fn segments(path: &str) -> impl Iterator<Item = &str> {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let empty = rest.is_empty();
+    rest.split('/').filter(move |_| !empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> String {
+        normalize(p).expect("normalizes").path.into_owned()
+    }
+
+    #[test]
+    fn leaves_normal_paths_borrowed() {
+        let got = normalize("/users/42").expect("ok");
+        assert!(matches!(got.path, Cow::Borrowed(_)));
+        assert_eq!(n("/"), "/");
+        assert_eq!(n("/a/b/"), "/a/b/");
+        assert_eq!(n("/a.b/.well-known"), "/a.b/.well-known");
+    }
+
+    #[test]
+    fn removes_dot_segments_and_merges_slashes() {
+        assert_eq!(n("/a/./b"), "/a/b");
+        assert_eq!(n("/a/../b"), "/b");
+        assert_eq!(n("/../../etc/passwd"), "/etc/passwd");
+        assert_eq!(n("//a///b"), "/a/b");
+        assert_eq!(n("/a/b/.."), "/a/");
+        assert_eq!(n("/a/."), "/a/");
+        assert_eq!(n("/.."), "/");
+    }
+
+    #[test]
+    fn decodes_unreserved_only() {
+        assert_eq!(n("/%61%62c"), "/abc");
+        assert_eq!(n("/a%2e%2e/b"), "/a../b");
+        assert_eq!(n("/x/%2e%2e/y"), "/y");
+        assert_eq!(n("/a%20b"), "/a%20b");
+        assert_eq!(n("/a%3fb"), "/a%3Fb");
+    }
+
+    #[test]
+    fn flags_encoded_slashes_and_rejects_bad_escapes() {
+        let got = normalize("/a%2fb").expect("ok");
+        assert!(got.encoded_slash);
+        assert_eq!(got.path, "/a%2Fb");
+        assert!(normalize("/a%5Cb").expect("ok").encoded_slash);
+        assert_eq!(normalize("/a%zz"), Err(PathError::BadPercent));
+        assert_eq!(normalize("/a%4"), Err(PathError::BadPercent));
+        assert_eq!(normalize("a/b"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn splits_segments() {
+        assert_eq!(segments("/").count(), 0);
+        assert_eq!(segments("/a/b/").collect::<Vec<_>>(), vec!["a", "b", ""]);
+        assert_eq!(segments("/a").collect::<Vec<_>>(), vec!["a"]);
+    }
+}
