@@ -124,6 +124,50 @@ pub fn parse(file: &str, text: &str) -> Parsed {
     out
 }
 
+/// Reads a manifest file, or every `.yaml`, `.yml` and `.json` file below a directory
+/// (hidden files and directories skipped), in path order so results are stable.
+pub fn read_path(path: &std::path::Path) -> std::io::Result<Parsed> {
+    let mut files = Vec::new();
+    collect_files(path, &mut files, true)?;
+    files.sort();
+    let mut out = Parsed::default();
+    for f in files {
+        let text = std::fs::read_to_string(&f)?;
+        let p = parse(&f.display().to_string(), &text);
+        out.documents.extend(p.documents);
+        out.errors.extend(p.errors);
+        out.skipped.extend(p.skipped);
+    }
+    Ok(out)
+}
+
+fn collect_files(
+    path: &std::path::Path,
+    out: &mut Vec<std::path::PathBuf>,
+    top: bool,
+) -> std::io::Result<()> {
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') && n != "." && n != "..");
+    if hidden && !top {
+        return Ok(());
+    }
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            collect_files(&entry?.path(), out, false)?;
+        }
+    } else if top
+        || path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+    {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
 enum Outcome {
     Error(ManifestError),
     Skipped(Skipped),

@@ -1,1 +1,97 @@
-fn main() {}
+//! `gatehouse`: the one binary. It only wires the crates together; every decision lives
+//! in a library crate (`gatehouse-compiler` for what manifests mean, `gatehouse-router`
+//! for matching).
+
+mod check;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about = "An API gateway for Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compile manifests exactly as the controller would and print every diagnostic.
+    /// Exit 0 when clean, 1 on errors.
+    Lint {
+        /// A manifest file or a directory tree of them.
+        #[arg(short = 'f', long = "file")]
+        path: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Which route and rule match a request, why others did not, the effective policies
+    /// and the backends.
+    Explain {
+        /// A manifest file or a directory tree of them.
+        #[arg(short = 'f', long = "file")]
+        path: PathBuf,
+        /// The request method.
+        method: String,
+        /// `https://host/path?query`, or `/path?query` with a `Host` header.
+        url: String,
+        /// Request headers, `Name: value`.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds,
+    /// Print the version, git revision and build.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Lint { path, output } => check::lint(&path, output == Output::Json),
+        Command::Explain {
+            path,
+            method,
+            url,
+            headers,
+            output,
+        } => check::explain(&path, &method, &url, &headers, output == Output::Json),
+        Command::Crds => {
+            print!("{}", gatehouse_api::crds_yaml().context("rendering the CRDs")?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!(
+                "gatehouse {} (git {}, {} build, {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("GATEHOUSE_GIT_REV"),
+                env!("GATEHOUSE_PROFILE"),
+                env!("GATEHOUSE_TARGET"),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -95,11 +95,21 @@ pub struct Rule {
     /// Effective policies after layering, by top-level field.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub policies: BTreeMap<PolicyField, PolicySlot>,
-    /// Fields this rule depends on that the data plane does not implement yet, as
-    /// object field paths. When non-empty the proxy answers 503 instead of serving the
-    /// rule without them: a missing feature never fails open.
+    /// Why this rule cannot be served as written: a field the data plane does not
+    /// implement yet, or a `policyRefs` entry that does not resolve. When non-empty the
+    /// proxy answers 503 instead of serving the rule without them: nothing fails open.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unsupported: Vec<String>,
+    pub blocked: Vec<Blocker>,
+}
+
+/// One reason a rule or upstream is not served.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Blocker {
+    /// The object and field, e.g. `ApiRoute shop/users spec.rules[0].policies.cache`.
+    pub field: String,
+    /// The status reason: `UnsupportedValue`, `PolicyNotFound`.
+    pub reason: String,
 }
 
 /// A compiled request condition.
@@ -420,7 +430,7 @@ pub struct Upstream {
     /// Fields the data plane does not implement yet; when non-empty every request to
     /// this upstream is answered 503.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unsupported: Vec<String>,
+    pub blocked: Vec<Blocker>,
 }
 
 /// Protocol to the servers.

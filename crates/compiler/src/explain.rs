@@ -1,0 +1,381 @@
+//! `gatehouse explain`: which route and rule serve a request, why the closest others do
+//! not, the effective policies and the backends. The answer comes from the same
+//! [`Router`] the proxy uses; the near misses from [`Router::diagnose`], which evaluates
+//! the same predicates one match at a time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use gatehouse_router::{HostVerdict, Lookup, MatchReport, Request, Router};
+use gatehouse_table::{Action, Blocker, PathMatch, Table, ValueMatchKind};
+use serde::Serialize;
+
+/// The request, as explained.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExplainedRequest {
+    /// Method.
+    pub method: String,
+    /// Host, as given.
+    pub host: String,
+    /// Path, as given.
+    pub path: String,
+    /// Query string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+/// The router's verdict.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "result", rename_all = "camelCase")]
+pub enum Outcome {
+    /// A rule serves it.
+    Matched {
+        /// Route id.
+        route: String,
+        /// Rule name.
+        rule: String,
+        /// Which match of the rule.
+        match_index: usize,
+        /// The path forwarded (normalized).
+        path: String,
+        /// Captured path parameters.
+        params: BTreeMap<String, String>,
+    },
+    /// 405.
+    MethodNotAllowed {
+        /// The `Allow` header.
+        allow: Vec<String>,
+    },
+    /// 404.
+    NotFound,
+    /// 400.
+    BadRequest {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the selected rule does.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Effect {
+    /// The rule's action.
+    pub action: Action,
+    /// Backends with their endpoints.
+    pub backends: Vec<BackendView>,
+    /// Effective policies: field → the layer it came from.
+    pub policies: BTreeMap<String, String>,
+    /// Why the rule answers 503 instead (unsupported fields, missing policies).
+    pub blocked: Vec<Blocker>,
+    /// Rule timeout override.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// A backend of the selected rule.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendView {
+    /// Upstream id.
+    pub upstream: String,
+    /// Weight.
+    pub weight: u32,
+    /// Missing upstream: 503.
+    pub missing: bool,
+    /// `host:port` of each endpoint.
+    pub endpoints: Vec<String>,
+}
+
+/// A match that did not serve the request, and why.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NearMiss {
+    /// Route id.
+    pub route: String,
+    /// Rule name.
+    pub rule: String,
+    /// Which match.
+    pub match_index: usize,
+    /// Its rank.
+    pub rank: u32,
+    /// Each reason.
+    pub why: Vec<String>,
+}
+
+/// The whole answer.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    /// The request.
+    pub request: ExplainedRequest,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// What the selected rule does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
+    /// The closest matches that did not serve it.
+    pub near_misses: Vec<NearMiss>,
+}
+
+/// Splits `https://host:port/path?query` (or `/path?query`) into host, path, query.
+pub fn split_url(url: &str) -> (Option<&str>, &str, Option<&str>) {
+    let (host, rest) = match url.split_once("://") {
+        Some((_, after)) => match after.find('/') {
+            Some(i) => (Some(&after[..i]), &after[i..]),
+            None => (Some(after), "/"),
+        },
+        None => (None, url),
+    };
+    let rest = rest.split('#').next().unwrap_or(rest);
+    match rest.split_once('?') {
+        Some((p, q)) => (host, p, Some(q)),
+        None => (host, rest, None),
+    }
+}
+
+/// Explains how `table` routes a request. `headers` may carry `Host`, used when the URL
+/// has none.
+pub fn explain(
+    table: &Table,
+    router: &Router,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+) -> Explanation {
+    let (url_host, path, query) = split_url(url);
+    let host_header = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.as_str());
+    let host = url_host.or(host_header).unwrap_or("");
+    let method = method.to_ascii_uppercase();
+    let req = Request {
+        method: &method,
+        host,
+        path,
+        query,
+        headers,
+    };
+    let lookup = router.route(&req);
+    let reports = router.diagnose(table, &req);
+    let (outcome, selected) = match lookup {
+        Lookup::Matched(sel) => {
+            let route = &table.routes[sel.target.route];
+            let rule = &route.rules[sel.target.rule];
+            (
+                Outcome::Matched {
+                    route: route.id.clone(),
+                    rule: rule.name.clone(),
+                    match_index: sel.target.matched,
+                    path: sel.path.into_owned(),
+                    params: sel.params.into_iter().collect(),
+                },
+                Some(sel.target),
+            )
+        }
+        Lookup::MethodNotAllowed { allow } => (Outcome::MethodNotAllowed { allow }, None),
+        Lookup::NotFound => (Outcome::NotFound, None),
+        Lookup::BadPath(e) => (Outcome::BadRequest { reason: e.to_string() }, None),
+    };
+
+    let effect = selected.map(|t| {
+        let rule = &table.routes[t.route].rules[t.rule];
+        let backends = match &rule.action {
+            Action::Backends { backends, .. } => backends
+                .iter()
+                .map(|b| BackendView {
+                    upstream: b.upstream.clone(),
+                    weight: b.weight,
+                    missing: b.missing,
+                    endpoints: table
+                        .upstream(&b.upstream)
+                        .map(|u| u.endpoints.iter().map(|e| format!("{}:{}", e.host, e.port)).collect())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut blocked = rule.blocked.clone();
+        if let Action::Backends { backends, .. } = &rule.action {
+            for b in backends {
+                if let Some(u) = table.upstream(&b.upstream) {
+                    blocked.extend(u.blocked.iter().cloned());
+                }
+            }
+        }
+        Effect {
+            action: rule.action.clone(),
+            backends,
+            policies: rule
+                .policies
+                .iter()
+                .map(|(f, s)| (f.as_str().to_string(), s.source.clone()))
+                .collect(),
+            blocked,
+            timeout_ms: rule.timeout_ms,
+        }
+    });
+
+    let winner = selected.and_then(|t| reports.iter().find(|r| r.target == t).cloned());
+    let mut misses: Vec<(usize, &MatchReport)> = reports
+        .iter()
+        .filter(|r| Some(r.target) != selected)
+        .map(|r| (failures(r), r))
+        .collect();
+    // Closest first: the right host, then the right path, then fewest failures.
+    misses.sort_by_key(|(f, r)| (r.host == HostVerdict::Mismatch, !r.path, *f, r.rank));
+    let near_misses = misses
+        .into_iter()
+        .take(5)
+        .map(|(_, r)| {
+            let route = &table.routes[r.target.route];
+            let rule = &route.rules[r.target.rule];
+            NearMiss {
+                route: route.id.clone(),
+                rule: rule.name.clone(),
+                match_index: r.target.matched,
+                rank: r.rank,
+                why: reasons(table, r, &req, winner.as_ref()),
+            }
+        })
+        .collect();
+
+    Explanation {
+        request: ExplainedRequest {
+            method: method.clone(),
+            host: host.to_string(),
+            path: path.to_string(),
+            query: query.map(String::from),
+        },
+        outcome,
+        effect,
+        near_misses,
+    }
+}
+
+fn failures(r: &MatchReport) -> usize {
+    [r.host != HostVerdict::Mismatch, r.path, r.method, r.headers, r.query]
+        .iter()
+        .filter(|ok| !**ok)
+        .count()
+}
+
+fn reasons(
+    table: &Table,
+    r: &MatchReport,
+    req: &Request<'_, [(String, String)]>,
+    winner: Option<&MatchReport>,
+) -> Vec<String> {
+    let route = &table.routes[r.target.route];
+    let m = &route.rules[r.target.rule].matches[r.target.matched];
+    let mut why = Vec::new();
+    if r.host == HostVerdict::Mismatch {
+        why.push(format!("host {:?} is not one of {:?}", req.host, route.hosts));
+    }
+    if !r.path {
+        let want = match &m.path {
+            PathMatch::Any => "any path".to_string(),
+            PathMatch::Exact(p) => format!("Exact {p}"),
+            PathMatch::Prefix(p) => format!("Prefix {p}"),
+            PathMatch::Template(t) => format!("Template {}", t.source),
+            PathMatch::Regex(r) => format!("Regex {r}"),
+        };
+        why.push(format!("path {:?} does not match {want}", req.path));
+    }
+    if !r.method {
+        why.push(format!("method {} is not one of {:?}", req.method, m.methods));
+    }
+    if !r.headers {
+        let conds: Vec<String> = m.headers.iter().map(|h| condition(&h.name, &h.kind)).collect();
+        why.push(format!("header conditions not met: {}", conds.join(", ")));
+    }
+    if !r.query {
+        let conds: Vec<String> = m.query_params.iter().map(|h| condition(&h.name, &h.kind)).collect();
+        why.push(format!("query conditions not met: {}", conds.join(", ")));
+    }
+    if why.is_empty() {
+        why.push(match winner {
+            Some(w) if w.host != r.host => {
+                "also matches, but a route with a more specific host wins".to_string()
+            }
+            Some(w) => format!("also matches, but has lower precedence (rank {} after {})", r.rank, w.rank),
+            None => "also matches".to_string(),
+        });
+    }
+    why
+}
+
+fn condition(name: &str, kind: &ValueMatchKind) -> String {
+    match kind {
+        ValueMatchKind::Exact(v) => format!("{name} = {v:?}"),
+        ValueMatchKind::Regex(v) => format!("{name} ~ /{v}/"),
+        ValueMatchKind::Present => format!("{name} present"),
+    }
+}
+
+/// A person-readable rendering.
+pub fn render_text(e: &Explanation) -> String {
+    let mut s = String::new();
+    let q = e.request.query.as_ref().map(|q| format!("?{q}")).unwrap_or_default();
+    let _ = writeln!(s, "{} {}{}{}", e.request.method, e.request.host, e.request.path, q);
+    match &e.outcome {
+        Outcome::Matched { route, rule, match_index, path, params } => {
+            let _ = writeln!(s, "→ ApiRoute {route}, rule {rule:?} (match {match_index})");
+            let _ = writeln!(s, "  forwarded path: {path}");
+            if !params.is_empty() {
+                let _ = writeln!(s, "  path parameters: {params:?}");
+            }
+        }
+        Outcome::MethodNotAllowed { allow } => {
+            let _ = writeln!(s, "→ 405 Method Not Allowed (Allow: {})", allow.join(", "));
+        }
+        Outcome::NotFound => {
+            let _ = writeln!(s, "→ 404 Not Found: no rule matches");
+        }
+        Outcome::BadRequest { reason } => {
+            let _ = writeln!(s, "→ 400 Bad Request: {reason}");
+        }
+    }
+    if let Some(eff) = &e.effect {
+        match &eff.action {
+            Action::Backends { .. } => {
+                for b in &eff.backends {
+                    let state = if b.missing {
+                        "MISSING (503)".to_string()
+                    } else {
+                        format!("{} endpoint(s) {}", b.endpoints.len(), b.endpoints.join(" "))
+                    };
+                    let _ = writeln!(s, "  backend {} weight {}: {state}", b.upstream, b.weight);
+                }
+            }
+            Action::Redirect(r) => {
+                let _ = writeln!(s, "  redirect {}", r.status);
+            }
+            Action::Respond(r) => {
+                let _ = writeln!(s, "  respond {} ({})", r.status, r.content_type);
+            }
+            Action::Aggregate(a) => {
+                let _ = writeln!(s, "  aggregate {} call(s), merge {}", a.calls.len(), a.merge);
+            }
+        }
+        if let Some(t) = eff.timeout_ms {
+            let _ = writeln!(s, "  timeout: {t}ms");
+        }
+        for (field, source) in &eff.policies {
+            let _ = writeln!(s, "  policy {field} from {source}");
+        }
+        for b in &eff.blocked {
+            let _ = writeln!(s, "  answers 503: {} ({})", b.field, b.reason);
+        }
+    }
+    if !e.near_misses.is_empty() {
+        let _ = writeln!(s, "closest other matches:");
+        for n in &e.near_misses {
+            let _ = writeln!(s, "  ApiRoute {}, rule {:?} (match {}):", n.route, n.rule, n.match_index);
+            for w in &n.why {
+                let _ = writeln!(s, "    - {w}");
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,367 @@
+//! Policies: validation of each field beyond what the CRD schema can say, and the
+//! split into top-level fields that layering replaces one by one.
+
+use std::net::IpAddr;
+
+use gatehouse_api::policy::{Authentication, Cors, HeaderEdits, Policies, RateLimitKeyType};
+use gatehouse_api::{Duration, SecretKeyRef};
+use gatehouse_table::PolicyField;
+use ipnet::IpNet;
+
+use crate::Index;
+use crate::diagnostics::{Reason, Sink};
+use crate::values::{is_dns_name, is_json_pointer, is_token, parse_duration, parse_template};
+
+/// Algorithms a JWT may be signed with. `none` is never among them.
+const JWT_ALGORITHMS: [&str; 12] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
+    "HS384", "HS512",
+];
+
+/// The fields a `Policies` value sets, with their configuration as JSON.
+pub(crate) fn set_fields(p: &Policies) -> Vec<(PolicyField, serde_json::Value)> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(p) else {
+        return Vec::new();
+    };
+    PolicyField::ALL
+        .iter()
+        .filter_map(|f| map.get(f.as_str()).map(|v| (*f, v.clone())))
+        .collect()
+}
+
+/// Checks a `Policies` value written at `prefix` (e.g. `spec.rules[0].policies`) in an
+/// object of namespace `ns`. Returns whether it is valid.
+pub(crate) fn validate(
+    p: &Policies,
+    prefix: &str,
+    ns: &str,
+    index: &Index<'_>,
+    sink: &mut Sink<'_>,
+) -> bool {
+    let mut c = Checker {
+        prefix,
+        ns,
+        index,
+        sink,
+        valid: true,
+    };
+    if let Some(rl) = &p.rate_limit {
+        for (i, l) in rl.limits.iter().enumerate() {
+            c.duration(&format!("rateLimit.limits[{i}].period"), Some(&l.period), true);
+            if l.requests == 0 {
+                c.invalid(&format!("rateLimit.limits[{i}].requests"), "must be at least 1".into());
+            }
+        }
+        if rl.limits.is_empty() {
+            c.invalid("rateLimit.limits", "at least one limit is required".into());
+        }
+        c.duration("rateLimit.maxDelay", rl.max_delay.as_ref(), true);
+        if let Some(k) = &rl.key {
+            let needs_name = matches!(k.kind, RateLimitKeyType::Header | RateLimitKeyType::Claim);
+            if needs_name != k.name.is_some() {
+                c.invalid("rateLimit.key.name", "name is required by Header and Claim keys and allowed only with them".into());
+            }
+        }
+    }
+    if let Some(cl) = &p.concurrency_limit {
+        if cl.max_in_flight == 0 {
+            c.invalid("concurrencyLimit.maxInFlight", "must be at least 1".into());
+        }
+        c.duration("concurrencyLimit.queueTimeout", cl.queue_timeout.as_ref(), true);
+    }
+    if let Some(a) = &p.authentication {
+        c.authentication(a);
+    }
+    if let Some(cors) = &p.cors {
+        c.cors(cors);
+    }
+    if let Some(cache) = &p.cache {
+        c.duration("cache.ttl", Some(&cache.ttl), true);
+        for (i, m) in cache.methods.iter().enumerate() {
+            c.token(&format!("cache.methods[{i}]"), m);
+        }
+        for (i, h) in cache.vary.iter().enumerate() {
+            c.token(&format!("cache.vary[{i}]"), h);
+        }
+        c.statuses("cache.statuses", &cache.statuses, 100);
+    }
+    if let Some(t) = &p.request_transform {
+        if let Some(h) = &t.headers {
+            c.header_edits("requestTransform.headers", h);
+        }
+        if let Some(path) = &t.path {
+            match (&path.replace_prefix_match, &path.replace_full_path) {
+                (Some(p), None) => {
+                    if !p.starts_with('/') {
+                        c.invalid("requestTransform.path.replacePrefixMatch", "must start with /".into());
+                    }
+                }
+                (None, Some(full)) => {
+                    c.template("requestTransform.path.replaceFullPath", full);
+                    if !full.starts_with('/') {
+                        c.invalid("requestTransform.path.replaceFullPath", "must start with /".into());
+                    }
+                }
+                _ => c.invalid(
+                    "requestTransform.path",
+                    "exactly one of replacePrefixMatch or replaceFullPath must be set".into(),
+                ),
+            }
+        }
+        if let Some(h) = &t.hostname {
+            if !is_dns_name(&h.to_ascii_lowercase()) {
+                c.invalid("requestTransform.hostname", format!("{h:?} is not a host name"));
+            }
+        }
+        if let Some(q) = &t.query {
+            for (k, v) in &q.set {
+                c.template(&format!("requestTransform.query.set[{k}]"), v);
+            }
+        }
+        if let Some(b) = &t.body {
+            c.body_edits("requestTransform.body", b);
+        }
+    }
+    if let Some(t) = &p.response_transform {
+        if let Some(h) = &t.headers {
+            c.header_edits("responseTransform.headers", h);
+        }
+        if let Some(b) = &t.body {
+            c.body_edits("responseTransform.body", b);
+        }
+    }
+    if let Some(v) = &p.validation {
+        if let Some(r) = &v.request {
+            for (i, ct) in r.content_types.iter().enumerate() {
+                if !ct.contains('/') {
+                    c.invalid(&format!("validation.request.contentTypes[{i}]"), format!("{ct:?} is not a media type"));
+                }
+            }
+            for (i, h) in r.required_headers.iter().enumerate() {
+                c.token(&format!("validation.request.requiredHeaders[{i}]"), h);
+            }
+            c.schema("validation.request.schema", r.schema.as_ref());
+        }
+        if let Some(r) = &v.response {
+            c.schema("validation.response.schema", r.schema.as_ref());
+        }
+    }
+    if let Some(w) = &p.waf {
+        for (field, list) in [("waf.allowCidrs", &w.allow_cidrs), ("waf.denyCidrs", &w.deny_cidrs)] {
+            for (i, cidr) in list.iter().enumerate() {
+                if cidr.parse::<IpNet>().is_err() && cidr.parse::<IpAddr>().is_err() {
+                    c.invalid(&format!("{field}[{i}]"), format!("{cidr:?} is not a CIDR or IP address"));
+                }
+            }
+        }
+        if let Some(crs) = &w.core_rule_set {
+            if crs.paranoia_level.is_some_and(|l| !(1..=4).contains(&l)) {
+                c.invalid("waf.coreRuleSet.paranoiaLevel", "must be between 1 and 4".into());
+            }
+        }
+    }
+    if let Some(e) = &p.errors {
+        c.statuses("errors.replaceUpstream", &e.replace_upstream, 400);
+        for (i, o) in e.overrides.iter().enumerate() {
+            if !(400..=599).contains(&o.status) {
+                c.invalid(&format!("errors.overrides[{i}].status"), "must be between 400 and 599".into());
+            }
+        }
+    }
+    c.valid
+}
+
+struct Checker<'a, 'b, 's> {
+    prefix: &'a str,
+    ns: &'a str,
+    index: &'a Index<'b>,
+    sink: &'a mut Sink<'s>,
+    valid: bool,
+}
+
+impl Checker<'_, '_, '_> {
+    fn path(&self, field: &str) -> String {
+        format!("{}.{field}", self.prefix)
+    }
+
+    fn invalid(&mut self, field: &str, message: String) {
+        let f = self.path(field);
+        self.sink.error(f, Reason::Invalid, message);
+        self.valid = false;
+    }
+
+    fn duration(&mut self, field: &str, d: Option<&Duration>, positive: bool) {
+        if let Some(d) = d {
+            match parse_duration(&d.0) {
+                Ok(0) if positive => self.invalid(field, "must be greater than 0".into()),
+                Ok(_) => {}
+                Err(e) => self.invalid(field, e),
+            }
+        }
+    }
+
+    fn token(&mut self, field: &str, s: &str) {
+        if !is_token(s) {
+            self.invalid(field, format!("{s:?} is not a valid HTTP token"));
+        }
+    }
+
+    fn template(&mut self, field: &str, s: &str) {
+        if let Err(e) = parse_template(s) {
+            self.invalid(field, e);
+        }
+    }
+
+    fn statuses(&mut self, field: &str, list: &[u16], min: u16) {
+        for (i, s) in list.iter().enumerate() {
+            if !(min..=599).contains(s) {
+                self.invalid(&format!("{field}[{i}]"), format!("status {s} is outside {min}..599"));
+            }
+        }
+    }
+
+    fn secret(&mut self, field: &str, r: &SecretKeyRef) {
+        let ns = self.ns;
+        match self.index.secret(ns, &r.name) {
+            None => {
+                let f = self.path(field);
+                self.sink.error(f, Reason::SecretNotFound, format!("Secret {ns}/{} not found", r.name));
+            }
+            Some(s) => {
+                let has_key = s.string_data.as_ref().is_some_and(|d| d.contains_key(&r.key))
+                    || s.data.as_ref().is_some_and(|d| d.contains_key(&r.key));
+                if !has_key {
+                    let f = self.path(field);
+                    self.sink.error(
+                        f,
+                        Reason::SecretNotFound,
+                        format!("Secret {ns}/{} has no key {:?}", r.name, r.key),
+                    );
+                }
+            }
+        }
+    }
+
+    fn url(&mut self, field: &str, u: &str) {
+        let ok = ["http://", "https://"].iter().any(|s| {
+            u.strip_prefix(s)
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        });
+        if !ok {
+            self.invalid(field, format!("{u:?} is not an http:// or https:// URL"));
+        }
+    }
+
+    fn header_edits(&mut self, field: &str, h: &HeaderEdits) {
+        for (k, v) in h.set.iter().chain(&h.add) {
+            self.token(&format!("{field}[{k}]"), k);
+            self.template(&format!("{field}[{k}]"), v);
+        }
+        for (i, k) in h.remove.iter().enumerate() {
+            self.token(&format!("{field}.remove[{i}]"), k);
+        }
+    }
+
+    fn body_edits(&mut self, field: &str, b: &gatehouse_api::policy::BodyEdits) {
+        let pointers = b
+            .set
+            .keys()
+            .chain(&b.remove)
+            .chain(b.rename.keys())
+            .chain(b.rename.values());
+        let bad: Vec<String> = pointers.filter(|p| !is_json_pointer(p)).cloned().collect();
+        for p in bad {
+            self.invalid(field, format!("{p:?} is not a JSON Pointer (it starts with /)"));
+        }
+        for (k, v) in &b.set {
+            self.template(&format!("{field}.set[{k}]"), v);
+        }
+    }
+
+    fn schema(&mut self, field: &str, s: Option<&serde_json::Value>) {
+        if let Some(s) = s {
+            if !(s.is_object() || s.is_boolean()) {
+                self.invalid(field, "a JSON Schema is an object".into());
+            }
+        }
+    }
+
+    fn authentication(&mut self, a: &Authentication) {
+        if a.api_key.is_none() && a.jwt.is_none() && a.basic.is_none() && a.external.is_none() {
+            self.invalid("authentication", "needs at least one of apiKey, jwt, basic, external".into());
+        }
+        if let Some(k) = &a.api_key {
+            if let Some(h) = &k.header {
+                self.token("authentication.apiKey.header", h);
+            }
+        }
+        if let Some(j) = &a.jwt {
+            let f = "authentication.jwt";
+            if j.jwks_uri.is_none() && j.jwks_secret_ref.is_none() && j.hmac_secret_ref.is_none() {
+                self.invalid(f, "needs keys: jwksUri, jwksSecretRef or hmacSecretRef".into());
+            }
+            if j.jwks_uri.is_some() && j.jwks_secret_ref.is_some() {
+                self.invalid(f, "jwksUri and jwksSecretRef are mutually exclusive".into());
+            }
+            if let Some(u) = &j.jwks_uri {
+                self.url("authentication.jwt.jwksUri", u);
+            }
+            for (i, alg) in j.algorithms.iter().enumerate() {
+                let field = format!("authentication.jwt.algorithms[{i}]");
+                if alg.eq_ignore_ascii_case("none") {
+                    self.invalid(&field, "unsigned tokens (alg none) are never accepted".into());
+                } else if !JWT_ALGORITHMS.contains(&alg.as_str()) {
+                    self.invalid(&field, format!("unknown algorithm {alg:?}; known: {}", JWT_ALGORITHMS.join(", ")));
+                } else if alg.starts_with("HS") && j.hmac_secret_ref.is_none() {
+                    self.invalid(&field, format!("{alg} needs hmacSecretRef"));
+                }
+            }
+            self.duration("authentication.jwt.clockSkew", j.clock_skew.as_ref(), false);
+            if let Some(r) = &j.jwks_secret_ref {
+                self.secret("authentication.jwt.jwksSecretRef", r);
+            }
+            if let Some(r) = &j.hmac_secret_ref {
+                self.secret("authentication.jwt.hmacSecretRef", r);
+            }
+            for (claim, header) in &j.forward_claims {
+                self.token(&format!("authentication.jwt.forwardClaims[{claim}]"), header);
+            }
+        }
+        if let Some(e) = &a.external {
+            self.url("authentication.external.url", &e.url);
+            self.duration("authentication.external.timeout", e.timeout.as_ref(), true);
+            for (i, h) in e.forward_headers.iter().chain(&e.upstream_headers).enumerate() {
+                self.token(&format!("authentication.external.headers[{i}]"), h);
+            }
+        }
+    }
+
+    fn cors(&mut self, cors: &Cors) {
+        for (i, o) in cors.allow_origins.iter().enumerate() {
+            let ok = o == "*"
+                || ["http://", "https://"].iter().any(|s| {
+                    o.strip_prefix(s).is_some_and(|rest| {
+                        !rest.is_empty() && !rest.contains('/') && {
+                            let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+                            is_dns_name(host) || host.starts_with("*.")
+                        }
+                    })
+                });
+            if !ok {
+                self.invalid(&format!("cors.allowOrigins[{i}]"), format!("{o:?} is not an origin like https://app.example.com or *"));
+            }
+        }
+        if cors.allow_credentials == Some(true) && cors.allow_origins.iter().any(|o| o == "*") {
+            self.invalid("cors.allowCredentials", "credentials cannot be allowed for origin *".into());
+        }
+        for (i, m) in cors.allow_methods.iter().enumerate() {
+            self.token(&format!("cors.allowMethods[{i}]"), m);
+        }
+        for (i, h) in cors.allow_headers.iter().chain(&cors.expose_headers).enumerate() {
+            if h != "*" {
+                self.token(&format!("cors.headers[{i}]"), h);
+            }
+        }
+        self.duration("cors.maxAge", cors.max_age.as_ref(), false);
+    }
+}

@@ -1,0 +1,613 @@
+//! ApiRoute → draft `table::Route`: hosts, matches, actions, references and policy
+//! layering. Ranks and conflicts are decided afterwards over all routes
+//! (`precedence.rs`), because they depend on the other routes.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use gatehouse_api::route::{
+    Aggregate, AggregateOnError, MergeStrategy, PathMatchType, RouteMatch, ValueMatch as ApiValueMatch,
+    ValueMatchType,
+};
+use gatehouse_api::{ApiRoute, LocalRef, Policies};
+use gatehouse_router::anchored_regex;
+use gatehouse_table::{
+    self as table, Action, BackendRef, Blocker, MirrorRef, PathMatch, PolicyField, PolicySlot,
+    Segment, Template, TemplatePart, ValueMatch, ValueMatchKind,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::diagnostics::{Reason, Sink};
+use crate::values::{is_host_pattern, is_token, parse_duration, parse_template, path_params, valid_ident};
+use crate::{Index, policy, support};
+
+/// A route that compiled, before ranks and conflicts.
+#[derive(Debug)]
+pub(crate) struct RouteDraft {
+    pub created: Option<Time>,
+    pub route: table::Route,
+    /// Per rule, per match: what precedence and conflicts need.
+    pub keys: Vec<Vec<MatchKey>>,
+    /// `namespace/name` of the ApiPolicies it references (resolved or not).
+    pub policy_refs: BTreeSet<String>,
+}
+
+/// Precedence facts of one match.
+#[derive(Debug, Clone)]
+pub(crate) struct MatchKey {
+    /// 0 Exact, 1 Template/Prefix, 2 Regex.
+    pub class: u8,
+    pub literal_len: usize,
+    pub conditions: usize,
+    /// Canonical form: equal signatures select exactly the same requests.
+    pub signature: String,
+}
+
+pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> Option<RouteDraft> {
+    let ns = sink.object().namespace.clone();
+    let id = sink.object().id();
+    let spec = &r.spec;
+    let valid = Cell::new(true);
+    let invalid = |sink: &mut Sink<'_>, field: String, msg: String| {
+        sink.error(field, Reason::Invalid, msg);
+        valid.set(false);
+    };
+
+    // Hosts.
+    let mut hosts = BTreeSet::new();
+    for (i, h) in spec.hosts.iter().enumerate() {
+        let h = h.trim_end_matches('.').to_ascii_lowercase();
+        if is_host_pattern(&h) {
+            hosts.insert(h);
+        } else {
+            invalid(sink, format!("spec.hosts[{i}]"), format!("{h:?} is not a host name or *.wildcard"));
+        }
+    }
+
+    // Route-wide blockers.
+    let mut route_blocked = Vec::new();
+    if let Some(tls) = &spec.tls {
+        if index.secret(&ns, &tls.secret_name).is_none() {
+            sink.error(
+                "spec.tls.secretName",
+                Reason::SecretNotFound,
+                format!("Secret {ns}/{} not found", tls.secret_name),
+            );
+        }
+        if !support::ROUTE_TLS {
+            unsupported(sink, &mut route_blocked, &id, "spec.tls", "serving routes over HTTPS");
+        }
+    }
+    if let Some(v) = &spec.version {
+        if !support::ROUTE_VERSION {
+            unsupported(sink, &mut route_blocked, &id, "spec.version", "API versioning");
+        }
+        if let Some(s) = &v.sunset {
+            if s.parse::<jiff_like::Rfc3339>().is_err() {
+                invalid(sink, "spec.version.sunset".into(), format!("{s:?} is not an RFC 3339 date-time"));
+            }
+        }
+    }
+    if spec.docs.is_some() && !support::DOCS {
+        sink.warning("spec.docs", Reason::UnsupportedValue, "the docs portal is not implemented yet; docs are not served");
+    }
+
+    // Route-level policy layers.
+    let mut policy_refs = BTreeSet::new();
+    let mut route_layers = Vec::new();
+    resolve_refs(&spec.policy_refs, "spec.policyRefs", &ns, index, sink, &mut route_layers, &mut route_blocked, &mut policy_refs, &id);
+    if let Some(p) = &spec.policies {
+        if !policy::validate(p, "spec.policies", &ns, index, sink) {
+            valid.set(false);
+        }
+        route_layers.push(Layer { source: "route".into(), field: "spec.policies".into(), policies: p });
+    }
+
+    // Rules.
+    let mut rules = Vec::new();
+    let mut keys = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut signatures: BTreeMap<String, String> = BTreeMap::new();
+    for (ri, rule) in spec.rules.iter().enumerate() {
+        let at = |f: &str| format!("spec.rules[{ri}]{f}");
+        let name = rule.name.clone().unwrap_or_else(|| format!("rule-{ri}"));
+        if !names.insert(name.clone()) {
+            invalid(sink, at(".name"), format!("rule name {name:?} is used twice"));
+        }
+
+        // Matches.
+        let mut matches = Vec::new();
+        let mut rule_keys = Vec::new();
+        let mut captures: Vec<BTreeSet<String>> = Vec::new();
+        let empty = [RouteMatch::default()];
+        let written: &[RouteMatch] = if rule.matches.is_empty() { &empty } else { &rule.matches };
+        for (mi, m) in written.iter().enumerate() {
+            match compile_match(m, &at(&format!(".matches[{mi}]"))) {
+                Ok((tm, key, caps)) => {
+                    if let Some(other) = signatures.insert(key.signature.clone(), format!("rule {name:?} match {mi}")) {
+                        invalid(sink, at(&format!(".matches[{mi}]")), format!("selects exactly the same requests as {other}; one of them can never be used"));
+                    }
+                    matches.push(tm);
+                    rule_keys.push(key);
+                    captures.push(caps);
+                }
+                Err((field, msg)) => invalid(sink, field, msg),
+            }
+        }
+
+        // Action.
+        let mut blocked = route_blocked.clone();
+        let action = compile_action(rule, ri, &ns, &id, &captures, index, sink, &mut blocked, &valid);
+
+        let timeout_ms = rule.timeout.as_ref().and_then(|t| match parse_duration(&t.0) {
+            Ok(0) => {
+                invalid(sink, at(".timeout"), "must be greater than 0".into());
+                None
+            }
+            Ok(v) => Some(v),
+            Err(e) => {
+                invalid(sink, at(".timeout"), e);
+                None
+            }
+        });
+
+        // Policy layering: route refs < route policies < rule refs < rule policies.
+        let mut layers: Vec<Layer<'_>> = route_layers.clone();
+        resolve_refs(&rule.policy_refs, &at(".policyRefs"), &ns, index, sink, &mut layers, &mut blocked, &mut policy_refs, &id);
+        if let Some(p) = &rule.policies {
+            if !policy::validate(p, &at(".policies"), &ns, index, sink) {
+                valid.set(false);
+            }
+            layers.push(Layer { source: "rule".into(), field: at(".policies"), policies: p });
+        }
+        let mut effective: BTreeMap<PolicyField, (PolicySlot, String)> = BTreeMap::new();
+        for layer in &layers {
+            for (field, config) in policy::set_fields(layer.policies) {
+                let slot = PolicySlot { source: layer.source.clone(), config };
+                effective.insert(field, (slot, format!("{}.{}", layer.field, field.as_str())));
+            }
+        }
+        for (field, (slot, path)) in &effective {
+            if !support::policy_supported(*field) {
+                let where_ = if slot.source.starts_with("ApiPolicy") {
+                    format!("{} spec.{}", slot.source, field.as_str())
+                } else {
+                    format!("ApiRoute {id} {path}")
+                };
+                blocked.push(Blocker { field: where_, reason: Reason::UnsupportedValue.to_string() });
+                sink.error(
+                    path.clone(),
+                    Reason::UnsupportedValue,
+                    format!("policy {} is not enforced by this gateway version yet; rule {name:?} answers 503 until it is", field.as_str()),
+                );
+            }
+        }
+        if rule.docs.is_some() && !support::DOCS {
+            sink.warning(at(".docs"), Reason::UnsupportedValue, "the docs portal is not implemented yet; docs are not served");
+        }
+        blocked.sort();
+        blocked.dedup();
+
+        rules.push(table::Rule {
+            name,
+            matches,
+            action,
+            timeout_ms,
+            policies: effective.into_iter().map(|(f, (slot, _))| (f, slot)).collect(),
+            blocked,
+        });
+        keys.push(rule_keys);
+    }
+
+    valid.get().then(|| RouteDraft {
+        created: r.metadata.creation_timestamp.clone(),
+        route: table::Route { id, hosts: hosts.into_iter().collect(), rules },
+        keys,
+        policy_refs,
+    })
+}
+
+/// A minimal RFC 3339 check, enough to catch typos in `sunset`.
+mod jiff_like {
+    pub struct Rfc3339;
+    impl std::str::FromStr for Rfc3339 {
+        type Err = ();
+        fn from_str(s: &str) -> Result<Self, ()> {
+            let b = s.as_bytes();
+            let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+            let ok = b.len() >= 20
+                && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10)
+                && matches!(b[10], b'T' | b't') && digits(11..13) && b[13] == b':' && digits(14..16)
+                && b[16] == b':' && digits(17..19)
+                && (s.ends_with('Z') || s.ends_with('z') || s[19..].contains(['+', '-']));
+            if ok { Ok(Rfc3339) } else { Err(()) }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Layer<'a> {
+    source: String,
+    field: String,
+    policies: &'a Policies,
+}
+
+fn unsupported(sink: &mut Sink<'_>, blocked: &mut Vec<Blocker>, id: &str, field: &str, what: &str) {
+    sink.error(
+        field,
+        Reason::UnsupportedValue,
+        format!("{what} is not implemented by this gateway version yet; the route answers 503 until it is"),
+    );
+    blocked.push(Blocker { field: format!("ApiRoute {id} {field}"), reason: Reason::UnsupportedValue.to_string() });
+}
+
+#[allow(clippy::too_many_arguments)] // one call site per layer; a struct would only rename these
+fn resolve_refs<'a>(
+    refs: &[LocalRef],
+    field: &str,
+    ns: &str,
+    index: &'a Index<'_>,
+    sink: &mut Sink<'_>,
+    layers: &mut Vec<Layer<'a>>,
+    blocked: &mut Vec<Blocker>,
+    policy_refs: &mut BTreeSet<String>,
+    id: &str,
+) {
+    for (i, r) in refs.iter().enumerate() {
+        let pid = format!("{ns}/{}", r.name);
+        policy_refs.insert(pid.clone());
+        match index.policy(ns, &r.name) {
+            Some(Some(p)) => layers.push(Layer {
+                source: format!("ApiPolicy {pid}"),
+                field: format!("{field}[{i}]"),
+                policies: p,
+            }),
+            found => {
+                let msg = if found.is_none() {
+                    format!("ApiPolicy {pid} not found; the rules it applies to answer 503 until it exists")
+                } else {
+                    format!("ApiPolicy {pid} is not accepted (see its status); the rules it applies to answer 503")
+                };
+                sink.error(format!("{field}[{i}]"), Reason::PolicyNotFound, msg);
+                blocked.push(Blocker {
+                    field: format!("ApiRoute {id} {field}[{i}]"),
+                    reason: Reason::PolicyNotFound.to_string(),
+                });
+            }
+        }
+    }
+}
+
+type MatchError = (String, String);
+
+/// One match → table match, precedence key and the path parameters it captures.
+fn compile_match(m: &RouteMatch, at: &str) -> Result<(table::Match, MatchKey, BTreeSet<String>), MatchError> {
+    let err = |f: &str, msg: String| (format!("{at}{f}"), msg);
+    let mut caps = BTreeSet::new();
+    let (path, class, literal_len, sig) = match &m.path {
+        None => (PathMatch::Any, 1, 1, "Prefix:/".to_string()),
+        Some(p) => match p.kind {
+            PathMatchType::Exact | PathMatchType::Prefix => {
+                let n = gatehouse_router::normalize(&p.value)
+                    .map_err(|e| err(".path.value", format!("{:?}: {e}", p.value)))?;
+                let mut v = n.path.into_owned();
+                if p.kind == PathMatchType::Prefix {
+                    while v.len() > 1 && v.ends_with('/') {
+                        v.pop();
+                    }
+                    (PathMatch::Prefix(v.clone()), 1, v.len(), format!("Prefix:{v}"))
+                } else {
+                    (PathMatch::Exact(v.clone()), 0, v.len(), format!("Exact:{v}"))
+                }
+            }
+            PathMatchType::Template => {
+                let t = parse_path_template(&p.value).map_err(|m| err(".path.value", m))?;
+                let mut len = 0;
+                let mut canon = String::new();
+                for s in &t.segments {
+                    match s {
+                        Segment::Literal(l) => {
+                            len += 1 + l.len();
+                            canon.push('/');
+                            canon.push_str(l);
+                        }
+                        Segment::Param(n) => {
+                            len += 1;
+                            canon.push_str("/{}");
+                            caps.insert(n.clone());
+                        }
+                    }
+                }
+                if let Some(r) = &t.rest {
+                    canon.push_str("/{*}");
+                    caps.insert(r.clone());
+                }
+                (PathMatch::Template(t), 1, len, format!("Template:{canon}"))
+            }
+            PathMatchType::Regex => {
+                let re = anchored_regex(&p.value).map_err(|e| err(".path.value", regex_message(&p.value, &e)))?;
+                caps.extend(re.capture_names().flatten().map(String::from));
+                (PathMatch::Regex(p.value.clone()), 2, 0, format!("Regex:{}", p.value))
+            }
+        },
+    };
+
+    let mut methods = Vec::new();
+    for (i, meth) in m.methods.iter().enumerate() {
+        let up = meth.to_ascii_uppercase();
+        if !is_token(&up) {
+            return Err(err(&format!(".methods[{i}]"), format!("{meth:?} is not an HTTP method")));
+        }
+        methods.push(up);
+    }
+    methods.sort();
+    methods.dedup();
+    let headers = value_matches(&m.headers, true, &format!("{at}.headers"))?;
+    let query_params = value_matches(&m.query_params, false, &format!("{at}.queryParams"))?;
+    let conditions = usize::from(!methods.is_empty()) + headers.len() + query_params.len();
+    let signature = format!(
+        "{sig}|m={}|h={}|q={}|e={}",
+        methods.join(","),
+        canon_values(&headers),
+        canon_values(&query_params),
+        m.allow_encoded_slashes.unwrap_or(false)
+    );
+    Ok((
+        table::Match {
+            rank: 0,
+            path,
+            methods,
+            headers,
+            query_params,
+            allow_encoded_slashes: m.allow_encoded_slashes.unwrap_or(false),
+        },
+        MatchKey { class, literal_len, conditions, signature },
+        caps,
+    ))
+}
+
+/// One line for a status condition: the regex crate's last line says what is wrong.
+fn regex_message(pattern: &str, e: &regex::Error) -> String {
+    let text = e.to_string();
+    let what = text.lines().last().unwrap_or(&text).trim().trim_start_matches("error: ");
+    format!("invalid regular expression {pattern:?}: {what}")
+}
+
+fn canon_values(list: &[ValueMatch]) -> String {
+    let mut v: Vec<String> = list.iter().map(|m| format!("{}={:?}", m.name, m.kind)).collect();
+    v.sort();
+    v.join(";")
+}
+
+fn value_matches(list: &[ApiValueMatch], header: bool, at: &str) -> Result<Vec<ValueMatch>, MatchError> {
+    let mut out = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let field = format!("{at}[{i}]");
+        if header && !is_token(&v.name) {
+            return Err((format!("{field}.name"), format!("{:?} is not a header name", v.name)));
+        }
+        let name = if header { v.name.to_ascii_lowercase() } else { v.name.clone() };
+        let kind = match (v.kind.unwrap_or_default(), &v.value) {
+            (ValueMatchType::Present, None) => ValueMatchKind::Present,
+            (ValueMatchType::Exact, Some(val)) => ValueMatchKind::Exact(val.clone()),
+            (ValueMatchType::Regex, Some(val)) => {
+                anchored_regex(val).map_err(|e| (format!("{field}.value"), regex_message(val, &e)))?;
+                ValueMatchKind::Regex(val.clone())
+            }
+            (ValueMatchType::Present, Some(_)) => {
+                return Err((format!("{field}.value"), "not allowed with type Present".into()));
+            }
+            (_, None) => return Err((format!("{field}.value"), "required by Exact and Regex".into())),
+        };
+        out.push(ValueMatch { name, kind });
+    }
+    Ok(out)
+}
+
+/// `/users/{id}/files/{*rest}` → segments and rest.
+pub(crate) fn parse_path_template(src: &str) -> Result<Template, String> {
+    if !src.starts_with('/') {
+        return Err(format!("{src:?} must start with /"));
+    }
+    let mut segments = Vec::new();
+    let mut rest = None;
+    let mut seen = BTreeSet::new();
+    let parts: Vec<&str> = gatehouse_router::normalize::segments(src).collect();
+    for (i, s) in parts.iter().enumerate() {
+        if rest.is_some() {
+            return Err(format!("{src:?}: {{*rest}} must be the last segment"));
+        }
+        if let Some(inner) = s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let (is_rest, name) = match inner.strip_prefix('*') {
+                Some(n) => (true, n),
+                None => (false, inner),
+            };
+            if !valid_ident(name) {
+                return Err(format!("{src:?}: {{{inner}}} is not a parameter name ([A-Za-z_][A-Za-z0-9_]*)"));
+            }
+            if !seen.insert(name.to_string()) {
+                return Err(format!("{src:?}: parameter {name:?} appears twice"));
+            }
+            if is_rest {
+                rest = Some(name.to_string());
+            } else {
+                segments.push(Segment::Param(name.to_string()));
+            }
+        } else if s.contains(['{', '}']) {
+            return Err(format!("{src:?}: segment {s:?} mixes text and a parameter; a parameter is a whole segment"));
+        } else if s.is_empty() && i + 1 != parts.len() || *s == "." || *s == ".." {
+            return Err(format!("{src:?}: empty or dot segment"));
+        } else if !s.is_empty() {
+            let seg = format!("/{s}");
+            let n = gatehouse_router::normalize(&seg).map_err(|e| format!("{src:?}: {e}"))?;
+            segments.push(Segment::Literal(n.path[1..].to_string()));
+        }
+    }
+    Ok(Template { source: src.to_string(), segments, rest })
+}
+
+#[allow(clippy::too_many_arguments)] // the parts of one rule that an action reads
+fn compile_action(
+    rule: &gatehouse_api::route::Rule,
+    ri: usize,
+    ns: &str,
+    id: &str,
+    captures: &[BTreeSet<String>],
+    index: &Index<'_>,
+    sink: &mut Sink<'_>,
+    blocked: &mut Vec<Blocker>,
+    valid: &Cell<bool>,
+) -> Action {
+    let at = |f: &str| format!("spec.rules[{ri}]{f}");
+    let mut upstream = |field: String, name: &str, sink: &mut Sink<'_>| -> (String, bool) {
+        let uid = format!("{ns}/{name}");
+        let missing = match index.upstream(ns, name) {
+            Some(true) => false,
+            Some(false) => {
+                sink.error(field, Reason::UpstreamNotFound, format!("Upstream {uid} is not accepted (see its status); its share is answered 503"));
+                true
+            }
+            None => {
+                sink.error(field, Reason::UpstreamNotFound, format!("Upstream {uid} not found; its share is answered 503"));
+                true
+            }
+        };
+        (uid, missing)
+    };
+    let check_template = |field: String, s: &str, sink: &mut Sink<'_>| -> Vec<TemplatePart> {
+        match parse_template(s) {
+            Ok(parts) => {
+                for p in path_params(&parts) {
+                    if let Some(mi) = captures.iter().position(|c| !c.contains(p)) {
+                        sink.error(field.clone(), Reason::Invalid, format!("${{path.{p}}} is not captured by match {mi} of this rule"));
+                        valid.set(false);
+                    }
+                }
+                parts
+            }
+            Err(e) => {
+                sink.error(field, Reason::Invalid, e);
+                valid.set(false);
+                Vec::new()
+            }
+        }
+    };
+
+    if let Some(backends) = &rule.backends {
+        let refs: Vec<BackendRef> = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let (uid, missing) = upstream(at(&format!(".backends[{i}].upstream")), &b.upstream, sink);
+                BackendRef { upstream: uid, weight: b.weight.unwrap_or(1), missing }
+            })
+            .collect();
+        if !refs.is_empty() && refs.iter().all(|b| b.weight == 0) {
+            sink.warning(at(".backends"), Reason::Invalid, "every backend has weight 0: requests are answered 503");
+        }
+        let mirror = rule.mirror.as_ref().map(|m| {
+            let (uid, missing) = upstream(at(".mirror.upstream"), &m.upstream, sink);
+            if !support::RULE_MIRROR {
+                unsupported(sink, blocked, id, &at(".mirror"), "request mirroring");
+            }
+            MirrorRef { upstream: uid, percent: m.percent.unwrap_or(100).min(100), missing }
+        });
+        return Action::Backends { backends: refs, mirror };
+    }
+    if let Some(agg) = &rule.aggregate {
+        return Action::Aggregate(compile_aggregate(agg, ri, &mut upstream, &check_template, sink, blocked, id, valid));
+    }
+    if let Some(r) = &rule.redirect {
+        let path = r.path.as_ref().map(|p| check_template(at(".redirect.path"), p, sink));
+        let status = r.status_code.unwrap_or(302);
+        if ![301, 302, 303, 307, 308].contains(&status) {
+            sink.error(at(".redirect.statusCode"), Reason::Invalid, "must be one of 301, 302, 303, 307, 308");
+            valid.set(false);
+        }
+        return Action::Redirect(table::Redirect {
+            scheme: r.scheme.clone(),
+            hostname: r.hostname.clone().map(|h| h.to_ascii_lowercase()),
+            port: r.port,
+            path,
+            status,
+        });
+    }
+    if let Some(r) = &rule.respond {
+        if !(200..=599).contains(&r.status) {
+            sink.error(at(".respond.status"), Reason::Invalid, "must be between 200 and 599");
+            valid.set(false);
+        }
+        return Action::Respond(table::Respond {
+            status: r.status,
+            content_type: r.content_type.clone().unwrap_or_else(|| "text/plain; charset=utf-8".into()),
+            body: r.body.clone().unwrap_or_default(),
+        });
+    }
+    sink.error(at(""), Reason::Invalid, "exactly one of backends, aggregate, redirect, respond must be set");
+    valid.set(false);
+    Action::default()
+}
+
+#[allow(clippy::too_many_arguments)] // see compile_action
+fn compile_aggregate(
+    agg: &Aggregate,
+    ri: usize,
+    upstream: &mut impl FnMut(String, &str, &mut Sink<'_>) -> (String, bool),
+    check_template: &impl Fn(String, &str, &mut Sink<'_>) -> Vec<TemplatePart>,
+    sink: &mut Sink<'_>,
+    blocked: &mut Vec<Blocker>,
+    id: &str,
+    valid: &Cell<bool>,
+) -> table::Aggregate {
+    let at = |f: &str| format!("spec.rules[{ri}].aggregate{f}");
+    let mut names = BTreeSet::new();
+    let mut calls = Vec::new();
+    for (i, c) in agg.calls.iter().enumerate() {
+        if !names.insert(c.name.clone()) {
+            sink.error(at(&format!(".calls[{i}].name")), Reason::Invalid, format!("call name {:?} is used twice", c.name));
+            valid.set(false);
+        }
+        let method = c.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+        if !is_token(&method) {
+            sink.error(at(&format!(".calls[{i}].method")), Reason::Invalid, format!("{method:?} is not an HTTP method"));
+            valid.set(false);
+        }
+        let (uid, missing) = upstream(at(&format!(".calls[{i}].upstream")), &c.upstream, sink);
+        let path = check_template(at(&format!(".calls[{i}].path")), &c.path, sink);
+        if !c.path.starts_with('/') {
+            sink.error(at(&format!(".calls[{i}].path")), Reason::Invalid, "must start with /");
+            valid.set(false);
+        }
+        calls.push(table::AggregateCall { name: c.name.clone(), upstream: uid, missing, method, path });
+    }
+    let timeout_ms = agg.timeout.as_ref().and_then(|t| match parse_duration(&t.0) {
+        Ok(v) if v > 0 => Some(v),
+        Ok(_) => {
+            sink.error(at(".timeout"), Reason::Invalid, "must be greater than 0");
+            valid.set(false);
+            None
+        }
+        Err(e) => {
+            sink.error(at(".timeout"), Reason::Invalid, e);
+            valid.set(false);
+            None
+        }
+    });
+    if !support::RULE_AGGREGATE {
+        unsupported(sink, blocked, id, &format!("spec.rules[{ri}].aggregate"), "service aggregation");
+    }
+    table::Aggregate {
+        calls,
+        merge: match agg.merge.unwrap_or_default() {
+            MergeStrategy::Keyed => "Keyed",
+            MergeStrategy::Deep => "Deep",
+        }
+        .into(),
+        on_error: match agg.on_error.unwrap_or_default() {
+            AggregateOnError::Partial => "Partial",
+            AggregateOnError::Fail => "Fail",
+        }
+        .into(),
+        timeout_ms,
+    }
+}
