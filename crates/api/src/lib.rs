@@ -20,6 +20,7 @@ pub mod common;
 pub mod consumer;
 pub mod manifest;
 pub mod policy;
+pub mod reference;
 pub mod route;
 pub mod upstream;
 
