@@ -11,8 +11,14 @@ fn main() {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=GATEHOUSE_GIT_REV={rev}");
-    println!("cargo:rustc-env=GATEHOUSE_PROFILE={}", std::env::var("PROFILE").unwrap_or_default());
-    println!("cargo:rustc-env=GATEHOUSE_TARGET={}", std::env::var("TARGET").unwrap_or_default());
+    println!(
+        "cargo:rustc-env=GATEHOUSE_PROFILE={}",
+        std::env::var("PROFILE").unwrap_or_default()
+    );
+    println!(
+        "cargo:rustc-env=GATEHOUSE_TARGET={}",
+        std::env::var("TARGET").unwrap_or_default()
+    );
     println!("cargo:rerun-if-changed=../../.git/HEAD");
     println!("cargo:rerun-if-changed=../../.git/refs");
 }

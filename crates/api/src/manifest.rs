@@ -15,17 +15,17 @@ use crate::{ApiPolicy, ApiRoute, Upstream};
 #[derive(Clone, Debug)]
 pub enum Object {
     /// A `gatehouse.dev/v1alpha1` ApiRoute.
-    ApiRoute(ApiRoute),
+    ApiRoute(Box<ApiRoute>),
     /// A `gatehouse.dev/v1alpha1` Upstream.
-    Upstream(Upstream),
+    Upstream(Box<Upstream>),
     /// A `gatehouse.dev/v1alpha1` ApiPolicy.
-    ApiPolicy(ApiPolicy),
+    ApiPolicy(Box<ApiPolicy>),
     /// A `v1` Secret (consumer or referenced by a route or upstream).
-    Secret(Secret),
+    Secret(Box<Secret>),
     /// A `v1` Service (resolves an Upstream's `service.port`).
-    Service(Service),
+    Service(Box<Service>),
     /// A `discovery.k8s.io/v1` EndpointSlice (the endpoints of a Service).
-    EndpointSlice(EndpointSlice),
+    EndpointSlice(Box<EndpointSlice>),
 }
 
 /// A parsed object with where it came from.
@@ -185,15 +185,23 @@ fn parse_value(origin: &str, value: serde_json::Value) -> Result<Option<Document
     let (api_version, kind) = (api_version.to_string(), kind.to_string());
     let gatehouse = api_version == "gatehouse.dev/v1alpha1";
     let object = match (gatehouse, api_version.as_str(), kind.as_str()) {
-        (true, _, "ApiRoute") => typed(origin, &kind, value).map(|(o, u)| (Object::ApiRoute(o), u)),
-        (true, _, "Upstream") => typed(origin, &kind, value).map(|(o, u)| (Object::Upstream(o), u)),
-        (true, _, "ApiPolicy") => {
-            typed(origin, &kind, value).map(|(o, u)| (Object::ApiPolicy(o), u))
+        (true, _, "ApiRoute") => {
+            typed(origin, &kind, value).map(|(o, u)| (Object::ApiRoute(Box::new(o)), u))
         }
-        (_, "v1", "Secret") => typed(origin, &kind, value).map(|(o, u)| (Object::Secret(o), u)),
-        (_, "v1", "Service") => typed(origin, &kind, value).map(|(o, u)| (Object::Service(o), u)),
+        (true, _, "Upstream") => {
+            typed(origin, &kind, value).map(|(o, u)| (Object::Upstream(Box::new(o)), u))
+        }
+        (true, _, "ApiPolicy") => {
+            typed(origin, &kind, value).map(|(o, u)| (Object::ApiPolicy(Box::new(o)), u))
+        }
+        (_, "v1", "Secret") => {
+            typed(origin, &kind, value).map(|(o, u)| (Object::Secret(Box::new(o)), u))
+        }
+        (_, "v1", "Service") => {
+            typed(origin, &kind, value).map(|(o, u)| (Object::Service(Box::new(o)), u))
+        }
         (_, "discovery.k8s.io/v1", "EndpointSlice") => {
-            typed(origin, &kind, value).map(|(o, u)| (Object::EndpointSlice(o), u))
+            typed(origin, &kind, value).map(|(o, u)| (Object::EndpointSlice(Box::new(o)), u))
         }
         _ => {
             return Err(Outcome::Skipped(Skipped {
@@ -260,12 +268,12 @@ fn default_namespace(object: &mut Object) {
         }
     }
     match object {
-        Object::ApiRoute(o) => set(o),
-        Object::Upstream(o) => set(o),
-        Object::ApiPolicy(o) => set(o),
-        Object::Secret(o) => set(o),
-        Object::Service(o) => set(o),
-        Object::EndpointSlice(o) => set(o),
+        Object::ApiRoute(o) => set(o.as_mut()),
+        Object::Upstream(o) => set(o.as_mut()),
+        Object::ApiPolicy(o) => set(o.as_mut()),
+        Object::Secret(o) => set(o.as_mut()),
+        Object::Service(o) => set(o.as_mut()),
+        Object::EndpointSlice(o) => set(o.as_mut()),
     }
 }
 

@@ -592,7 +592,9 @@ pub enum WafMode {
 }
 
 /// Built-in WAF rule families.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum WafRule {
     /// SQL injection.
     SqlInjection,
@@ -609,7 +611,9 @@ pub enum WafRule {
 }
 
 /// Request parts the WAF inspects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum WafTarget {
     /// The path.
     Path,

@@ -110,7 +110,10 @@ fn walk(s: &Value, path: &str, out: &mut String) {
     let (props, prefix) = if s["type"] == "array" {
         (&s["items"]["properties"], format!("{path}[]"))
     } else if s.get("additionalProperties").is_some() {
-        (&s["additionalProperties"]["properties"], format!("{path}.*"))
+        (
+            &s["additionalProperties"]["properties"],
+            format!("{path}.*"),
+        )
     } else {
         (&s["properties"], path.to_string())
     };

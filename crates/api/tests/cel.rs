@@ -91,23 +91,39 @@ fn cases() -> Vec<Case> {
     vec![
         // Upstream: service | endpoints
         ok("Upstream", up(json!({}))),
-        ok("Upstream", json!({"service": {"name": "users", "port": "http"}})),
-        bad("Upstream", json!({"protocol": "HTTP1"}), "exactly one of service or endpoints must be set"),
+        ok(
+            "Upstream",
+            json!({"service": {"name": "users", "port": "http"}}),
+        ),
+        bad(
+            "Upstream",
+            json!({"protocol": "HTTP1"}),
+            "exactly one of service or endpoints must be set",
+        ),
         bad(
             "Upstream",
             json!({"service": {"name": "users", "port": 80}, "endpoints": [{"host": "a", "port": 1}]}),
             "exactly one of service or endpoints must be set",
         ),
         // Upstream TLS
-        ok("Upstream", up(json!({"tls": {"caSecretRef": {"name": "ca"}, "insecureSkipVerify": false}}))),
+        ok(
+            "Upstream",
+            up(json!({"tls": {"caSecretRef": {"name": "ca"}, "insecureSkipVerify": false}})),
+        ),
         bad(
             "Upstream",
             up(json!({"tls": {"caSecretRef": {"name": "ca"}, "insecureSkipVerify": true}})),
             "caSecretRef and insecureSkipVerify: true are mutually exclusive",
         ),
         // Load balancer and hashOn
-        ok("Upstream", up(json!({"loadBalancer": {"policy": "RingHash", "hashOn": {"header": "x-user"}}}))),
-        ok("Upstream", up(json!({"loadBalancer": {"policy": "LeastRequest"}}))),
+        ok(
+            "Upstream",
+            up(json!({"loadBalancer": {"policy": "RingHash", "hashOn": {"header": "x-user"}}})),
+        ),
+        ok(
+            "Upstream",
+            up(json!({"loadBalancer": {"policy": "LeastRequest"}})),
+        ),
         bad(
             "Upstream",
             up(json!({"loadBalancer": {"policy": "RoundRobin", "hashOn": {"header": "x-user"}}})),
@@ -120,13 +136,24 @@ fn cases() -> Vec<Case> {
         ),
         bad(
             "Upstream",
-            up(json!({"loadBalancer": {"policy": "Maglev", "hashOn": {"header": "a", "cookie": "b"}}})),
+            up(
+                json!({"loadBalancer": {"policy": "Maglev", "hashOn": {"header": "a", "cookie": "b"}}}),
+            ),
             "hashOn takes exactly one of header, cookie, queryParam, clientIp",
         ),
-        ok("Upstream", up(json!({"loadBalancer": {"policy": "Maglev", "hashOn": {"clientIp": true}}}))),
+        ok(
+            "Upstream",
+            up(json!({"loadBalancer": {"policy": "Maglev", "hashOn": {"clientIp": true}}})),
+        ),
         // Circuit breaker ratio
-        ok("Upstream", up(json!({"circuitBreaker": {"failureRatio": 0.5}}))),
-        ok("Upstream", up(json!({"circuitBreaker": {"failureRatio": 1.0}}))),
+        ok(
+            "Upstream",
+            up(json!({"circuitBreaker": {"failureRatio": 0.5}})),
+        ),
+        ok(
+            "Upstream",
+            up(json!({"circuitBreaker": {"failureRatio": 1.0}})),
+        ),
         bad(
             "Upstream",
             up(json!({"circuitBreaker": {"failureRatio": 1.5}})),
@@ -138,8 +165,15 @@ fn cases() -> Vec<Case> {
             "failureRatio must be greater than 0 and at most 1",
         ),
         // Rule: exactly one action; mirror needs backends
-        ok("ApiRoute", route(json!({"backends": [{"upstream": "u"}], "mirror": {"upstream": "s"}}))),
-        bad("ApiRoute", route(json!({"timeout": "1s"})), "exactly one of backends, aggregate, redirect, respond must be set"),
+        ok(
+            "ApiRoute",
+            route(json!({"backends": [{"upstream": "u"}], "mirror": {"upstream": "s"}})),
+        ),
+        bad(
+            "ApiRoute",
+            route(json!({"timeout": "1s"})),
+            "exactly one of backends, aggregate, redirect, respond must be set",
+        ),
         bad(
             "ApiRoute",
             route(json!({"backends": [{"upstream": "u"}], "respond": {"status": 200}})),
@@ -151,39 +185,85 @@ fn cases() -> Vec<Case> {
             "mirror requires backends",
         ),
         // Mirror percent
-        ok("ApiRoute", route(json!({"backends": [{"upstream": "u"}], "mirror": {"upstream": "s", "percent": 100}}))),
+        ok(
+            "ApiRoute",
+            route(
+                json!({"backends": [{"upstream": "u"}], "mirror": {"upstream": "s", "percent": 100}}),
+            ),
+        ),
         bad(
             "ApiRoute",
-            route(json!({"backends": [{"upstream": "u"}], "mirror": {"upstream": "s", "percent": 101}})),
+            route(
+                json!({"backends": [{"upstream": "u"}], "mirror": {"upstream": "s", "percent": 101}}),
+            ),
             "percent must be between 0 and 100",
         ),
         // Path match
-        ok("ApiRoute", route(json!({"matches": [{"path": {"type": "Regex", "value": "^/a.*"}}], "respond": {"status": 200}}))),
+        ok(
+            "ApiRoute",
+            route(
+                json!({"matches": [{"path": {"type": "Regex", "value": "^/a.*"}}], "respond": {"status": 200}}),
+            ),
+        ),
         bad(
             "ApiRoute",
-            route(json!({"matches": [{"path": {"type": "Prefix", "value": "users"}}], "respond": {"status": 200}})),
+            route(
+                json!({"matches": [{"path": {"type": "Prefix", "value": "users"}}], "respond": {"status": 200}}),
+            ),
             "Exact, Prefix and Template paths must start with /",
         ),
         // Header / query match value
-        ok("ApiRoute", route(json!({"matches": [{"headers": [{"name": "x", "type": "Present"}]}], "respond": {"status": 200}}))),
-        ok("ApiRoute", route(json!({"matches": [{"queryParams": [{"name": "q", "value": "1"}]}], "respond": {"status": 200}}))),
+        ok(
+            "ApiRoute",
+            route(
+                json!({"matches": [{"headers": [{"name": "x", "type": "Present"}]}], "respond": {"status": 200}}),
+            ),
+        ),
+        ok(
+            "ApiRoute",
+            route(
+                json!({"matches": [{"queryParams": [{"name": "q", "value": "1"}]}], "respond": {"status": 200}}),
+            ),
+        ),
         bad(
             "ApiRoute",
-            route(json!({"matches": [{"headers": [{"name": "x", "type": "Present", "value": "v"}]}], "respond": {"status": 200}})),
+            route(
+                json!({"matches": [{"headers": [{"name": "x", "type": "Present", "value": "v"}]}], "respond": {"status": 200}}),
+            ),
             "value is required by Exact and Regex and not allowed with Present",
         ),
         bad(
             "ApiRoute",
-            route(json!({"matches": [{"queryParams": [{"name": "q", "type": "Regex"}]}], "respond": {"status": 200}})),
+            route(
+                json!({"matches": [{"queryParams": [{"name": "q", "type": "Regex"}]}], "respond": {"status": 200}}),
+            ),
             "value is required by Exact and Regex and not allowed with Present",
         ),
         // Redirect
-        ok("ApiRoute", route(json!({"redirect": {"scheme": "https", "statusCode": 301}}))),
-        bad("ApiRoute", route(json!({"redirect": {"statusCode": 200}})), "statusCode must be one of 301, 302, 303, 307, 308"),
-        bad("ApiRoute", route(json!({"redirect": {"scheme": "ftp"}})), "scheme must be http or https"),
+        ok(
+            "ApiRoute",
+            route(json!({"redirect": {"scheme": "https", "statusCode": 301}})),
+        ),
+        bad(
+            "ApiRoute",
+            route(json!({"redirect": {"statusCode": 200}})),
+            "statusCode must be one of 301, 302, 303, 307, 308",
+        ),
+        bad(
+            "ApiRoute",
+            route(json!({"redirect": {"scheme": "ftp"}})),
+            "scheme must be http or https",
+        ),
         // Respond
-        ok("ApiRoute", route(json!({"respond": {"status": 503, "body": "{}"}}))),
-        bad("ApiRoute", route(json!({"respond": {"status": 99}})), "status must be between 200 and 599"),
+        ok(
+            "ApiRoute",
+            route(json!({"respond": {"status": 503, "body": "{}"}})),
+        ),
+        bad(
+            "ApiRoute",
+            route(json!({"respond": {"status": 99}})),
+            "status must be between 200 and 599",
+        ),
         // Version
         ok(
             "ApiRoute",
@@ -202,11 +282,15 @@ fn cases() -> Vec<Case> {
         // Policies (route level; the same struct is ApiPolicy's spec)
         ok(
             "ApiRoute",
-            route_policies(json!({"rateLimit": {"limits": [{"requests": 10, "period": "1s"}], "mode": "Delay", "maxDelay": "500ms"}})),
+            route_policies(
+                json!({"rateLimit": {"limits": [{"requests": 10, "period": "1s"}], "mode": "Delay", "maxDelay": "500ms"}}),
+            ),
         ),
         bad(
             "ApiRoute",
-            route_policies(json!({"rateLimit": {"limits": [{"requests": 10, "period": "1s"}], "maxDelay": "500ms"}})),
+            route_policies(
+                json!({"rateLimit": {"limits": [{"requests": 10, "period": "1s"}], "maxDelay": "500ms"}}),
+            ),
             "maxDelay applies only to mode Delay",
         ),
         bad(
@@ -229,8 +313,15 @@ fn cases() -> Vec<Case> {
             "name is required by Header and Claim keys and allowed only with them",
         ),
         ok("ApiPolicy", json!({"authentication": {"apiKey": {}}})),
-        bad("ApiPolicy", json!({"authentication": {"optional": true}}), "authentication needs at least one of apiKey, jwt, basic, external"),
-        ok("ApiPolicy", json!({"authentication": {"jwt": {"jwksUri": "https://a/jwks"}}})),
+        bad(
+            "ApiPolicy",
+            json!({"authentication": {"optional": true}}),
+            "authentication needs at least one of apiKey, jwt, basic, external",
+        ),
+        ok(
+            "ApiPolicy",
+            json!({"authentication": {"jwt": {"jwksUri": "https://a/jwks"}}}),
+        ),
         bad(
             "ApiPolicy",
             json!({"authentication": {"jwt": {"issuer": "https://a/"}}}),
@@ -241,18 +332,43 @@ fn cases() -> Vec<Case> {
             json!({"authentication": {"jwt": {"jwksUri": "https://a/jwks", "jwksSecretRef": {"name": "j", "key": "k"}}}}),
             "jwksUri and jwksSecretRef are mutually exclusive",
         ),
-        ok("ApiPolicy", json!({"requestTransform": {"path": {"replacePrefixMatch": "/internal"}}})),
+        ok(
+            "ApiPolicy",
+            json!({"requestTransform": {"path": {"replacePrefixMatch": "/internal"}}}),
+        ),
         bad(
             "ApiPolicy",
             json!({"requestTransform": {"path": {"replacePrefixMatch": "/a", "replaceFullPath": "/b"}}}),
             "exactly one of replacePrefixMatch or replaceFullPath must be set",
         ),
-        bad("ApiPolicy", json!({"requestTransform": {"path": {}}}), "exactly one of replacePrefixMatch or replaceFullPath must be set"),
-        ok("ApiPolicy", json!({"waf": {"coreRuleSet": {"enabled": true, "paranoiaLevel": 4, "anomalyThreshold": 5}}})),
-        bad("ApiPolicy", json!({"waf": {"coreRuleSet": {"paranoiaLevel": 5}}}), "paranoiaLevel must be between 1 and 4"),
-        bad("ApiPolicy", json!({"waf": {"coreRuleSet": {"anomalyThreshold": 0}}}), "anomalyThreshold must be at least 1"),
-        ok("ApiPolicy", json!({"errors": {"overrides": [{"status": 503, "body": "later"}]}})),
-        bad("ApiPolicy", json!({"errors": {"overrides": [{"status": 200, "body": "x"}]}}), "status must be between 400 and 599"),
+        bad(
+            "ApiPolicy",
+            json!({"requestTransform": {"path": {}}}),
+            "exactly one of replacePrefixMatch or replaceFullPath must be set",
+        ),
+        ok(
+            "ApiPolicy",
+            json!({"waf": {"coreRuleSet": {"enabled": true, "paranoiaLevel": 4, "anomalyThreshold": 5}}}),
+        ),
+        bad(
+            "ApiPolicy",
+            json!({"waf": {"coreRuleSet": {"paranoiaLevel": 5}}}),
+            "paranoiaLevel must be between 1 and 4",
+        ),
+        bad(
+            "ApiPolicy",
+            json!({"waf": {"coreRuleSet": {"anomalyThreshold": 0}}}),
+            "anomalyThreshold must be at least 1",
+        ),
+        ok(
+            "ApiPolicy",
+            json!({"errors": {"overrides": [{"status": 503, "body": "later"}]}}),
+        ),
+        bad(
+            "ApiPolicy",
+            json!({"errors": {"overrides": [{"status": 200, "body": "x"}]}}),
+            "status must be between 400 and 599",
+        ),
     ]
 }
 
@@ -286,6 +402,12 @@ fn every_rule_in_the_crds_has_a_rejecting_case() {
         .filter_map(|c| c.rejects.map(String::from))
         .collect();
     let untested: Vec<_> = declared.difference(&tested).collect();
-    assert!(untested.is_empty(), "rules without a rejecting case: {untested:?}");
-    assert!(declared.len() >= 25, "expected the CEL rules to be present, found {declared:?}");
+    assert!(
+        untested.is_empty(),
+        "rules without a rejecting case: {untested:?}"
+    );
+    assert!(
+        declared.len() >= 25,
+        "expected the CEL rules to be present, found {declared:?}"
+    );
 }

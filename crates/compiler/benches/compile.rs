@@ -116,7 +116,12 @@ fn bench(c: &mut Criterion) {
     let big = inputs(10_000, 1_000);
     // Sanity: everything is accepted, so the bench measures the full path.
     let out = compile(&big);
-    assert_eq!(out.table.routes.len(), 10_000, "{:?}", out.diagnostics.first());
+    assert_eq!(
+        out.table.routes.len(),
+        10_000,
+        "{:?}",
+        out.diagnostics.first()
+    );
     assert!(!out.has_errors(), "{:?}", out.diagnostics.first());
 
     let mut group = c.benchmark_group("compile");

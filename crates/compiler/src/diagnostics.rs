@@ -169,7 +169,12 @@ impl<'a> Sink<'a> {
         self.push(Severity::Error, field, reason, message);
     }
 
-    pub fn warning(&mut self, field: impl Into<String>, reason: Reason, message: impl Into<String>) {
+    pub fn warning(
+        &mut self,
+        field: impl Into<String>,
+        reason: Reason,
+        message: impl Into<String>,
+    ) {
         self.push(Severity::Warning, field, reason, message);
     }
 

@@ -175,7 +175,12 @@ pub fn explain(
         }
         Lookup::MethodNotAllowed { allow } => (Outcome::MethodNotAllowed { allow }, None),
         Lookup::NotFound => (Outcome::NotFound, None),
-        Lookup::BadPath(e) => (Outcome::BadRequest { reason: e.to_string() }, None),
+        Lookup::BadPath(e) => (
+            Outcome::BadRequest {
+                reason: e.to_string(),
+            },
+            None,
+        ),
     };
 
     let effect = selected.map(|t| {
@@ -189,7 +194,12 @@ pub fn explain(
                     missing: b.missing,
                     endpoints: table
                         .upstream(&b.upstream)
-                        .map(|u| u.endpoints.iter().map(|e| format!("{}:{}", e.host, e.port)).collect())
+                        .map(|u| {
+                            u.endpoints
+                                .iter()
+                                .map(|e| format!("{}:{}", e.host, e.port))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                 })
                 .collect(),
@@ -254,10 +264,16 @@ pub fn explain(
 }
 
 fn failures(r: &MatchReport) -> usize {
-    [r.host != HostVerdict::Mismatch, r.path, r.method, r.headers, r.query]
-        .iter()
-        .filter(|ok| !**ok)
-        .count()
+    [
+        r.host != HostVerdict::Mismatch,
+        r.path,
+        r.method,
+        r.headers,
+        r.query,
+    ]
+    .iter()
+    .filter(|ok| !**ok)
+    .count()
 }
 
 fn reasons(
@@ -270,7 +286,10 @@ fn reasons(
     let m = &route.rules[r.target.rule].matches[r.target.matched];
     let mut why = Vec::new();
     if r.host == HostVerdict::Mismatch {
-        why.push(format!("host {:?} is not one of {:?}", req.host, route.hosts));
+        why.push(format!(
+            "host {:?} is not one of {:?}",
+            req.host, route.hosts
+        ));
     }
     if !r.path {
         let want = match &m.path {
@@ -283,14 +302,25 @@ fn reasons(
         why.push(format!("path {:?} does not match {want}", req.path));
     }
     if !r.method {
-        why.push(format!("method {} is not one of {:?}", req.method, m.methods));
+        why.push(format!(
+            "method {} is not one of {:?}",
+            req.method, m.methods
+        ));
     }
     if !r.headers {
-        let conds: Vec<String> = m.headers.iter().map(|h| condition(&h.name, &h.kind)).collect();
+        let conds: Vec<String> = m
+            .headers
+            .iter()
+            .map(|h| condition(&h.name, &h.kind))
+            .collect();
         why.push(format!("header conditions not met: {}", conds.join(", ")));
     }
     if !r.query {
-        let conds: Vec<String> = m.query_params.iter().map(|h| condition(&h.name, &h.kind)).collect();
+        let conds: Vec<String> = m
+            .query_params
+            .iter()
+            .map(|h| condition(&h.name, &h.kind))
+            .collect();
         why.push(format!("query conditions not met: {}", conds.join(", ")));
     }
     if why.is_empty() {
@@ -298,7 +328,10 @@ fn reasons(
             Some(w) if w.host != r.host => {
                 "also matches, but a route with a more specific host wins".to_string()
             }
-            Some(w) => format!("also matches, but has lower precedence (rank {} after {})", r.rank, w.rank),
+            Some(w) => format!(
+                "also matches, but has lower precedence (rank {} after {})",
+                r.rank, w.rank
+            ),
             None => "also matches".to_string(),
         });
     }
@@ -316,10 +349,25 @@ fn condition(name: &str, kind: &ValueMatchKind) -> String {
 /// A person-readable rendering.
 pub fn render_text(e: &Explanation) -> String {
     let mut s = String::new();
-    let q = e.request.query.as_ref().map(|q| format!("?{q}")).unwrap_or_default();
-    let _ = writeln!(s, "{} {}{}{}", e.request.method, e.request.host, e.request.path, q);
+    let q = e
+        .request
+        .query
+        .as_ref()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "{} {}{}{}",
+        e.request.method, e.request.host, e.request.path, q
+    );
     match &e.outcome {
-        Outcome::Matched { route, rule, match_index, path, params } => {
+        Outcome::Matched {
+            route,
+            rule,
+            match_index,
+            path,
+            params,
+        } => {
             let _ = writeln!(s, "→ ApiRoute {route}, rule {rule:?} (match {match_index})");
             let _ = writeln!(s, "  forwarded path: {path}");
             if !params.is_empty() {
@@ -343,7 +391,11 @@ pub fn render_text(e: &Explanation) -> String {
                     let state = if b.missing {
                         "MISSING (503)".to_string()
                     } else {
-                        format!("{} endpoint(s) {}", b.endpoints.len(), b.endpoints.join(" "))
+                        format!(
+                            "{} endpoint(s) {}",
+                            b.endpoints.len(),
+                            b.endpoints.join(" ")
+                        )
                     };
                     let _ = writeln!(s, "  backend {} weight {}: {state}", b.upstream, b.weight);
                 }
@@ -355,7 +407,12 @@ pub fn render_text(e: &Explanation) -> String {
                 let _ = writeln!(s, "  respond {} ({})", r.status, r.content_type);
             }
             Action::Aggregate(a) => {
-                let _ = writeln!(s, "  aggregate {} call(s), merge {}", a.calls.len(), a.merge);
+                let _ = writeln!(
+                    s,
+                    "  aggregate {} call(s), merge {}",
+                    a.calls.len(),
+                    a.merge
+                );
             }
         }
         if let Some(t) = eff.timeout_ms {
@@ -371,7 +428,11 @@ pub fn render_text(e: &Explanation) -> String {
     if !e.near_misses.is_empty() {
         let _ = writeln!(s, "closest other matches:");
         for n in &e.near_misses {
-            let _ = writeln!(s, "  ApiRoute {}, rule {:?} (match {}):", n.route, n.rule, n.match_index);
+            let _ = writeln!(
+                s,
+                "  ApiRoute {}, rule {:?} (match {}):",
+                n.route, n.rule, n.match_index
+            );
             for w in &n.why {
                 let _ = writeln!(s, "    - {w}");
             }

@@ -74,39 +74,62 @@ impl Inputs {
                 for f in &d.unknown_fields {
                     diags.push(Diagnostic {
                         object: object.clone(),
-                        field: f.clone(),
+                        field: bracket_indices(f),
                         severity: Severity::Error,
                         reason: Reason::Invalid,
-                        message: format!("unknown field (in {}); the object is not used until it is fixed", d.origin),
+                        message: format!(
+                            "unknown field (in {}); the object is not used until it is fixed",
+                            d.origin
+                        ),
                     });
                 }
                 continue;
             }
             match d.object {
-                Object::ApiRoute(o) => inputs.routes.push(o),
-                Object::Upstream(o) => inputs.upstreams.push(o),
-                Object::ApiPolicy(o) => inputs.policies.push(o),
-                Object::Secret(o) => inputs.secrets.push(o),
-                Object::Service(o) => inputs.services.push(o),
-                Object::EndpointSlice(o) => inputs.endpoint_slices.push(o),
+                Object::ApiRoute(o) => inputs.routes.push(*o),
+                Object::Upstream(o) => inputs.upstreams.push(*o),
+                Object::ApiPolicy(o) => inputs.policies.push(*o),
+                Object::Secret(o) => inputs.secrets.push(*o),
+                Object::Service(o) => inputs.services.push(*o),
+                Object::EndpointSlice(o) => inputs.endpoint_slices.push(*o),
             }
         }
         (inputs, diags)
     }
 }
 
+/// `spec.rules.0.backend` → `spec.rules[0].backend`, the form every other diagnostic uses.
+fn bracket_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    for (i, seg) in path.split('.').enumerate() {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if i > 0 {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
 fn object_ref_of(o: &Object) -> ObjectRef {
     fn r<K: Resource>(kind: Kind, k: &K) -> ObjectRef {
         let m = k.meta();
-        ObjectRef::new(kind, m.namespace.as_deref().unwrap_or("default"), m.name.as_deref().unwrap_or(""))
+        ObjectRef::new(
+            kind,
+            m.namespace.as_deref().unwrap_or("default"),
+            m.name.as_deref().unwrap_or(""),
+        )
     }
     match o {
-        Object::ApiRoute(k) => r(Kind::ApiRoute, k),
-        Object::Upstream(k) => r(Kind::Upstream, k),
-        Object::ApiPolicy(k) => r(Kind::ApiPolicy, k),
-        Object::Secret(k) => r(Kind::Secret, k),
-        Object::Service(k) => r(Kind::Service, k),
-        Object::EndpointSlice(k) => r(Kind::EndpointSlice, k),
+        Object::ApiRoute(k) => r(Kind::ApiRoute, k.as_ref()),
+        Object::Upstream(k) => r(Kind::Upstream, k.as_ref()),
+        Object::ApiPolicy(k) => r(Kind::ApiPolicy, k.as_ref()),
+        Object::Secret(k) => r(Kind::Secret, k.as_ref()),
+        Object::Service(k) => r(Kind::Service, k.as_ref()),
+        Object::EndpointSlice(k) => r(Kind::EndpointSlice, k.as_ref()),
     }
 }
 
@@ -156,7 +179,9 @@ pub struct Output {
 impl Output {
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
     }
 }
 
@@ -186,7 +211,9 @@ impl<'a> Index<'a> {
         self.policies.get(&(ns, name)).copied()
     }
     pub fn upstream(&self, ns: &str, name: &str) -> Option<bool> {
-        self.upstreams.get(&(ns.to_string(), name.to_string())).copied()
+        self.upstreams
+            .get(&(ns.to_string(), name.to_string()))
+            .copied()
     }
 }
 
@@ -200,13 +227,20 @@ pub(crate) struct UpstreamInfo {
 
 fn ns_name<K: Resource>(k: &K) -> (&str, &str) {
     let m = k.meta();
-    (m.namespace.as_deref().unwrap_or("default"), m.name.as_deref().unwrap_or(""))
+    (
+        m.namespace.as_deref().unwrap_or("default"),
+        m.name.as_deref().unwrap_or(""),
+    )
 }
 
 /// Sorts by namespace/name and keeps one object per key. Duplicates (two files defining
 /// the same object in standalone mode) are reported; the kept one is chosen by content,
 /// so the choice does not depend on input order.
-fn unique<'a, K: Resource + Serialize>(items: &'a [K], kind: Kind, diags: &mut Vec<Diagnostic>) -> Vec<&'a K> {
+fn unique<'a, K: Resource + Serialize>(
+    items: &'a [K],
+    kind: Kind,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<&'a K> {
     let mut keyed: Vec<(&str, &str, String, &K)> = items
         .iter()
         .map(|k| {
@@ -254,7 +288,12 @@ pub fn compile(inputs: &Inputs) -> Output {
     }
     for s in &slices {
         let (ns, _) = ns_name(*s);
-        if let Some(svc) = s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+        if let Some(svc) = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        {
             index.slices.entry((ns, svc.as_str())).or_default().push(s);
         }
     }
@@ -268,7 +307,13 @@ pub fn compile(inputs: &Inputs) -> Output {
             Ok(c) => {
                 let id = format!("{}/{}", c.namespace, c.name);
                 if consumers.contains_key(&id) {
-                    sink.error("metadata.labels", Reason::Invalid, format!("consumer {id} is defined by another Secret too; this one is ignored"));
+                    sink.error(
+                        "metadata.labels",
+                        Reason::Invalid,
+                        format!(
+                            "consumer {id} is defined by another Secret too; this one is ignored"
+                        ),
+                    );
                     continue;
                 }
                 consumers.insert(
@@ -319,7 +364,10 @@ pub fn compile(inputs: &Inputs) -> Output {
         generations.insert(object.clone(), u.metadata.generation);
         let mut sink = diagnostics::Sink::new(object.clone(), &mut diags);
         let info = upstream::compile(u, &index, &mut sink);
-        index.upstreams.insert((object.namespace.clone(), object.name.clone()), info.upstream.is_some());
+        index.upstreams.insert(
+            (object.namespace.clone(), object.name.clone()),
+            info.upstream.is_some(),
+        );
         endpoint_counts.insert(object, (info.ready_endpoints, info.total_endpoints));
         table_upstreams.extend(info.upstream);
     }
@@ -371,7 +419,11 @@ pub fn compile(inputs: &Inputs) -> Output {
         }
         statuses.insert(object, st);
     }
-    Output { table, diagnostics: diags, statuses }
+    Output {
+        table,
+        diagnostics: diags,
+        statuses,
+    }
 }
 
 /// SHA-256 of the table's JSON with `version` and `hash` blanked.
@@ -387,14 +439,23 @@ fn status_of(object: &ObjectRef, generation: Option<i64>, diags: &[Diagnostic]) 
     let condition = |ty: ConditionType, ok_reason: &str| {
         let errors: Vec<&Diagnostic> = diags
             .iter()
-            .filter(|d| &d.object == object && d.severity == Severity::Error && d.reason.condition() == ty)
+            .filter(|d| {
+                &d.object == object && d.severity == Severity::Error && d.reason.condition() == ty
+            })
             .collect();
         match errors.iter().map(|d| d.reason).min() {
-            None => Condition { status: true, reason: ok_reason.into(), message: String::new() },
+            None => Condition {
+                status: true,
+                reason: ok_reason.into(),
+                message: String::new(),
+            },
             Some(reason) => {
-                let mut msgs: Vec<String> = errors
+                // The reason is the first in severity order; the message names every
+                // problem of this condition, that reason's first, so none is hidden.
+                let mut ordered = errors.clone();
+                ordered.sort_by_key(|d| d.reason != reason);
+                let mut msgs: Vec<String> = ordered
                     .iter()
-                    .filter(|d| d.reason == reason)
                     .map(|d| format!("{}: {}", d.field, d.message))
                     .collect();
                 let more = msgs.len().saturating_sub(3);
@@ -403,7 +464,11 @@ fn status_of(object: &ObjectRef, generation: Option<i64>, diags: &[Diagnostic]) 
                 if more > 0 {
                     message.push_str(&format!("; and {more} more (gatehouse lint lists all)"));
                 }
-                Condition { status: false, reason: reason.to_string(), message }
+                Condition {
+                    status: false,
+                    reason: reason.to_string(),
+                    message,
+                }
             }
         }
     };
@@ -425,7 +490,12 @@ fn resolve_conflicts_and_rank(
 ) -> Vec<route::RouteDraft> {
     // Oldest first; objects without a timestamp (standalone files) after, by name.
     drafts.sort_by(|(a, da), (b, db)| {
-        (da.created.is_none(), &da.created, &a.namespace, &a.name).cmp(&(db.created.is_none(), &db.created, &b.namespace, &b.name))
+        (da.created.is_none(), &da.created, &a.namespace, &a.name).cmp(&(
+            db.created.is_none(),
+            &db.created,
+            &b.namespace,
+            &b.name,
+        ))
     });
     let mut owners: HashMap<(&str, &str), &ObjectRef> = HashMap::new();
     let mut accepted_idx = Vec::new();
@@ -440,7 +510,11 @@ fn resolve_conflicts_and_rank(
             for (mi, k) in keys.iter().enumerate() {
                 for h in &host_keys {
                     if let Some(winner) = owners.get(&(*h, k.signature.as_str())) {
-                        let host = if h.is_empty() { "any host".to_string() } else { format!("host {h}") };
+                        let host = if h.is_empty() {
+                            "any host".to_string()
+                        } else {
+                            format!("host {h}")
+                        };
                         conflicts.insert((
                             format!("spec.rules[{ri}].matches[{mi}]"),
                             format!("conflicts with ApiRoute {}, which is older and wins: same {host} and match", winner.id()),
@@ -477,11 +551,21 @@ fn resolve_conflicts_and_rank(
     for (age, &i) in accepted_idx.iter().enumerate() {
         for (ri, keys) in drafts[i].1.keys.iter().enumerate() {
             for (mi, k) in keys.iter().enumerate() {
-                entries.push(((k.class, Reverse(k.literal_len), Reverse(k.conditions), age, ri, mi), i));
+                entries.push((
+                    (
+                        k.class,
+                        Reverse(k.literal_len),
+                        Reverse(k.conditions),
+                        age,
+                        ri,
+                        mi,
+                    ),
+                    i,
+                ));
             }
         }
     }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_by_key(|a| a.0);
     for (rank, ((_, _, _, _, ri, mi), i)) in entries.into_iter().enumerate() {
         drafts[i].1.route.rules[ri].matches[mi].rank = rank as u32;
     }

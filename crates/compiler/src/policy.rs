@@ -47,9 +47,16 @@ pub(crate) fn validate(
     };
     if let Some(rl) = &p.rate_limit {
         for (i, l) in rl.limits.iter().enumerate() {
-            c.duration(&format!("rateLimit.limits[{i}].period"), Some(&l.period), true);
+            c.duration(
+                &format!("rateLimit.limits[{i}].period"),
+                Some(&l.period),
+                true,
+            );
             if l.requests == 0 {
-                c.invalid(&format!("rateLimit.limits[{i}].requests"), "must be at least 1".into());
+                c.invalid(
+                    &format!("rateLimit.limits[{i}].requests"),
+                    "must be at least 1".into(),
+                );
             }
         }
         if rl.limits.is_empty() {
@@ -59,7 +66,10 @@ pub(crate) fn validate(
         if let Some(k) = &rl.key {
             let needs_name = matches!(k.kind, RateLimitKeyType::Header | RateLimitKeyType::Claim);
             if needs_name != k.name.is_some() {
-                c.invalid("rateLimit.key.name", "name is required by Header and Claim keys and allowed only with them".into());
+                c.invalid(
+                    "rateLimit.key.name",
+                    "name is required by Header and Claim keys and allowed only with them".into(),
+                );
             }
         }
     }
@@ -67,7 +77,11 @@ pub(crate) fn validate(
         if cl.max_in_flight == 0 {
             c.invalid("concurrencyLimit.maxInFlight", "must be at least 1".into());
         }
-        c.duration("concurrencyLimit.queueTimeout", cl.queue_timeout.as_ref(), true);
+        c.duration(
+            "concurrencyLimit.queueTimeout",
+            cl.queue_timeout.as_ref(),
+            true,
+        );
     }
     if let Some(a) = &p.authentication {
         c.authentication(a);
@@ -93,13 +107,19 @@ pub(crate) fn validate(
             match (&path.replace_prefix_match, &path.replace_full_path) {
                 (Some(p), None) => {
                     if !p.starts_with('/') {
-                        c.invalid("requestTransform.path.replacePrefixMatch", "must start with /".into());
+                        c.invalid(
+                            "requestTransform.path.replacePrefixMatch",
+                            "must start with /".into(),
+                        );
                     }
                 }
                 (None, Some(full)) => {
                     c.template("requestTransform.path.replaceFullPath", full);
                     if !full.starts_with('/') {
-                        c.invalid("requestTransform.path.replaceFullPath", "must start with /".into());
+                        c.invalid(
+                            "requestTransform.path.replaceFullPath",
+                            "must start with /".into(),
+                        );
                     }
                 }
                 _ => c.invalid(
@@ -108,10 +128,13 @@ pub(crate) fn validate(
                 ),
             }
         }
-        if let Some(h) = &t.hostname {
-            if !is_dns_name(&h.to_ascii_lowercase()) {
-                c.invalid("requestTransform.hostname", format!("{h:?} is not a host name"));
-            }
+        if let Some(h) = &t.hostname
+            && !is_dns_name(&h.to_ascii_lowercase())
+        {
+            c.invalid(
+                "requestTransform.hostname",
+                format!("{h:?} is not a host name"),
+            );
         }
         if let Some(q) = &t.query {
             for (k, v) in &q.set {
@@ -134,7 +157,10 @@ pub(crate) fn validate(
         if let Some(r) = &v.request {
             for (i, ct) in r.content_types.iter().enumerate() {
                 if !ct.contains('/') {
-                    c.invalid(&format!("validation.request.contentTypes[{i}]"), format!("{ct:?} is not a media type"));
+                    c.invalid(
+                        &format!("validation.request.contentTypes[{i}]"),
+                        format!("{ct:?} is not a media type"),
+                    );
                 }
             }
             for (i, h) in r.required_headers.iter().enumerate() {
@@ -147,24 +173,36 @@ pub(crate) fn validate(
         }
     }
     if let Some(w) = &p.waf {
-        for (field, list) in [("waf.allowCidrs", &w.allow_cidrs), ("waf.denyCidrs", &w.deny_cidrs)] {
+        for (field, list) in [
+            ("waf.allowCidrs", &w.allow_cidrs),
+            ("waf.denyCidrs", &w.deny_cidrs),
+        ] {
             for (i, cidr) in list.iter().enumerate() {
                 if cidr.parse::<IpNet>().is_err() && cidr.parse::<IpAddr>().is_err() {
-                    c.invalid(&format!("{field}[{i}]"), format!("{cidr:?} is not a CIDR or IP address"));
+                    c.invalid(
+                        &format!("{field}[{i}]"),
+                        format!("{cidr:?} is not a CIDR or IP address"),
+                    );
                 }
             }
         }
-        if let Some(crs) = &w.core_rule_set {
-            if crs.paranoia_level.is_some_and(|l| !(1..=4).contains(&l)) {
-                c.invalid("waf.coreRuleSet.paranoiaLevel", "must be between 1 and 4".into());
-            }
+        if let Some(crs) = &w.core_rule_set
+            && crs.paranoia_level.is_some_and(|l| !(1..=4).contains(&l))
+        {
+            c.invalid(
+                "waf.coreRuleSet.paranoiaLevel",
+                "must be between 1 and 4".into(),
+            );
         }
     }
     if let Some(e) = &p.errors {
         c.statuses("errors.replaceUpstream", &e.replace_upstream, 400);
         for (i, o) in e.overrides.iter().enumerate() {
             if !(400..=599).contains(&o.status) {
-                c.invalid(&format!("errors.overrides[{i}].status"), "must be between 400 and 599".into());
+                c.invalid(
+                    &format!("errors.overrides[{i}].status"),
+                    "must be between 400 and 599".into(),
+                );
             }
         }
     }
@@ -215,7 +253,10 @@ impl Checker<'_, '_, '_> {
     fn statuses(&mut self, field: &str, list: &[u16], min: u16) {
         for (i, s) in list.iter().enumerate() {
             if !(min..=599).contains(s) {
-                self.invalid(&format!("{field}[{i}]"), format!("status {s} is outside {min}..599"));
+                self.invalid(
+                    &format!("{field}[{i}]"),
+                    format!("status {s} is outside {min}..599"),
+                );
             }
         }
     }
@@ -225,10 +266,20 @@ impl Checker<'_, '_, '_> {
         match self.index.secret(ns, &r.name) {
             None => {
                 let f = self.path(field);
-                self.sink.error(f, Reason::SecretNotFound, format!("Secret {ns}/{} not found", r.name));
+                self.sink.error(
+                    f,
+                    Reason::SecretNotFound,
+                    format!("Secret {ns}/{} not found", r.name),
+                );
+                // Keys are missing: the policy cannot be enforced, so it is not used
+                // (rules that reference it answer 503) rather than applied without them.
+                self.valid = false;
             }
             Some(s) => {
-                let has_key = s.string_data.as_ref().is_some_and(|d| d.contains_key(&r.key))
+                let has_key = s
+                    .string_data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(&r.key))
                     || s.data.as_ref().is_some_and(|d| d.contains_key(&r.key));
                 if !has_key {
                     let f = self.path(field);
@@ -237,6 +288,7 @@ impl Checker<'_, '_, '_> {
                         Reason::SecretNotFound,
                         format!("Secret {ns}/{} has no key {:?}", r.name, r.key),
                     );
+                    self.valid = false;
                 }
             }
         }
@@ -271,7 +323,10 @@ impl Checker<'_, '_, '_> {
             .chain(b.rename.values());
         let bad: Vec<String> = pointers.filter(|p| !is_json_pointer(p)).cloned().collect();
         for p in bad {
-            self.invalid(field, format!("{p:?} is not a JSON Pointer (it starts with /)"));
+            self.invalid(
+                field,
+                format!("{p:?} is not a JSON Pointer (it starts with /)"),
+            );
         }
         for (k, v) in &b.set {
             self.template(&format!("{field}.set[{k}]"), v);
@@ -279,26 +334,32 @@ impl Checker<'_, '_, '_> {
     }
 
     fn schema(&mut self, field: &str, s: Option<&serde_json::Value>) {
-        if let Some(s) = s {
-            if !(s.is_object() || s.is_boolean()) {
-                self.invalid(field, "a JSON Schema is an object".into());
-            }
+        if let Some(s) = s
+            && !(s.is_object() || s.is_boolean())
+        {
+            self.invalid(field, "a JSON Schema is an object".into());
         }
     }
 
     fn authentication(&mut self, a: &Authentication) {
         if a.api_key.is_none() && a.jwt.is_none() && a.basic.is_none() && a.external.is_none() {
-            self.invalid("authentication", "needs at least one of apiKey, jwt, basic, external".into());
+            self.invalid(
+                "authentication",
+                "needs at least one of apiKey, jwt, basic, external".into(),
+            );
         }
-        if let Some(k) = &a.api_key {
-            if let Some(h) = &k.header {
-                self.token("authentication.apiKey.header", h);
-            }
+        if let Some(k) = &a.api_key
+            && let Some(h) = &k.header
+        {
+            self.token("authentication.apiKey.header", h);
         }
         if let Some(j) = &a.jwt {
             let f = "authentication.jwt";
             if j.jwks_uri.is_none() && j.jwks_secret_ref.is_none() && j.hmac_secret_ref.is_none() {
-                self.invalid(f, "needs keys: jwksUri, jwksSecretRef or hmacSecretRef".into());
+                self.invalid(
+                    f,
+                    "needs keys: jwksUri, jwksSecretRef or hmacSecretRef".into(),
+                );
             }
             if j.jwks_uri.is_some() && j.jwks_secret_ref.is_some() {
                 self.invalid(f, "jwksUri and jwksSecretRef are mutually exclusive".into());
@@ -309,9 +370,18 @@ impl Checker<'_, '_, '_> {
             for (i, alg) in j.algorithms.iter().enumerate() {
                 let field = format!("authentication.jwt.algorithms[{i}]");
                 if alg.eq_ignore_ascii_case("none") {
-                    self.invalid(&field, "unsigned tokens (alg none) are never accepted".into());
+                    self.invalid(
+                        &field,
+                        "unsigned tokens (alg none) are never accepted".into(),
+                    );
                 } else if !JWT_ALGORITHMS.contains(&alg.as_str()) {
-                    self.invalid(&field, format!("unknown algorithm {alg:?}; known: {}", JWT_ALGORITHMS.join(", ")));
+                    self.invalid(
+                        &field,
+                        format!(
+                            "unknown algorithm {alg:?}; known: {}",
+                            JWT_ALGORITHMS.join(", ")
+                        ),
+                    );
                 } else if alg.starts_with("HS") && j.hmac_secret_ref.is_none() {
                     self.invalid(&field, format!("{alg} needs hmacSecretRef"));
                 }
@@ -324,13 +394,21 @@ impl Checker<'_, '_, '_> {
                 self.secret("authentication.jwt.hmacSecretRef", r);
             }
             for (claim, header) in &j.forward_claims {
-                self.token(&format!("authentication.jwt.forwardClaims[{claim}]"), header);
+                self.token(
+                    &format!("authentication.jwt.forwardClaims[{claim}]"),
+                    header,
+                );
             }
         }
         if let Some(e) = &a.external {
             self.url("authentication.external.url", &e.url);
             self.duration("authentication.external.timeout", e.timeout.as_ref(), true);
-            for (i, h) in e.forward_headers.iter().chain(&e.upstream_headers).enumerate() {
+            for (i, h) in e
+                .forward_headers
+                .iter()
+                .chain(&e.upstream_headers)
+                .enumerate()
+            {
                 self.token(&format!("authentication.external.headers[{i}]"), h);
             }
         }
@@ -348,16 +426,27 @@ impl Checker<'_, '_, '_> {
                     })
                 });
             if !ok {
-                self.invalid(&format!("cors.allowOrigins[{i}]"), format!("{o:?} is not an origin like https://app.example.com or *"));
+                self.invalid(
+                    &format!("cors.allowOrigins[{i}]"),
+                    format!("{o:?} is not an origin like https://app.example.com or *"),
+                );
             }
         }
         if cors.allow_credentials == Some(true) && cors.allow_origins.iter().any(|o| o == "*") {
-            self.invalid("cors.allowCredentials", "credentials cannot be allowed for origin *".into());
+            self.invalid(
+                "cors.allowCredentials",
+                "credentials cannot be allowed for origin *".into(),
+            );
         }
         for (i, m) in cors.allow_methods.iter().enumerate() {
             self.token(&format!("cors.allowMethods[{i}]"), m);
         }
-        for (i, h) in cors.allow_headers.iter().chain(&cors.expose_headers).enumerate() {
+        for (i, h) in cors
+            .allow_headers
+            .iter()
+            .chain(&cors.expose_headers)
+            .enumerate()
+        {
             if h != "*" {
                 self.token(&format!("cors.headers[{i}]"), h);
             }

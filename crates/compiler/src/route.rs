@@ -6,8 +6,8 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use gatehouse_api::route::{
-    Aggregate, AggregateOnError, MergeStrategy, PathMatchType, RouteMatch, ValueMatch as ApiValueMatch,
-    ValueMatchType,
+    Aggregate, AggregateOnError, MergeStrategy, PathMatchType, RouteMatch,
+    ValueMatch as ApiValueMatch, ValueMatchType,
 };
 use gatehouse_api::{ApiRoute, LocalRef, Policies};
 use gatehouse_router::anchored_regex;
@@ -18,7 +18,9 @@ use gatehouse_table::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::diagnostics::{Reason, Sink};
-use crate::values::{is_host_pattern, is_token, parse_duration, parse_template, path_params, valid_ident};
+use crate::values::{
+    is_host_pattern, is_token, parse_duration, parse_template, path_params, valid_ident,
+};
 use crate::{Index, policy, support};
 
 /// A route that compiled, before ranks and conflicts.
@@ -60,7 +62,11 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
         if is_host_pattern(&h) {
             hosts.insert(h);
         } else {
-            invalid(sink, format!("spec.hosts[{i}]"), format!("{h:?} is not a host name or *.wildcard"));
+            invalid(
+                sink,
+                format!("spec.hosts[{i}]"),
+                format!("{h:?} is not a host name or *.wildcard"),
+            );
         }
     }
 
@@ -71,36 +77,79 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
             sink.error(
                 "spec.tls.secretName",
                 Reason::SecretNotFound,
-                format!("Secret {ns}/{} not found", tls.secret_name),
+                format!(
+                    "Secret {ns}/{} not found; the route answers 503",
+                    tls.secret_name
+                ),
             );
+            route_blocked.push(Blocker {
+                field: format!("ApiRoute {id} spec.tls.secretName"),
+                reason: Reason::SecretNotFound.to_string(),
+            });
         }
         if !support::ROUTE_TLS {
-            unsupported(sink, &mut route_blocked, &id, "spec.tls", "serving routes over HTTPS");
+            unsupported(
+                sink,
+                &mut route_blocked,
+                &id,
+                "spec.tls",
+                "serving routes over HTTPS",
+                "route",
+            );
         }
     }
     if let Some(v) = &spec.version {
         if !support::ROUTE_VERSION {
-            unsupported(sink, &mut route_blocked, &id, "spec.version", "API versioning");
+            unsupported(
+                sink,
+                &mut route_blocked,
+                &id,
+                "spec.version",
+                "API versioning",
+                "route",
+            );
         }
-        if let Some(s) = &v.sunset {
-            if s.parse::<jiff_like::Rfc3339>().is_err() {
-                invalid(sink, "spec.version.sunset".into(), format!("{s:?} is not an RFC 3339 date-time"));
-            }
+        if let Some(s) = &v.sunset
+            && s.parse::<jiff_like::Rfc3339>().is_err()
+        {
+            invalid(
+                sink,
+                "spec.version.sunset".into(),
+                format!("{s:?} is not an RFC 3339 date-time"),
+            );
         }
     }
     if spec.docs.is_some() && !support::DOCS {
-        sink.warning("spec.docs", Reason::UnsupportedValue, "the docs portal is not implemented yet; docs are not served");
+        sink.warning(
+            "spec.docs",
+            Reason::UnsupportedValue,
+            "the docs portal is not implemented yet; docs are not served",
+        );
     }
 
     // Route-level policy layers.
     let mut policy_refs = BTreeSet::new();
     let mut route_layers = Vec::new();
-    resolve_refs(&spec.policy_refs, "spec.policyRefs", &ns, index, sink, &mut route_layers, &mut route_blocked, &mut policy_refs, &id);
+    resolve_refs(
+        &spec.policy_refs,
+        "spec.policyRefs",
+        &ns,
+        index,
+        sink,
+        &mut route_layers,
+        &mut route_blocked,
+        &mut policy_refs,
+        &id,
+    );
     if let Some(p) = &spec.policies {
         if !policy::validate(p, "spec.policies", &ns, index, sink) {
             valid.set(false);
         }
-        route_layers.push(Layer { source: "route".into(), field: "spec.policies".into(), policies: p });
+        route_layers.push(Layer {
+            source: "route".into(),
+            field: "spec.policies".into(),
+            policies: p,
+        });
     }
 
     // Rules.
@@ -112,7 +161,11 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
         let at = |f: &str| format!("spec.rules[{ri}]{f}");
         let name = rule.name.clone().unwrap_or_else(|| format!("rule-{ri}"));
         if !names.insert(name.clone()) {
-            invalid(sink, at(".name"), format!("rule name {name:?} is used twice"));
+            invalid(
+                sink,
+                at(".name"),
+                format!("rule name {name:?} is used twice"),
+            );
         }
 
         // Matches.
@@ -120,12 +173,24 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
         let mut rule_keys = Vec::new();
         let mut captures: Vec<BTreeSet<String>> = Vec::new();
         let empty = [RouteMatch::default()];
-        let written: &[RouteMatch] = if rule.matches.is_empty() { &empty } else { &rule.matches };
+        let written: &[RouteMatch] = if rule.matches.is_empty() {
+            &empty
+        } else {
+            &rule.matches
+        };
         for (mi, m) in written.iter().enumerate() {
             match compile_match(m, &at(&format!(".matches[{mi}]"))) {
                 Ok((tm, key, caps)) => {
-                    if let Some(other) = signatures.insert(key.signature.clone(), format!("rule {name:?} match {mi}")) {
-                        invalid(sink, at(&format!(".matches[{mi}]")), format!("selects exactly the same requests as {other}; one of them can never be used"));
+                    if let Some(other) = signatures
+                        .insert(key.signature.clone(), format!("rule {name:?} match {mi}"))
+                    {
+                        invalid(
+                            sink,
+                            at(&format!(".matches[{mi}]")),
+                            format!(
+                                "selects exactly the same requests as {other}; one of them can never be used"
+                            ),
+                        );
                     }
                     matches.push(tm);
                     rule_keys.push(key);
@@ -137,33 +202,63 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
 
         // Action.
         let mut blocked = route_blocked.clone();
-        let action = compile_action(rule, ri, &ns, &id, &captures, index, sink, &mut blocked, &valid);
+        let action = compile_action(
+            rule,
+            ri,
+            &ns,
+            &id,
+            &captures,
+            index,
+            sink,
+            &mut blocked,
+            &valid,
+        );
 
-        let timeout_ms = rule.timeout.as_ref().and_then(|t| match parse_duration(&t.0) {
-            Ok(0) => {
-                invalid(sink, at(".timeout"), "must be greater than 0".into());
-                None
-            }
-            Ok(v) => Some(v),
-            Err(e) => {
-                invalid(sink, at(".timeout"), e);
-                None
-            }
-        });
+        let timeout_ms = rule
+            .timeout
+            .as_ref()
+            .and_then(|t| match parse_duration(&t.0) {
+                Ok(0) => {
+                    invalid(sink, at(".timeout"), "must be greater than 0".into());
+                    None
+                }
+                Ok(v) => Some(v),
+                Err(e) => {
+                    invalid(sink, at(".timeout"), e);
+                    None
+                }
+            });
 
         // Policy layering: route refs < route policies < rule refs < rule policies.
         let mut layers: Vec<Layer<'_>> = route_layers.clone();
-        resolve_refs(&rule.policy_refs, &at(".policyRefs"), &ns, index, sink, &mut layers, &mut blocked, &mut policy_refs, &id);
+        resolve_refs(
+            &rule.policy_refs,
+            &at(".policyRefs"),
+            &ns,
+            index,
+            sink,
+            &mut layers,
+            &mut blocked,
+            &mut policy_refs,
+            &id,
+        );
         if let Some(p) = &rule.policies {
             if !policy::validate(p, &at(".policies"), &ns, index, sink) {
                 valid.set(false);
             }
-            layers.push(Layer { source: "rule".into(), field: at(".policies"), policies: p });
+            layers.push(Layer {
+                source: "rule".into(),
+                field: at(".policies"),
+                policies: p,
+            });
         }
         let mut effective: BTreeMap<PolicyField, (PolicySlot, String)> = BTreeMap::new();
         for layer in &layers {
             for (field, config) in policy::set_fields(layer.policies) {
-                let slot = PolicySlot { source: layer.source.clone(), config };
+                let slot = PolicySlot {
+                    source: layer.source.clone(),
+                    config,
+                };
                 effective.insert(field, (slot, format!("{}.{}", layer.field, field.as_str())));
             }
         }
@@ -174,7 +269,10 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
                 } else {
                     format!("ApiRoute {id} {path}")
                 };
-                blocked.push(Blocker { field: where_, reason: Reason::UnsupportedValue.to_string() });
+                blocked.push(Blocker {
+                    field: where_,
+                    reason: Reason::UnsupportedValue.to_string(),
+                });
                 sink.error(
                     path.clone(),
                     Reason::UnsupportedValue,
@@ -183,7 +281,11 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
             }
         }
         if rule.docs.is_some() && !support::DOCS {
-            sink.warning(at(".docs"), Reason::UnsupportedValue, "the docs portal is not implemented yet; docs are not served");
+            sink.warning(
+                at(".docs"),
+                Reason::UnsupportedValue,
+                "the docs portal is not implemented yet; docs are not served",
+            );
         }
         blocked.sort();
         blocked.dedup();
@@ -193,7 +295,10 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
             matches,
             action,
             timeout_ms,
-            policies: effective.into_iter().map(|(f, (slot, _))| (f, slot)).collect(),
+            policies: effective
+                .into_iter()
+                .map(|(f, (slot, _))| (f, slot))
+                .collect(),
             blocked,
         });
         keys.push(rule_keys);
@@ -201,7 +306,11 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
 
     valid.get().then(|| RouteDraft {
         created: r.metadata.creation_timestamp.clone(),
-        route: table::Route { id, hosts: hosts.into_iter().collect(), rules },
+        route: table::Route {
+            id,
+            hosts: hosts.into_iter().collect(),
+            rules,
+        },
         keys,
         policy_refs,
     })
@@ -214,11 +323,21 @@ mod jiff_like {
         type Err = ();
         fn from_str(s: &str) -> Result<Self, ()> {
             let b = s.as_bytes();
-            let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+            let digits = |r: std::ops::Range<usize>| {
+                b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit))
+            };
             let ok = b.len() >= 20
-                && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10)
-                && matches!(b[10], b'T' | b't') && digits(11..13) && b[13] == b':' && digits(14..16)
-                && b[16] == b':' && digits(17..19)
+                && digits(0..4)
+                && b[4] == b'-'
+                && digits(5..7)
+                && b[7] == b'-'
+                && digits(8..10)
+                && matches!(b[10], b'T' | b't')
+                && digits(11..13)
+                && b[13] == b':'
+                && digits(14..16)
+                && b[16] == b':'
+                && digits(17..19)
                 && (s.ends_with('Z') || s.ends_with('z') || s[19..].contains(['+', '-']));
             if ok { Ok(Rfc3339) } else { Err(()) }
         }
@@ -232,13 +351,23 @@ struct Layer<'a> {
     policies: &'a Policies,
 }
 
-fn unsupported(sink: &mut Sink<'_>, blocked: &mut Vec<Blocker>, id: &str, field: &str, what: &str) {
+fn unsupported(
+    sink: &mut Sink<'_>,
+    blocked: &mut Vec<Blocker>,
+    id: &str,
+    field: &str,
+    what: &str,
+    scope: &str,
+) {
     sink.error(
         field,
         Reason::UnsupportedValue,
-        format!("{what} is not implemented by this gateway version yet; the route answers 503 until it is"),
+        format!("{what} is not implemented by this gateway version yet; the {scope} answers 503 until it is"),
     );
-    blocked.push(Blocker { field: format!("ApiRoute {id} {field}"), reason: Reason::UnsupportedValue.to_string() });
+    blocked.push(Blocker {
+        field: format!("ApiRoute {id} {field}"),
+        reason: Reason::UnsupportedValue.to_string(),
+    });
 }
 
 #[allow(clippy::too_many_arguments)] // one call site per layer; a struct would only rename these
@@ -264,9 +393,13 @@ fn resolve_refs<'a>(
             }),
             found => {
                 let msg = if found.is_none() {
-                    format!("ApiPolicy {pid} not found; the rules it applies to answer 503 until it exists")
+                    format!(
+                        "ApiPolicy {pid} not found; the rules it applies to answer 503 until it exists"
+                    )
                 } else {
-                    format!("ApiPolicy {pid} is not accepted (see its status); the rules it applies to answer 503")
+                    format!(
+                        "ApiPolicy {pid} is not accepted (see its status); the rules it applies to answer 503"
+                    )
                 };
                 sink.error(format!("{field}[{i}]"), Reason::PolicyNotFound, msg);
                 blocked.push(Blocker {
@@ -281,7 +414,10 @@ fn resolve_refs<'a>(
 type MatchError = (String, String);
 
 /// One match → table match, precedence key and the path parameters it captures.
-fn compile_match(m: &RouteMatch, at: &str) -> Result<(table::Match, MatchKey, BTreeSet<String>), MatchError> {
+fn compile_match(
+    m: &RouteMatch,
+    at: &str,
+) -> Result<(table::Match, MatchKey, BTreeSet<String>), MatchError> {
     let err = |f: &str, msg: String| (format!("{at}{f}"), msg);
     let mut caps = BTreeSet::new();
     let (path, class, literal_len, sig) = match &m.path {
@@ -295,9 +431,19 @@ fn compile_match(m: &RouteMatch, at: &str) -> Result<(table::Match, MatchKey, BT
                     while v.len() > 1 && v.ends_with('/') {
                         v.pop();
                     }
-                    (PathMatch::Prefix(v.clone()), 1, v.len(), format!("Prefix:{v}"))
+                    (
+                        PathMatch::Prefix(v.clone()),
+                        1,
+                        v.len(),
+                        format!("Prefix:{v}"),
+                    )
                 } else {
-                    (PathMatch::Exact(v.clone()), 0, v.len(), format!("Exact:{v}"))
+                    (
+                        PathMatch::Exact(v.clone()),
+                        0,
+                        v.len(),
+                        format!("Exact:{v}"),
+                    )
                 }
             }
             PathMatchType::Template => {
@@ -325,9 +471,15 @@ fn compile_match(m: &RouteMatch, at: &str) -> Result<(table::Match, MatchKey, BT
                 (PathMatch::Template(t), 1, len, format!("Template:{canon}"))
             }
             PathMatchType::Regex => {
-                let re = anchored_regex(&p.value).map_err(|e| err(".path.value", regex_message(&p.value, &e)))?;
+                let re = anchored_regex(&p.value)
+                    .map_err(|e| err(".path.value", regex_message(&p.value, &e)))?;
                 caps.extend(re.capture_names().flatten().map(String::from));
-                (PathMatch::Regex(p.value.clone()), 2, 0, format!("Regex:{}", p.value))
+                (
+                    PathMatch::Regex(p.value.clone()),
+                    2,
+                    0,
+                    format!("Regex:{}", p.value),
+                )
             }
         },
     };
@@ -336,7 +488,10 @@ fn compile_match(m: &RouteMatch, at: &str) -> Result<(table::Match, MatchKey, BT
     for (i, meth) in m.methods.iter().enumerate() {
         let up = meth.to_ascii_uppercase();
         if !is_token(&up) {
-            return Err(err(&format!(".methods[{i}]"), format!("{meth:?} is not an HTTP method")));
+            return Err(err(
+                &format!(".methods[{i}]"),
+                format!("{meth:?} is not an HTTP method"),
+            ));
         }
         methods.push(up);
     }
@@ -361,7 +516,12 @@ fn compile_match(m: &RouteMatch, at: &str) -> Result<(table::Match, MatchKey, BT
             query_params,
             allow_encoded_slashes: m.allow_encoded_slashes.unwrap_or(false),
         },
-        MatchKey { class, literal_len, conditions, signature },
+        MatchKey {
+            class,
+            literal_len,
+            conditions,
+            signature,
+        },
         caps,
     ))
 }
@@ -369,35 +529,63 @@ fn compile_match(m: &RouteMatch, at: &str) -> Result<(table::Match, MatchKey, BT
 /// One line for a status condition: the regex crate's last line says what is wrong.
 fn regex_message(pattern: &str, e: &regex::Error) -> String {
     let text = e.to_string();
-    let what = text.lines().last().unwrap_or(&text).trim().trim_start_matches("error: ");
+    let what = text
+        .lines()
+        .last()
+        .unwrap_or(&text)
+        .trim()
+        .trim_start_matches("error: ");
     format!("invalid regular expression {pattern:?}: {what}")
 }
 
 fn canon_values(list: &[ValueMatch]) -> String {
-    let mut v: Vec<String> = list.iter().map(|m| format!("{}={:?}", m.name, m.kind)).collect();
+    let mut v: Vec<String> = list
+        .iter()
+        .map(|m| format!("{}={:?}", m.name, m.kind))
+        .collect();
     v.sort();
     v.join(";")
 }
 
-fn value_matches(list: &[ApiValueMatch], header: bool, at: &str) -> Result<Vec<ValueMatch>, MatchError> {
+fn value_matches(
+    list: &[ApiValueMatch],
+    header: bool,
+    at: &str,
+) -> Result<Vec<ValueMatch>, MatchError> {
     let mut out = Vec::new();
     for (i, v) in list.iter().enumerate() {
         let field = format!("{at}[{i}]");
         if header && !is_token(&v.name) {
-            return Err((format!("{field}.name"), format!("{:?} is not a header name", v.name)));
+            return Err((
+                format!("{field}.name"),
+                format!("{:?} is not a header name", v.name),
+            ));
         }
-        let name = if header { v.name.to_ascii_lowercase() } else { v.name.clone() };
+        let name = if header {
+            v.name.to_ascii_lowercase()
+        } else {
+            v.name.clone()
+        };
         let kind = match (v.kind.unwrap_or_default(), &v.value) {
             (ValueMatchType::Present, None) => ValueMatchKind::Present,
             (ValueMatchType::Exact, Some(val)) => ValueMatchKind::Exact(val.clone()),
             (ValueMatchType::Regex, Some(val)) => {
-                anchored_regex(val).map_err(|e| (format!("{field}.value"), regex_message(val, &e)))?;
+                anchored_regex(val)
+                    .map_err(|e| (format!("{field}.value"), regex_message(val, &e)))?;
                 ValueMatchKind::Regex(val.clone())
             }
             (ValueMatchType::Present, Some(_)) => {
-                return Err((format!("{field}.value"), "not allowed with type Present".into()));
+                return Err((
+                    format!("{field}.value"),
+                    "not allowed with type Present".into(),
+                ));
             }
-            (_, None) => return Err((format!("{field}.value"), "required by Exact and Regex".into())),
+            (_, None) => {
+                return Err((
+                    format!("{field}.value"),
+                    "required by Exact and Regex".into(),
+                ));
+            }
         };
         out.push(ValueMatch { name, kind });
     }
@@ -423,7 +611,9 @@ pub(crate) fn parse_path_template(src: &str) -> Result<Template, String> {
                 None => (false, inner),
             };
             if !valid_ident(name) {
-                return Err(format!("{src:?}: {{{inner}}} is not a parameter name ([A-Za-z_][A-Za-z0-9_]*)"));
+                return Err(format!(
+                    "{src:?}: {{{inner}}} is not a parameter name ([A-Za-z_][A-Za-z0-9_]*)"
+                ));
             }
             if !seen.insert(name.to_string()) {
                 return Err(format!("{src:?}: parameter {name:?} appears twice"));
@@ -434,7 +624,9 @@ pub(crate) fn parse_path_template(src: &str) -> Result<Template, String> {
                 segments.push(Segment::Param(name.to_string()));
             }
         } else if s.contains(['{', '}']) {
-            return Err(format!("{src:?}: segment {s:?} mixes text and a parameter; a parameter is a whole segment"));
+            return Err(format!(
+                "{src:?}: segment {s:?} mixes text and a parameter; a parameter is a whole segment"
+            ));
         } else if s.is_empty() && i + 1 != parts.len() || *s == "." || *s == ".." {
             return Err(format!("{src:?}: empty or dot segment"));
         } else if !s.is_empty() {
@@ -443,7 +635,11 @@ pub(crate) fn parse_path_template(src: &str) -> Result<Template, String> {
             segments.push(Segment::Literal(n.path[1..].to_string()));
         }
     }
-    Ok(Template { source: src.to_string(), segments, rest })
+    Ok(Template {
+        source: src.to_string(),
+        segments,
+        rest,
+    })
 }
 
 #[allow(clippy::too_many_arguments)] // the parts of one rule that an action reads
@@ -464,11 +660,21 @@ fn compile_action(
         let missing = match index.upstream(ns, name) {
             Some(true) => false,
             Some(false) => {
-                sink.error(field, Reason::UpstreamNotFound, format!("Upstream {uid} is not accepted (see its status); its share is answered 503"));
+                sink.error(
+                    field,
+                    Reason::UpstreamNotFound,
+                    format!(
+                        "Upstream {uid} is not accepted (see its status); its share is answered 503"
+                    ),
+                );
                 true
             }
             None => {
-                sink.error(field, Reason::UpstreamNotFound, format!("Upstream {uid} not found; its share is answered 503"));
+                sink.error(
+                    field,
+                    Reason::UpstreamNotFound,
+                    format!("Upstream {uid} not found; its share is answered 503"),
+                );
                 true
             }
         };
@@ -479,7 +685,11 @@ fn compile_action(
             Ok(parts) => {
                 for p in path_params(&parts) {
                     if let Some(mi) = captures.iter().position(|c| !c.contains(p)) {
-                        sink.error(field.clone(), Reason::Invalid, format!("${{path.{p}}} is not captured by match {mi} of this rule"));
+                        sink.error(
+                            field.clone(),
+                            Reason::Invalid,
+                            format!("${{path.{p}}} is not captured by match {mi} of this rule"),
+                        );
                         valid.set(false);
                     }
                 }
@@ -498,30 +708,69 @@ fn compile_action(
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let (uid, missing) = upstream(at(&format!(".backends[{i}].upstream")), &b.upstream, sink);
-                BackendRef { upstream: uid, weight: b.weight.unwrap_or(1), missing }
+                let (uid, missing) =
+                    upstream(at(&format!(".backends[{i}].upstream")), &b.upstream, sink);
+                BackendRef {
+                    upstream: uid,
+                    weight: b.weight.unwrap_or(1),
+                    missing,
+                }
             })
             .collect();
         if !refs.is_empty() && refs.iter().all(|b| b.weight == 0) {
-            sink.warning(at(".backends"), Reason::Invalid, "every backend has weight 0: requests are answered 503");
+            sink.warning(
+                at(".backends"),
+                Reason::Invalid,
+                "every backend has weight 0: requests are answered 503",
+            );
         }
         let mirror = rule.mirror.as_ref().map(|m| {
             let (uid, missing) = upstream(at(".mirror.upstream"), &m.upstream, sink);
             if !support::RULE_MIRROR {
-                unsupported(sink, blocked, id, &at(".mirror"), "request mirroring");
+                unsupported(
+                    sink,
+                    blocked,
+                    id,
+                    &at(".mirror"),
+                    "request mirroring",
+                    "rule",
+                );
             }
-            MirrorRef { upstream: uid, percent: m.percent.unwrap_or(100).min(100), missing }
+            MirrorRef {
+                upstream: uid,
+                percent: m.percent.unwrap_or(100).min(100),
+                missing,
+            }
         });
-        return Action::Backends { backends: refs, mirror };
+        return Action::Backends {
+            backends: refs,
+            mirror,
+        };
     }
     if let Some(agg) = &rule.aggregate {
-        return Action::Aggregate(compile_aggregate(agg, ri, &mut upstream, &check_template, sink, blocked, id, valid));
+        return Action::Aggregate(compile_aggregate(
+            agg,
+            ri,
+            &mut upstream,
+            &check_template,
+            sink,
+            blocked,
+            id,
+            valid,
+        ));
     }
     if let Some(r) = &rule.redirect {
-        let path = r.path.as_ref().map(|p| check_template(at(".redirect.path"), p, sink));
+        let path = r
+            .path
+            .as_ref()
+            .map(|p| check_template(at(".redirect.path"), p, sink));
         let status = r.status_code.unwrap_or(302);
         if ![301, 302, 303, 307, 308].contains(&status) {
-            sink.error(at(".redirect.statusCode"), Reason::Invalid, "must be one of 301, 302, 303, 307, 308");
+            sink.error(
+                at(".redirect.statusCode"),
+                Reason::Invalid,
+                "must be one of 301, 302, 303, 307, 308",
+            );
             valid.set(false);
         }
         return Action::Redirect(table::Redirect {
@@ -534,16 +783,27 @@ fn compile_action(
     }
     if let Some(r) = &rule.respond {
         if !(200..=599).contains(&r.status) {
-            sink.error(at(".respond.status"), Reason::Invalid, "must be between 200 and 599");
+            sink.error(
+                at(".respond.status"),
+                Reason::Invalid,
+                "must be between 200 and 599",
+            );
             valid.set(false);
         }
         return Action::Respond(table::Respond {
             status: r.status,
-            content_type: r.content_type.clone().unwrap_or_else(|| "text/plain; charset=utf-8".into()),
+            content_type: r
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "text/plain; charset=utf-8".into()),
             body: r.body.clone().unwrap_or_default(),
         });
     }
-    sink.error(at(""), Reason::Invalid, "exactly one of backends, aggregate, redirect, respond must be set");
+    sink.error(
+        at(""),
+        Reason::Invalid,
+        "exactly one of backends, aggregate, redirect, respond must be set",
+    );
     valid.set(false);
     Action::default()
 }
@@ -564,37 +824,69 @@ fn compile_aggregate(
     let mut calls = Vec::new();
     for (i, c) in agg.calls.iter().enumerate() {
         if !names.insert(c.name.clone()) {
-            sink.error(at(&format!(".calls[{i}].name")), Reason::Invalid, format!("call name {:?} is used twice", c.name));
+            sink.error(
+                at(&format!(".calls[{i}].name")),
+                Reason::Invalid,
+                format!("call name {:?} is used twice", c.name),
+            );
             valid.set(false);
         }
-        let method = c.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+        let method = c
+            .method
+            .clone()
+            .unwrap_or_else(|| "GET".into())
+            .to_ascii_uppercase();
         if !is_token(&method) {
-            sink.error(at(&format!(".calls[{i}].method")), Reason::Invalid, format!("{method:?} is not an HTTP method"));
+            sink.error(
+                at(&format!(".calls[{i}].method")),
+                Reason::Invalid,
+                format!("{method:?} is not an HTTP method"),
+            );
             valid.set(false);
         }
         let (uid, missing) = upstream(at(&format!(".calls[{i}].upstream")), &c.upstream, sink);
         let path = check_template(at(&format!(".calls[{i}].path")), &c.path, sink);
         if !c.path.starts_with('/') {
-            sink.error(at(&format!(".calls[{i}].path")), Reason::Invalid, "must start with /");
+            sink.error(
+                at(&format!(".calls[{i}].path")),
+                Reason::Invalid,
+                "must start with /",
+            );
             valid.set(false);
         }
-        calls.push(table::AggregateCall { name: c.name.clone(), upstream: uid, missing, method, path });
+        calls.push(table::AggregateCall {
+            name: c.name.clone(),
+            upstream: uid,
+            missing,
+            method,
+            path,
+        });
     }
-    let timeout_ms = agg.timeout.as_ref().and_then(|t| match parse_duration(&t.0) {
-        Ok(v) if v > 0 => Some(v),
-        Ok(_) => {
-            sink.error(at(".timeout"), Reason::Invalid, "must be greater than 0");
-            valid.set(false);
-            None
-        }
-        Err(e) => {
-            sink.error(at(".timeout"), Reason::Invalid, e);
-            valid.set(false);
-            None
-        }
-    });
+    let timeout_ms = agg
+        .timeout
+        .as_ref()
+        .and_then(|t| match parse_duration(&t.0) {
+            Ok(v) if v > 0 => Some(v),
+            Ok(_) => {
+                sink.error(at(".timeout"), Reason::Invalid, "must be greater than 0");
+                valid.set(false);
+                None
+            }
+            Err(e) => {
+                sink.error(at(".timeout"), Reason::Invalid, e);
+                valid.set(false);
+                None
+            }
+        });
     if !support::RULE_AGGREGATE {
-        unsupported(sink, blocked, id, &format!("spec.rules[{ri}].aggregate"), "service aggregation");
+        unsupported(
+            sink,
+            blocked,
+            id,
+            &format!("spec.rules[{ri}].aggregate"),
+            "service aggregation",
+            "rule",
+        );
     }
     table::Aggregate {
         calls,

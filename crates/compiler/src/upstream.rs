@@ -27,9 +27,21 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
     let mut d = Durations { sink, valid: true };
     let t = spec.timeouts.as_ref();
     let timeouts = Timeouts {
-        connect_ms: d.ms("spec.timeouts.connect", t.and_then(|t| t.connect.as_ref()), DEFAULT_CONNECT_MS),
-        request_ms: d.ms("spec.timeouts.request", t.and_then(|t| t.request.as_ref()), DEFAULT_REQUEST_MS),
-        idle_ms: d.ms("spec.timeouts.idle", t.and_then(|t| t.idle.as_ref()), DEFAULT_IDLE_MS),
+        connect_ms: d.ms(
+            "spec.timeouts.connect",
+            t.and_then(|t| t.connect.as_ref()),
+            DEFAULT_CONNECT_MS,
+        ),
+        request_ms: d.ms(
+            "spec.timeouts.request",
+            t.and_then(|t| t.request.as_ref()),
+            DEFAULT_REQUEST_MS,
+        ),
+        idle_ms: d.ms(
+            "spec.timeouts.idle",
+            t.and_then(|t| t.idle.as_ref()),
+            DEFAULT_IDLE_MS,
+        ),
     };
     check_nested_durations(up, &mut d);
     let (sink, mut valid) = (d.sink, d.valid);
@@ -38,7 +50,11 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
     let mut total = 0u32;
     let (discovery, endpoints) = match (&spec.service, &spec.endpoints) {
         (Some(_), Some(_)) | (None, None) => {
-            sink.error("spec", Reason::Invalid, "exactly one of service or endpoints must be set");
+            sink.error(
+                "spec",
+                Reason::Invalid,
+                "exactly one of service or endpoints must be set",
+            );
             valid = false;
             (Discovery::Static, Vec::new())
         }
@@ -56,7 +72,11 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
                     continue;
                 }
                 if e.port == 0 {
-                    sink.error(format!("spec.endpoints[{i}].port"), Reason::Invalid, "port 0");
+                    sink.error(
+                        format!("spec.endpoints[{i}].port"),
+                        Reason::Invalid,
+                        "port 0",
+                    );
                     valid = false;
                     continue;
                 }
@@ -97,7 +117,7 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
         }
     };
 
-    let blocked: Vec<Blocker> = support::unsupported_upstream_fields(spec)
+    let mut blocked: Vec<Blocker> = support::unsupported_upstream_fields(spec)
         .into_iter()
         .map(|field| {
             sink.error(
@@ -113,24 +133,41 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
         .collect();
 
     for (field, secret) in [
-        ("spec.tls.caSecretRef", spec.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref())),
+        (
+            "spec.tls.caSecretRef",
+            spec.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref()),
+        ),
         (
             "spec.tls.clientCertificateRef",
-            spec.tls.as_ref().and_then(|t| t.client_certificate_ref.as_ref()),
+            spec.tls
+                .as_ref()
+                .and_then(|t| t.client_certificate_ref.as_ref()),
         ),
     ] {
-        if let Some(s) = secret {
-            if index.secret(&ns, &s.name).is_none() {
-                sink.error(
-                    field,
-                    Reason::SecretNotFound,
-                    format!("Secret {ns}/{} not found", s.name),
-                );
-            }
+        if let Some(s) = secret
+            && index.secret(&ns, &s.name).is_none()
+        {
+            sink.error(
+                field,
+                Reason::SecretNotFound,
+                format!(
+                    "Secret {ns}/{} not found; requests to this upstream are answered 503",
+                    s.name
+                ),
+            );
+            // Never fall back to other trust roots or no client certificate.
+            blocked.push(Blocker {
+                field: format!("Upstream {id} {field}"),
+                reason: Reason::SecretNotFound.to_string(),
+            });
         }
     }
 
-    let ready = endpoints.iter().filter(|e| e.ready).count() as u32;
+    let lb = spec
+        .load_balancer
+        .as_ref()
+        .and_then(|l| l.policy)
+        .unwrap_or_default();
     let upstream = valid.then(|| table::Upstream {
         id,
         protocol: match spec.protocol.unwrap_or_default() {
@@ -140,9 +177,11 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
         discovery,
         endpoints,
         timeouts,
-        load_balancer: "RoundRobin".into(),
+        load_balancer: format!("{lb:?}"),
         blocked,
     });
+    // Endpoints that receive traffic: none when the Upstream is not served.
+    let ready = upstream.as_ref().map_or(0, |u| u.endpoints.len() as u32);
     UpstreamInfo {
         upstream,
         ready_endpoints: ready,
@@ -182,7 +221,10 @@ fn check_nested_durations(up: &Upstream, d: &mut Durations<'_, '_>) {
             let base = d.ms("spec.retries.backoff.base", b.base.as_ref(), 25);
             let max = d.ms("spec.retries.backoff.max", b.max.as_ref(), 250);
             if base > max {
-                d.fail("spec.retries.backoff", format!("base ({base}ms) exceeds max ({max}ms)"));
+                d.fail(
+                    "spec.retries.backoff",
+                    format!("base ({base}ms) exceeds max ({max}ms)"),
+                );
             }
         }
     }
@@ -192,12 +234,20 @@ fn check_nested_durations(up: &Upstream, d: &mut Durations<'_, '_>) {
             d.ms("spec.healthCheck.active.timeout", a.timeout.as_ref(), 1);
         }
         if let Some(p) = &h.passive {
-            d.ms("spec.healthCheck.passive.ejectionTime", p.ejection_time.as_ref(), 1);
+            d.ms(
+                "spec.healthCheck.passive.ejectionTime",
+                p.ejection_time.as_ref(),
+                1,
+            );
         }
     }
     if let Some(c) = &spec.circuit_breaker {
         d.ms("spec.circuitBreaker.window", c.window.as_ref(), 1);
-        d.ms("spec.circuitBreaker.openDuration", c.open_duration.as_ref(), 1);
+        d.ms(
+            "spec.circuitBreaker.openDuration",
+            c.open_duration.as_ref(),
+            1,
+        );
     }
 }
 
@@ -243,7 +293,10 @@ fn resolve_service(
 
 /// Ready endpoints of the slices for the port named `port_name`; when none is ready,
 /// serving-but-terminating ones. Returns the endpoints and the total count.
-fn endpoints_from_slices(slices: &[&EndpointSlice], port_name: Option<&str>) -> (Vec<Endpoint>, u32) {
+fn endpoints_from_slices(
+    slices: &[&EndpointSlice],
+    port_name: Option<&str>,
+) -> (Vec<Endpoint>, u32) {
     let mut ready = BTreeSet::new();
     let mut serving = BTreeSet::new();
     let mut all = BTreeSet::new();

@@ -98,9 +98,8 @@ pub fn valid_ident(s: &str) -> bool {
 /// An HTTP token (RFC 9110): header names and methods.
 pub fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A DNS name (RFC 1123 labels), lowercase expected by the caller.
@@ -145,7 +144,17 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(90_000));
         assert_eq!(parse_duration("1h"), Ok(3_600_000));
         assert_eq!(parse_duration("0s"), Ok(0));
-        for bad in ["", "10", "1d", "s", "1.5s", "-1s", "123456s", "1h1m1s1ms1h", "10 s"] {
+        for bad in [
+            "",
+            "10",
+            "1d",
+            "s",
+            "1.5s",
+            "-1s",
+            "123456s",
+            "1h1m1s1ms1h",
+            "10 s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
         }
     }
@@ -173,7 +182,10 @@ mod tests {
         assert!(parse_template("${nope}").is_err());
         assert!(parse_template("${path.}").is_err());
         assert!(parse_template("/a/${path.id").is_err());
-        assert_eq!(parse_template("plain"), Ok(vec![TemplatePart::Literal("plain".into())]));
+        assert_eq!(
+            parse_template("plain"),
+            Ok(vec![TemplatePart::Literal("plain".into())])
+        );
     }
 
     #[test]

@@ -43,7 +43,12 @@ fn render(docs: Vec<Document>) -> String {
     let statuses: serde_json::Map<String, serde_json::Value> = out
         .statuses
         .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::to_value(v).expect("status serializes")))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::to_value(v).expect("status serializes"),
+            )
+        })
         .collect();
     let diagnostics: Vec<String> = load_diags
         .iter()
@@ -83,7 +88,10 @@ fn shuffled(mut docs: Vec<Document>, seed: usize) -> Vec<Document> {
 fn golden_cases() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let cases = cases();
-    assert!(cases.len() >= 10, "expected the golden cases, found {cases:?}");
+    assert!(
+        cases.len() >= 10,
+        "expected the golden cases, found {cases:?}"
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let got = render(documents(case));
@@ -109,7 +117,12 @@ fn output_does_not_depend_on_input_order() {
         let reference = render(documents(&case));
         for seed in 0..6 {
             let got = render(shuffled(documents(&case), seed));
-            assert_eq!(got, reference, "{}: order {seed} changed the output", case.display());
+            assert_eq!(
+                got,
+                reference,
+                "{}: order {seed} changed the output",
+                case.display()
+            );
         }
     }
 }

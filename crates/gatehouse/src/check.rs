@@ -100,9 +100,7 @@ pub fn explain(
         let rejected = output
             .statuses
             .iter()
-            .filter(|(o, s)| {
-                o.kind == gatehouse_compiler::Kind::ApiRoute && !s.accepted.status
-            })
+            .filter(|(o, s)| o.kind == gatehouse_compiler::Kind::ApiRoute && !s.accepted.status)
             .count();
         if rejected > 0 {
             println!(

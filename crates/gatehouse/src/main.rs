@@ -80,7 +80,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output,
         } => check::explain(&path, &method, &url, &headers, output == Output::Json),
         Command::Crds => {
-            print!("{}", gatehouse_api::crds_yaml().context("rendering the CRDs")?);
+            print!(
+                "{}",
+                gatehouse_api::crds_yaml().context("rendering the CRDs")?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {

@@ -15,7 +15,9 @@ fn stdout(o: &Output) -> String {
 }
 
 fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -72,15 +74,30 @@ fn lint_fails_naming_object_field_and_missing_name() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains("ApiRoute shop/orders"), "{text}");
-    assert!(text.contains("spec.rules[0].matches[0].path.value"), "{text}");
+    assert!(
+        text.contains("spec.rules[0].matches[0].path.value"),
+        "{text}"
+    );
     assert!(text.contains("invalid regular expression"), "{text}");
     assert!(text.contains("ApiRoute shop/users"), "{text}");
-    assert!(text.contains("spec.rules[0].backends[0].upstream"), "{text}");
+    assert!(
+        text.contains("spec.rules[0].backends[0].upstream"),
+        "{text}"
+    );
     assert!(text.contains("shop/users-v2 not found"), "{text}");
     assert!(text.contains("UpstreamNotFound"), "{text}");
-    assert!(!text.contains("shop/fine"), "a valid route has no diagnostic: {text}");
+    assert!(
+        !text.contains("shop/fine"),
+        "a valid route has no diagnostic: {text}"
+    );
 
-    let out = gatehouse(&["lint", "-f", dir.path().to_str().expect("utf-8"), "--output", "json"]);
+    let out = gatehouse(&[
+        "lint",
+        "-f",
+        dir.path().to_str().expect("utf-8"),
+        "--output",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json output");
     assert_eq!(v["errors"], 2);
@@ -106,7 +123,10 @@ fn lint_reports_yaml_errors_and_unknown_fields() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains("not valid YAML"), "{text}");
-    assert!(text.contains("ApiRoute default/r: spec.rules.0.timout: unknown field"), "{text}");
+    assert!(
+        text.contains("ApiRoute default/r: spec.rules.0.timout: unknown field"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -123,18 +143,36 @@ fn explain_names_route_rule_and_near_misses() {
     let out = gatehouse(&["explain", "-f", q, "GET", "http://localhost/users/42"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.contains("ApiRoute default/quickstart, rule \"get-user\""), "{text}");
+    assert!(
+        text.contains("ApiRoute default/quickstart, rule \"get-user\""),
+        "{text}"
+    );
     assert!(text.contains("\"id\": \"42\""), "{text}");
     assert!(text.contains("backend default/echo"), "{text}");
     assert!(text.contains("does not match"), "{text}");
 
-    let out = gatehouse(&["explain", "-f", q, "DELETE", "/users/42", "-H", "Host: localhost", "--output", "json"]);
+    let out = gatehouse(&[
+        "explain",
+        "-f",
+        q,
+        "DELETE",
+        "/users/42",
+        "-H",
+        "Host: localhost",
+        "--output",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["outcome"]["result"], "methodNotAllowed");
     assert_eq!(v["outcome"]["allow"], serde_json::json!(["GET", "HEAD"]));
     let first = &v["nearMisses"][0];
     assert_eq!(first["rule"], "get-user");
-    assert!(first["why"][0].as_str().expect("reason").contains("method DELETE"));
+    assert!(
+        first["why"][0]
+            .as_str()
+            .expect("reason")
+            .contains("method DELETE")
+    );
 
     let out = gatehouse(&["explain", "-f", q, "GET", "http://localhost/nothing/here"]);
     assert!(stdout(&out).contains("404 Not Found"));
@@ -144,7 +182,8 @@ fn explain_names_route_rule_and_near_misses() {
 fn crds_command_prints_the_committed_crds() {
     let out = gatehouse(&["crds"]);
     assert!(out.status.success());
-    let committed = std::fs::read_to_string(repo("crds/gatehouse.dev_crds.yaml")).expect("crds/ committed");
+    let committed =
+        std::fs::read_to_string(repo("crds/gatehouse.dev_crds.yaml")).expect("crds/ committed");
     assert_eq!(stdout(&out), committed);
 }
 

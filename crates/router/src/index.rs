@@ -47,7 +47,9 @@ pub(crate) fn host_verdict(patterns: &[String], host: &str) -> HostVerdict {
                 && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
         })
         .max_by_key(|(_, suffix)| suffix.len())
-        .map_or(HostVerdict::Mismatch, |(p, _)| HostVerdict::Wildcard(p.clone()))
+        .map_or(HostVerdict::Mismatch, |(p, _)| {
+            HostVerdict::Wildcard(p.clone())
+        })
 }
 
 #[derive(Debug, Default)]
@@ -96,7 +98,10 @@ impl HostIndex {
         let wild = host
             .match_indices('.')
             .filter_map(move |(i, _)| self.wildcard.get(&host[i + 1..]));
-        exact.into_iter().chain(wild).chain(std::iter::once(&self.any))
+        exact
+            .into_iter()
+            .chain(wild)
+            .chain(std::iter::once(&self.any))
     }
 }
 
@@ -165,7 +170,7 @@ impl Bucket {
                     if let PathMatch::Regex(src) =
                         &table.routes[t.route].rules[t.rule].matches[t.matched].path
                     {
-                        patterns.push(format!("^(?:{src})$"));
+                        patterns.push(crate::matcher::anchor(src));
                         b.regex_ids.push(idx);
                     }
                 }
@@ -198,10 +203,10 @@ impl Bucket {
                 if let Some(c) = n.children.get(seg) {
                     next.push(c);
                 }
-                if !seg.is_empty() {
-                    if let Some(p) = &n.param {
-                        next.push(p);
-                    }
+                if !seg.is_empty()
+                    && let Some(p) = &n.param
+                {
+                    next.push(p);
                 }
             }
             std::mem::swap(&mut active, &mut next);
@@ -211,7 +216,12 @@ impl Bucket {
             }
         }
         for n in &active {
-            n.prefix.iter().chain(&n.exact).chain(&n.rest).copied().for_each(&mut *f);
+            n.prefix
+                .iter()
+                .chain(&n.exact)
+                .chain(&n.rest)
+                .copied()
+                .for_each(&mut *f);
         }
         if let Some(set) = &self.regex {
             for i in set.matches(path).iter() {

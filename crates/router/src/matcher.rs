@@ -32,12 +32,36 @@ impl Headers for Vec<(String, String)> {
     }
 }
 
-/// Compiles an anchored regular expression with the size limit.
+/// Compiles a pattern as an anchored full match, with the size limit.
+///
+/// The pattern is first compiled on its own, so that text which only balances once
+/// wrapped (`/a)|(/b`) is refused instead of escaping the anchors; then it is wrapped in
+/// `^(?:...)$`. A pattern valid alone whose wrapped form does not compile (an x-mode `#`
+/// comment that runs to the end) is refused too.
 pub fn anchored_regex(pattern: &str) -> Result<Regex, regex::Error> {
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
+    let build = |p: &str| {
+        regex::RegexBuilder::new(p)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+    };
+    let alone = build(pattern)?;
+    let anchored = build(&anchor(pattern)).map_err(|_| {
+        regex::Error::Syntax(
+            "the pattern cannot be anchored: an x-mode comment (#) must end with a newline".into(),
+        )
+    })?;
+    if anchored.captures_len() != alone.captures_len() {
+        return Err(regex::Error::Syntax(
+            "the pattern changes meaning when anchored".into(),
+        ));
+    }
+    Ok(anchored)
+}
+
+/// `^(?:pattern)$`, for a pattern [`anchored_regex`] accepted.
+pub(crate) fn anchor(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
 }
 
 /// Where a match sits in the table.

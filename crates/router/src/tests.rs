@@ -87,10 +87,22 @@ const NO_HEADERS: &Vec<(String, String)> = &Vec::new();
 #[test]
 fn exact_template_prefix_and_regex_paths() {
     let t = table(vec![
-        mk_route("a/exact", &[], vec![mk_match(0, PathMatch::Exact("/users/me".into()))]),
+        mk_route(
+            "a/exact",
+            &[],
+            vec![mk_match(0, PathMatch::Exact("/users/me".into()))],
+        ),
         mk_route("a/tpl", &[], vec![mk_match(1, tpl("/users/{id}"))]),
-        mk_route("a/prefix", &[], vec![mk_match(2, PathMatch::Prefix("/users".into()))]),
-        mk_route("a/regex", &[], vec![mk_match(3, PathMatch::Regex("/r/[0-9]+".into()))]),
+        mk_route(
+            "a/prefix",
+            &[],
+            vec![mk_match(2, PathMatch::Prefix("/users".into()))],
+        ),
+        mk_route(
+            "a/regex",
+            &[],
+            vec![mk_match(3, PathMatch::Regex("/r/[0-9]+".into()))],
+        ),
         mk_route("a/rest", &[], vec![mk_match(4, tpl("/files/{*path}"))]),
     ]);
     let r = Router::new(&t).expect("router");
@@ -101,7 +113,10 @@ fn exact_template_prefix_and_regex_paths() {
     };
     assert_eq!(sel.target.route, 1);
     assert_eq!(sel.params, vec![("id".to_string(), "42".to_string())]);
-    assert_eq!(route_of(&get(&r, "GET", "x", "/users/42/orders", h)), Some(2));
+    assert_eq!(
+        route_of(&get(&r, "GET", "x", "/users/42/orders", h)),
+        Some(2)
+    );
     assert_eq!(route_of(&get(&r, "GET", "x", "/users", h)), Some(2));
     assert_eq!(route_of(&get(&r, "GET", "x", "/usersx", h)), None);
     assert_eq!(route_of(&get(&r, "GET", "x", "/r/123", h)), Some(3));
@@ -109,26 +124,54 @@ fn exact_template_prefix_and_regex_paths() {
     let Lookup::Matched(sel) = get(&r, "GET", "x", "/files/a/b.txt", h) else {
         panic!("rest template matches")
     };
-    assert_eq!(sel.params, vec![("path".to_string(), "a/b.txt".to_string())]);
+    assert_eq!(
+        sel.params,
+        vec![("path".to_string(), "a/b.txt".to_string())]
+    );
     assert_eq!(route_of(&get(&r, "GET", "x", "/files", h)), Some(4));
 }
 
 #[test]
 fn lower_rank_wins_and_exact_host_beats_wildcard_beats_any() {
     let t = table(vec![
-        mk_route("a/any", &[], vec![mk_match(0, PathMatch::Exact("/p".into()))]),
-        mk_route("a/wild", &["*.example.com"], vec![mk_match(5, PathMatch::Prefix("/".into()))]),
-        mk_route("a/exact", &["api.example.com"], vec![mk_match(9, PathMatch::Prefix("/p".into()))]),
-        mk_route("a/deeper", &["*.eu.example.com"], vec![mk_match(7, PathMatch::Prefix("/".into()))]),
+        mk_route(
+            "a/any",
+            &[],
+            vec![mk_match(0, PathMatch::Exact("/p".into()))],
+        ),
+        mk_route(
+            "a/wild",
+            &["*.example.com"],
+            vec![mk_match(5, PathMatch::Prefix("/".into()))],
+        ),
+        mk_route(
+            "a/exact",
+            &["api.example.com"],
+            vec![mk_match(9, PathMatch::Prefix("/p".into()))],
+        ),
+        mk_route(
+            "a/deeper",
+            &["*.eu.example.com"],
+            vec![mk_match(7, PathMatch::Prefix("/".into()))],
+        ),
     ]);
     let r = Router::new(&t).expect("router");
     let h = NO_HEADERS;
     // Exact host wins even with a worse rank.
-    assert_eq!(route_of(&get(&r, "GET", "API.example.com:8080", "/p", h)), Some(2));
+    assert_eq!(
+        route_of(&get(&r, "GET", "API.example.com:8080", "/p", h)),
+        Some(2)
+    );
     // Falls through to the wildcard when the exact host has no matching rule.
-    assert_eq!(route_of(&get(&r, "GET", "api.example.com", "/other", h)), Some(1));
+    assert_eq!(
+        route_of(&get(&r, "GET", "api.example.com", "/other", h)),
+        Some(1)
+    );
     // The longer wildcard suffix is more specific.
-    assert_eq!(route_of(&get(&r, "GET", "x.eu.example.com", "/p", h)), Some(3));
+    assert_eq!(
+        route_of(&get(&r, "GET", "x.eu.example.com", "/p", h)),
+        Some(3)
+    );
     // A wildcard needs at least one more label.
     assert_eq!(route_of(&get(&r, "GET", "example.com", "/p", h)), Some(0));
     assert_eq!(route_of(&get(&r, "GET", "other.org", "/q", h)), None);
@@ -147,8 +190,14 @@ fn method_mismatch_is_405_with_allow() {
             allow: vec!["GET".into(), "HEAD".into(), "POST".into()]
         }
     );
-    assert_eq!(route_of(&get(&r, "POST", "h", "/items", NO_HEADERS)), Some(0));
-    assert_eq!(get(&r, "GET", "h", "/nothing", NO_HEADERS), Lookup::NotFound);
+    assert_eq!(
+        route_of(&get(&r, "POST", "h", "/items", NO_HEADERS)),
+        Some(0)
+    );
+    assert_eq!(
+        get(&r, "GET", "h", "/nothing", NO_HEADERS),
+        Lookup::NotFound
+    );
 }
 
 #[test]
@@ -174,7 +223,10 @@ fn header_and_query_conditions() {
         ("x-v".to_string(), "12".to_string()),
     ];
     assert_eq!(route_of(&get(&r, "GET", "h", "/a?debug", &good)), Some(0));
-    assert_eq!(route_of(&get(&r, "GET", "h", "/a?x=1&debug=", &good)), Some(0));
+    assert_eq!(
+        route_of(&get(&r, "GET", "h", "/a?x=1&debug=", &good)),
+        Some(0)
+    );
     assert_eq!(route_of(&get(&r, "GET", "h", "/a", &good)), None);
     let bad = vec![
         ("x-tenant".to_string(), "other".to_string()),
@@ -227,6 +279,25 @@ fn named_regex_groups_are_captured() {
 }
 
 #[test]
+fn regexes_cannot_escape_their_anchors() {
+    for escaping in ["/internal)|(/public", "acme)|(.*"] {
+        assert!(
+            anchored_regex(escaping).is_err(),
+            "{escaping:?} must be refused"
+        );
+    }
+    // An x-mode comment would swallow the closing anchor.
+    assert!(anchored_regex("(?x) /reports/[0-9]+  # by id").is_err());
+    assert!(anchored_regex("(?x) /reports/[0-9]+  # by id\n").is_ok());
+    let r = anchored_regex("a|ab").expect("valid");
+    assert!(
+        r.is_match("ab"),
+        "alternation is a full match, not leftmost-first"
+    );
+    assert!(!r.is_match("abc"));
+}
+
+#[test]
 fn refuses_oversized_regexes() {
     let huge = "(a|b|c|d|e|f|g|h){1,1000}".repeat(20);
     let err = Router::new(&table(vec![mk_route(
@@ -248,8 +319,11 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+    fn one_in(&mut self, n: u64) -> bool {
+        self.next().is_multiple_of(n)
     }
 }
 
@@ -259,7 +333,7 @@ fn random_path(rng: &mut Rng) -> String {
     let mut p = String::new();
     for _ in 0..n {
         p.push('/');
-        p.push_str(*rng.pick(&segs));
+        p.push_str(rng.pick(&segs));
     }
     if p.is_empty() { "/".into() } else { p }
 }
@@ -275,10 +349,10 @@ fn random_match(rng: &mut Rng, rank: u32) -> Match {
         _ => PathMatch::Any,
     };
     let mut m = mk_match(rank, path);
-    if rng.next() % 3 == 0 {
+    if rng.one_in(3) {
         m.methods = vec![rng.pick(&["GET", "POST"]).to_string()];
     }
-    if rng.next() % 4 == 0 {
+    if rng.one_in(4) {
         m.headers = vec![ValueMatch {
             name: "x-k".into(),
             kind: ValueMatchKind::Exact("1".into()),
@@ -297,7 +371,7 @@ fn index_agrees_with_brute_force_on_random_tables() {
         let mut rank = 0;
         for i in 0..(1 + rng.next() % 6) {
             let nh = rng.next() % 3;
-            let hs: Vec<&str> = (0..nh).map(|_| *rng.pick(&hosts)).collect();
+            let hs: Vec<&str> = (0..nh).map(|_| rng.pick(&hosts)).collect();
             let ms: Vec<Match> = (0..(1 + rng.next() % 3))
                 .map(|_| {
                     rank += 1 + (rng.next() % 3) as u32;
@@ -312,10 +386,10 @@ fn index_agrees_with_brute_force_on_random_tables() {
         let t = table(routes);
         let router = Router::new(&t).expect("router");
         for _ in 0..30 {
-            let host = *rng.pick(&req_hosts);
+            let host = rng.pick(&req_hosts);
             let path = random_path(&mut rng);
-            let method = *rng.pick(&["GET", "POST"]);
-            let headers = if rng.next() % 2 == 0 {
+            let method = rng.pick(&["GET", "POST"]);
+            let headers = if rng.one_in(2) {
                 vec![("x-k".to_string(), "1".to_string())]
             } else {
                 vec![]
@@ -344,7 +418,10 @@ fn index_agrees_with_brute_force_on_random_tables() {
                 .filter(MatchReport::matched)
                 .min_by_key(|r| (specificity(&r.host), r.rank))
                 .map(|r| r.target);
-            assert_eq!(got, want, "host {host} path {path} method {method} table {t:#?}");
+            assert_eq!(
+                got, want,
+                "host {host} path {path} method {method} table {t:#?}"
+            );
         }
     }
 }
