@@ -36,16 +36,16 @@ pub struct ApiRouteSpec {
     pub tls: Option<RouteTls>,
     /// API versioning: which version of the API these rules are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<ApiVersion>,
+    pub version: Option<Box<ApiVersion>>,
     /// Policies for every rule of this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policies: Option<Policies>,
+    pub policies: Option<Box<Policies>>,
     /// ApiPolicy objects in this namespace applied to every rule, weakest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_refs: Vec<LocalRef>,
     /// Documentation of this API for the docs portal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub docs: Option<RouteDocs>,
+    pub docs: Option<Box<RouteDocs>>,
     /// The rules; each selects requests and says what to do with them.
     #[schemars(length(min = 1, max = 128))]
     pub rules: Vec<Rule>,
@@ -145,28 +145,28 @@ pub struct Rule {
     pub backends: Option<Vec<Backend>>,
     /// Fire-and-forget copy of requests to another upstream; its response is discarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<Mirror>,
+    pub mirror: Option<Box<Mirror>>,
     /// Service aggregation: fan out to several upstreams and merge their JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aggregate: Option<Aggregate>,
+    pub aggregate: Option<Box<Aggregate>>,
     /// Answer with a redirect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redirect: Option<Redirect>,
+    pub redirect: Option<Box<Redirect>>,
     /// Answer with a fixed response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub respond: Option<Respond>,
+    pub respond: Option<Box<Respond>>,
     /// Overrides the Upstream request timeout for this rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     /// Policies for this rule; they replace route-level ones field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policies: Option<Policies>,
+    pub policies: Option<Box<Policies>>,
     /// ApiPolicy objects in this namespace applied to this rule.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_refs: Vec<LocalRef>,
     /// Documentation of this operation for the docs portal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub docs: Option<RuleDocs>,
+    pub docs: Option<Box<RuleDocs>>,
 }
 
 /// One way of selecting requests; every condition must hold.

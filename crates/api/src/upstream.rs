@@ -42,7 +42,7 @@ pub struct UpstreamSpec {
     pub protocol: Option<UpstreamProtocol>,
     /// Originate TLS to the servers. Absent: plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<UpstreamTls>,
+    pub tls: Option<Box<UpstreamTls>>,
     /// How a server is picked for each request. Absent: `RoundRobin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancer>,
@@ -51,13 +51,13 @@ pub struct UpstreamSpec {
     pub timeouts: Option<UpstreamTimeouts>,
     /// Retries of failed attempts. Absent: no retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retries: Option<Retries>,
+    pub retries: Option<Box<Retries>>,
     /// Active probes and passive outlier ejection. Absent: every endpoint is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_check: Option<HealthCheck>,
+    pub health_check: Option<Box<HealthCheck>>,
     /// Limits and failure-ratio circuit that protect the upstream as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub circuit_breaker: Option<CircuitBreaker>,
+    pub circuit_breaker: Option<Box<CircuitBreaker>>,
 }
 
 /// A Service whose EndpointSlices give the endpoints.

@@ -51,7 +51,7 @@ impl ObjectRef {
 
     /// `namespace/name`.
     pub fn id(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+        [self.namespace.as_str(), "/", self.name.as_str()].concat()
     }
 }
 
@@ -114,9 +114,25 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// The reason as written in a status condition.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Invalid => "Invalid",
+            Reason::Conflicted => "Conflicted",
+            Reason::UnsupportedValue => "UnsupportedValue",
+            Reason::UpstreamNotFound => "UpstreamNotFound",
+            Reason::PolicyNotFound => "PolicyNotFound",
+            Reason::SecretNotFound => "SecretNotFound",
+            Reason::ServiceNotFound => "ServiceNotFound",
+            Reason::PortNotFound => "PortNotFound",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        f.write_str(self.as_str())
     }
 }
 

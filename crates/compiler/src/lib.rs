@@ -30,7 +30,10 @@ mod upstream;
 pub mod values;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap as HashMap;
 
 use gatehouse_api::consumer::{consumer_from_secret, is_consumer};
 use gatehouse_api::manifest::{Document, Object};
@@ -40,6 +43,7 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Resource;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 pub use diagnostics::{ConditionType, Diagnostic, Kind, ObjectRef, Reason, Severity};
 pub use upstream::SERVICE_NAME_LABEL;
@@ -139,7 +143,7 @@ pub struct Condition {
     /// True or False.
     pub status: bool,
     /// CamelCase reason.
-    pub reason: String,
+    pub reason: &'static str,
     /// For a person.
     pub message: String,
 }
@@ -193,8 +197,8 @@ pub(crate) struct Index<'a> {
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
     /// `None`: the policy exists but is invalid.
     policies: HashMap<(&'a str, &'a str), Option<&'a Policies>>,
-    /// `true`: accepted into the table.
-    upstreams: HashMap<(String, String), bool>,
+    /// By `namespace/name`; `true`: accepted into the table.
+    upstreams: HashMap<String, bool>,
 }
 
 impl<'a> Index<'a> {
@@ -210,10 +214,9 @@ impl<'a> Index<'a> {
     pub fn policy(&self, ns: &str, name: &str) -> Option<Option<&'a Policies>> {
         self.policies.get(&(ns, name)).copied()
     }
-    pub fn upstream(&self, ns: &str, name: &str) -> Option<bool> {
-        self.upstreams
-            .get(&(ns.to_string(), name.to_string()))
-            .copied()
+    /// By id (`namespace/name`).
+    pub fn upstream(&self, id: &str) -> Option<bool> {
+        self.upstreams.get(id).copied()
     }
 }
 
@@ -241,32 +244,49 @@ fn unique<'a, K: Resource + Serialize>(
     kind: Kind,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<&'a K> {
-    let mut keyed: Vec<(&str, &str, String, &K)> = items
-        .iter()
-        .map(|k| {
-            let (ns, name) = ns_name(k);
-            (ns, name, serde_json::to_string(k).unwrap_or_default(), k)
-        })
-        .collect();
-    keyed.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
-    let mut out: Vec<&K> = Vec::with_capacity(keyed.len());
-    let mut last: Option<(&str, &str)> = None;
-    for (ns, name, _, k) in keyed {
-        if last == Some((ns, name)) {
-            diags.push(Diagnostic {
-                object: ObjectRef::new(kind, ns, name),
-                field: "metadata.name".into(),
-                severity: Severity::Error,
-                reason: Reason::Invalid,
-                message: "defined more than once; only one definition is used".into(),
-            });
-            continue;
+    let mut sorted: Vec<&K> = items.iter().collect();
+    sorted.sort_by(|a, b| ns_name(*a).cmp(&ns_name(*b)));
+    let mut out: Vec<&K> = Vec::with_capacity(sorted.len());
+    let mut i = 0;
+    while i < sorted.len() {
+        let key = ns_name(sorted[i]);
+        let mut j = i + 1;
+        while j < sorted.len() && ns_name(sorted[j]) == key {
+            j += 1;
         }
-        last = Some((ns, name));
-        out.push(k);
+        if j - i == 1 {
+            out.push(sorted[i]);
+        } else {
+            // Several definitions: keep the one whose JSON sorts first, whatever the
+            // input order, and report the others.
+            let keep = sorted[i..j]
+                .iter()
+                .min_by_key(|k| serde_json::to_string(**k).unwrap_or_default())
+                .copied();
+            out.extend(keep);
+            for _ in 1..(j - i) {
+                diags.push(Diagnostic {
+                    object: ObjectRef::new(kind, key.0, key.1),
+                    field: "metadata.name".into(),
+                    severity: Severity::Error,
+                    reason: Reason::Invalid,
+                    message: "defined more than once; only one definition is used".into(),
+                });
+            }
+        }
+        i = j;
     }
     out
 }
+
+/// A fast, deterministic 64-bit hash (FxHash) for in-memory indexes.
+pub(crate) fn fx_hash(s: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(s)
+}
+
+/// Below this many routes, compiling on one thread is faster than sharing the work.
+const PARALLEL_THRESHOLD: usize = 512;
 
 /// Compiles the inputs.
 pub fn compile(inputs: &Inputs) -> Output {
@@ -280,6 +300,10 @@ pub fn compile(inputs: &Inputs) -> Output {
     slices.sort_by(|a, b| ns_name(*a).cmp(&ns_name(*b)));
 
     let mut index = Index::default();
+    index.secrets.reserve(secrets.len());
+    index.services.reserve(services.len());
+    index.policies.reserve(policies.len());
+    index.upstreams.reserve(upstreams.len());
     for s in &secrets {
         index.secrets.insert(ns_name(*s), s);
     }
@@ -334,14 +358,16 @@ pub fn compile(inputs: &Inputs) -> Output {
         }
     }
 
-    let mut statuses = BTreeMap::new();
-    let mut generations = BTreeMap::new();
+    // Every object that gets a status, with its generation. Each kind's list is in
+    // namespace/name order, so routes + upstreams + policies is in `ObjectRef` order.
+    let mut policy_generations = Vec::with_capacity(policies.len());
+    let mut upstream_generations = Vec::with_capacity(upstreams.len());
 
     // ApiPolicies.
     for p in &policies {
         let (ns, name) = ns_name(*p);
         let object = ObjectRef::new(Kind::ApiPolicy, ns, name);
-        generations.insert(object.clone(), p.metadata.generation);
+        policy_generations.push((object.clone(), p.metadata.generation));
         let mut sink = diagnostics::Sink::new(object, &mut diags);
         let ok = policy::validate(&p.spec, "spec", ns, &index, &mut sink);
         for (field, _) in policy::set_fields(&p.spec) {
@@ -359,29 +385,59 @@ pub fn compile(inputs: &Inputs) -> Output {
     // Upstreams.
     let mut table_upstreams = Vec::new();
     let mut endpoint_counts = BTreeMap::new();
-    for u in &upstreams {
-        let object = upstream::object_ref(u);
-        generations.insert(object.clone(), u.metadata.generation);
-        let mut sink = diagnostics::Sink::new(object.clone(), &mut diags);
-        let info = upstream::compile(u, &index, &mut sink);
-        index.upstreams.insert(
-            (object.namespace.clone(), object.name.clone()),
-            info.upstream.is_some(),
-        );
+    let compiled: Vec<_> = upstreams
+        .par_iter()
+        .map(|u| {
+            let object = upstream::object_ref(u);
+            let mut found = Vec::new();
+            let mut sink = diagnostics::Sink::new(object.clone(), &mut found);
+            let info = upstream::compile(u, &index, &mut sink);
+            (object, u.metadata.generation, info, found)
+        })
+        .collect();
+    for (object, generation, info, mut found) in compiled {
+        diags.append(&mut found);
+        upstream_generations.push((object.clone(), generation));
+        index.upstreams.insert(object.id(), info.upstream.is_some());
         endpoint_counts.insert(object, (info.ready_endpoints, info.total_endpoints));
         table_upstreams.extend(info.upstream);
     }
 
-    // Routes.
-    let mut drafts = Vec::new();
-    for r in &routes {
+    // Routes, in parallel: each is compiled alone against the shared index; rayon's
+    // ordered collect keeps input order, so the output does not depend on threads.
+    let mut generations: Vec<(ObjectRef, Option<i64>)> = routes
+        .par_iter()
+        .map(|r| {
+            let (ns, name) = ns_name(*r);
+            (
+                ObjectRef::new(Kind::ApiRoute, ns, name),
+                r.metadata.generation,
+            )
+        })
+        .collect();
+    generations.append(&mut upstream_generations);
+    generations.append(&mut policy_generations);
+    let compile_one = |regex: &mut gatehouse_router::RegexChecker, r: &&ApiRoute| {
         let (ns, name) = ns_name(*r);
         let object = ObjectRef::new(Kind::ApiRoute, ns, name);
-        generations.insert(object.clone(), r.metadata.generation);
-        let mut sink = diagnostics::Sink::new(object.clone(), &mut diags);
-        if let Some(d) = route::compile(r, &index, &mut sink) {
-            drafts.push((object, d));
-        }
+        let mut found = Vec::new();
+        let mut sink = diagnostics::Sink::new(object.clone(), &mut found);
+        let draft = route::compile(r, &index, regex, &mut sink);
+        (draft.map(|d| (object, d)), found)
+    };
+    let results: Vec<_> = if routes.len() < PARALLEL_THRESHOLD {
+        let mut regex = gatehouse_router::RegexChecker::default();
+        routes.iter().map(|r| compile_one(&mut regex, r)).collect()
+    } else {
+        routes
+            .par_iter()
+            .map_init(gatehouse_router::RegexChecker::default, compile_one)
+            .collect()
+    };
+    let mut drafts = Vec::with_capacity(results.len());
+    for (draft, mut found) in results {
+        drafts.extend(draft);
+        diags.append(&mut found);
     }
     let accepted = resolve_conflicts_and_rank(drafts, &mut diags);
 
@@ -397,28 +453,43 @@ pub fn compile(inputs: &Inputs) -> Output {
         format: table::FORMAT,
         version: 0,
         hash: String::new(),
-        routes: accepted.into_iter().map(|d| d.route).collect(),
+        // In parallel: taking each route out drops the draft's precedence keys.
+        routes: accepted.into_par_iter().map(|d| d.route).collect(),
         upstreams: table_upstreams,
         consumers: consumers.into_values().collect(),
     };
     table.routes.sort_by(|a, b| a.id.cmp(&b.id));
     table.upstreams.sort_by(|a, b| a.id.cmp(&b.id));
-    table.hash = content_hash(&table);
-
     diags.sort();
     diags.dedup();
-    for (object, generation) in generations {
-        let mut st = status_of(&object, generation, &diags);
-        if object.kind == Kind::Upstream {
-            let (ready, total) = endpoint_counts.get(&object).copied().unwrap_or_default();
-            st.ready_endpoints = Some(ready);
-            st.total_endpoints = Some(total);
-        }
-        if object.kind == Kind::ApiPolicy {
-            st.attached_routes = Some(attached.get(&object.id()).copied().unwrap_or(0));
-        }
-        statuses.insert(object, st);
-    }
+    // The hash and the statuses are independent; statuses are independent per object.
+    let (hash, statuses) = rayon::join(
+        || content_hash(&table),
+        || -> BTreeMap<ObjectRef, ObjectStatus> {
+            generations
+                .into_par_iter()
+                .map(|(object, generation)| {
+                    // Diagnostics are sorted by object: take this object's run.
+                    let from = diags.partition_point(|d| d.object < object);
+                    let to = from + diags[from..].partition_point(|d| d.object == object);
+                    let mut st = status_of(&object, generation, &diags[from..to]);
+                    if object.kind == Kind::Upstream {
+                        let (ready, total) =
+                            endpoint_counts.get(&object).copied().unwrap_or_default();
+                        st.ready_endpoints = Some(ready);
+                        st.total_endpoints = Some(total);
+                    }
+                    if object.kind == Kind::ApiPolicy {
+                        st.attached_routes = Some(attached.get(&object.id()).copied().unwrap_or(0));
+                    }
+                    (object, st)
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect()
+        },
+    );
+    table.hash = hash;
     Output {
         table,
         diagnostics: diags,
@@ -426,17 +497,85 @@ pub fn compile(inputs: &Inputs) -> Output {
     }
 }
 
-/// SHA-256 of the table's JSON with `version` and `hash` blanked.
+/// SHA-256 of the table's content (everything but `version` and `hash`), over the
+/// canonical encoding of [`Table::hash_content`].
 pub fn content_hash(table: &Table) -> String {
-    let mut t = table.clone();
-    t.version = 0;
-    t.hash = String::new();
-    let bytes = serde_json::to_vec(&t).unwrap_or_default();
-    gatehouse_api::consumer::sha256_hex(&bytes)
+    // Each route is digested on its own (in parallel); the table's digest covers the
+    // format, every route digest in order, the upstreams and the consumers.
+    let routes: Vec<[u8; 32]> = table
+        .routes
+        .par_iter()
+        .map(|r| {
+            let mut h = DigestHasher::new();
+            std::hash::Hash::hash(r, &mut h);
+            h.finish_digest()
+        })
+        .collect();
+    let mut h = DigestHasher::new();
+    {
+        use std::hash::{Hash, Hasher};
+        table.format.hash(&mut h);
+        h.write_usize(routes.len());
+        for d in &routes {
+            h.write(d);
+        }
+        table.upstreams.hash(&mut h);
+        table.consumers.hash(&mut h);
+    }
+    h.finish_digest()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// SHA-256 fed through `std::hash::Hasher`: the derived `Hash` impls give a canonical,
+/// unambiguous encoding (lengths before sequences, terminated strings). Tiny writes are
+/// batched in a fixed buffer.
+struct DigestHasher {
+    digest: Sha256,
+    buf: [u8; 4096],
+    len: usize,
+}
+
+impl DigestHasher {
+    fn new() -> Self {
+        DigestHasher {
+            digest: Sha256::new(),
+            buf: [0; 4096],
+            len: 0,
+        }
+    }
+
+    fn finish_digest(mut self) -> [u8; 32] {
+        self.digest.update(&self.buf[..self.len]);
+        self.digest.finalize().into()
+    }
+}
+
+impl std::hash::Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buf.len() {
+            self.digest.update(&self.buf[..self.len]);
+            self.len = 0;
+            if bytes.len() > self.buf.len() {
+                self.digest.update(bytes);
+                return;
+            }
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn finish(&self) -> u64 {
+        0
+    }
 }
 
 fn status_of(object: &ObjectRef, generation: Option<i64>, diags: &[Diagnostic]) -> ObjectStatus {
-    let condition = |ty: ConditionType, ok_reason: &str| {
+    let condition = |ty: ConditionType, ok_reason: &'static str| {
         let errors: Vec<&Diagnostic> = diags
             .iter()
             .filter(|d| {
@@ -446,7 +585,7 @@ fn status_of(object: &ObjectRef, generation: Option<i64>, diags: &[Diagnostic]) 
         match errors.iter().map(|d| d.reason).min() {
             None => Condition {
                 status: true,
-                reason: ok_reason.into(),
+                reason: ok_reason,
                 message: String::new(),
             },
             Some(reason) => {
@@ -466,7 +605,7 @@ fn status_of(object: &ObjectRef, generation: Option<i64>, diags: &[Diagnostic]) 
                 }
                 Condition {
                     status: false,
-                    reason: reason.to_string(),
+                    reason: reason.as_str(),
                     message,
                 }
             }
@@ -497,83 +636,177 @@ fn resolve_conflicts_and_rank(
             &b.name,
         ))
     });
-    let mut owners: HashMap<(&str, &str), &ObjectRef> = HashMap::new();
-    let mut accepted_idx = Vec::new();
-    for (i, (object, d)) in drafts.iter().enumerate() {
-        let host_keys: Vec<&str> = if d.route.hosts.is_empty() {
-            vec![""]
-        } else {
-            d.route.hosts.iter().map(String::as_str).collect()
-        };
-        let mut conflicts = BTreeSet::new();
-        for (ri, keys) in d.keys.iter().enumerate() {
-            for (mi, k) in keys.iter().enumerate() {
-                for h in &host_keys {
-                    if let Some(winner) = owners.get(&(*h, k.signature.as_str())) {
-                        let host = if h.is_empty() {
-                            "any host".to_string()
-                        } else {
-                            format!("host {h}")
+    // Conflicts are rare: first look for any repeated (host, match) in parallel, on
+    // compact hashed keys; only then run the exact, order-dependent pass below.
+    let mut keys: Vec<(u64, u64, u32)> = drafts
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(i, (_, d))| {
+            let hosts: Vec<u64> = if d.route.hosts.is_empty() {
+                vec![0]
+            } else {
+                d.route.hosts.iter().map(|h| fx_hash(h)).collect()
+            };
+            d.keys
+                .iter()
+                .flatten()
+                .flat_map(move |k| {
+                    hosts
+                        .clone()
+                        .into_iter()
+                        .map(move |h| (h, k.signature_hash, i as u32))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    keys.par_sort_unstable();
+    let repeated = keys
+        .windows(2)
+        .any(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1) && w[0].2 != w[1].2);
+    drop(keys);
+
+    let mut accepted_idx = Vec::with_capacity(drafts.len());
+    if !repeated {
+        accepted_idx.extend(0..drafts.len());
+    } else {
+        // Owner of each (host, match) by hashes; a hit is confirmed on the strings, and a
+        // genuine collision between different signatures falls back to an exact map.
+        let total: usize = drafts
+            .iter()
+            .map(|(_, d)| d.keys.iter().map(Vec::len).sum::<usize>() * d.route.hosts.len().max(1))
+            .sum();
+        let mut owners: HashMap<(u64, u64), (&str, &str, &ObjectRef)> = HashMap::default();
+        owners.reserve(total);
+        let mut exact: HashMap<(&str, &str), &ObjectRef> = HashMap::default();
+        for (i, (object, d)) in drafts.iter().enumerate() {
+            let host_keys: Vec<(&str, u64)> = if d.route.hosts.is_empty() {
+                vec![("", 0)]
+            } else {
+                d.route
+                    .hosts
+                    .iter()
+                    .map(|h| (h.as_str(), fx_hash(h)))
+                    .collect()
+            };
+            let mut conflicts = BTreeSet::new();
+            for (ri, keys) in d.keys.iter().enumerate() {
+                for (mi, k) in keys.iter().enumerate() {
+                    for (h, hh) in &host_keys {
+                        let winner = match owners.get(&(*hh, k.signature_hash)) {
+                            Some((oh, os, o)) if *oh == *h && *os == k.signature => Some(*o),
+                            Some(_) => exact.get(&(*h, k.signature.as_str())).copied(),
+                            None => None,
                         };
-                        conflicts.insert((
-                            format!("spec.rules[{ri}].matches[{mi}]"),
-                            format!("conflicts with ApiRoute {}, which is older and wins: same {host} and match", winner.id()),
-                        ));
+                        if let Some(winner) = winner {
+                            let host = if h.is_empty() {
+                                "any host".to_string()
+                            } else {
+                                format!("host {h}")
+                            };
+                            conflicts.insert((
+                                format!("spec.rules[{ri}].matches[{mi}]"),
+                                format!(
+                                    "conflicts with ApiRoute {}, which is older and wins: same {host} and match",
+                                    winner.id()
+                                ),
+                            ));
+                        }
                     }
                 }
             }
-        }
-        if conflicts.is_empty() {
-            for keys in &d.keys {
-                for k in keys {
-                    for h in &host_keys {
-                        owners.insert((h, k.signature.as_str()), object);
+            if conflicts.is_empty() {
+                for keys in &d.keys {
+                    for k in keys {
+                        for (h, hh) in &host_keys {
+                            let slot = owners.entry((*hh, k.signature_hash)).or_insert((
+                                h,
+                                k.signature.as_str(),
+                                object,
+                            ));
+                            if slot.0 != *h || slot.1 != k.signature {
+                                exact.insert((h, k.signature.as_str()), object);
+                            }
+                        }
                     }
                 }
-            }
-            accepted_idx.push(i);
-        } else {
-            for (field, message) in conflicts {
-                diags.push(Diagnostic {
-                    object: object.clone(),
-                    field,
-                    severity: Severity::Error,
-                    reason: Reason::Conflicted,
-                    message,
-                });
+                accepted_idx.push(i);
+            } else {
+                for (field, message) in conflicts {
+                    diags.push(Diagnostic {
+                        object: object.clone(),
+                        field,
+                        severity: Severity::Error,
+                        reason: Reason::Conflicted,
+                        message,
+                    });
+                }
             }
         }
     }
 
     // Ranks: Exact < Template/Prefix < Regex; more literal characters; more
     // conditions; older; namespace/name (already the order of `drafts`); rule; match.
-    let mut entries = Vec::new();
-    for (age, &i) in accepted_idx.iter().enumerate() {
-        for (ri, keys) in drafts[i].1.keys.iter().enumerate() {
-            for (mi, k) in keys.iter().enumerate() {
-                entries.push((
-                    (
+    // Entries carry their position in a flat, route-major array of matches; ranks are
+    // filled into that compact array, then written back in one sequential pass.
+    // Keep the accepted drafts, still oldest first (`accepted_idx` is ascending).
+    let mut keep = vec![false; drafts.len()];
+    for &i in &accepted_idx {
+        keep[i] = true;
+    }
+    let mut accepted: Vec<route::RouteDraft> = drafts
+        .into_iter()
+        .zip(keep)
+        .filter_map(|((_, d), keep)| keep.then_some(d))
+        .collect();
+
+    // Each route's matches occupy a slice of one flat, route-major array of ranks.
+    let mut offsets = Vec::with_capacity(accepted.len() + 1);
+    let mut total = 0usize;
+    for d in &accepted {
+        offsets.push(total);
+        total += d.keys.iter().map(Vec::len).sum::<usize>();
+    }
+    let mut entries: Vec<(RankKey, usize)> = accepted
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(age, d)| {
+            let base = offsets[age];
+            d.keys
+                .iter()
+                .enumerate()
+                .flat_map(|(ri, ks)| ks.iter().enumerate().map(move |(mi, k)| (ri, mi, k)))
+                .enumerate()
+                .map(move |(j, (ri, mi, k))| {
+                    let key = (
                         k.class,
                         Reverse(k.literal_len),
                         Reverse(k.conditions),
                         age,
                         ri,
                         mi,
-                    ),
-                    i,
-                ));
+                    );
+                    (key, base + j)
+                })
+        })
+        .collect();
+    // Keys are unique (they end in age, rule, match), so an unstable sort is exact.
+    entries.par_sort_unstable_by_key(|e| e.0);
+    let mut ranks = vec![0u32; total];
+    for (rank, (_, at)) in entries.into_iter().enumerate() {
+        ranks[at] = rank as u32;
+    }
+    accepted.par_iter_mut().enumerate().for_each(|(age, d)| {
+        let mut at = offsets[age];
+        for rule in &mut d.route.rules {
+            for m in &mut rule.matches {
+                m.rank = ranks[at];
+                at += 1;
             }
         }
-    }
-    entries.sort_by_key(|a| a.0);
-    for (rank, ((_, _, _, _, ri, mi), i)) in entries.into_iter().enumerate() {
-        drafts[i].1.route.rules[ri].matches[mi].rank = rank as u32;
-    }
-    let keep: BTreeSet<usize> = accepted_idx.into_iter().collect();
-    drafts
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| keep.contains(i))
-        .map(|(_, (_, d))| d)
-        .collect()
+    });
+    accepted
 }
+
+/// Precedence of one match: path class, literal length and conditions (more first),
+/// age, rule, match.
+type RankKey = (u8, Reverse<usize>, Reverse<usize>, usize, usize, usize);

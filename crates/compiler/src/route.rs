@@ -10,7 +10,7 @@ use gatehouse_api::route::{
     ValueMatch as ApiValueMatch, ValueMatchType,
 };
 use gatehouse_api::{ApiRoute, LocalRef, Policies};
-use gatehouse_router::anchored_regex;
+use gatehouse_router::RegexChecker;
 use gatehouse_table::{
     self as table, Action, BackendRef, Blocker, MirrorRef, PathMatch, PolicyField, PolicySlot,
     Segment, Template, TemplatePart, ValueMatch, ValueMatchKind,
@@ -43,10 +43,19 @@ pub(crate) struct MatchKey {
     pub conditions: usize,
     /// Canonical form: equal signatures select exactly the same requests.
     pub signature: String,
+    /// Index of the match in its rule (as written).
+    pub index: usize,
+    /// Hash of `signature`, computed here (in parallel) for the conflict pass.
+    pub signature_hash: u64,
 }
 
-pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> Option<RouteDraft> {
-    let ns = sink.object().namespace.clone();
+pub(crate) fn compile(
+    r: &ApiRoute,
+    index: &Index<'_>,
+    regex: &mut RegexChecker,
+    sink: &mut Sink<'_>,
+) -> Option<RouteDraft> {
+    let ns = r.metadata.namespace.as_deref().unwrap_or("default");
     let id = sink.object().id();
     let spec = &r.spec;
     let valid = Cell::new(true);
@@ -73,7 +82,7 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
     // Route-wide blockers.
     let mut route_blocked = Vec::new();
     if let Some(tls) = &spec.tls {
-        if index.secret(&ns, &tls.secret_name).is_none() {
+        if index.secret(ns, &tls.secret_name).is_none() {
             sink.error(
                 "spec.tls.secretName",
                 Reason::SecretNotFound,
@@ -133,7 +142,7 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
     resolve_refs(
         &spec.policy_refs,
         "spec.policyRefs",
-        &ns,
+        ns,
         index,
         sink,
         &mut route_layers,
@@ -142,7 +151,7 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
         &id,
     );
     if let Some(p) = &spec.policies {
-        if !policy::validate(p, "spec.policies", &ns, index, sink) {
+        if !policy::validate(p, "spec.policies", ns, index, sink) {
             valid.set(false);
         }
         route_layers.push(Layer {
@@ -155,23 +164,14 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
     // Rules.
     let mut rules = Vec::new();
     let mut keys = Vec::new();
-    let mut names = BTreeSet::new();
-    let mut signatures: BTreeMap<String, String> = BTreeMap::new();
     for (ri, rule) in spec.rules.iter().enumerate() {
         let at = |f: &str| format!("spec.rules[{ri}]{f}");
         let name = rule.name.clone().unwrap_or_else(|| format!("rule-{ri}"));
-        if !names.insert(name.clone()) {
-            invalid(
-                sink,
-                at(".name"),
-                format!("rule name {name:?} is used twice"),
-            );
-        }
 
         // Matches.
         let mut matches = Vec::new();
         let mut rule_keys = Vec::new();
-        let mut captures: Vec<BTreeSet<String>> = Vec::new();
+        let mut captures: Vec<Vec<String>> = Vec::new();
         let empty = [RouteMatch::default()];
         let written: &[RouteMatch] = if rule.matches.is_empty() {
             &empty
@@ -179,19 +179,8 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
             &rule.matches
         };
         for (mi, m) in written.iter().enumerate() {
-            match compile_match(m, &at(&format!(".matches[{mi}]"))) {
+            match compile_match(m, ri, mi, regex) {
                 Ok((tm, key, caps)) => {
-                    if let Some(other) = signatures
-                        .insert(key.signature.clone(), format!("rule {name:?} match {mi}"))
-                    {
-                        invalid(
-                            sink,
-                            at(&format!(".matches[{mi}]")),
-                            format!(
-                                "selects exactly the same requests as {other}; one of them can never be used"
-                            ),
-                        );
-                    }
                     matches.push(tm);
                     rule_keys.push(key);
                     captures.push(caps);
@@ -205,7 +194,7 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
         let action = compile_action(
             rule,
             ri,
-            &ns,
+            ns,
             &id,
             &captures,
             index,
@@ -234,7 +223,7 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
         resolve_refs(
             &rule.policy_refs,
             &at(".policyRefs"),
-            &ns,
+            ns,
             index,
             sink,
             &mut layers,
@@ -243,7 +232,7 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
             &id,
         );
         if let Some(p) = &rule.policies {
-            if !policy::validate(p, &at(".policies"), &ns, index, sink) {
+            if !policy::validate(p, &at(".policies"), ns, index, sink) {
                 valid.set(false);
             }
             layers.push(Layer {
@@ -302,6 +291,45 @@ pub(crate) fn compile(r: &ApiRoute, index: &Index<'_>, sink: &mut Sink<'_>) -> O
             blocked,
         });
         keys.push(rule_keys);
+    }
+
+    // Rule names are unique; no two matches of the route select the same requests.
+    let mut by_name: Vec<(&str, usize)> = rules
+        .iter()
+        .enumerate()
+        .map(|(ri, r)| (r.name.as_str(), ri))
+        .collect();
+    by_name.sort_unstable();
+    for w in by_name.windows(2) {
+        if w[0].0 == w[1].0 {
+            invalid(
+                sink,
+                format!("spec.rules[{}].name", w[1].1),
+                format!("rule name {:?} is used twice", w[1].0),
+            );
+        }
+    }
+    let mut by_signature: Vec<(&str, usize, usize)> = keys
+        .iter()
+        .enumerate()
+        .flat_map(|(ri, ks): (usize, &Vec<MatchKey>)| {
+            ks.iter().map(move |k| (k.signature.as_str(), ri, k.index))
+        })
+        .collect();
+    by_signature.sort_unstable();
+    for w in by_signature.windows(2) {
+        if w[0].0 == w[1].0 {
+            let (_, r0, m0) = w[0];
+            let (_, r1, m1) = w[1];
+            invalid(
+                sink,
+                format!("spec.rules[{r1}].matches[{m1}]"),
+                format!(
+                    "selects exactly the same requests as rule {:?} match {m0}; one of them can never be used",
+                    rules[r0].name
+                ),
+            );
+        }
     }
 
     valid.get().then(|| RouteDraft {
@@ -416,10 +444,14 @@ type MatchError = (String, String);
 /// One match → table match, precedence key and the path parameters it captures.
 fn compile_match(
     m: &RouteMatch,
-    at: &str,
-) -> Result<(table::Match, MatchKey, BTreeSet<String>), MatchError> {
-    let err = |f: &str, msg: String| (format!("{at}{f}"), msg);
-    let mut caps = BTreeSet::new();
+    ri: usize,
+    mi: usize,
+    regex: &mut RegexChecker,
+) -> Result<(table::Match, MatchKey, Vec<String>), MatchError> {
+    // Field paths are only built when something is wrong.
+    let at = || format!("spec.rules[{ri}].matches[{mi}]");
+    let err = |f: &str, msg: String| (format!("{}{f}", at()), msg);
+    let mut caps = Vec::new();
     let (path, class, literal_len, sig) = match &m.path {
         None => (PathMatch::Any, 1, 1, "Prefix:/".to_string()),
         Some(p) => match p.kind {
@@ -435,14 +467,14 @@ fn compile_match(
                         PathMatch::Prefix(v.clone()),
                         1,
                         v.len(),
-                        format!("Prefix:{v}"),
+                        ["Prefix:", v.as_str()].concat(),
                     )
                 } else {
                     (
                         PathMatch::Exact(v.clone()),
                         0,
                         v.len(),
-                        format!("Exact:{v}"),
+                        ["Exact:", v.as_str()].concat(),
                     )
                 }
             }
@@ -460,25 +492,31 @@ fn compile_match(
                         Segment::Param(n) => {
                             len += 1;
                             canon.push_str("/{}");
-                            caps.insert(n.clone());
+                            caps.push(n.clone());
                         }
                     }
                 }
                 if let Some(r) = &t.rest {
                     canon.push_str("/{*}");
-                    caps.insert(r.clone());
+                    caps.push(r.clone());
                 }
-                (PathMatch::Template(t), 1, len, format!("Template:{canon}"))
+                (
+                    PathMatch::Template(t),
+                    1,
+                    len,
+                    ["Template:", canon.as_str()].concat(),
+                )
             }
             PathMatchType::Regex => {
-                let re = anchored_regex(&p.value)
+                let names = regex
+                    .check(&p.value)
                     .map_err(|e| err(".path.value", regex_message(&p.value, &e)))?;
-                caps.extend(re.capture_names().flatten().map(String::from));
+                caps.extend(names);
                 (
                     PathMatch::Regex(p.value.clone()),
                     2,
                     0,
-                    format!("Regex:{}", p.value),
+                    ["Regex:", p.value.as_str()].concat(),
                 )
             }
         },
@@ -497,16 +535,33 @@ fn compile_match(
     }
     methods.sort();
     methods.dedup();
-    let headers = value_matches(&m.headers, true, &format!("{at}.headers"))?;
-    let query_params = value_matches(&m.query_params, false, &format!("{at}.queryParams"))?;
+    let headers = value_matches(&m.headers, true, &|| format!("{}.headers", at()), regex)?;
+    let query_params = value_matches(
+        &m.query_params,
+        false,
+        &|| format!("{}.queryParams", at()),
+        regex,
+    )?;
     let conditions = usize::from(!methods.is_empty()) + headers.len() + query_params.len();
-    let signature = format!(
-        "{sig}|m={}|h={}|q={}|e={}",
-        methods.join(","),
-        canon_values(&headers),
-        canon_values(&query_params),
-        m.allow_encoded_slashes.unwrap_or(false)
-    );
+    let mut signature = sig;
+    {
+        signature.push_str("|m=");
+        for (i, m) in methods.iter().enumerate() {
+            if i > 0 {
+                signature.push(',');
+            }
+            signature.push_str(m);
+        }
+        signature.push_str("|h=");
+        canon_values(&mut signature, &headers);
+        signature.push_str("|q=");
+        canon_values(&mut signature, &query_params);
+        signature.push_str(if m.allow_encoded_slashes.unwrap_or(false) {
+            "|e=1"
+        } else {
+            "|e=0"
+        });
+    }
     Ok((
         table::Match {
             rank: 0,
@@ -520,7 +575,9 @@ fn compile_match(
             class,
             literal_len,
             conditions,
+            signature_hash: crate::fx_hash(&signature),
             signature,
+            index: mi,
         },
         caps,
     ))
@@ -538,26 +595,35 @@ fn regex_message(pattern: &str, e: &regex::Error) -> String {
     format!("invalid regular expression {pattern:?}: {what}")
 }
 
-fn canon_values(list: &[ValueMatch]) -> String {
-    let mut v: Vec<String> = list
-        .iter()
-        .map(|m| format!("{}={:?}", m.name, m.kind))
-        .collect();
-    v.sort();
-    v.join(";")
+/// Appends the conditions in a canonical (sorted) form.
+fn canon_values(out: &mut String, list: &[ValueMatch]) {
+    use std::fmt::Write;
+    let mut sorted: Vec<&ValueMatch> = list.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then_with(|| format!("{:?}", a.kind).cmp(&format!("{:?}", b.kind)))
+    });
+    for (i, m) in sorted.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        let _ = write!(out, "{}={:?}", m.name, m.kind);
+    }
 }
 
 fn value_matches(
     list: &[ApiValueMatch],
     header: bool,
-    at: &str,
+    at: &dyn Fn() -> String,
+    regex: &mut RegexChecker,
 ) -> Result<Vec<ValueMatch>, MatchError> {
     let mut out = Vec::new();
     for (i, v) in list.iter().enumerate() {
-        let field = format!("{at}[{i}]");
+        let field = || format!("{}[{i}]", at());
         if header && !is_token(&v.name) {
             return Err((
-                format!("{field}.name"),
+                format!("{}.name", field()),
                 format!("{:?} is not a header name", v.name),
             ));
         }
@@ -570,19 +636,20 @@ fn value_matches(
             (ValueMatchType::Present, None) => ValueMatchKind::Present,
             (ValueMatchType::Exact, Some(val)) => ValueMatchKind::Exact(val.clone()),
             (ValueMatchType::Regex, Some(val)) => {
-                anchored_regex(val)
-                    .map_err(|e| (format!("{field}.value"), regex_message(val, &e)))?;
+                regex
+                    .check(val)
+                    .map_err(|e| (format!("{}.value", field()), regex_message(val, &e)))?;
                 ValueMatchKind::Regex(val.clone())
             }
             (ValueMatchType::Present, Some(_)) => {
                 return Err((
-                    format!("{field}.value"),
+                    format!("{}.value", field()),
                     "not allowed with type Present".into(),
                 ));
             }
             (_, None) => {
                 return Err((
-                    format!("{field}.value"),
+                    format!("{}.value", field()),
                     "required by Exact and Regex".into(),
                 ));
             }
@@ -630,9 +697,15 @@ pub(crate) fn parse_path_template(src: &str) -> Result<Template, String> {
         } else if s.is_empty() && i + 1 != parts.len() || *s == "." || *s == ".." {
             return Err(format!("{src:?}: empty or dot segment"));
         } else if !s.is_empty() {
-            let seg = format!("/{s}");
-            let n = gatehouse_router::normalize(&seg).map_err(|e| format!("{src:?}: {e}"))?;
-            segments.push(Segment::Literal(n.path[1..].to_string()));
+            let literal = if s.contains('%') {
+                // Decode escaped unreserved characters, as request paths are.
+                let seg = format!("/{s}");
+                let n = gatehouse_router::normalize(&seg).map_err(|e| format!("{src:?}: {e}"))?;
+                n.path[1..].to_string()
+            } else {
+                (*s).to_string()
+            };
+            segments.push(Segment::Literal(literal));
         }
     }
     Ok(Template {
@@ -648,43 +721,45 @@ fn compile_action(
     ri: usize,
     ns: &str,
     id: &str,
-    captures: &[BTreeSet<String>],
+    captures: &[Vec<String>],
     index: &Index<'_>,
     sink: &mut Sink<'_>,
     blocked: &mut Vec<Blocker>,
     valid: &Cell<bool>,
 ) -> Action {
     let at = |f: &str| format!("spec.rules[{ri}]{f}");
-    let mut upstream = |field: String, name: &str, sink: &mut Sink<'_>| -> (String, bool) {
-        let uid = format!("{ns}/{name}");
-        let missing = match index.upstream(ns, name) {
-            Some(true) => false,
-            Some(false) => {
-                sink.error(
-                    field,
+    // `field` builds the path only when there is something to report.
+    let mut upstream =
+        |field: &dyn Fn() -> String, name: &str, sink: &mut Sink<'_>| -> (String, bool) {
+            let uid = [ns, "/", name].concat();
+            let missing = match index.upstream(&uid) {
+                Some(true) => false,
+                Some(false) => {
+                    sink.error(
+                    field(),
                     Reason::UpstreamNotFound,
                     format!(
                         "Upstream {uid} is not accepted (see its status); its share is answered 503"
                     ),
                 );
-                true
-            }
-            None => {
-                sink.error(
-                    field,
-                    Reason::UpstreamNotFound,
-                    format!("Upstream {uid} not found; its share is answered 503"),
-                );
-                true
-            }
+                    true
+                }
+                None => {
+                    sink.error(
+                        field(),
+                        Reason::UpstreamNotFound,
+                        format!("Upstream {uid} not found; its share is answered 503"),
+                    );
+                    true
+                }
+            };
+            (uid, missing)
         };
-        (uid, missing)
-    };
     let check_template = |field: String, s: &str, sink: &mut Sink<'_>| -> Vec<TemplatePart> {
         match parse_template(s) {
             Ok(parts) => {
                 for p in path_params(&parts) {
-                    if let Some(mi) = captures.iter().position(|c| !c.contains(p)) {
+                    if let Some(mi) = captures.iter().position(|c| !c.iter().any(|n| n == p)) {
                         sink.error(
                             field.clone(),
                             Reason::Invalid,
@@ -708,8 +783,11 @@ fn compile_action(
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let (uid, missing) =
-                    upstream(at(&format!(".backends[{i}].upstream")), &b.upstream, sink);
+                let (uid, missing) = upstream(
+                    &|| at(&format!(".backends[{i}].upstream")),
+                    &b.upstream,
+                    sink,
+                );
                 BackendRef {
                     upstream: uid,
                     weight: b.weight.unwrap_or(1),
@@ -725,7 +803,7 @@ fn compile_action(
             );
         }
         let mirror = rule.mirror.as_ref().map(|m| {
-            let (uid, missing) = upstream(at(".mirror.upstream"), &m.upstream, sink);
+            let (uid, missing) = upstream(&|| at(".mirror.upstream"), &m.upstream, sink);
             if !support::RULE_MIRROR {
                 unsupported(
                     sink,
@@ -812,7 +890,7 @@ fn compile_action(
 fn compile_aggregate(
     agg: &Aggregate,
     ri: usize,
-    upstream: &mut impl FnMut(String, &str, &mut Sink<'_>) -> (String, bool),
+    upstream: &mut impl FnMut(&dyn Fn() -> String, &str, &mut Sink<'_>) -> (String, bool),
     check_template: &impl Fn(String, &str, &mut Sink<'_>) -> Vec<TemplatePart>,
     sink: &mut Sink<'_>,
     blocked: &mut Vec<Blocker>,
@@ -844,7 +922,7 @@ fn compile_aggregate(
             );
             valid.set(false);
         }
-        let (uid, missing) = upstream(at(&format!(".calls[{i}].upstream")), &c.upstream, sink);
+        let (uid, missing) = upstream(&|| at(&format!(".calls[{i}].upstream")), &c.upstream, sink);
         let path = check_template(at(&format!(".calls[{i}].path")), &c.path, sink);
         if !c.path.starts_with('/') {
             sink.error(

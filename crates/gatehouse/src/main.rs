@@ -58,6 +58,10 @@ enum Command {
     Version,
 }
 
+/// One allocator for the whole process: mimalloc, for the request path and compiler alike.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {

@@ -124,7 +124,7 @@ fn lint_reports_yaml_errors_and_unknown_fields() {
     let text = stdout(&out);
     assert!(text.contains("not valid YAML"), "{text}");
     assert!(
-        text.contains("ApiRoute default/r: spec.rules.0.timout: unknown field"),
+        text.contains("ApiRoute default/r: spec.rules[0].timout: unknown field"),
         "{text}"
     );
 }

@@ -27,7 +27,7 @@ use std::borrow::Cow;
 
 use gatehouse_table::Table;
 
-pub use matcher::{Headers, REGEX_SIZE_LIMIT, Target, anchored_regex, query_pairs};
+pub use matcher::{Headers, REGEX_SIZE_LIMIT, RegexChecker, Target, anchored_regex, query_pairs};
 pub use normalize::{NormalizedPath, PathError, normalize};
 
 use index::HostIndex;

@@ -34,29 +34,80 @@ impl Headers for Vec<(String, String)> {
 
 /// Compiles a pattern as an anchored full match, with the size limit.
 ///
-/// The pattern is first compiled on its own, so that text which only balances once
+/// The pattern is first parsed on its own, so that text which only balances once
 /// wrapped (`/a)|(/b`) is refused instead of escaping the anchors; then it is wrapped in
-/// `^(?:...)$`. A pattern valid alone whose wrapped form does not compile (an x-mode `#`
-/// comment that runs to the end) is refused too.
+/// `^(?:...)$`. A pattern valid alone whose wrapped form does not parse the same way (an
+/// x-mode `#` comment that runs to the end) is refused too.
 pub fn anchored_regex(pattern: &str) -> Result<Regex, regex::Error> {
-    let build = |p: &str| {
-        regex::RegexBuilder::new(p)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_SIZE_LIMIT)
-            .build()
-    };
-    let alone = build(pattern)?;
-    let anchored = build(&anchor(pattern)).map_err(|_| {
-        regex::Error::Syntax(
-            "the pattern cannot be anchored: an x-mode comment (#) must end with a newline".into(),
-        )
-    })?;
-    if anchored.captures_len() != alone.captures_len() {
+    let anchored = anchored_syntax(pattern)?.1;
+    regex::RegexBuilder::new(&anchored)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+/// Parses `pattern` on its own and returns the HIR of its anchored form and the
+/// anchored text that [`anchored_regex`] compiles.
+///
+/// Parsing alone refuses text that only balances once wrapped (`/a)|(/b`). A pattern
+/// that parses alone is a complete expression, so wrapping it in `^(?:...)$` keeps its
+/// meaning, except when an x-mode comment runs to the end and swallows the wrapper: that
+/// needs a `#`, and only then is the wrapped text parsed as well.
+fn anchored_syntax(pattern: &str) -> Result<(regex_syntax::hir::Hir, String), regex::Error> {
+    use regex_syntax::hir::{Hir, Look};
+    let alone = regex_syntax::Parser::new()
+        .parse(pattern)
+        .map_err(|e| regex::Error::Syntax(e.to_string()))?;
+    let text = anchor(pattern);
+    if pattern.contains('#')
+        && regex_syntax::ast::parse::Parser::new()
+            .parse(&text)
+            .is_err()
+    {
         return Err(regex::Error::Syntax(
-            "the pattern changes meaning when anchored".into(),
+            "the pattern cannot be anchored: an x-mode comment (#) must end with a newline".into(),
         ));
     }
-    Ok(anchored)
+    let anchored = Hir::concat(vec![Hir::look(Look::Start), alone, Hir::look(Look::End)]);
+    Ok((anchored, text))
+}
+
+/// Validates patterns exactly as [`anchored_regex`] would accept them (same syntax, same
+/// size limit), without building matching engines. One checker reuses its NFA
+/// compiler's scratch tables across patterns, which makes checking thousands of
+/// patterns cheap: this is what the compiler uses for `lint`.
+#[derive(Debug)]
+pub struct RegexChecker {
+    compiler: regex_automata::nfa::thompson::Compiler,
+}
+
+impl Default for RegexChecker {
+    fn default() -> Self {
+        let mut compiler = regex_automata::nfa::thompson::Compiler::new();
+        compiler.configure(
+            regex_automata::nfa::thompson::Config::new()
+                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                .shrink(false),
+        );
+        RegexChecker { compiler }
+    }
+}
+
+impl RegexChecker {
+    /// Checks a pattern; on success returns the names of its capture groups.
+    pub fn check(&mut self, pattern: &str) -> Result<Vec<String>, regex::Error> {
+        let (hir, _) = anchored_syntax(pattern)?;
+        let nfa = self
+            .compiler
+            .build_from_hir(&hir)
+            .map_err(|_| regex::Error::CompiledTooBig(REGEX_SIZE_LIMIT))?;
+        Ok(nfa
+            .group_info()
+            .pattern_names(regex_automata::PatternID::ZERO)
+            .flatten()
+            .map(String::from)
+            .collect())
+    }
 }
 
 /// `^(?:pattern)$`, for a pattern [`anchored_regex`] accepted.

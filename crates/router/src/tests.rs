@@ -298,6 +298,36 @@ fn regexes_cannot_escape_their_anchors() {
 }
 
 #[test]
+fn the_checker_agrees_with_the_compiled_regexes() {
+    let mut checker = RegexChecker::default();
+    let huge = "(a|b|c|d|e|f|g|h){1,1000}".repeat(20);
+    for p in [
+        "/v(?P<n>[0-9]+)/.*",
+        "/internal)|(/public",
+        "(?x) a # c",
+        "[a-",
+        "a{1000}{1000}",
+        huge.as_str(),
+        "(?i)/users/\\d+",
+        "/a|/ab",
+    ] {
+        let compiled = anchored_regex(p);
+        let checked = checker.check(p);
+        assert_eq!(
+            compiled.is_ok(),
+            checked.is_ok(),
+            "{p:?}: {compiled:?} vs {checked:?}"
+        );
+    }
+    assert_eq!(
+        checker
+            .check("/v(?P<n>[0-9]+)/(?P<rest>.*)")
+            .expect("valid"),
+        vec!["n", "rest"]
+    );
+}
+
+#[test]
 fn refuses_oversized_regexes() {
     let huge = "(a|b|c|d|e|f|g|h){1,1000}".repeat(20);
     let err = Router::new(&table(vec![mk_route(

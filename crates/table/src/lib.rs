@@ -13,8 +13,9 @@
 //! re-derive a decision the compiler made.
 //!
 //! Every collection is ordered (vectors sorted by id, `BTreeMap`s), so the same inputs
-//! serialize to byte-identical JSON; [`Table::hash`] is the SHA-256 of that JSON, and
-//! is computed by the compiler.
+//! serialize to byte-identical JSON. [`Table::hash`] identifies the content: the
+//! compiler computes it as a SHA-256 over the canonical encoding that the derived
+//! `Hash` impls give (see [`Table::hash_content`]).
 //!
 //! Policies travel as [`PolicySlot`]s: the effective configuration of each top-level
 //! policy field after layering, with the layer it came from. A policy's typed,
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT: u32 = 1;
 
 /// The whole compiled configuration.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Table {
     /// [`FORMAT`] of the producer.
@@ -47,6 +48,16 @@ pub struct Table {
 }
 
 impl Table {
+    /// Feeds the content (everything but `version` and `hash`) to `state`, in a
+    /// canonical, unambiguous encoding (lengths before sequences, terminated strings).
+    pub fn hash_content<H: std::hash::Hasher>(&self, state: &mut H) {
+        use std::hash::Hash;
+        self.format.hash(state);
+        self.routes.hash(state);
+        self.upstreams.hash(state);
+        self.consumers.hash(state);
+    }
+
     /// The upstream with this id.
     pub fn upstream(&self, id: &str) -> Option<&Upstream> {
         self.upstreams
@@ -67,7 +78,7 @@ impl Table {
 // === routes ===
 
 /// An accepted ApiRoute.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Route {
     /// `namespace/name`.
@@ -79,7 +90,7 @@ pub struct Route {
 }
 
 /// One rule of a route.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
     /// Unique within the route (`rule-N` when not named).
@@ -103,7 +114,7 @@ pub struct Rule {
 }
 
 /// One reason a rule or upstream is not served.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Blocker {
     /// The object and field, e.g. `ApiRoute shop/users spec.rules[0].policies.cache`.
@@ -113,7 +124,7 @@ pub struct Blocker {
 }
 
 /// A compiled request condition.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Match {
     /// Precedence among all matches of the table: lower wins. Host specificity is
@@ -136,7 +147,7 @@ pub struct Match {
 }
 
 /// A path condition, on the normalized path.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type", content = "value")]
 pub enum PathMatch {
     /// Any path.
@@ -153,7 +164,7 @@ pub enum PathMatch {
 }
 
 /// A parsed path template: `/users/{id}/orders/{*rest}`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Template {
     /// The template as written.
@@ -166,7 +177,7 @@ pub struct Template {
 }
 
 /// One segment of a template.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type", content = "value")]
 pub enum Segment {
     /// Must equal this text.
@@ -176,7 +187,7 @@ pub enum Segment {
 }
 
 /// A header or query parameter condition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValueMatch {
     /// Header names are lowercase; query names as written.
@@ -186,7 +197,7 @@ pub struct ValueMatch {
 }
 
 /// How a header or query value is compared.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type", content = "value")]
 pub enum ValueMatchKind {
     /// Equal.
@@ -198,7 +209,7 @@ pub enum ValueMatchKind {
 }
 
 /// What a rule does with a request.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum Action {
     /// Proxy to upstreams.
@@ -224,7 +235,7 @@ impl Default for Action {
 }
 
 /// A weighted reference to an upstream.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackendRef {
     /// Upstream id, `namespace/name`.
@@ -237,7 +248,7 @@ pub struct BackendRef {
 }
 
 /// Mirroring.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MirrorRef {
     /// Upstream id.
@@ -250,7 +261,7 @@ pub struct MirrorRef {
 }
 
 /// Service aggregation.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Aggregate {
     /// Calls made in parallel.
@@ -265,7 +276,7 @@ pub struct Aggregate {
 }
 
 /// One aggregated call.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AggregateCall {
     /// Result key.
@@ -282,7 +293,7 @@ pub struct AggregateCall {
 }
 
 /// A redirect.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Redirect {
     /// `http` / `https`; absent keeps the request's.
@@ -302,7 +313,7 @@ pub struct Redirect {
 }
 
 /// A fixed response.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Respond {
     /// Status.
@@ -314,7 +325,7 @@ pub struct Respond {
 }
 
 /// A piece of a `${...}` template string.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type", content = "value")]
 pub enum TemplatePart {
     /// Text copied as is.
@@ -409,10 +420,19 @@ pub struct PolicySlot {
     pub config: serde_json::Value,
 }
 
+impl std::hash::Hash for PolicySlot {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.source.hash(state);
+        // `serde_json::Value` has no `Hash`; its JSON text is canonical here because
+        // objects keep insertion order and the compiler builds them deterministically.
+        self.config.to_string().hash(state);
+    }
+}
+
 // === upstreams ===
 
 /// An accepted Upstream.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Upstream {
     /// `namespace/name`.
@@ -434,7 +454,7 @@ pub struct Upstream {
 }
 
 /// Protocol to the servers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Protocol {
     /// HTTP/1.1.
     #[default]
@@ -446,7 +466,7 @@ pub enum Protocol {
 }
 
 /// Where endpoints come from.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum Discovery {
     /// Written in the Upstream.
@@ -462,7 +482,7 @@ pub enum Discovery {
 }
 
 /// One server.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     /// IP address or DNS name.
@@ -485,7 +505,7 @@ fn is_true(b: &bool) -> bool {
 }
 
 /// Upstream timeouts in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeouts {
     /// Connect.
@@ -499,7 +519,7 @@ pub struct Timeouts {
 // === consumers ===
 
 /// A consumer, from a Secret.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Consumer {
     /// `namespace/name` of the consumer (its name is the label value).
