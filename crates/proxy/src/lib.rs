@@ -1,0 +1,68 @@
+//! # gatehouse-proxy: the data plane
+//!
+//! ```text
+//!  Table ──Prepared::new (off the request path)──▶ ArcSwap<Prepared> ──load──▶ request path
+//!                                                                   (one per request, no lock)
+//!  worker thread × cores: current-thread tokio runtime + SO_REUSEPORT listener + its own
+//!  upstream connection pool; nothing on the request path is shared but the table.
+//! ```
+//!
+//! What it owns: listeners, the request path (`request_path.rs`, in the fixed order of
+//! `DESIGN.md`), upstream connections, gateway errors (`problem.rs`). What it must not
+//! know: Kubernetes and manifests; it only ever sees a `gatehouse_table::Table`.
+//!
+//! This is the first slice of the data plane: HTTP/1.1 listeners, routing, `respond`,
+//! `redirect` and proxying to HTTP/1.1 upstreams by IP. A table whose upstreams need more
+//! (DNS names) is refused whole, so the running one keeps serving.
+
+mod headers;
+mod pool;
+pub mod prepared;
+mod problem;
+mod request_path;
+mod server;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use gatehouse_table::Table;
+use http_body_util::{Either, Full};
+
+pub use prepared::{PrepareError, Prepared};
+pub use server::{Listening, serve};
+
+/// Every response body: generated (`Full`) or streamed from an upstream.
+pub type Body = Either<Full<Bytes>, hyper::body::Incoming>;
+
+pub(crate) fn full(bytes: Bytes) -> Body {
+    Either::Left(Full::new(bytes))
+}
+
+/// State shared by every worker: only the current table.
+#[derive(Debug)]
+pub struct Shared {
+    current: ArcSwap<Prepared>,
+}
+
+impl Shared {
+    /// Starts with `table`.
+    pub fn new(table: Table) -> Result<Arc<Shared>, PrepareError> {
+        Ok(Arc::new(Shared {
+            current: ArcSwap::from_pointee(Prepared::new(table)?),
+        }))
+    }
+
+    /// Prepares `table` and, if that works, makes it the one requests see, atomically.
+    /// On error the running table is untouched.
+    pub fn apply(&self, table: Table) -> Result<(), PrepareError> {
+        let prepared = Prepared::new(table)?;
+        self.current.store(Arc::new(prepared));
+        Ok(())
+    }
+
+    /// The table being served.
+    pub fn table(&self) -> Arc<Table> {
+        self.current.load().table.clone()
+    }
+}

@@ -1,0 +1,318 @@
+//! The proxy over real sockets: a real upstream, the proxy's worker threads, a real
+//! HTTP client. Tables come from manifests through the compiler, as in production.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse_proxy::{Listening, Shared, serve};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+/// An upstream that answers with what it received, as JSON. `/slow` waits 2 s first.
+async fn echo_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    if req.uri().path() == "/slow" {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    let headers: serde_json::Map<String, serde_json::Value> = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
+                        .collect();
+                    let method = req.method().to_string();
+                    let uri = req.uri().to_string();
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let json = serde_json::json!({
+                        "method": method,
+                        "uri": uri,
+                        "headers": headers,
+                        "body": String::from_utf8_lossy(&body),
+                    });
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(json.to_string()))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn table(manifests: &str) -> gatehouse_table::Table {
+    let parsed = gatehouse_api::manifest::parse("test.yaml", manifests);
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let (inputs, diags) = gatehouse_compiler::Inputs::from_documents(parsed.documents);
+    assert!(diags.is_empty(), "{diags:?}");
+    gatehouse_compiler::compile(&inputs).table
+}
+
+fn manifests(echo: SocketAddr) -> String {
+    format!(
+        r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Upstream
+metadata: {{name: echo}}
+spec:
+  endpoints: [{{host: "{ip}", port: {port}}}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Upstream
+metadata: {{name: dead}}
+spec:
+  endpoints: [{{host: 127.0.0.1, port: 1}}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: r}}
+spec:
+  rules:
+    - name: users
+      matches: [{{path: {{type: Template, value: "/users/{{id}}"}}, methods: [GET]}}]
+      backends: [{{upstream: echo}}]
+    - name: api
+      matches: [{{path: {{type: Prefix, value: /api}}}}]
+      backends: [{{upstream: echo}}]
+    - name: slow
+      matches: [{{path: {{type: Exact, value: /slow}}}}]
+      backends: [{{upstream: echo}}]
+      timeout: 200ms
+    - name: dead
+      matches: [{{path: {{type: Exact, value: /dead}}}}]
+      backends: [{{upstream: dead}}]
+    - name: missing
+      matches: [{{path: {{type: Exact, value: /missing}}}}]
+      backends: [{{upstream: nowhere}}]
+    - name: status
+      matches: [{{path: {{type: Exact, value: /status}}}}]
+      respond: {{status: 200, contentType: application/json, body: '{{"ok":true}}'}}
+    - name: moved
+      matches: [{{path: {{type: Template, value: "/old/{{id}}"}}}}]
+      redirect: {{scheme: https, hostname: api.example.com, path: "/v2/items/${{path.id}}", statusCode: 301}}
+    - name: guarded
+      matches: [{{path: {{type: Exact, value: /guarded}}}}]
+      respond: {{status: 200}}
+      policies: {{cors: {{allowOrigins: ["https://app.example.com"]}}}}
+"#,
+        ip = echo.ip(),
+        port = echo.port()
+    )
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+async fn send(proxy: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let stream = TcpStream::connect(proxy).await.expect("connect to proxy");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "gw.test");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).expect("json body")
+}
+
+async fn start() -> (Listening, Arc<Shared>, SocketAddr) {
+    let echo = echo_upstream().await;
+    let shared = Shared::new(table(&manifests(echo))).expect("table prepares");
+    let listening = serve("127.0.0.1:0".parse().expect("addr"), shared.clone(), 2).expect("serve");
+    let addr = listening.local_addr;
+    (listening, shared, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_with_forwarding_headers_and_request_id() {
+    let (listening, _, proxy) = start().await;
+    let r = send(
+        proxy,
+        "GET",
+        "/api/items?x=1",
+        &[("connection", "keep-alive, x-drop"), ("x-drop", "1")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = json(&r.body);
+    assert_eq!(v["uri"], "/api/items?x=1");
+    let h = &v["headers"];
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "gw.test");
+    assert_eq!(h["forwarded"], "for=127.0.0.1;proto=http;host=\"gw.test\"");
+    assert!(
+        h.get("x-drop").is_none(),
+        "headers named in Connection are not forwarded"
+    );
+    let rid = r.headers["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert_eq!(
+        h["x-request-id"],
+        rid.as_str(),
+        "the upstream sees the same request id"
+    );
+    assert_eq!(rid.len(), 32);
+
+    // A client's request id is kept; the path forwarded is the normalized one.
+    let r = send(
+        proxy,
+        "GET",
+        "/x/../api//a/./b",
+        &[("x-request-id", "abc-123")],
+    )
+    .await;
+    assert_eq!(r.headers["x-request-id"], "abc-123");
+    assert_eq!(json(&r.body)["uri"], "/api/a/b");
+    listening.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_errors_are_problem_json() {
+    let (listening, _, proxy) = start().await;
+    let r = send(proxy, "GET", "/nothing", &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    let v = json(&r.body);
+    assert_eq!(v["status"], 404);
+    assert_eq!(
+        v["instance"],
+        r.headers["x-request-id"].to_str().expect("ascii")
+    );
+
+    let r = send(proxy, "DELETE", "/users/7", &[]).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers["allow"], "GET");
+
+    let r = send(proxy, "GET", "/api/a%2Fb", &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(json(&r.body)["status"], 400);
+    listening.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn respond_and_redirect() {
+    let (listening, _, proxy) = start().await;
+    let r = send(proxy, "GET", "/status", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.body, r#"{"ok":true}"#);
+
+    let r = send(proxy, "GET", "/old/42?q=1", &[]).await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        r.headers["location"],
+        "https://api.example.com/v2/items/42?q=1"
+    );
+    listening.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_map_to_502_503_504() {
+    let (listening, _, proxy) = start().await;
+    let r = send(proxy, "GET", "/dead", &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
+    assert_eq!(json(&r.body)["status"], 502);
+
+    let r = send(proxy, "GET", "/missing", &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    let r = send(proxy, "GET", "/slow", &[]).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+
+    // A rule using a policy the data plane does not enforce yet is not served open.
+    let r = send(proxy, "GET", "/guarded", &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    listening.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_table_applies_and_a_broken_one_is_refused() {
+    let (listening, shared, proxy) = start().await;
+    assert_eq!(
+        send(proxy, "GET", "/status", &[]).await.status,
+        StatusCode::OK
+    );
+
+    let next = table(
+        r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {name: r}
+spec:
+  rules:
+    - matches: [{path: {type: Exact, value: /v2}}]
+      respond: {status: 201}
+"#,
+    );
+    shared.apply(next).expect("applies");
+    assert_eq!(
+        send(proxy, "GET", "/status", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(proxy, "GET", "/v2", &[]).await.status,
+        StatusCode::CREATED
+    );
+
+    // An upstream by DNS name is not supported by this data plane yet: refused whole.
+    let mut broken = shared.table().as_ref().clone();
+    broken.upstreams.push(gatehouse_table::Upstream {
+        id: "default/named".into(),
+        endpoints: vec![gatehouse_table::Endpoint {
+            host: "users.internal".into(),
+            port: 80,
+            weight: 1,
+            ready: true,
+        }],
+        ..Default::default()
+    });
+    assert!(shared.apply(broken).is_err());
+    assert_eq!(
+        send(proxy, "GET", "/v2", &[]).await.status,
+        StatusCode::CREATED
+    );
+    listening.shutdown();
+}
