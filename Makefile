@@ -2,10 +2,24 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: help build test check fmt lint unit crds docs bench-compiler clean
+.PHONY: help run build test check fmt lint unit crds docs bench-compiler clean
 
 help: ## this list
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## serve examples/quickstart in front of a live echo upstream (Ctrl-C stops both)
+	$(CARGO) build -q -p gatehouse -p gatehouse-testkit
+	@echo "Try, in another terminal:"
+	@echo "  curl -i http://127.0.0.1:8080/users/42          # proxied to the echo upstream"
+	@echo "  curl -i http://127.0.0.1:8080/api/anything      # prefix route"
+	@echo "  curl -i http://127.0.0.1:8080/status            # answered by the gateway"
+	@echo "  curl -i http://127.0.0.1:8080/old/docs          # redirect"
+	@echo "  curl -i -X DELETE http://127.0.0.1:8080/users/42 # 405 with Allow"
+	@echo "  curl -s 'http://127.0.0.1:9901/explain?method=GET&url=http://localhost/users/42'"
+	@echo "Edit examples/quickstart/gateway.yaml: changes apply live."
+	@./target/debug/gatehouse-echo 127.0.0.1:9001 & echo_pid=$$!; \
+	  trap 'kill $$echo_pid 2>/dev/null' EXIT INT TERM; \
+	  ./target/debug/gatehouse run -f examples/quickstart
 
 build: ## build the gatehouse binary (debug)
 	$(CARGO) build -p gatehouse

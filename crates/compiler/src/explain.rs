@@ -26,7 +26,11 @@ pub struct ExplainedRequest {
 
 /// The router's verdict.
 #[derive(Clone, Debug, Serialize)]
-#[serde(tag = "result", rename_all = "camelCase")]
+#[serde(
+    tag = "result",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Outcome {
     /// A rule serves it.
     Matched {

@@ -3,6 +3,7 @@
 //! for matching).
 
 mod check;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ enum Output {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Standalone: serve the manifests in PATH, reloading on every change and SIGHUP.
+    Run(run::RunArgs),
     /// Compile manifests exactly as the controller would and print every diagnostic.
     /// Exit 0 when clean, 1 on errors.
     Lint {
@@ -64,6 +67,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -73,8 +77,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr: text on a terminal, JSON otherwise (`RUST_LOG` filters).
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Lint { path, output } => check::lint(&path, output == Output::Json),
         Command::Explain {
             path,

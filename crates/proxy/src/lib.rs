@@ -15,6 +15,7 @@
 //! `redirect` and proxying to HTTP/1.1 upstreams by IP. A table whose upstreams need more
 //! (DNS names) is refused whole, so the running one keeps serving.
 
+pub mod admin;
 mod headers;
 mod pool;
 pub mod prepared;
@@ -29,6 +30,7 @@ use bytes::Bytes;
 use gatehouse_table::Table;
 use http_body_util::{Either, Full};
 
+pub use admin::{AdminListening, AdminState, ExplainFn, serve_admin};
 pub use prepared::{PrepareError, Prepared};
 pub use server::{Listening, serve};
 

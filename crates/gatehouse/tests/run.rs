@@ -1,0 +1,147 @@
+//! `gatehouse run` as a user runs it: the built binary, a folder of manifests, a real
+//! upstream, live edits, a broken edit, SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Status code of `GET path` (HTTP/1.1, `Connection: close`), or 0 when unreachable.
+fn status(addr: SocketAddr, path: &str) -> u16 {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Polls until `check` holds or the deadline passes; returns whether it held.
+fn eventually(check: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    false
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+fn manifests(dir: &Path, echo: SocketAddr, prefix: &str) {
+    let text = format!(
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: Upstream\nmetadata: {{name: echo}}\nspec:\n  endpoints: [{{host: 127.0.0.1, port: {}}}]\n---\napiVersion: gatehouse.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: r}}\nspec:\n  rules:\n    - matches: [{{path: {{type: Prefix, value: {prefix}}}}}]\n      backends: [{{upstream: echo}}]\n",
+        echo.port()
+    );
+    std::fs::write(dir.join("gateway.yaml"), text).expect("write manifests");
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serves_reloads_keeps_the_last_good_table_and_drains() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let echo = runtime
+        .block_on(gatehouse_testkit::spawn_echo())
+        .expect("echo upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    manifests(dir.path(), echo, "/v1");
+    let (http, admin) = (free_port(), free_port());
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["run", "-f"])
+            .arg(dir.path())
+            .args([
+                "--http",
+                &http.to_string(),
+                "--admin",
+                &admin.to_string(),
+                "--workers",
+                "2",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gatehouse run starts"),
+    );
+    assert!(
+        eventually(|| status(admin, "/readyz") == 200),
+        "never became ready"
+    );
+    assert_eq!(status(http, "/v1/items"), 200);
+    assert_eq!(status(http, "/v2/items"), 404);
+
+    // A live edit is applied.
+    manifests(dir.path(), echo, "/v2");
+    assert!(
+        eventually(|| status(http, "/v2/items") == 200),
+        "the edit was not applied"
+    );
+    assert_eq!(status(http, "/v1/items"), 404);
+
+    // A broken file keeps the last good table serving.
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "apiVersion: v1\nkind: [oops\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: ApiRoute\nmetadata: {name: r}\nspec:\n  rules:\n    - matches: [{path: {type: Regex, value: \"/v3(\"}}]\n      respond: {status: 200}\n",
+    )
+    .expect("write");
+    std::thread::park_timeout(Duration::from_millis(500));
+    assert_eq!(
+        status(http, "/v2/items"),
+        200,
+        "the last good table keeps serving"
+    );
+    std::fs::remove_file(dir.path().join("broken.yaml")).expect("remove");
+    assert!(eventually(|| status(http, "/v2/items") == 200));
+
+    // SIGTERM: exits 0.
+    let pid = child.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let code = child.0.wait().expect("exits");
+    assert_eq!(code.code(), Some(0));
+    let mut stderr = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(stderr.contains("keeping the last good table"), "{stderr}");
+    assert!(
+        stderr.contains("spec.rules[0].matches[0].path.value"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ApiRoute default/r"), "{stderr}");
+}
