@@ -37,6 +37,13 @@ pub struct RunArgs {
     /// Traffic worker threads. Default: one per core.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// On SIGTERM, how long requests in flight may take to finish.
+    #[arg(long, default_value = "20s", value_parser = parse_drain)]
+    pub drain_timeout: Duration,
+}
+
+fn parse_drain(s: &str) -> Result<Duration, String> {
+    gatehouse_compiler::values::parse_duration(s).map(Duration::from_millis)
 }
 
 /// One compilation of the folder.
@@ -243,8 +250,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         anyhow::Ok(())
     })?;
     admin_state.start_draining();
-    tracing::info!("stopping");
-    listening.shutdown();
+    tracing::info!(drain = ?args.drain_timeout, "draining");
+    listening.shutdown(args.drain_timeout);
     admin.shutdown();
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,10 @@ pub enum GatewayError {
     MethodNotAllowed(Vec<String>),
     /// The path is malformed or holds a refused encoded slash.
     BadPath(String),
+    /// The request body is larger than the limit.
+    PayloadTooLarge(u64),
+    /// Request line and headers are larger than the limit.
+    HeadersTooLarge(usize),
     /// The rule is not served (unsupported field, missing policy or Secret).
     Blocked,
     /// No backend can take the request (missing upstream, no endpoint).
@@ -40,6 +44,16 @@ impl GatewayError {
                 format!("This path accepts {}.", allow.join(", ")),
             ),
             GatewayError::BadPath(why) => (StatusCode::BAD_REQUEST, "Bad Request", why.clone()),
+            GatewayError::HeadersTooLarge(limit) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request Header Fields Too Large",
+                format!("The request line and headers exceed {limit} bytes."),
+            ),
+            GatewayError::PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Content Too Large",
+                format!("The request body is larger than {limit} bytes."),
+            ),
             GatewayError::Blocked => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable",

@@ -25,6 +25,9 @@ use crate::prepared::Prepared;
 use crate::problem::GatewayError;
 use crate::{Body, Shared, full, headers, pool};
 
+/// Largest request body accepted (by `Content-Length`) unless a route says otherwise.
+pub const MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+
 /// Headers as the router sees them.
 struct HeaderView<'a>(&'a HeaderMap);
 
@@ -103,6 +106,30 @@ async fn serve(
     };
     let t = selected.target;
     let rule = &prepared.table.routes[t.route].rules[t.rule];
+
+    // Head limit: hyper refuses an incomplete head beyond the buffer; a complete one
+    // that arrived in one read is measured here.
+    let head: usize = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + req
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if head > crate::server::MAX_REQUEST_HEAD {
+        return Err(GatewayError::HeadersTooLarge(
+            crate::server::MAX_REQUEST_HEAD,
+        ));
+    }
+
+    // Body limit, before anything reads the body.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(GatewayError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
 
     // 3. Policies: any the data plane cannot enforce block the rule.
     if !rule.blocked.is_empty() {

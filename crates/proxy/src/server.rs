@@ -2,32 +2,42 @@
 //! (the kernel spreads connections), runs a current-thread runtime and serves its
 //! connections on a `LocalSet`, so connection state and upstream pools stay on it.
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::{Shared, request_path};
+
+/// Largest request line + headers; hyper answers 431 beyond it.
+pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
+/// A client must send its whole request head within this time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Running listeners.
 #[derive(Debug)]
 pub struct Listening {
     /// The bound address (the real port when 0 was asked for).
     pub local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    /// Sends the drain deadline; `None` until shutdown.
+    stop: watch::Sender<Option<Duration>>,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl Listening {
-    /// Stops accepting and waits for the workers to exit.
-    pub fn shutdown(self) {
-        let _ = self.stop.send(true);
+    /// Drains: stops accepting, lets requests in flight finish (connections close
+    /// after their current response) for up to `drain`, then stops the workers.
+    pub fn shutdown(self, drain: Duration) {
+        let _ = self.stop.send(Some(drain));
         for w in self.workers {
             let _ = w.join();
         }
@@ -48,7 +58,7 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Result<Listening> {
     let first = bind(addr)?;
     let local_addr = first.local_addr()?;
-    let (stop, stopped) = watch::channel(false);
+    let (stop, stopped) = watch::channel(None);
     let mut listeners = vec![first];
     for _ in 1..workers.max(1) {
         listeners.push(bind(local_addr)?);
@@ -72,9 +82,11 @@ pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Resul
                             return;
                         }
                     };
-                    loop {
+                    let active = Rc::new(Cell::new(0usize));
+                    let idle = Rc::new(tokio::sync::Notify::new());
+                    let drain = loop {
                         tokio::select! {
-                            _ = stopped.changed() => break,
+                            _ = stopped.changed() => break (*stopped.borrow()).unwrap_or_default(),
                             accepted = listener.accept() => {
                                 let (stream, client) = match accepted {
                                     Ok(a) => a,
@@ -85,6 +97,9 @@ pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Resul
                                 };
                                 let _ = stream.set_nodelay(true);
                                 let shared = shared.clone();
+                                let mut stop = stopped.clone();
+                                let (active, idle) = (active.clone(), idle.clone());
+                                active.set(active.get() + 1);
                                 tokio::task::spawn_local(async move {
                                     let svc = service_fn(move |req| {
                                         let shared = shared.clone();
@@ -94,16 +109,34 @@ pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Resul
                                             )
                                         }
                                     });
-                                    if let Err(e) = http1::Builder::new()
-                                        .max_buf_size(64 * 1024)
-                                        .serve_connection(TokioIo::new(stream), svc)
-                                        .await
-                                    {
+                                    let conn = http1::Builder::new()
+                                        .timer(TokioTimer::new())
+                                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                                        .max_buf_size(MAX_REQUEST_HEAD)
+                                        .serve_connection(TokioIo::new(stream), svc);
+                                    tokio::pin!(conn);
+                                    let ended = tokio::select! {
+                                        ended = conn.as_mut() => ended,
+                                        _ = stop.changed() => {
+                                            // Finish the response in flight, then close.
+                                            conn.as_mut().graceful_shutdown();
+                                            conn.await
+                                        }
+                                    };
+                                    if let Err(e) = ended {
                                         tracing::debug!(%client, error = %e, "connection ended");
+                                    }
+                                    active.set(active.get() - 1);
+                                    if active.get() == 0 {
+                                        idle.notify_one();
                                     }
                                 });
                             }
                         }
+                    };
+                    drop(listener);
+                    if active.get() > 0 {
+                        let _ = tokio::time::timeout(drain, idle.notified()).await;
                     }
                 });
             })?;

@@ -25,7 +25,7 @@ async fn echo_upstream() -> SocketAddr {
             };
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                    if req.uri().path() == "/slow" {
+                    if req.uri().path() == "/slow" || req.uri().path() == "/slow-ok" {
                         tokio::time::sleep(Duration::from_secs(2)).await;
                     }
                     let headers: serde_json::Map<String, serde_json::Value> = req
@@ -96,6 +96,9 @@ spec:
       matches: [{{path: {{type: Exact, value: /slow}}}}]
       backends: [{{upstream: echo}}]
       timeout: 200ms
+    - name: slow-ok
+      matches: [{{path: {{type: Exact, value: /slow-ok}}}}]
+      backends: [{{upstream: echo}}]
     - name: dead
       matches: [{{path: {{type: Exact, value: /dead}}}}]
       backends: [{{upstream: dead}}]
@@ -206,7 +209,7 @@ async fn proxies_with_forwarding_headers_and_request_id() {
     .await;
     assert_eq!(r.headers["x-request-id"], "abc-123");
     assert_eq!(json(&r.body)["uri"], "/api/a/b");
-    listening.shutdown();
+    listening.shutdown(Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +232,7 @@ async fn routing_errors_are_problem_json() {
     let r = send(proxy, "GET", "/api/a%2Fb", &[]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(json(&r.body)["status"], 400);
-    listening.shutdown();
+    listening.shutdown(Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +249,7 @@ async fn respond_and_redirect() {
         r.headers["location"],
         "https://api.example.com/v2/items/42?q=1"
     );
-    listening.shutdown();
+    listening.shutdown(Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,7 +268,7 @@ async fn upstream_failures_map_to_502_503_504() {
     // A rule using a policy the data plane does not enforce yet is not served open.
     let r = send(proxy, "GET", "/guarded", &[]).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    listening.shutdown();
+    listening.shutdown(Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,5 +317,39 @@ spec:
         send(proxy, "GET", "/v2", &[]).await.status,
         StatusCode::CREATED
     );
-    listening.shutdown();
+    listening.shutdown(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_limits() {
+    let (listening, _, proxy) = start().await;
+    let big = "x".repeat(70 * 1024);
+    let r = send(proxy, "GET", "/status", &[("x-big", &big)]).await;
+    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+
+    let r = send(
+        proxy,
+        "POST",
+        "/api/upload",
+        &[("content-length", "11534336")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json(&r.body)["status"], 413);
+    listening.shutdown(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_requests_in_flight_finish() {
+    let (listening, _, proxy) = start().await;
+    let in_flight = tokio::spawn(async move { send(proxy, "GET", "/slow-ok", &[]).await.status });
+    // Wait until the request has reached the proxy: its connection is accepted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let drained = tokio::task::spawn_blocking(move || listening.shutdown(Duration::from_secs(10)));
+    assert_eq!(in_flight.await.expect("request task"), StatusCode::OK);
+    drained.await.expect("shutdown completes");
+    assert!(
+        TcpStream::connect(proxy).await.is_err(),
+        "no longer accepting"
+    );
 }
