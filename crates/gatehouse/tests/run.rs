@@ -145,3 +145,95 @@ fn serves_reloads_keeps_the_last_good_table_and_drains() {
     );
     assert!(stderr.contains("ApiRoute default/r"), "{stderr}");
 }
+
+#[test]
+fn config_changes_under_load_fail_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let echo = runtime
+        .block_on(gatehouse_testkit::spawn_echo())
+        .expect("echo upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |version: u32| {
+        let text = format!(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: Upstream\nmetadata: {{name: echo}}\nspec:\n  endpoints: [{{host: 127.0.0.1, port: {}}}]\n---\napiVersion: gatehouse.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: r}}\nspec:\n  rules:\n    - matches: [{{path: {{type: Prefix, value: /stable}}}}]\n      backends: [{{upstream: echo}}]\n    - matches: [{{path: {{type: Exact, value: /v{version}}}}}]\n      respond: {{status: 200}}\n",
+            echo.port()
+        );
+        // Write then rename, as editors and GitOps tools do: readers never see half a file.
+        let tmp = dir.path().join(".gateway.yaml.tmp");
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, dir.path().join("gateway.yaml")).expect("rename");
+    };
+    write(0);
+    let (http, admin) = (free_port(), free_port());
+    let _child = Running(
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["run", "-f"])
+            .arg(dir.path())
+            .args([
+                "--http",
+                &http.to_string(),
+                "--admin",
+                &admin.to_string(),
+                "--workers",
+                "2",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gatehouse run starts"),
+    );
+    assert!(
+        eventually(|| status(admin, "/readyz") == 200),
+        "never became ready"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if status(http, "/stable/item") == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let mut last_apply = Duration::ZERO;
+    for version in 1..=10 {
+        let written = Instant::now();
+        write(version);
+        let path = format!("/v{version}");
+        assert!(
+            eventually(|| status(http, &path) == 200),
+            "change {version} never served"
+        );
+        last_apply = written.elapsed();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.join();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    // The figure for the notes; speed is measured, never asserted.
+    eprintln!(
+        "under load: {ok} requests ok, {failed} failed; last change served after {last_apply:?}"
+    );
+    assert_eq!(
+        failed, 0,
+        "{failed} requests failed during the changes ({ok} ok)"
+    );
+    assert!(ok > 100, "the load did not run: {ok} requests");
+}
