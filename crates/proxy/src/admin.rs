@@ -147,6 +147,14 @@ pub fn serve_admin(addr: SocketAddr, state: Arc<AdminState>) -> io::Result<Admin
 fn answer(req: &Request<Incoming>, state: &AdminState) -> Response<Body> {
     match (req.method().as_str(), req.uri().path()) {
         ("GET", "/healthz") => text(StatusCode::OK, "ok\n"),
+        ("GET", "/metrics") => {
+            let mut r = Response::new(full(Bytes::from(state.shared.metrics.render())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         ("GET", "/readyz") => {
             if state.draining.load(Ordering::Acquire) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")

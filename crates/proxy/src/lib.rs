@@ -17,6 +17,7 @@
 
 pub mod admin;
 mod headers;
+pub mod metrics;
 mod pool;
 pub mod prepared;
 mod problem;
@@ -41,26 +42,38 @@ pub(crate) fn full(bytes: Bytes) -> Body {
     Either::Left(Full::new(bytes))
 }
 
-/// State shared by every worker: only the current table.
+/// State shared by every worker: the current table and the metrics.
 #[derive(Debug)]
 pub struct Shared {
     current: ArcSwap<Prepared>,
+    /// Request and config metrics.
+    pub metrics: metrics::Metrics,
 }
 
 impl Shared {
     /// Starts with `table`.
     pub fn new(table: Table) -> Result<Arc<Shared>, PrepareError> {
-        Ok(Arc::new(Shared {
+        let started = std::time::Instant::now();
+        let version = table.version;
+        let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(Prepared::new(table)?),
-        }))
+            metrics: metrics::Metrics::default(),
+        });
+        shared
+            .metrics
+            .config_applied(version, true, started.elapsed());
+        Ok(shared)
     }
 
     /// Prepares `table` and, if that works, makes it the one requests see, atomically.
     /// On error the running table is untouched.
     pub fn apply(&self, table: Table) -> Result<(), PrepareError> {
-        let prepared = Prepared::new(table)?;
-        self.current.store(Arc::new(prepared));
-        Ok(())
+        let started = std::time::Instant::now();
+        let version = table.version;
+        let result = Prepared::new(table).map(|p| self.current.store(Arc::new(p)));
+        self.metrics
+            .config_applied(version, result.is_ok(), started.elapsed());
+        result
     }
 
     /// The table being served.

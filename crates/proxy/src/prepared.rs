@@ -51,6 +51,10 @@ pub struct Prepared {
     pub upstreams: HashMap<String, PreparedUpstream>,
     /// Weighted round-robin position of each rule's backends, `[route][rule]`.
     pub rule_counters: Vec<Vec<AtomicUsize>>,
+    /// Metric labels of each rule, `[route][rule]`.
+    pub labels: Vec<Vec<crate::metrics::RuleLabels>>,
+    /// Metric labels of requests no rule matched.
+    pub unmatched: crate::metrics::RuleLabels,
 }
 
 impl Prepared {
@@ -83,11 +87,24 @@ impl Prepared {
             .iter()
             .map(|r| r.rules.iter().map(|_| AtomicUsize::new(0)).collect())
             .collect();
+        let labels = table
+            .routes
+            .iter()
+            .map(|r| {
+                let route: Arc<str> = Arc::from(r.id.as_str());
+                r.rules
+                    .iter()
+                    .map(|rule| (route.clone(), Arc::from(rule.name.as_str())))
+                    .collect()
+            })
+            .collect();
         Ok(Prepared {
             table: Arc::new(table),
             router,
             upstreams,
             rule_counters,
+            labels,
+            unmatched: (Arc::from(""), Arc::from("")),
         })
     }
 }

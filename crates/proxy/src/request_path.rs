@@ -43,7 +43,10 @@ impl gatehouse_router::Headers for HeaderView<'_> {
 
 /// Serves one request.
 pub async fn handle(req: Request<Incoming>, client: SocketAddr, shared: &Shared) -> Response<Body> {
+    let started = std::time::Instant::now();
     let prepared = shared.current.load_full();
+    let method = req.method().clone();
+    let mut target = None;
 
     // 1. Request id.
     let request_id = match req.headers().get("x-request-id") {
@@ -52,7 +55,7 @@ pub async fn handle(req: Request<Incoming>, client: SocketAddr, shared: &Shared)
     };
     let rid = request_id.to_str().unwrap_or_default().to_string();
 
-    let mut resp = match serve(req, client, &prepared, &rid).await {
+    let mut resp = match serve(req, client, &prepared, &rid, &mut target).await {
         Ok(r) => r,
         Err(e) => e.response(&rid),
     };
@@ -60,6 +63,14 @@ pub async fn handle(req: Request<Incoming>, client: SocketAddr, shared: &Shared)
     // 5. Response decoration.
     headers::strip_hop_by_hop(resp.headers_mut());
     resp.headers_mut().insert("x-request-id", request_id);
+
+    // Metrics: counted when the response head is ready.
+    let labels = target.map_or(&prepared.unmatched, |t: gatehouse_router::Target| {
+        &prepared.labels[t.route][t.rule]
+    });
+    shared
+        .metrics
+        .record(labels, &method, resp.status().as_u16(), started.elapsed());
     resp
 }
 
@@ -68,6 +79,7 @@ async fn serve(
     client: SocketAddr,
     prepared: &Prepared,
     rid: &str,
+    target: &mut Option<gatehouse_router::Target>,
 ) -> Result<Response<Body>, GatewayError> {
     // 2. Route lookup.
     let host = req
@@ -105,6 +117,7 @@ async fn serve(
         Lookup::BadPath(e) => return Err(GatewayError::BadPath(e.to_string())),
     };
     let t = selected.target;
+    *target = Some(t);
     let rule = &prepared.table.routes[t.route].rules[t.rule];
 
     // Head limit: hyper refuses an incomplete head beyond the buffer; a complete one

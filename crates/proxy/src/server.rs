@@ -74,6 +74,7 @@ pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Resul
             .name(format!("gatehouse-worker-{i}"))
             .spawn(move || {
                 let local = tokio::task::LocalSet::new();
+                shared.metrics.register_worker();
                 local.block_on(&runtime, async move {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => l,

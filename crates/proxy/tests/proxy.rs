@@ -353,3 +353,42 @@ async fn shutdown_lets_requests_in_flight_finish() {
         "no longer accepting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_per_route_rule_method_and_code() {
+    let (listening, shared, proxy) = start().await;
+    for _ in 0..3 {
+        assert_eq!(
+            send(proxy, "GET", "/api/x", &[]).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        send(proxy, "GET", "/nothing", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let text = shared.metrics.render();
+    assert!(
+        text.contains(
+            "gatehouse_requests_total{route=\"default/r\",rule=\"api\",method=\"GET\",code=\"200\"} 3"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "gatehouse_requests_total{route=\"\",rule=\"\",method=\"GET\",code=\"404\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "gatehouse_request_duration_seconds_count{route=\"default/r\",rule=\"api\"} 3"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("gatehouse_config_applies_total{result=\"applied\"} 1"),
+        "{text}"
+    );
+    listening.shutdown(Duration::from_secs(5));
+}

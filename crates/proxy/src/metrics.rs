@@ -1,0 +1,257 @@
+//! Metrics, recorded per worker thread and summed when scraped.
+//!
+//! Each worker owns one block; recording locks only that block's mutex, which nothing
+//! else takes except a scrape, so the request path never waits on another thread.
+//! Names follow `spec/runtime.md`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds of the duration buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// `route` and `rule` labels, prepared once per table.
+pub type RuleLabels = (Arc<str>, Arc<str>);
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.counts[i] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Block {
+    requests: HashMap<(RuleLabels, &'static str, u16), u64>,
+    durations: HashMap<RuleLabels, Histogram>,
+}
+
+/// All metrics of a process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    blocks: Mutex<Vec<Arc<Mutex<Block>>>>,
+    applied: AtomicU64,
+    rejected: AtomicU64,
+    version: AtomicU64,
+    apply_durations: Mutex<Histogram>,
+}
+
+thread_local! {
+    static BLOCK: RefCell<Option<Arc<Mutex<Block>>>> = const { RefCell::new(None) };
+}
+
+/// Methods as label values without allocating; others count as `OTHER`.
+fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+impl Metrics {
+    /// Gives the calling worker thread its own block.
+    pub fn register_worker(&self) {
+        let block = Arc::new(Mutex::new(Block::default()));
+        if let Ok(mut blocks) = self.blocks.lock() {
+            blocks.push(block.clone());
+        }
+        BLOCK.with(|b| *b.borrow_mut() = Some(block));
+    }
+
+    /// Records one request on the calling worker.
+    pub fn record(&self, labels: &RuleLabels, method: &http::Method, code: u16, took: Duration) {
+        BLOCK.with(|b| {
+            let b = b.borrow();
+            let Some(block) = b.as_ref() else { return };
+            let Ok(mut block) = block.lock() else { return };
+            *block
+                .requests
+                .entry((labels.clone(), method_label(method), code))
+                .or_default() += 1;
+            block
+                .durations
+                .entry(labels.clone())
+                .or_default()
+                .observe(took.as_secs_f64());
+        });
+    }
+
+    /// Records a table apply.
+    pub fn config_applied(&self, version: u64, ok: bool, took: Duration) {
+        if ok {
+            self.applied.fetch_add(1, Ordering::Relaxed);
+            self.version.store(version, Ordering::Relaxed);
+        } else {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut h) = self.apply_durations.lock() {
+            h.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut requests: HashMap<(RuleLabels, &'static str, u16), u64> = HashMap::new();
+        let mut durations: HashMap<RuleLabels, Histogram> = HashMap::new();
+        if let Ok(blocks) = self.blocks.lock() {
+            for block in blocks.iter() {
+                let Ok(block) = block.lock() else { continue };
+                for (k, v) in &block.requests {
+                    *requests.entry(k.clone()).or_default() += v;
+                }
+                for (k, h) in &block.durations {
+                    durations.entry(k.clone()).or_default().merge(h);
+                }
+            }
+        }
+        let mut out = String::new();
+        out.push_str(
+            "# HELP gatehouse_requests_total Requests by route, rule, method and status code.\n",
+        );
+        out.push_str("# TYPE gatehouse_requests_total counter\n");
+        let mut rows: Vec<_> = requests.into_iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for (((route, rule), method, code), n) in rows {
+            let _ = writeln!(
+                out,
+                "gatehouse_requests_total{{route=\"{}\",rule=\"{}\",method=\"{method}\",code=\"{code}\"}} {n}",
+                escape(&route),
+                escape(&rule)
+            );
+        }
+        out.push_str(
+            "# HELP gatehouse_request_duration_seconds Time from request to response head.\n",
+        );
+        out.push_str("# TYPE gatehouse_request_duration_seconds histogram\n");
+        let mut rows: Vec<_> = durations.into_iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((route, rule), h) in rows {
+            let labels = format!("route=\"{}\",rule=\"{}\"", escape(&route), escape(&rule));
+            histogram(&mut out, "gatehouse_request_duration_seconds", &labels, &h);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_config_version Version of the table being served.\n# TYPE gatehouse_config_version gauge\ngatehouse_config_version {}",
+            self.version.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_config_applies_total Tables applied or rejected.\n# TYPE gatehouse_config_applies_total counter\ngatehouse_config_applies_total{{result=\"applied\"}} {}\ngatehouse_config_applies_total{{result=\"rejected\"}} {}",
+            self.applied.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP gatehouse_config_apply_duration_seconds Time to prepare and swap a table.\n",
+        );
+        out.push_str("# TYPE gatehouse_config_apply_duration_seconds histogram\n");
+        let h = self
+            .apply_durations
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        histogram(&mut out, "gatehouse_config_apply_duration_seconds", "", &h);
+        out
+    }
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (bound, n) in BUCKETS.iter().zip(h.counts) {
+        cumulative += n;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{braces} {}", h.count);
+}
+
+/// Label values escape `\`, `"` and newlines.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_workers_and_renders_prometheus_text() {
+        let m = Arc::new(Metrics::default());
+        let labels: RuleLabels = (Arc::from("shop/users"), Arc::from("get"));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (m, labels) = (m.clone(), labels.clone());
+                std::thread::spawn(move || {
+                    m.register_worker();
+                    m.record(&labels, &http::Method::GET, 200, Duration::from_millis(3));
+                    m.record(&labels, &http::Method::GET, 200, Duration::from_millis(30));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("worker");
+        }
+        m.config_applied(7, true, Duration::from_millis(2));
+        m.config_applied(8, false, Duration::from_millis(2));
+        let text = m.render();
+        assert!(text.contains("gatehouse_requests_total{route=\"shop/users\",rule=\"get\",method=\"GET\",code=\"200\"} 4"), "{text}");
+        assert!(text.contains("gatehouse_request_duration_seconds_bucket{route=\"shop/users\",rule=\"get\",le=\"0.005\"} 2"), "{text}");
+        assert!(
+            text.contains(
+                "gatehouse_request_duration_seconds_count{route=\"shop/users\",rule=\"get\"} 4"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("gatehouse_config_version 7"), "{text}");
+        assert!(
+            text.contains("gatehouse_config_applies_total{result=\"rejected\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatehouse_config_apply_duration_seconds_count 2"),
+            "{text}"
+        );
+        assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+    }
+}
