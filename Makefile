@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: help run build test check fmt lint unit crds docs bench-compiler clean
+.PHONY: help run build test check fmt lint unit crds docs bench bench-compiler clean
 
 help: ## this list
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,12 @@ fmt: ## format the code
 
 crds: ## regenerate crds/ and docs/reference.md from the Rust types
 	UPDATE_CRDS=1 UPDATE_DOCS=1 $(CARGO) test -p gatehouse-api --test generated
+
+bench: ## Gatehouse vs nginx vs HAProxy on this machine (installs nginx-light, haproxy, wrk)
+	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v haproxy >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy wrk)
+	$(CARGO) build --release -p gatehouse
+	python3 bench/run.py
 
 bench-compiler: ## Criterion: compiling 10,000 routes over 1,000 upstreams
 	$(CARGO) bench -p gatehouse-compiler --bench compile

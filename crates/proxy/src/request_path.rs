@@ -242,6 +242,10 @@ async fn forward(
     if let Ok(v) = HeaderValue::from_str(rid) {
         parts.headers.insert("x-request-id", v);
     }
+    // W3C Trace Context: propagated as received, or started here.
+    if !parts.headers.contains_key("traceparent") {
+        parts.headers.insert("traceparent", new_traceparent());
+    }
     if !parts.headers.contains_key(header::HOST)
         && let Ok(v) = HeaderValue::from_str(host)
     {
@@ -373,9 +377,9 @@ thread_local! {
     });
 }
 
-/// A new 32-hex-character request id (splitmix64 over a per-thread sequence).
-fn new_request_id() -> HeaderValue {
-    let (a, b) = ID_STATE.with(|s| {
+/// Three splitmix64 outputs from the per-thread sequence.
+fn random_words() -> [u64; 3] {
+    ID_STATE.with(|s| {
         let next = || {
             let mut z = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
             s.set(z);
@@ -383,8 +387,22 @@ fn new_request_id() -> HeaderValue {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         };
-        (next(), next())
-    });
+        [next(), next(), next()]
+    })
+}
+
+/// `00-<trace id>-<span id>-01` with fresh, non-zero ids.
+fn new_traceparent() -> HeaderValue {
+    let [a, b, c] = random_words();
+    let (a, c) = (a | 1, c | 1);
+    HeaderValue::from_str(&format!("00-{a:016x}{b:016x}-{c:016x}-01")).unwrap_or(
+        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01"),
+    )
+}
+
+/// A new 32-hex-character request id (splitmix64 over a per-thread sequence).
+fn new_request_id() -> HeaderValue {
+    let [a, b, _] = random_words();
     HeaderValue::from_str(&format!("{a:016x}{b:016x}")).unwrap_or(HeaderValue::from_static("0"))
 }
 

@@ -198,6 +198,11 @@ async fn proxies_with_forwarding_headers_and_request_id() {
         "the upstream sees the same request id"
     );
     assert_eq!(rid.len(), 32);
+    let tp = h["traceparent"].as_str().expect("a traceparent is started");
+    assert!(
+        tp.starts_with("00-") && tp.ends_with("-01") && tp.len() == 55,
+        "{tp}"
+    );
 
     // A client's request id is kept; the path forwarded is the normalized one.
     let r = send(

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""make bench: Gatehouse, nginx and HAProxy in front of the same upstream, same load.
+
+Every contender runs one worker, keeps upstream connections alive, and is loaded by the
+same wrk command; rounds are interleaved (A B C D, A B C D, ...) and medians reported,
+because on a shared 2-core machine only ratios measured in the same run mean anything.
+CPU time per request is the proxy processes' utime+stime over the run divided by the
+requests served (steadier than requests/s). Direct = wrk straight to the upstream.
+"""
+import os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+UPSTREAM, GATEHOUSE, NGINX, HAPROXY = 18081, 18090, 18091, 18092
+DURATION = os.environ.get("BENCH_DURATION", "8s")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CONNS = os.environ.get("BENCH_CONNECTIONS", "32")
+TICK = os.sysconf("SC_CLK_TCK")
+
+def need(tool):
+    if shutil.which(tool) is None:
+        sys.exit(f"bench: {tool} is missing (make bench installs nginx-light, haproxy, wrk with apt-get)")
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total
+
+def peak_rss_kb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+def wait_port(port, timeout=10):
+    import socket
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"bench: nothing listens on {port}")
+
+def wrk(port):
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}", "--latency", f"http://127.0.0.1:{port}/api/bench"],
+        capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    lat = {}
+    for pct in ("50%", "99%"):
+        m = re.search(rf"\s{re.escape(pct)}\s+([\d.]+)(us|ms|s)", out)
+        v, unit = float(m.group(1)), m.group(2)
+        lat[pct] = v / 1000 if unit == "us" else v if unit == "ms" else v * 1000
+    return rps, total, lat, int(errors.group(1)) if errors else 0
+
+def main():
+    for t in ("wrk", "nginx", "haproxy"):
+        need(t)
+    work = tempfile.mkdtemp(prefix="gatehouse-bench-")
+    procs = []
+    def start(args, **kw):
+        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        procs.append(p)
+        return p
+    try:
+        with open(f"{work}/upstream.conf", "w") as f:
+            f.write(f"""daemon off; worker_processes 1; pid {work}/upstream.pid; error_log /dev/null;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{UPSTREAM}; location / {{ return 200 "ok\\n"; }} }} }}
+""")
+        with open(f"{work}/nginx.conf", "w") as f:
+            f.write(f"""daemon off; worker_processes 1; pid {work}/nginx.pid; error_log /dev/null;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 1000000;
+  upstream origin {{ server 127.0.0.1:{UPSTREAM}; keepalive 64; keepalive_requests 1000000; }}
+  server {{ listen 127.0.0.1:{NGINX};
+    location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Request-Id $request_id; }} }} }}
+""")
+        with open(f"{work}/haproxy.cfg", "w") as f:
+            f.write(f"""global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option forwardfor
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{HAPROXY}
+  default_backend be
+backend be
+  server origin 127.0.0.1:{UPSTREAM}
+""")
+        start(["nginx", "-c", f"{work}/upstream.conf", "-p", work])
+        wait_port(UPSTREAM)
+        gh = start([f"{ROOT}/target/release/gatehouse", "run", "-f", f"{ROOT}/bench/gateway.yaml",
+                    "--http", f"127.0.0.1:{GATEHOUSE}", "--admin", "127.0.0.1:18099", "--workers", "1"])
+        ng = start(["nginx", "-c", f"{work}/nginx.conf", "-p", work])
+        ha = start(["haproxy", "-f", f"{work}/haproxy.cfg"])
+        for port in (GATEHOUSE, NGINX, HAPROXY):
+            wait_port(port)
+        targets = {
+            "direct": (UPSTREAM, lambda: []),
+            "gatehouse": (GATEHOUSE, lambda: [gh.pid]),
+            "nginx": (NGINX, lambda: [ng.pid] + children(ng.pid)),
+            "haproxy": (HAPROXY, lambda: [ha.pid] + children(ha.pid)),
+        }
+        results = {name: [] for name in targets}
+        for rnd in range(ROUNDS):
+            for name, (port, pids) in targets.items():
+                before = cpu_ticks(pids())
+                rps, total, lat, errors = wrk(port)
+                used = cpu_ticks(pids()) - before
+                cpu_us = used * 1e6 / TICK / total if total and pids() else 0.0
+                results[name].append((rps, cpu_us, lat["50%"], lat["99%"], errors))
+                print(f"round {rnd + 1} {name:9} {rps:10.0f} req/s  {cpu_us:6.1f} CPU-µs/req  p99 {lat['99%']:.2f} ms  errors {errors}", flush=True)
+        rss = {name: peak_rss_kb(pids()) for name, (_, pids) in targets.items()}
+        med = {n: [statistics.median(x[i] for x in r) for i in range(4)] + [sum(x[4] for x in r)]
+               for n, r in results.items()}
+        base = med["nginx"]
+        print()
+        print(f"{'':10} {'req/s':>10} {'CPU-µs/req':>11} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS':>9} {'req/s ÷ nginx':>14} {'CPU ÷ nginx':>12} {'p99 ÷ nginx':>12}")
+        for n, (rps, cpu, p50, p99, errs) in med.items():
+            cpu_ratio = f"{cpu / base[1]:.2f}" if cpu and base[1] else "-"
+            rss_txt = f"{rss[n] // 1024} MiB" if rss[n] else "-"
+            print(f"{n:10} {rps:10.0f} {cpu:11.1f} {p50:8.2f} {p99:8.2f} {rss_txt:>9} {rps / base[0]:14.2f} {cpu_ratio:>12} {p99 / base[3]:12.2f}"
+                  + (f"  ({errs} non-2xx)" if errs else ""))
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+if __name__ == "__main__":
+    main()
