@@ -1,7 +1,8 @@
 //! The request path, top to bottom, in the order `DESIGN.md` fixes. Each step reads
 //! objects prepared when the table was applied; nothing is parsed or compiled here.
 //!
-//! 1. request id (kept from the client when present and sane, else generated)
+//! 1. request id (kept from the client when present and sane, else generated), then the
+//!    listener limits (431 for a head over 64 KiB, 413 for a declared body over 10 MiB)
 //! 2. route lookup: host index → matcher (404, 405 + `Allow`, 400 on a bad path)
 //! 3. policies: WAF → CORS → authentication → authorization → limits → validation →
 //!    cache → request transform. None is implemented yet; a rule that sets any of them
@@ -81,6 +82,31 @@ async fn serve(
     rid: &str,
     target: &mut Option<gatehouse_router::Target>,
 ) -> Result<Response<Body>, GatewayError> {
+    // Listener limits come before any work on the request.
+    // Head: hyper refuses an incomplete head beyond its buffer; a complete one
+    // that arrived in one read is measured here.
+    let head: usize = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + req
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if head > crate::server::MAX_REQUEST_HEAD {
+        return Err(GatewayError::HeadersTooLarge(
+            crate::server::MAX_REQUEST_HEAD,
+        ));
+    }
+
+    // Body limit, before anything reads the body.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(GatewayError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+
     // 2. Route lookup.
     let host = req
         .uri()
@@ -119,30 +145,6 @@ async fn serve(
     let t = selected.target;
     *target = Some(t);
     let rule = &prepared.table.routes[t.route].rules[t.rule];
-
-    // Head limit: hyper refuses an incomplete head beyond the buffer; a complete one
-    // that arrived in one read is measured here.
-    let head: usize = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
-        + req
-            .headers()
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum::<usize>();
-    if head > crate::server::MAX_REQUEST_HEAD {
-        return Err(GatewayError::HeadersTooLarge(
-            crate::server::MAX_REQUEST_HEAD,
-        ));
-    }
-
-    // Body limit, before anything reads the body.
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(GatewayError::PayloadTooLarge(MAX_BODY_BYTES));
-    }
 
     // 3. Policies: any the data plane cannot enforce block the rule.
     if !rule.blocked.is_empty() {

@@ -331,6 +331,9 @@ async fn request_limits() {
     let big = "x".repeat(70 * 1024);
     let r = send(proxy, "GET", "/status", &[("x-big", &big)]).await;
     assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    // Limits come before routing: an unknown path does not turn it into a 404.
+    let r = send(proxy, "GET", "/nowhere", &[("x-big", &big)]).await;
+    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
 
     let r = send(
         proxy,
