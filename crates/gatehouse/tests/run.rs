@@ -60,8 +60,8 @@ impl Drop for Running {
     }
 }
 
-#[test]
-fn serves_reloads_keeps_the_last_good_table_and_drains() {
+/// The echo upstream, on a runtime the caller keeps alive.
+fn echo_upstream() -> (tokio::runtime::Runtime, SocketAddr) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -70,13 +70,17 @@ fn serves_reloads_keeps_the_last_good_table_and_drains() {
     let echo = runtime
         .block_on(gatehouse_testkit::spawn_echo())
         .expect("echo upstream");
-    let dir = tempfile::tempdir().expect("tempdir");
-    manifests(dir.path(), echo, "/v1");
+    (runtime, echo)
+}
+
+/// `gatehouse run -f dir` on free ports with two workers, once it is ready; stderr is
+/// captured. Returns the process and the traffic and admin addresses.
+fn run_gatehouse(dir: &Path) -> (Running, SocketAddr, SocketAddr) {
     let (http, admin) = (free_port(), free_port());
-    let mut child = Running(
+    let child = Running(
         Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(["run", "-f"])
-            .arg(dir.path())
+            .arg(dir)
             .args([
                 "--http",
                 &http.to_string(),
@@ -94,6 +98,15 @@ fn serves_reloads_keeps_the_last_good_table_and_drains() {
         eventually(|| status(admin, "/readyz") == 200),
         "never became ready"
     );
+    (child, http, admin)
+}
+
+#[test]
+fn serves_reloads_keeps_the_last_good_table_and_drains() {
+    let (_runtime, echo) = echo_upstream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    manifests(dir.path(), echo, "/v1");
+    let (mut child, http, _) = run_gatehouse(dir.path());
     assert_eq!(status(http, "/v1/items"), 200);
     assert_eq!(status(http, "/v2/items"), 404);
 
@@ -151,14 +164,7 @@ fn config_changes_under_load_fail_no_request() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let echo = runtime
-        .block_on(gatehouse_testkit::spawn_echo())
-        .expect("echo upstream");
+    let (_runtime, echo) = echo_upstream();
     let dir = tempfile::tempdir().expect("tempdir");
     let write = |version: u32| {
         let text = format!(
@@ -171,28 +177,7 @@ fn config_changes_under_load_fail_no_request() {
         std::fs::rename(&tmp, dir.path().join("gateway.yaml")).expect("rename");
     };
     write(0);
-    let (http, admin) = (free_port(), free_port());
-    let _child = Running(
-        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["run", "-f"])
-            .arg(dir.path())
-            .args([
-                "--http",
-                &http.to_string(),
-                "--admin",
-                &admin.to_string(),
-                "--workers",
-                "2",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gatehouse run starts"),
-    );
-    assert!(
-        eventually(|| status(admin, "/readyz") == 200),
-        "never became ready"
-    );
+    let (_child, http, _) = run_gatehouse(dir.path());
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

@@ -1,62 +1,16 @@
 //! The proxy over real sockets: a real upstream, the proxy's worker threads, a real
 //! HTTP client. Tables come from manifests through the compiler, as in production.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_proxy::{Listening, Shared, serve};
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-
-/// An upstream that answers with what it received, as JSON. `/slow` waits 2 s first.
-async fn echo_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                    if req.uri().path() == "/slow" || req.uri().path() == "/slow-ok" {
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                    }
-                    let headers: serde_json::Map<String, serde_json::Value> = req
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
-                        .collect();
-                    let method = req.method().to_string();
-                    let uri = req.uri().to_string();
-                    let body = req
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let json = serde_json::json!({
-                        "method": method,
-                        "uri": uri,
-                        "headers": headers,
-                        "body": String::from_utf8_lossy(&body),
-                    });
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(json.to_string()))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
+use tokio::net::TcpStream;
 
 fn table(manifests: &str) -> gatehouse_table::Table {
     let parsed = gatehouse_api::manifest::parse("test.yaml", manifests);
@@ -159,7 +113,9 @@ fn json(s: &str) -> serde_json::Value {
 }
 
 async fn start() -> (Listening, Arc<Shared>, SocketAddr) {
-    let echo = echo_upstream().await;
+    let echo = gatehouse_testkit::spawn_echo()
+        .await
+        .expect("echo upstream");
     let shared = Shared::new(table(&manifests(echo))).expect("table prepares");
     let listening = serve("127.0.0.1:0".parse().expect("addr"), shared.clone(), 2).expect("serve");
     let addr = listening.local_addr;

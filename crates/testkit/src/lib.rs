@@ -1,8 +1,9 @@
 //! # gatehouse-testkit: real upstreams for tests and demos
 //!
 //! [`echo`] answers every request with a JSON description of what it received (method,
-//! URI, headers, body), so tests can assert on what the gateway forwarded. A path of
-//! `/slow` waits two seconds first (timeouts); `/status/NNN` answers with that status.
+//! URI, headers, body), so tests can assert on what the gateway forwarded. A path that
+//! starts with `/slow` waits two seconds first (timeouts); `/status/NNN` answers with
+//! that status.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use tokio::net::TcpListener;
 /// What the echo server answers for `req`.
 async fn reply(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
-    if path == "/slow" {
+    if path.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let status = path
