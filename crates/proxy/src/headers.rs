@@ -35,6 +35,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
+/// Like [`strip_hop_by_hop`] for a `101 Switching Protocols` response: `Upgrade` and
+/// `Connection: upgrade` stay, since they say what the connection becomes.
+pub fn strip_hop_by_hop_except_upgrade(headers: &mut HeaderMap) {
+    let upgrade = headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(headers);
+    if let Some(u) = upgrade {
+        headers.insert(header::UPGRADE, u);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
 /// Adds `X-Forwarded-For`/`-Proto`/`-Host` and `Forwarded` for a request from `client`.
 pub fn add_forwarding(headers: &mut HeaderMap, client: SocketAddr, host: Option<&str>) {
     let ip = client.ip().to_string();

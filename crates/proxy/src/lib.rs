@@ -11,9 +11,9 @@
 //! `DESIGN.md`), upstream connections, gateway errors (`problem.rs`). What it must not
 //! know: Kubernetes and manifests; it only ever sees a `gatehouse_table::Table`.
 //!
-//! This is the first slice of the data plane: HTTP/1.1 listeners, routing, `respond`,
-//! `redirect` and proxying to HTTP/1.1 upstreams by IP. A table whose upstreams need more
-//! (DNS names) is refused whole, so the running one keeps serving.
+//! Per-upstream state (endpoint schedule, DNS answers, round-robin position) lives in
+//! `upstream_state.rs` and outlives table swaps. Policies arrive in later slices; until
+//! then the compiler blocks rules that use them and the request path answers 503.
 
 pub mod admin;
 mod headers;
@@ -23,6 +23,7 @@ pub mod prepared;
 mod problem;
 mod request_path;
 mod server;
+pub mod upstream_state;
 
 use std::sync::Arc;
 
@@ -46,6 +47,8 @@ pub(crate) fn full(bytes: Bytes) -> Body {
 #[derive(Debug)]
 pub struct Shared {
     current: ArcSwap<Prepared>,
+    /// Upstream state carried from table to table.
+    states: upstream_state::States,
     /// Request and config metrics.
     pub metrics: metrics::Metrics,
 }
@@ -55,8 +58,10 @@ impl Shared {
     pub fn new(table: Table) -> Result<Arc<Shared>, PrepareError> {
         let started = std::time::Instant::now();
         let version = table.version;
+        let states = upstream_state::States::default();
         let shared = Arc::new(Shared {
-            current: ArcSwap::from_pointee(Prepared::new(table)?),
+            current: ArcSwap::from_pointee(Prepared::new(table, &states)?),
+            states,
             metrics: metrics::Metrics::default(),
         });
         shared
@@ -70,7 +75,7 @@ impl Shared {
     pub fn apply(&self, table: Table) -> Result<(), PrepareError> {
         let started = std::time::Instant::now();
         let version = table.version;
-        let result = Prepared::new(table).map(|p| self.current.store(Arc::new(p)));
+        let result = Prepared::new(table, &self.states).map(|p| self.current.store(Arc::new(p)));
         self.metrics
             .config_applied(version, result.is_ok(), started.elapsed());
         result

@@ -1,23 +1,42 @@
 //! Upstream connections, pooled per worker thread: each worker owns its pool, so taking
 //! and returning a connection never crosses threads or takes a lock.
+//!
+//! - HTTP/1.1: a stack of idle keep-alive connections per endpoint; a request takes
+//!   one and gives it back once sent (it is ready again when the response body ends).
+//! - HTTP/2 (h2c prior knowledge, for gRPC): one multiplexed connection per endpoint
+//!   and worker, shared by every request of that worker.
+//! - Upgrades (WebSocket): a fresh HTTP/1.1 connection that is never pooled, since after
+//!   `101 Switching Protocols` it belongs to the tunnel.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use gatehouse_table::Protocol;
+use http_body_util::Limited;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-/// Idle connections kept per endpoint and worker.
+use crate::server::LocalExec;
+
+/// What upstream-bound requests carry: the client's body, cut off at the body limit.
+pub type UpstreamBody = Limited<Incoming>;
+
+/// Idle HTTP/1.1 connections kept per endpoint and worker.
 const MAX_IDLE_PER_ENDPOINT: usize = 64;
+/// HTTP/2 pings keep idle upstream connections known alive.
+const H2_KEEPALIVE: Duration = Duration::from_secs(30);
+
+type H1 = http1::SendRequest<UpstreamBody>;
+type H2 = http2::SendRequest<UpstreamBody>;
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<SendRequest<Incoming>>>> =
-        RefCell::new(HashMap::new());
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<H1>>> = RefCell::new(HashMap::new());
+    static MULTIPLEXED: RefCell<HashMap<SocketAddr, H2>> = RefCell::new(HashMap::new());
 }
 
 /// Why an upstream exchange failed.
@@ -35,7 +54,7 @@ pub enum SendError {
         #[source]
         source: std::io::Error,
     },
-    /// The exchange failed (reset, protocol error).
+    /// The exchange failed (reset, protocol error, the request body broke).
     #[error("exchange with {addr}: {source}")]
     Exchange {
         /// The endpoint.
@@ -46,7 +65,65 @@ pub enum SendError {
     },
 }
 
-fn take_idle(addr: SocketAddr) -> Option<SendRequest<Incoming>> {
+impl SendError {
+    /// Whether the exchange failed because the client's body went over the limit.
+    pub fn body_too_large(&self) -> bool {
+        let SendError::Exchange { source, .. } = self else {
+            return false;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+        while let Some(e) = cause {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+}
+
+/// A failed exchange, with the request when it was never sent (no connection could
+/// be made), so the caller may try another endpoint.
+#[derive(Debug)]
+pub struct Failed {
+    /// What went wrong.
+    pub error: SendError,
+    /// The request, when nothing of it reached the upstream.
+    pub unsent: Option<Request<UpstreamBody>>,
+}
+
+impl From<SendError> for Failed {
+    fn from(error: SendError) -> Failed {
+        Failed {
+            error,
+            unsent: None,
+        }
+    }
+}
+
+/// Sends `req` to `addr` in `protocol` over a pooled connection, or a new one.
+pub async fn send(
+    addr: SocketAddr,
+    protocol: Protocol,
+    req: Request<UpstreamBody>,
+    connect_timeout: Duration,
+) -> Result<Response<Incoming>, Failed> {
+    match protocol {
+        Protocol::Http1 => send_http1(addr, req, connect_timeout).await,
+        Protocol::Http2 => send_http2(addr, req, connect_timeout).await,
+    }
+}
+
+async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TokioIo<TcpStream>, SendError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| SendError::ConnectTimeout(addr))?
+        .map_err(|source| SendError::Connect { addr, source })?;
+    let _ = stream.set_nodelay(true);
+    Ok(TokioIo::new(stream))
+}
+
+fn take_idle(addr: SocketAddr) -> Option<H1> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
@@ -56,7 +133,7 @@ fn take_idle(addr: SocketAddr) -> Option<SendRequest<Incoming>> {
     })
 }
 
-fn give_back(addr: SocketAddr, sender: SendRequest<Incoming>) {
+fn give_back(addr: SocketAddr, sender: H1) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(addr).or_default();
@@ -66,16 +143,12 @@ fn give_back(addr: SocketAddr, sender: SendRequest<Incoming>) {
     });
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<SendRequest<Incoming>, SendError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| SendError::ConnectTimeout(addr))?
-        .map_err(|source| SendError::Connect { addr, source })?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+async fn connect_http1(addr: SocketAddr, timeout: Duration) -> Result<H1, SendError> {
+    let io = tcp(addr, timeout).await?;
+    let (sender, conn) = http1::handshake(io)
         .await
         .map_err(|source| SendError::Exchange { addr, source })?;
-    // The connection is driven on this worker; it ends when the peer or the pool drops it.
+    // Driven on this worker; it ends when the peer or the pool drops it.
     tokio::task::spawn_local(async move {
         if let Err(e) = conn.await {
             tracing::debug!(%addr, error = %e, "upstream connection closed");
@@ -84,15 +157,14 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<SendRequest<Inco
     Ok(sender)
 }
 
-/// Sends `req` to `addr` over a pooled (or new) HTTP/1.1 connection. When a pooled
-/// connection turns out to be closed before the request was written (the upstream's
-/// keep-alive timer won the race), the request is sent again on a new connection:
-/// it never reached the upstream, so this is safe for any method.
-pub async fn send(
+/// HTTP/1.1. When a pooled connection turns out to be closed before the request was
+/// written (the upstream's keep-alive timer won the race), the request is sent again
+/// on a new connection: it never reached the upstream, so this is safe for any method.
+async fn send_http1(
     addr: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<UpstreamBody>,
     connect_timeout: Duration,
-) -> Result<Response<Incoming>, SendError> {
+) -> Result<Response<Incoming>, Failed> {
     let req = match take_idle(addr) {
         Some(mut pooled) => match pooled.try_send_request(req).await {
             Ok(resp) => {
@@ -105,18 +177,126 @@ pub async fn send(
                     return Err(SendError::Exchange {
                         addr,
                         source: e.into_error(),
-                    });
+                    }
+                    .into());
                 }
             },
         },
         None => req,
     };
-    let mut fresh = connect(addr, connect_timeout).await?;
+    let mut fresh = match connect_http1(addr, connect_timeout).await {
+        Ok(c) => c,
+        Err(error) => {
+            return Err(Failed {
+                error,
+                unsent: Some(req),
+            });
+        }
+    };
     let resp = fresh
         .send_request(req)
         .await
-        .map_err(|source| SendError::Exchange { addr, source })?;
+        .map_err(|source| Failed::from(SendError::Exchange { addr, source }))?;
     // Ready again once this response's body has been read; `take_idle` checks.
     give_back(addr, fresh);
     Ok(resp)
+}
+
+async fn connect_http2(addr: SocketAddr, timeout: Duration) -> Result<H2, SendError> {
+    let io = tcp(addr, timeout).await?;
+    let (sender, conn) = http2::Builder::new(LocalExec)
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE)
+        .keep_alive_while_idle(true)
+        .handshake(io)
+        .await
+        .map_err(|source| SendError::Exchange { addr, source })?;
+    tokio::task::spawn_local(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection closed");
+        }
+    });
+    Ok(sender)
+}
+
+/// The worker's HTTP/2 connection to `addr`, made when there is none or it closed.
+async fn multiplexed(addr: SocketAddr, timeout: Duration, fresh: bool) -> Result<H2, SendError> {
+    if !fresh
+        && let Some(s) =
+            MULTIPLEXED.with(|m| m.borrow().get(&addr).filter(|s| !s.is_closed()).cloned())
+    {
+        return Ok(s);
+    }
+    let sender = connect_http2(addr, timeout).await?;
+    MULTIPLEXED.with(|m| m.borrow_mut().insert(addr, sender.clone()));
+    Ok(sender)
+}
+
+/// HTTP/2. A request the connection refused before sending it (the upstream said
+/// GOAWAY) is sent again on a new connection.
+async fn send_http2(
+    addr: SocketAddr,
+    req: Request<UpstreamBody>,
+    connect_timeout: Duration,
+) -> Result<Response<Incoming>, Failed> {
+    let exchange = |e| Failed::from(SendError::Exchange { addr, source: e });
+    let (mut sender, req) = match multiplexed(addr, connect_timeout, false).await {
+        Ok(s) => (s, req),
+        Err(error) => {
+            return Err(Failed {
+                error,
+                unsent: Some(req),
+            });
+        }
+    };
+    sender.ready().await.map_err(exchange)?;
+    match sender.try_send_request(req).await {
+        Ok(resp) => Ok(resp),
+        Err(mut e) => match e.take_message() {
+            Some(unsent) => {
+                let mut sender = match multiplexed(addr, connect_timeout, true).await {
+                    Ok(s) => s,
+                    Err(error) => {
+                        return Err(Failed {
+                            error,
+                            unsent: Some(unsent),
+                        });
+                    }
+                };
+                sender.ready().await.map_err(exchange)?;
+                sender.send_request(unsent).await.map_err(exchange)
+            }
+            None => Err(exchange(e.into_error())),
+        },
+    }
+}
+
+/// Sends an upgrade request (WebSocket) on a new HTTP/1.1 connection that may be
+/// taken over by the protocol the upstream switches to.
+pub async fn send_upgrade(
+    addr: SocketAddr,
+    req: Request<UpstreamBody>,
+    connect_timeout: Duration,
+) -> Result<Response<Incoming>, Failed> {
+    let io = match tcp(addr, connect_timeout).await {
+        Ok(io) => io,
+        Err(error) => {
+            return Err(Failed {
+                error,
+                unsent: Some(req),
+            });
+        }
+    };
+    let (mut sender, conn) = http1::handshake(io)
+        .await
+        .map_err(|source| Failed::from(SendError::Exchange { addr, source }))?;
+    tokio::task::spawn_local(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%addr, error = %e, "upstream upgrade connection closed");
+        }
+    });
+    sender
+        .send_request(req)
+        .await
+        .map_err(|source| SendError::Exchange { addr, source }.into())
 }

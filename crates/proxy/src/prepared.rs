@@ -1,14 +1,17 @@
 //! A table made ready for the request path, off the request path: the router built,
-//! upstreams indexed and their endpoints resolved to socket addresses. Refused as a
-//! whole when anything fails, so the running table is never replaced by a broken one.
+//! upstreams indexed with their live state (endpoints resolved to socket addresses).
+//! Refused as a whole when anything fails, so the running table is never replaced by a
+//! broken one.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use gatehouse_router::{Router, RouterError};
 use gatehouse_table::{Table, Upstream};
+
+use crate::upstream_state::{States, UpstreamState};
 
 /// Why a table cannot be applied.
 #[derive(Debug, thiserror::Error)]
@@ -16,16 +19,6 @@ pub enum PrepareError {
     /// The router could not be built (a regex over the limits).
     #[error("routing table: {0}")]
     Router(#[from] RouterError),
-    /// An endpoint is a DNS name, which this data plane does not resolve yet.
-    #[error(
-        "upstream {upstream}: endpoint {host:?} is not an IP address (DNS endpoints are not supported yet)"
-    )]
-    DnsEndpoint {
-        /// Upstream id.
-        upstream: String,
-        /// The name.
-        host: String,
-    },
 }
 
 /// One upstream, ready to pick endpoints from.
@@ -33,11 +26,15 @@ pub enum PrepareError {
 pub struct PreparedUpstream {
     /// The table's upstream.
     pub spec: Upstream,
-    /// Endpoint addresses, each repeated by weight (weights are 1..=1000; typical
-    /// lists are short), so a round-robin counter over it is weighted.
-    pub schedule: Vec<SocketAddr>,
-    /// Round-robin position in `schedule`.
-    pub next: AtomicUsize,
+    /// Its live state, shared with the tables before and after this one.
+    pub state: Arc<UpstreamState>,
+}
+
+impl PreparedUpstream {
+    /// The next endpoint (weighted round robin); `None` when there is none.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        self.state.pick()
+    }
 }
 
 /// The table the request path reads.
@@ -58,30 +55,24 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Prepares `table`.
-    pub fn new(table: Table) -> Result<Prepared, PrepareError> {
+    /// Prepares `table`, taking upstream state from `states`. Everything that can
+    /// fail happens before `states` is touched, so a refused table changes nothing.
+    pub fn new(table: Table, states: &States) -> Result<Prepared, PrepareError> {
         let router = Router::new(&table)?;
-        let mut upstreams = HashMap::with_capacity(table.upstreams.len());
-        for u in &table.upstreams {
-            let mut schedule = Vec::new();
-            for e in &u.endpoints {
-                let ip: IpAddr = e.host.parse().map_err(|_| PrepareError::DnsEndpoint {
-                    upstream: u.id.clone(),
-                    host: e.host.clone(),
-                })?;
-                for _ in 0..e.weight.max(1) {
-                    schedule.push(SocketAddr::new(ip, e.port));
-                }
-            }
-            upstreams.insert(
-                u.id.clone(),
-                PreparedUpstream {
-                    spec: u.clone(),
-                    schedule,
-                    next: AtomicUsize::new(0),
-                },
-            );
-        }
+        let upstreams = table
+            .upstreams
+            .iter()
+            .zip(states.sync(&table.upstreams))
+            .map(|(u, state)| {
+                (
+                    u.id.clone(),
+                    PreparedUpstream {
+                        spec: u.clone(),
+                        state,
+                    },
+                )
+            })
+            .collect();
         let rule_counters = table
             .routes
             .iter()

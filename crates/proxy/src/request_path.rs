@@ -2,15 +2,21 @@
 //! objects prepared when the table was applied; nothing is parsed or compiled here.
 //!
 //! 1. request id (kept from the client when present and sane, else generated), then the
-//!    listener limits (431 for a head over 64 KiB, 413 for a declared body over 10 MiB)
+//!    listener limits (431 for a head over 64 KiB, 413 for a declared body over 10 MiB;
+//!    a streamed body is cut off at the same limit)
 //! 2. route lookup: host index → matcher (404, 405 + `Allow`, 400 on a bad path)
 //! 3. policies: WAF → CORS → authentication → authorization → limits → validation →
 //!    cache → request transform. None is implemented yet; a rule that sets any of them
 //!    (or anything else unsupported) is `blocked` by the compiler and answered 503 here.
 //! 4. backend: respond | redirect | upstream (weighted backend, round-robin endpoint,
-//!    pooled connection, timeout)
+//!    pooled HTTP/1.1 or HTTP/2 connection, timeout; upgrades become a tunnel)
 //! 5. response: hop-by-hop stripped, `X-Request-Id` set
+//!
+//! The request is taken apart once (`into_parts`); routing borrows from it, and the
+//! parts are then rewritten in place for the upstream, so a plain proxied request
+//! copies no header, path or query.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -18,15 +24,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_router::{Lookup, Request as RouteRequest, Selected, query_pairs};
-use gatehouse_table::{Action, BackendRef, Redirect, Respond, TemplatePart};
+use gatehouse_table::{Action, BackendRef, Protocol, Redirect, Respond, TemplatePart};
+use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
-use crate::prepared::Prepared;
+use crate::prepared::{Prepared, PreparedUpstream};
 use crate::problem::GatewayError;
 use crate::{Body, Shared, full, headers, pool};
 
-/// Largest request body accepted (by `Content-Length`) unless a route says otherwise.
+/// Largest request body accepted unless a route says otherwise: by `Content-Length`
+/// before anything is forwarded, and by counting when the body is streamed.
 pub const MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 
 /// Headers as the router sees them.
@@ -54,15 +63,19 @@ pub async fn handle(req: Request<Incoming>, client: SocketAddr, shared: &Shared)
         Some(v) if v.len() <= 128 && v.to_str().is_ok() => v.clone(),
         _ => new_request_id(),
     };
-    let rid = request_id.to_str().unwrap_or_default().to_string();
 
-    let mut resp = match serve(req, client, &prepared, &rid, &mut target).await {
+    let mut resp = match serve(req, client, &prepared, &request_id, &mut target).await {
         Ok(r) => r,
-        Err(e) => e.response(&rid),
+        Err(e) => e.response(request_id.to_str().unwrap_or_default()),
     };
 
-    // 5. Response decoration.
-    headers::strip_hop_by_hop(resp.headers_mut());
+    // 5. Response decoration. A `101 Switching Protocols` keeps the headers that say
+    // which protocol the connection now speaks.
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        headers::strip_hop_by_hop_except_upgrade(resp.headers_mut());
+    } else {
+        headers::strip_hop_by_hop(resp.headers_mut());
+    }
     resp.headers_mut().insert("x-request-id", request_id);
 
     // Metrics: counted when the response head is ready.
@@ -75,19 +88,49 @@ pub async fn handle(req: Request<Incoming>, client: SocketAddr, shared: &Shared)
     resp
 }
 
+/// The request's host: from the URI (HTTP/2 `:authority`, absolute-form) or `Host`.
+/// Both are cheap clones of bytes the request already holds.
+enum Host {
+    Authority(Authority),
+    Header(HeaderValue),
+    Absent,
+}
+
+impl Host {
+    fn of(parts: &Parts) -> Host {
+        if let Some(a) = parts.uri.authority() {
+            return Host::Authority(a.clone());
+        }
+        match parts.headers.get(header::HOST) {
+            Some(h) if h.to_str().is_ok() => Host::Header(h.clone()),
+            _ => Host::Absent,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Host::Authority(a) => a.as_str(),
+            Host::Header(h) => h.to_str().unwrap_or_default(),
+            Host::Absent => "",
+        }
+    }
+}
+
 async fn serve(
     req: Request<Incoming>,
     client: SocketAddr,
     prepared: &Prepared,
-    rid: &str,
+    request_id: &HeaderValue,
     target: &mut Option<gatehouse_router::Target>,
 ) -> Result<Response<Body>, GatewayError> {
+    let (mut parts, body) = req.into_parts();
+
     // Listener limits come before any work on the request.
     // Head: hyper refuses an incomplete head beyond its buffer; a complete one
     // that arrived in one read is measured here.
-    let head: usize = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
-        + req
-            .headers()
+    let head: usize = parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + parts
+            .headers
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
             .sum::<usize>();
@@ -98,8 +141,8 @@ async fn serve(
     }
 
     // Body limit, before anything reads the body.
-    let declared = req
-        .headers()
+    let declared = parts
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -108,36 +151,22 @@ async fn serve(
     }
 
     // 2. Route lookup.
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("")
-        .to_string();
-    let query = req.uri().query().map(String::from);
-    let view = HeaderView(req.headers());
+    let host = Host::of(&parts);
+    let original = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let view = HeaderView(&parts.headers);
     let lookup = prepared.router.route(&RouteRequest {
-        method: req.method().as_str(),
-        host: &host,
-        path: req.uri().path(),
-        query: query.as_deref(),
+        method: parts.method.as_str(),
+        host: host.as_str(),
+        path: original.path(),
+        query: original.query(),
         headers: &view,
     });
     let selected = match lookup {
-        Lookup::Matched(Selected {
-            target,
-            path,
-            params,
-        }) => Matched {
-            target,
-            path: path.into_owned(),
-            params,
-        },
+        Lookup::Matched(selected) => selected,
         Lookup::NotFound => return Err(GatewayError::NoRoute),
         Lookup::MethodNotAllowed { allow } => return Err(GatewayError::MethodNotAllowed(allow)),
         Lookup::BadPath(e) => return Err(GatewayError::BadPath(e.to_string())),
@@ -157,12 +186,12 @@ async fn serve(
         Action::Redirect(r) => {
             let ctx = TemplateCtx {
                 selected: &selected,
-                query: query.as_deref(),
-                headers: req.headers(),
+                query: original.query(),
+                headers: &parts.headers,
                 client,
-                rid,
+                rid: request_id.to_str().unwrap_or_default(),
             };
-            Ok(redirect(r, &host, &ctx))
+            Ok(redirect(r, host.as_str(), &ctx))
         }
         Action::Aggregate(_) => Err(GatewayError::Blocked),
         Action::Backends { backends, .. } => {
@@ -176,25 +205,34 @@ async fn serve(
             if !upstream.spec.blocked.is_empty() {
                 return Err(GatewayError::Blocked);
             }
-            if upstream.schedule.is_empty() {
-                return Err(GatewayError::Unavailable);
-            }
-            let n = upstream.next.fetch_add(1, Ordering::Relaxed);
-            let addr = upstream.schedule[n % upstream.schedule.len()];
+            let addr = upstream.pick().ok_or(GatewayError::Unavailable)?;
             let timeout = rule.timeout_ms.unwrap_or(upstream.spec.timeouts.request_ms);
-            let path = selected.path;
-            forward(
-                req,
-                addr,
-                &path,
-                query.as_deref(),
-                &host,
+
+            // The forwarded target: the normalized path with the query as received.
+            let path_and_query = match selected.path {
+                Cow::Borrowed(_) => original,
+                Cow::Owned(path) => {
+                    let joined = match original.query() {
+                        Some(q) => format!("{path}?{q}"),
+                        None => path,
+                    };
+                    PathAndQuery::try_from(joined)
+                        .map_err(|_| GatewayError::BadPath("unforwardable path".into()))?
+                }
+            };
+            rewrite_for_upstream(
+                &mut parts,
+                path_and_query,
+                host,
                 client,
-                rid,
-                upstream,
-                timeout,
-            )
-            .await
+                request_id,
+                upstream.spec.protocol,
+            )?;
+            let req = Request::from_parts(
+                parts,
+                http_body_util::Limited::new(body, MAX_BODY_BYTES as usize),
+            );
+            exchange(req, addr, upstream, timeout).await
         }
     }
 }
@@ -215,55 +253,174 @@ fn pick_backend(backends: &[BackendRef], n: usize) -> Option<&BackendRef> {
     None
 }
 
-#[allow(clippy::too_many_arguments)] // the parts of one exchange; a struct would only rename them
-async fn forward(
-    req: Request<Incoming>,
-    addr: SocketAddr,
-    path: &str,
-    query: Option<&str>,
-    host: &str,
+/// Whether the client asks to switch protocols (HTTP/1.1 `Upgrade`, e.g. WebSocket).
+fn upgrade_requested(parts: &Parts) -> bool {
+    parts.version == http::Version::HTTP_11
+        && parts.headers.contains_key(header::UPGRADE)
+        && parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Turns the client's request into the upstream's, in place: target, version, hop-by-hop
+/// headers, forwarding headers, request id and trace context.
+fn rewrite_for_upstream(
+    parts: &mut Parts,
+    path_and_query: PathAndQuery,
+    host: Host,
     client: SocketAddr,
-    rid: &str,
-    upstream: &crate::prepared::PreparedUpstream,
-    timeout_ms: u64,
-) -> Result<Response<Body>, GatewayError> {
-    let (mut parts, body) = req.into_parts();
-    let target = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
-    parts.uri =
-        Uri::try_from(target).map_err(|_| GatewayError::BadPath("unforwardable path".into()))?;
-    parts.version = http::Version::HTTP_11;
+    request_id: &HeaderValue,
+    protocol: Protocol,
+) -> Result<(), GatewayError> {
+    let upgrade = upgrade_requested(parts)
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten();
+    // gRPC needs `te: trailers` end to end; it is the one TE value an HTTP/2 hop keeps.
+    let te_trailers = protocol == Protocol::Http2
+        && parts
+            .headers
+            .get(header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_forwarding(
         &mut parts.headers,
         client,
-        (!host.is_empty()).then_some(host),
+        Some(host.as_str()).filter(|h| !h.is_empty()),
     );
-    if let Ok(v) = HeaderValue::from_str(rid) {
-        parts.headers.insert("x-request-id", v);
-    }
+    parts.headers.insert("x-request-id", request_id.clone());
     // W3C Trace Context: propagated as received, or started here.
     if !parts.headers.contains_key("traceparent") {
         parts.headers.insert("traceparent", new_traceparent());
     }
-    if !parts.headers.contains_key(header::HOST)
-        && let Ok(v) = HeaderValue::from_str(host)
-    {
-        parts.headers.insert(header::HOST, v);
+    match protocol {
+        Protocol::Http1 => {
+            parts.version = http::Version::HTTP_11;
+            parts.uri = Uri::from(path_and_query);
+            if !parts.headers.contains_key(header::HOST)
+                && let Some(v) = host_header(&host)
+            {
+                parts.headers.insert(header::HOST, v);
+            }
+            if let Some(protocol) = upgrade {
+                parts.headers.insert(header::UPGRADE, protocol);
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            }
+        }
+        Protocol::Http2 => {
+            parts.version = http::Version::HTTP_2;
+            let authority = match &host {
+                Host::Authority(a) => Some(a.clone()),
+                Host::Header(h) => Authority::try_from(h.as_bytes()).ok(),
+                Host::Absent => None,
+            }
+            .unwrap_or_else(|| Authority::from_static("localhost"));
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(authority);
+            uri.path_and_query = Some(path_and_query);
+            parts.uri = Uri::from_parts(uri)
+                .map_err(|_| GatewayError::BadPath("unforwardable path".into()))?;
+            // `:authority` carries the host on HTTP/2.
+            parts.headers.remove(header::HOST);
+            if te_trailers {
+                parts
+                    .headers
+                    .insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+        }
     }
+    Ok(())
+}
+
+fn host_header(host: &Host) -> Option<HeaderValue> {
+    match host {
+        Host::Authority(a) => HeaderValue::from_str(a.as_str()).ok(),
+        Host::Header(h) => Some(h.clone()),
+        Host::Absent => None,
+    }
+}
+
+/// Endpoints tried for one request when connecting fails (nothing was sent, so trying
+/// another endpoint is safe for any method).
+const CONNECT_ATTEMPTS: usize = 3;
+
+/// Sends the request to `addr` (or, when no connection can be made, to the next
+/// endpoints) within the timeout; an accepted upgrade becomes a tunnel between the
+/// two connections.
+async fn exchange(
+    mut req: Request<pool::UpstreamBody>,
+    addr: SocketAddr,
+    upstream: &PreparedUpstream,
+    timeout_ms: u64,
+) -> Result<Response<Body>, GatewayError> {
     let connect = Duration::from_millis(upstream.spec.timeouts.connect_ms);
-    let exchange = pool::send(addr, Request::from_parts(parts, body), connect);
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), exchange).await {
-        Err(_) => Err(GatewayError::Timeout),
-        Ok(Err(pool::SendError::ConnectTimeout(_))) => Err(GatewayError::Timeout),
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let sent = async {
+        let mut addr = addr;
+        let mut attempt = 1;
+        loop {
+            let result = if upgrade {
+                pool::send_upgrade(addr, req, connect).await
+            } else {
+                pool::send(addr, upstream.spec.protocol, req, connect).await
+            };
+            match result {
+                Err(pool::Failed {
+                    error,
+                    unsent: Some(unsent),
+                }) if attempt < CONNECT_ATTEMPTS => {
+                    tracing::debug!(upstream = %upstream.spec.id, %error, "trying the next endpoint");
+                    match upstream.pick() {
+                        Some(next) if next != addr => addr = next,
+                        _ => return Err(error),
+                    }
+                    req = unsent;
+                    attempt += 1;
+                }
+                other => return other.map_err(|f| f.error),
+            }
+        }
+    };
+    let mut resp = match tokio::time::timeout(Duration::from_millis(timeout_ms), sent).await {
+        Err(_) => return Err(GatewayError::Timeout),
+        Ok(Err(pool::SendError::ConnectTimeout(_))) => return Err(GatewayError::Timeout),
+        Ok(Err(e)) if e.body_too_large() => {
+            return Err(GatewayError::PayloadTooLarge(MAX_BODY_BYTES));
+        }
         Ok(Err(e)) => {
             tracing::debug!(upstream = %upstream.spec.id, error = %e, "upstream exchange failed");
-            Err(GatewayError::BadGateway)
+            return Err(GatewayError::BadGateway);
         }
-        Ok(Ok(resp)) => Ok(resp.map(http_body_util::Either::Right)),
+        Ok(Ok(resp)) => resp,
+    };
+    if let Some(client_side) = client_side
+        && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        let upstream_side = hyper::upgrade::on(&mut resp);
+        let id = upstream.spec.id.clone();
+        tokio::task::spawn_local(async move {
+            match tokio::try_join!(client_side, upstream_side) {
+                Ok((a, b)) => {
+                    let (mut a, mut b) = (
+                        hyper_util::rt::TokioIo::new(a),
+                        hyper_util::rt::TokioIo::new(b),
+                    );
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut a, &mut b).await {
+                        tracing::debug!(upstream = %id, error = %e, "upgraded connection ended");
+                    }
+                }
+                Err(e) => tracing::debug!(upstream = %id, error = %e, "upgrade failed"),
+            }
+        });
     }
+    Ok(resp.map(http_body_util::Either::Right))
 }
 
 fn respond(r: &Respond) -> Response<Body> {
@@ -275,16 +432,9 @@ fn respond(r: &Respond) -> Response<Body> {
     resp
 }
 
-/// The router's answer, owned, so the request can move on to the upstream.
-struct Matched {
-    target: gatehouse_router::Target,
-    path: String,
-    params: Vec<(String, String)>,
-}
-
 /// What `${...}` templates read.
 struct TemplateCtx<'a> {
-    selected: &'a Matched,
+    selected: &'a Selected<'a>,
     query: Option<&'a str>,
     headers: &'a HeaderMap,
     client: SocketAddr,
@@ -329,7 +479,7 @@ fn redirect(r: &Redirect, host: &str, ctx: &TemplateCtx<'_>) -> Response<Body> {
     let default_port = if scheme == "https" { 443 } else { 80 };
     let path = match &r.path {
         Some(parts) => render(parts, ctx),
-        None => ctx.selected.path.clone(),
+        None => ctx.selected.path.to_string(),
     };
     let mut location = format!("{scheme}://{hostname}");
     if let Some(p) = port.filter(|p| *p != default_port) {

@@ -1,6 +1,9 @@
 //! Listeners, thread per core: each worker binds the same address with `SO_REUSEPORT`
 //! (the kernel spreads connections), runs a current-thread runtime and serves its
 //! connections on a `LocalSet`, so connection state and upstream pools stay on it.
+//!
+//! Each connection speaks HTTP/1.1 or, when it opens with the HTTP/2 preface, h2c
+//! (prior knowledge). HTTP/1.1 connections may be upgraded (WebSocket).
 
 use std::cell::Cell;
 use std::io;
@@ -10,9 +13,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
@@ -22,6 +25,39 @@ use crate::{Shared, request_path};
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// A client must send its whole request head within this time.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent streams a client may open on one HTTP/2 connection.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Runs hyper's background tasks (HTTP/2 streams, upstream connections) on the
+/// worker's `LocalSet`, so they stay on the thread that owns their connection.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: std::future::Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// The connection builder of a worker: HTTP/1.1 and h2c, with the listener limits.
+fn connection_builder() -> auto::Builder<LocalExec> {
+    let mut builder = auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_REQUEST_HEAD as u32)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(HEADER_READ_TIMEOUT);
+    builder
+}
 
 /// Running listeners.
 #[derive(Debug)]
@@ -83,6 +119,7 @@ pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Resul
                             return;
                         }
                     };
+                    let builder = Rc::new(connection_builder());
                     let active = Rc::new(Cell::new(0usize));
                     let idle = Rc::new(tokio::sync::Notify::new());
                     let drain = loop {
@@ -100,6 +137,7 @@ pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Resul
                                 let shared = shared.clone();
                                 let mut stop = stopped.clone();
                                 let (active, idle) = (active.clone(), idle.clone());
+                                let builder = builder.clone();
                                 active.set(active.get() + 1);
                                 tokio::task::spawn_local(async move {
                                     let svc = service_fn(move |req| {
@@ -110,11 +148,8 @@ pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Resul
                                             )
                                         }
                                     });
-                                    let conn = http1::Builder::new()
-                                        .timer(TokioTimer::new())
-                                        .header_read_timeout(HEADER_READ_TIMEOUT)
-                                        .max_buf_size(MAX_REQUEST_HEAD)
-                                        .serve_connection(TokioIo::new(stream), svc);
+                                    let conn = builder
+                                        .serve_connection_with_upgrades(TokioIo::new(stream), svc);
                                     tokio::pin!(conn);
                                     let ended = tokio::select! {
                                         ended = conn.as_mut() => ended,

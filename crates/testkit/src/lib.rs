@@ -1,23 +1,57 @@
 //! # gatehouse-testkit: real upstreams for tests and demos
 //!
 //! [`echo`] answers every request with a JSON description of what it received (method,
-//! URI, headers, body), so tests can assert on what the gateway forwarded. A path that
-//! starts with `/slow` waits two seconds first (timeouts); `/status/NNN` answers with
-//! that status.
+//! URI, HTTP version, headers, body), so tests can assert on what the gateway forwarded.
+//! A path that starts with `/slow` waits two seconds first (timeouts); `/status/NNN`
+//! answers with that status.
+//!
+//! It speaks HTTP/1.1 and h2c (prior knowledge) on the same port, like the gateway. Two
+//! more behaviours make it a stand-in for the upstreams users proxy to:
+//! - a `Content-Type: application/grpc*` request is answered gRPC-style: the request
+//!   body echoed as the response body, then the trailers `grpc-status: 0` and
+//!   `grpc-message: echo`;
+//! - a WebSocket upgrade (`Upgrade: websocket`) is accepted, and every message is sent
+//!   back as it came.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+type EchoBody = BoxBody<Bytes, Infallible>;
+
+fn boxed(bytes: Bytes) -> EchoBody {
+    Full::new(bytes).boxed()
+}
 
 /// What the echo server answers for `req`.
-async fn reply(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn reply(req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible> {
+    if req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    {
+        return Ok(websocket(req));
+    }
+    if req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"application/grpc"))
+    {
+        return Ok(grpc(req).await);
+    }
     let path = req.uri().path().to_string();
     if path.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -34,6 +68,7 @@ async fn reply(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
         .collect();
     let method = req.method().to_string();
     let uri = req.uri().to_string();
+    let version = format!("{:?}", req.version());
     let body = req
         .into_body()
         .collect()
@@ -43,16 +78,72 @@ async fn reply(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
     let json = serde_json::json!({
         "method": method,
         "uri": uri,
+        "version": version,
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
     });
-    let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+    let mut resp = Response::new(boxed(Bytes::from(json.to_string())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
     Ok(resp)
+}
+
+/// A gRPC-style answer: the body back, then `grpc-status: 0` as a trailer.
+async fn grpc(req: Request<Incoming>) -> Response<EchoBody> {
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    trailers.insert("grpc-message", HeaderValue::from_static("echo"));
+    let body = Full::new(body)
+        .with_trailers(async move { Some(Ok(trailers)) })
+        .boxed();
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    resp
+}
+
+/// Accepts a WebSocket upgrade and echoes every message on the new connection.
+fn websocket(mut req: Request<Incoming>) -> Response<EchoBody> {
+    let Some(key) = req.headers().get("sec-websocket-key") else {
+        let mut resp = Response::new(boxed(Bytes::from_static(b"missing Sec-WebSocket-Key")));
+        *resp.status_mut() = StatusCode::BAD_REQUEST;
+        return resp;
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut resp = Response::new(boxed(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    resp
 }
 
 /// Serves the echo upstream on `listener` until the runtime stops.
@@ -62,8 +153,11 @@ pub async fn echo(listener: TcpListener) {
             continue;
         };
         tokio::spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), hyper::service::service_fn(reply))
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(reply),
+                )
                 .await;
         });
     }
