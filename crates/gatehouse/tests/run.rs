@@ -1,47 +1,15 @@
 //! `gatehouse run` as a user runs it: the built binary, a folder of manifests, a real
 //! upstream, live edits, a broken edit, SIGTERM.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Status code of `GET path` (HTTP/1.1, `Connection: close`), or 0 when unreachable.
-fn status(addr: SocketAddr, path: &str) -> u16 {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return 0;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Polls until `check` holds or the deadline passes; returns whether it held.
-fn eventually(check: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-    false
-}
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
+use common::{echo_upstream, eventually, run_gatehouse, status};
 
 fn manifests(dir: &Path, echo: SocketAddr, prefix: &str) {
     let text = format!(
@@ -49,56 +17,6 @@ fn manifests(dir: &Path, echo: SocketAddr, prefix: &str) {
         echo.port()
     );
     std::fs::write(dir.join("gateway.yaml"), text).expect("write manifests");
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The echo upstream, on a runtime the caller keeps alive.
-fn echo_upstream() -> (tokio::runtime::Runtime, SocketAddr) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let echo = runtime
-        .block_on(gatehouse_testkit::spawn_echo())
-        .expect("echo upstream");
-    (runtime, echo)
-}
-
-/// `gatehouse run -f dir` on free ports with two workers, once it is ready; stderr is
-/// captured. Returns the process and the traffic and admin addresses.
-fn run_gatehouse(dir: &Path) -> (Running, SocketAddr, SocketAddr) {
-    let (http, admin) = (free_port(), free_port());
-    let child = Running(
-        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["run", "-f"])
-            .arg(dir)
-            .args([
-                "--http",
-                &http.to_string(),
-                "--admin",
-                &admin.to_string(),
-                "--workers",
-                "2",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gatehouse run starts"),
-    );
-    assert!(
-        eventually(|| status(admin, "/readyz") == 200),
-        "never became ready"
-    );
-    (child, http, admin)
 }
 
 #[test]

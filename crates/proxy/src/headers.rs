@@ -1,6 +1,7 @@
 //! Header rules of a proxy: hop-by-hop headers never cross the gateway (including those
 //! named in `Connection`), and upstream-bound requests say who asked and how.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -16,8 +17,16 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
+}
+
 /// Removes hop-by-hop headers, and every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of nine removals.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -46,29 +55,71 @@ pub fn strip_hop_by_hop_except_upgrade(headers: &mut HeaderMap) {
     }
 }
 
-/// Adds `X-Forwarded-For`/`-Proto`/`-Host` and `Forwarded` for a request from `client`.
-pub fn add_forwarding(headers: &mut HeaderMap, client: SocketAddr, host: Option<&str>) {
-    let ip = client.ip().to_string();
+/// The client end of a connection, with the header values that only depend on it,
+/// made once per connection rather than once per request.
+#[derive(Debug)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// The client's IP, as `X-Forwarded-For` appends it.
+    ip: HeaderValue,
+    /// `for=...;proto=http`, the start of every `Forwarded` value from this client.
+    forwarded_for: String,
+    /// The last host seen on this connection and its `Forwarded` value: clients keep
+    /// asking the same host on one connection.
+    last: RefCell<Option<(HeaderValue, HeaderValue)>>,
+}
+
+impl Peer {
+    /// A peer at `addr`.
+    pub fn new(addr: SocketAddr) -> Peer {
+        let ip = addr.ip().to_string();
+        let forwarded_for = if addr.is_ipv6() {
+            format!("for=\"[{ip}]\";proto=http")
+        } else {
+            format!("for={ip};proto=http")
+        };
+        Peer {
+            addr,
+            ip: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
+            forwarded_for,
+            last: RefCell::new(None),
+        }
+    }
+
+    fn forwarded(&self, host: Option<&HeaderValue>) -> Option<HeaderValue> {
+        let Some(host) = host else {
+            return HeaderValue::from_str(&self.forwarded_for).ok();
+        };
+        if let Some((h, v)) = &*self.last.borrow()
+            && h == host
+        {
+            return Some(v.clone());
+        }
+        let value = format!("{};host=\"{}\"", self.forwarded_for, host.to_str().ok()?);
+        let value = HeaderValue::from_str(&value).ok()?;
+        *self.last.borrow_mut() = Some((host.clone(), value.clone()));
+        Some(value)
+    }
+}
+
+/// Adds `X-Forwarded-For`/`-Proto`/`-Host` and `Forwarded` for a request from `peer`
+/// to `host`.
+pub fn add_forwarding(headers: &mut HeaderMap, peer: &Peer, host: Option<&HeaderValue>) {
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
-        _ => ip.clone(),
+        Some(prev) if !prev.is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {}", peer.ip.to_str().unwrap_or_default())).ok()
+        }
+        _ => Some(peer.ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert("x-forwarded-for", v);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    let mut forwarded = if client.is_ipv6() {
-        format!("for=\"[{ip}]\";proto=http")
-    } else {
-        format!("for={ip};proto=http")
-    };
     if let Some(h) = host {
-        if let Ok(v) = HeaderValue::from_str(h) {
-            headers.insert("x-forwarded-host", v);
-        }
-        forwarded.push_str(&format!(";host=\"{h}\""));
+        headers.insert("x-forwarded-host", h.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+    if let Some(v) = peer.forwarded(host) {
         headers.append(header::FORWARDED, v);
     }
 }
@@ -97,11 +148,9 @@ mod tests {
     fn appends_to_an_existing_forwarded_for() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.9"));
-        add_forwarding(
-            &mut h,
-            "192.0.2.1:5555".parse().expect("addr"),
-            Some("api.example.com"),
-        );
+        let peer = Peer::new("192.0.2.1:5555".parse().expect("addr"));
+        let host = HeaderValue::from_static("api.example.com");
+        add_forwarding(&mut h, &peer, Some(&host));
         assert_eq!(h["x-forwarded-for"], "10.0.0.9, 192.0.2.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -109,5 +158,24 @@ mod tests {
             h[header::FORWARDED],
             "for=192.0.2.1;proto=http;host=\"api.example.com\""
         );
+        // The cached value is reused for the same host, made anew for another.
+        let mut h = HeaderMap::new();
+        add_forwarding(&mut h, &peer, Some(&host));
+        assert_eq!(
+            h[header::FORWARDED],
+            "for=192.0.2.1;proto=http;host=\"api.example.com\""
+        );
+        let other = HeaderValue::from_static("b.example.com");
+        let mut h = HeaderMap::new();
+        add_forwarding(&mut h, &peer, Some(&other));
+        assert_eq!(
+            h[header::FORWARDED],
+            "for=192.0.2.1;proto=http;host=\"b.example.com\""
+        );
+        let v6 = Peer::new("[2001:db8::1]:443".parse().expect("addr"));
+        let mut h = HeaderMap::new();
+        add_forwarding(&mut h, &v6, None);
+        assert_eq!(h[header::FORWARDED], "for=\"[2001:db8::1]\";proto=http");
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
     }
 }

@@ -25,6 +25,8 @@ mod request_path;
 mod server;
 pub mod upstream_state;
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -43,6 +45,15 @@ pub(crate) fn full(bytes: Bytes) -> Body {
     Either::Left(Full::new(bytes))
 }
 
+/// A worker's handle on the table: cloning the `Rc` is a plain increment, where
+/// cloning the `Arc` would be an atomic one on a line every worker writes.
+#[allow(clippy::redundant_allocation)] // the outer `Rc` is the point, see above
+pub(crate) type WorkerTable = Rc<Arc<Prepared>>;
+
+thread_local! {
+    static WORKER_TABLE: RefCell<Option<WorkerTable>> = const { RefCell::new(None) };
+}
+
 /// State shared by every worker: the current table and the metrics.
 #[derive(Debug)]
 pub struct Shared {
@@ -59,10 +70,11 @@ impl Shared {
         let started = std::time::Instant::now();
         let version = table.version;
         let states = upstream_state::States::default();
+        let metrics = metrics::Metrics::default();
         let shared = Arc::new(Shared {
-            current: ArcSwap::from_pointee(Prepared::new(table, &states)?),
+            current: ArcSwap::from_pointee(Prepared::new(table, &states, &metrics)?),
             states,
-            metrics: metrics::Metrics::default(),
+            metrics,
         });
         shared
             .metrics
@@ -75,10 +87,29 @@ impl Shared {
     pub fn apply(&self, table: Table) -> Result<(), PrepareError> {
         let started = std::time::Instant::now();
         let version = table.version;
-        let result = Prepared::new(table, &self.states).map(|p| self.current.store(Arc::new(p)));
+        let result = Prepared::new(table, &self.states, &self.metrics)
+            .map(|p| self.current.store(Arc::new(p)));
         self.metrics
             .config_applied(version, result.is_ok(), started.elapsed());
         result
+    }
+
+    /// The prepared table for a request on this worker. Each worker keeps the last one
+    /// it saw and takes a new one only when the table changed, so a request costs no
+    /// atomic reference-count traffic on a cache line other workers also write.
+    pub(crate) fn prepared(&self) -> WorkerTable {
+        let current = self.current.load();
+        WORKER_TABLE.with(|cached| {
+            let mut cached = cached.borrow_mut();
+            match &*cached {
+                Some(p) if Arc::ptr_eq(p, &current) => p.clone(),
+                _ => {
+                    let p = Rc::new(arc_swap::Guard::into_inner(current));
+                    *cached = Some(p.clone());
+                    p
+                }
+            }
+        })
     }
 
     /// The table being served.

@@ -2,7 +2,9 @@
 //!
 //! Each worker owns one block; recording locks only that block's mutex, which nothing
 //! else takes except a scrape, so the request path never waits on another thread.
-//! Names follow `spec/runtime.md`.
+//! Label sets (route, rule) are interned when a table is applied and get a dense id, so
+//! recording indexes a vector instead of hashing strings, and a series keeps its slot
+//! across tables. Names follow `spec/runtime.md`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -16,8 +18,9 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-/// `route` and `rule` labels, prepared once per table.
-pub type RuleLabels = (Arc<str>, Arc<str>);
+/// `route` and `rule` labels, interned by [`Metrics::labels`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleLabels(u32);
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -44,16 +47,31 @@ impl Histogram {
     }
 }
 
+/// One label set's counts on one worker.
+#[derive(Debug, Default, Clone)]
+struct Series {
+    /// (method, code) → requests; a handful of entries, scanned.
+    requests: Vec<(&'static str, u16, u64)>,
+    durations: Histogram,
+}
+
 #[derive(Debug, Default)]
 struct Block {
-    requests: HashMap<(RuleLabels, &'static str, u16), u64>,
-    durations: HashMap<RuleLabels, Histogram>,
+    /// By label id.
+    series: Vec<Series>,
+}
+
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<(String, String), u32>,
+    names: Vec<(String, String)>,
 }
 
 /// All metrics of a process.
 #[derive(Debug, Default)]
 pub struct Metrics {
     blocks: Mutex<Vec<Arc<Mutex<Block>>>>,
+    labels: Mutex<Interner>,
     applied: AtomicU64,
     rejected: AtomicU64,
     version: AtomicU64,
@@ -79,6 +97,21 @@ fn method_label(m: &http::Method) -> &'static str {
 }
 
 impl Metrics {
+    /// The label set `route`, `rule` (the same id every time it is asked for).
+    pub fn labels(&self, route: &str, rule: &str) -> RuleLabels {
+        let Ok(mut interner) = self.labels.lock() else {
+            return RuleLabels(0);
+        };
+        let key = (route.to_string(), rule.to_string());
+        if let Some(id) = interner.ids.get(&key) {
+            return RuleLabels(*id);
+        }
+        let id = u32::try_from(interner.names.len()).unwrap_or(u32::MAX);
+        interner.names.push(key.clone());
+        interner.ids.insert(key, id);
+        RuleLabels(id)
+    }
+
     /// Gives the calling worker thread its own block.
     pub fn register_worker(&self) {
         let block = Arc::new(Mutex::new(Block::default()));
@@ -94,15 +127,21 @@ impl Metrics {
             let b = b.borrow();
             let Some(block) = b.as_ref() else { return };
             let Ok(mut block) = block.lock() else { return };
-            *block
+            let i = labels.0 as usize;
+            if block.series.len() <= i {
+                block.series.resize(i + 1, Series::default());
+            }
+            let series = &mut block.series[i];
+            let method = method_label(method);
+            match series
                 .requests
-                .entry((labels.clone(), method_label(method), code))
-                .or_default() += 1;
-            block
-                .durations
-                .entry(labels.clone())
-                .or_default()
-                .observe(took.as_secs_f64());
+                .iter_mut()
+                .find(|(m, c, _)| *c == code && std::ptr::eq(*m, method))
+            {
+                Some((_, _, n)) => *n += 1,
+                None => series.requests.push((method, code, 1)),
+            }
+            series.durations.observe(took.as_secs_f64());
         });
     }
 
@@ -121,16 +160,26 @@ impl Metrics {
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut requests: HashMap<(RuleLabels, &'static str, u16), u64> = HashMap::new();
-        let mut durations: HashMap<RuleLabels, Histogram> = HashMap::new();
+        let names = self
+            .labels
+            .lock()
+            .map(|i| i.names.clone())
+            .unwrap_or_default();
+        let mut requests: HashMap<(&(String, String), &'static str, u16), u64> = HashMap::new();
+        let mut durations: HashMap<&(String, String), Histogram> = HashMap::new();
         if let Ok(blocks) = self.blocks.lock() {
             for block in blocks.iter() {
                 let Ok(block) = block.lock() else { continue };
-                for (k, v) in &block.requests {
-                    *requests.entry(k.clone()).or_default() += v;
-                }
-                for (k, h) in &block.durations {
-                    durations.entry(k.clone()).or_default().merge(h);
+                for (labels, series) in names.iter().zip(&block.series) {
+                    for (method, code, n) in &series.requests {
+                        *requests.entry((labels, method, *code)).or_default() += n;
+                    }
+                    if series.durations.count > 0 {
+                        durations
+                            .entry(labels)
+                            .or_default()
+                            .merge(&series.durations);
+                    }
                 }
             }
         }
@@ -145,8 +194,8 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "gatehouse_requests_total{{route=\"{}\",rule=\"{}\",method=\"{method}\",code=\"{code}\"}} {n}",
-                escape(&route),
-                escape(&rule)
+                escape(route),
+                escape(rule)
             );
         }
         out.push_str(
@@ -154,9 +203,9 @@ impl Metrics {
         );
         out.push_str("# TYPE gatehouse_request_duration_seconds histogram\n");
         let mut rows: Vec<_> = durations.into_iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.sort_by(|a, b| a.0.cmp(b.0));
         for ((route, rule), h) in rows {
-            let labels = format!("route=\"{}\",rule=\"{}\"", escape(&route), escape(&rule));
+            let labels = format!("route=\"{}\",rule=\"{}\"", escape(route), escape(rule));
             histogram(&mut out, "gatehouse_request_duration_seconds", &labels, &h);
         }
         let _ = writeln!(
@@ -218,10 +267,11 @@ mod tests {
     #[test]
     fn sums_workers_and_renders_prometheus_text() {
         let m = Arc::new(Metrics::default());
-        let labels: RuleLabels = (Arc::from("shop/users"), Arc::from("get"));
+        let labels = m.labels("shop/users", "get");
+        assert_eq!(m.labels("shop/users", "get"), labels, "interned");
         let threads: Vec<_> = (0..2)
             .map(|_| {
-                let (m, labels) = (m.clone(), labels.clone());
+                let m = m.clone();
                 std::thread::spawn(move || {
                     m.register_worker();
                     m.record(&labels, &http::Method::GET, 200, Duration::from_millis(3));

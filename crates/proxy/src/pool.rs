@@ -9,7 +9,6 @@
 //!   `101 Switching Protocols` it belongs to the tunnel.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rustc_hash::FxHashMap as HashMap;
 use tokio::net::TcpStream;
 
 use crate::server::LocalExec;
@@ -35,8 +35,8 @@ type H1 = http1::SendRequest<UpstreamBody>;
 type H2 = http2::SendRequest<UpstreamBody>;
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<H1>>> = RefCell::new(HashMap::new());
-    static MULTIPLEXED: RefCell<HashMap<SocketAddr, H2>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<H1>>> = RefCell::new(HashMap::default());
+    static MULTIPLEXED: RefCell<HashMap<SocketAddr, H2>> = RefCell::new(HashMap::default());
 }
 
 /// Why an upstream exchange failed.

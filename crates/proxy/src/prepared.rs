@@ -57,7 +57,11 @@ pub struct Prepared {
 impl Prepared {
     /// Prepares `table`, taking upstream state from `states`. Everything that can
     /// fail happens before `states` is touched, so a refused table changes nothing.
-    pub fn new(table: Table, states: &States) -> Result<Prepared, PrepareError> {
+    pub fn new(
+        table: Table,
+        states: &States,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<Prepared, PrepareError> {
         let router = Router::new(&table)?;
         let upstreams = table
             .upstreams
@@ -82,10 +86,9 @@ impl Prepared {
             .routes
             .iter()
             .map(|r| {
-                let route: Arc<str> = Arc::from(r.id.as_str());
                 r.rules
                     .iter()
-                    .map(|rule| (route.clone(), Arc::from(rule.name.as_str())))
+                    .map(|rule| metrics.labels(&r.id, &rule.name))
                     .collect()
             })
             .collect();
@@ -95,7 +98,7 @@ impl Prepared {
             upstreams,
             rule_counters,
             labels,
-            unmatched: (Arc::from(""), Arc::from("")),
+            unmatched: metrics.labels("", ""),
         })
     }
 }

@@ -30,6 +30,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
+use crate::headers::Peer;
 use crate::prepared::{Prepared, PreparedUpstream};
 use crate::problem::GatewayError;
 use crate::{Body, Shared, full, headers, pool};
@@ -52,9 +53,9 @@ impl gatehouse_router::Headers for HeaderView<'_> {
 }
 
 /// Serves one request.
-pub async fn handle(req: Request<Incoming>, client: SocketAddr, shared: &Shared) -> Response<Body> {
+pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Response<Body> {
     let started = std::time::Instant::now();
-    let prepared = shared.current.load_full();
+    let prepared = shared.prepared();
     let method = req.method().clone();
     let mut target = None;
 
@@ -64,7 +65,7 @@ pub async fn handle(req: Request<Incoming>, client: SocketAddr, shared: &Shared)
         _ => new_request_id(),
     };
 
-    let mut resp = match serve(req, client, &prepared, &request_id, &mut target).await {
+    let mut resp = match serve(req, peer, &prepared, &request_id, &mut target).await {
         Ok(r) => r,
         Err(e) => e.response(request_id.to_str().unwrap_or_default()),
     };
@@ -118,7 +119,7 @@ impl Host {
 
 async fn serve(
     req: Request<Incoming>,
-    client: SocketAddr,
+    peer: &Peer,
     prepared: &Prepared,
     request_id: &HeaderValue,
     target: &mut Option<gatehouse_router::Target>,
@@ -188,7 +189,7 @@ async fn serve(
                 selected: &selected,
                 query: original.query(),
                 headers: &parts.headers,
-                client,
+                client: peer.addr,
                 rid: request_id.to_str().unwrap_or_default(),
             };
             Ok(redirect(r, host.as_str(), &ctx))
@@ -224,7 +225,7 @@ async fn serve(
                 &mut parts,
                 path_and_query,
                 host,
-                client,
+                peer,
                 request_id,
                 upstream.spec.protocol,
             )?;
@@ -272,7 +273,7 @@ fn rewrite_for_upstream(
     parts: &mut Parts,
     path_and_query: PathAndQuery,
     host: Host,
-    client: SocketAddr,
+    peer: &Peer,
     request_id: &HeaderValue,
     protocol: Protocol,
 ) -> Result<(), GatewayError> {
@@ -286,11 +287,8 @@ fn rewrite_for_upstream(
             .get(header::TE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarding(
-        &mut parts.headers,
-        client,
-        Some(host.as_str()).filter(|h| !h.is_empty()),
-    );
+    let host_value = host_header(&host);
+    headers::add_forwarding(&mut parts.headers, peer, host_value.as_ref());
     parts.headers.insert("x-request-id", request_id.clone());
     // W3C Trace Context: propagated as received, or started here.
     if !parts.headers.contains_key("traceparent") {
@@ -301,7 +299,7 @@ fn rewrite_for_upstream(
             parts.version = http::Version::HTTP_11;
             parts.uri = Uri::from(path_and_query);
             if !parts.headers.contains_key(header::HOST)
-                && let Some(v) = host_header(&host)
+                && let Some(v) = host_value
             {
                 parts.headers.insert(header::HOST, v);
             }
@@ -441,28 +439,56 @@ struct TemplateCtx<'a> {
     rid: &'a str,
 }
 
-fn render(parts: &[TemplatePart], ctx: &TemplateCtx<'_>) -> String {
+/// Bytes a value interpolated into a path must not carry as they are: controls, space,
+/// delimiters that would end the path (`?`, `#`), `%` (values are decoded, so a `%` is
+/// data) and characters URIs exclude. `/` stays: `{*rest}` captures span segments.
+const PATH_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// Renders a path template: literals as written, values percent-encoded, so the
+/// result is always a valid URI path whatever the request carried.
+fn render_path(parts: &[TemplatePart], ctx: &TemplateCtx<'_>) -> String {
+    use std::fmt::Write;
     let mut out = String::new();
+    let value = |out: &mut String, v: &str| {
+        let _ = write!(
+            out,
+            "{}",
+            percent_encoding::utf8_percent_encode(v, PATH_VALUE)
+        );
+    };
     for p in parts {
         match p {
             TemplatePart::Literal(s) => out.push_str(s),
             TemplatePart::PathParam(n) => {
                 if let Some((_, v)) = ctx.selected.params.iter().find(|(k, _)| k == n) {
-                    out.push_str(v);
+                    value(&mut out, v);
                 }
             }
             TemplatePart::Query(n) => {
                 if let Some((_, v)) = query_pairs(ctx.query).find(|(k, _)| k == n) {
-                    out.push_str(&v);
+                    value(&mut out, &v);
                 }
             }
             TemplatePart::Header(n) => {
                 if let Some(v) = ctx.headers.get(n.as_str()).and_then(|v| v.to_str().ok()) {
-                    out.push_str(v);
+                    value(&mut out, v);
                 }
             }
-            TemplatePart::ClientIp => out.push_str(&ctx.client.ip().to_string()),
-            TemplatePart::RequestId => out.push_str(ctx.rid),
+            TemplatePart::ClientIp => value(&mut out, &ctx.client.ip().to_string()),
+            TemplatePart::RequestId => value(&mut out, ctx.rid),
             // Set by authentication, which is not implemented yet: empty.
             TemplatePart::Claim(_) | TemplatePart::Consumer => {}
         }
@@ -478,7 +504,7 @@ fn redirect(r: &Redirect, host: &str, ctx: &TemplateCtx<'_>) -> Response<Body> {
     let port = r.port.or(if r.scheme.is_some() { None } else { req_port });
     let default_port = if scheme == "https" { 443 } else { 80 };
     let path = match &r.path {
-        Some(parts) => render(parts, ctx),
+        Some(parts) => render_path(parts, ctx),
         None => ctx.selected.path.to_string(),
     };
     let mut location = format!("{scheme}://{hostname}");
@@ -543,19 +569,33 @@ fn random_words() -> [u64; 3] {
     })
 }
 
+/// Writes `v` as 16 lowercase hex digits.
+fn hex16(out: &mut [u8], v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out[..16].iter_mut().enumerate() {
+        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+}
+
 /// `00-<trace id>-<span id>-01` with fresh, non-zero ids.
 fn new_traceparent() -> HeaderValue {
     let [a, b, c] = random_words();
-    let (a, c) = (a | 1, c | 1);
-    HeaderValue::from_str(&format!("00-{a:016x}{b:016x}-{c:016x}-01")).unwrap_or(
-        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01"),
-    )
+    let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    hex16(&mut buf[3..19], a | 1);
+    hex16(&mut buf[19..35], b);
+    hex16(&mut buf[36..52], c | 1);
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static(
+        "00-00000000000000000000000000000001-0000000000000001-01",
+    ))
 }
 
 /// A new 32-hex-character request id (splitmix64 over a per-thread sequence).
 fn new_request_id() -> HeaderValue {
     let [a, b, _] = random_words();
-    HeaderValue::from_str(&format!("{a:016x}{b:016x}")).unwrap_or(HeaderValue::from_static("0"))
+    let mut buf = [0u8; 32];
+    hex16(&mut buf[..16], a);
+    hex16(&mut buf[16..], b);
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -587,6 +627,27 @@ mod tests {
         assert_eq!(split_host_port("a.com"), ("a.com", None));
         assert_eq!(split_host_port("[::1]:80"), ("[::1]", Some(80)));
         assert_eq!(split_host_port("[::1]"), ("[::1]", None));
+    }
+
+    #[test]
+    fn traceparents_are_well_formed() {
+        let t = new_traceparent();
+        let t = t.to_str().expect("ascii");
+        assert_eq!(t.len(), 55);
+        let parts: Vec<&str> = t.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!((parts[0], parts[3]), ("00", "01"));
+        assert_eq!((parts[1].len(), parts[2].len()), (32, 16));
+        assert!(
+            parts[1]
+                .bytes()
+                .chain(parts[2].bytes())
+                .all(|c| c.is_ascii_hexdigit())
+        );
+        assert_ne!(parts[1], "0".repeat(32));
+        let mut buf = [0u8; 16];
+        hex16(&mut buf, 0x0123_4567_89ab_cdef);
+        assert_eq!(&buf, b"0123456789abcdef");
     }
 
     #[test]

@@ -19,10 +19,14 @@ use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
+use crate::headers::Peer;
 use crate::{Shared, request_path};
 
-/// Largest request line + headers; hyper answers 431 beyond it.
+/// Largest request line + headers. The request path answers 431 (problem+json) beyond
+/// it; the parser's buffer is twice as large, and only a head beyond that gets the
+/// parser's own bare 431 with the connection closed.
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
+const PARSER_BUFFER: usize = 2 * MAX_REQUEST_HEAD;
 /// A client must send its whole request head within this time.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent streams a client may open on one HTTP/2 connection.
@@ -49,11 +53,11 @@ fn connection_builder() -> auto::Builder<LocalExec> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_REQUEST_HEAD)
+        .max_buf_size(PARSER_BUFFER)
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(MAX_REQUEST_HEAD as u32)
+        .max_header_list_size(PARSER_BUFFER as u32)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(HEADER_READ_TIMEOUT);
     builder
@@ -120,6 +124,8 @@ pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Resul
                         }
                     };
                     let builder = Rc::new(connection_builder());
+                    // Cloned per request: an `Rc`, so no atomic traffic between workers.
+                    let local_shared = Rc::new(shared.clone());
                     let active = Rc::new(Cell::new(0usize));
                     let idle = Rc::new(tokio::sync::Notify::new());
                     let drain = loop {
@@ -134,17 +140,18 @@ pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Resul
                                     }
                                 };
                                 let _ = stream.set_nodelay(true);
-                                let shared = shared.clone();
+                                let shared = local_shared.clone();
                                 let mut stop = stopped.clone();
                                 let (active, idle) = (active.clone(), idle.clone());
                                 let builder = builder.clone();
                                 active.set(active.get() + 1);
                                 tokio::task::spawn_local(async move {
+                                    let peer = Rc::new(Peer::new(client));
                                     let svc = service_fn(move |req| {
-                                        let shared = shared.clone();
+                                        let (shared, peer) = (shared.clone(), peer.clone());
                                         async move {
                                             Ok::<_, std::convert::Infallible>(
-                                                request_path::handle(req, client, &shared).await,
+                                                request_path::handle(req, &peer, &shared).await,
                                             )
                                         }
                                     });
