@@ -6,6 +6,17 @@ use std::net::SocketAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
+// Names the request path writes, made once (a `&str` name is parsed on every use).
+/// `X-Request-Id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// W3C `traceparent`.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Headers meaningful only for one connection (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
@@ -18,7 +29,7 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
+    HOP_BY_HOP.contains(name) || name == KEEP_ALIVE || name == PROXY_CONNECTION
 }
 
 /// Removes hop-by-hop headers, and every header the `Connection` header names.
@@ -40,8 +51,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for h in &HOP_BY_HOP {
         headers.remove(h);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
 }
 
 /// Like [`strip_hop_by_hop`] for a `101 Switching Protocols` response: `Upgrade` and
@@ -106,18 +117,18 @@ impl Peer {
 /// Adds `X-Forwarded-For`/`-Proto`/`-Host` and `Forwarded` for a request from `peer`
 /// to `host`.
 pub fn add_forwarding(headers: &mut HeaderMap, peer: &Peer, host: Option<&HeaderValue>) {
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.is_empty() => {
             HeaderValue::from_str(&format!("{prev}, {}", peer.ip.to_str().unwrap_or_default())).ok()
         }
         _ => Some(peer.ip.clone()),
     };
     if let Some(v) = xff {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(h) = host {
-        headers.insert("x-forwarded-host", h.clone());
+        headers.insert(X_FORWARDED_HOST, h.clone());
     }
     if let Some(v) = peer.forwarded(host) {
         headers.append(header::FORWARDED, v);

@@ -184,7 +184,9 @@ async fn send_http1(
         },
         None => req,
     };
-    let mut fresh = match connect_http1(addr, connect_timeout).await {
+    // Connecting is the rare path and its future is large: boxed, so the state every
+    // request carries (and moves) stays small.
+    let mut fresh = match Box::pin(connect_http1(addr, connect_timeout)).await {
         Ok(c) => c,
         Err(error) => {
             return Err(Failed {
@@ -227,7 +229,7 @@ async fn multiplexed(addr: SocketAddr, timeout: Duration, fresh: bool) -> Result
     {
         return Ok(s);
     }
-    let sender = connect_http2(addr, timeout).await?;
+    let sender = Box::pin(connect_http2(addr, timeout)).await?;
     MULTIPLEXED.with(|m| m.borrow_mut().insert(addr, sender.clone()));
     Ok(sender)
 }

@@ -30,7 +30,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
-use crate::headers::Peer;
+use crate::headers::{Peer, TRACEPARENT, X_REQUEST_ID};
 use crate::prepared::{Prepared, PreparedUpstream};
 use crate::problem::GatewayError;
 use crate::{Body, Shared, full, headers, pool};
@@ -60,7 +60,7 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
     let mut target = None;
 
     // 1. Request id.
-    let request_id = match req.headers().get("x-request-id") {
+    let request_id = match req.headers().get(X_REQUEST_ID) {
         Some(v) if v.len() <= 128 && v.to_str().is_ok() => v.clone(),
         _ => new_request_id(),
     };
@@ -77,7 +77,7 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
     } else {
         headers::strip_hop_by_hop(resp.headers_mut());
     }
-    resp.headers_mut().insert("x-request-id", request_id);
+    resp.headers_mut().insert(X_REQUEST_ID, request_id);
 
     // Metrics: counted when the response head is ready.
     let labels = target.map_or(&prepared.unmatched, |t: gatehouse_router::Target| {
@@ -289,10 +289,10 @@ fn rewrite_for_upstream(
     headers::strip_hop_by_hop(&mut parts.headers);
     let host_value = host_header(&host);
     headers::add_forwarding(&mut parts.headers, peer, host_value.as_ref());
-    parts.headers.insert("x-request-id", request_id.clone());
+    parts.headers.insert(X_REQUEST_ID, request_id.clone());
     // W3C Trace Context: propagated as received, or started here.
-    if !parts.headers.contains_key("traceparent") {
-        parts.headers.insert("traceparent", new_traceparent());
+    if !parts.headers.contains_key(TRACEPARENT) {
+        parts.headers.insert(TRACEPARENT, new_traceparent());
     }
     match protocol {
         Protocol::Http1 => {
@@ -365,7 +365,8 @@ async fn exchange(
         let mut attempt = 1;
         loop {
             let result = if upgrade {
-                pool::send_upgrade(addr, req, connect).await
+                // Rare, and its future is large: kept off the common path's state.
+                Box::pin(pool::send_upgrade(addr, req, connect)).await
             } else {
                 pool::send(addr, upstream.spec.protocol, req, connect).await
             };

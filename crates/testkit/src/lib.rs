@@ -128,7 +128,8 @@ fn websocket(mut req: Request<Incoming>) -> Response<EchoBody> {
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         while let Some(Ok(msg)) = ws.next().await {
             if msg.is_close() {
-                break;
+                // Reading on sends tungstenite's close reply and then ends the stream.
+                continue;
             }
             if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
                 break;
