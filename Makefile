@@ -15,6 +15,7 @@ run: ## serve examples/quickstart in front of a live echo upstream (Ctrl-C stops
 	@echo "  curl -i http://127.0.0.1:8080/status            # answered by the gateway"
 	@echo "  curl -i http://127.0.0.1:8080/old/docs          # redirect"
 	@echo "  curl -i -X DELETE http://127.0.0.1:8080/users/42 # 405 with Allow"
+	@echo "  curl -i --http2-prior-knowledge http://127.0.0.1:8080/api/h2c  # h2c"
 	@echo "  curl -s 'http://127.0.0.1:9901/explain?method=GET&url=http://localhost/users/42'"
 	@echo "Edit examples/quickstart/gateway.yaml: changes apply live."
 	@./target/debug/gatehouse-echo 127.0.0.1:9001 & echo_pid=$$!; \

@@ -3,6 +3,7 @@
 //! for matching).
 
 mod check;
+mod proxy;
 mod run;
 
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ enum Output {
 enum Command {
     /// Standalone: serve the manifests in PATH, reloading on every change and SIGHUP.
     Run(run::RunArgs),
+    /// Data plane inside a pod: serves what the controller pushes over the admin
+    /// socket, and the last table it persisted until then.
+    Proxy(proxy::ProxyArgs),
     /// Compile manifests exactly as the controller would and print every diagnostic.
     /// Exit 0 when clean, 1 on errors.
     Lint {
@@ -95,6 +99,7 @@ fn init_logging() {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Proxy(args) => proxy::proxy(args),
         Command::Lint { path, output } => check::lint(&path, output == Output::Json),
         Command::Explain {
             path,

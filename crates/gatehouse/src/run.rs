@@ -42,7 +42,20 @@ pub struct RunArgs {
     pub drain_timeout: Duration,
 }
 
-fn parse_drain(s: &str) -> Result<Duration, String> {
+/// `/explain` on the admin listener: the compiler's explain engine over the running table.
+pub fn explain_fn() -> ExplainFn {
+    Arc::new(
+        |table, method, url, headers| match gatehouse_router::Router::new(table) {
+            Ok(router) => serde_json::to_value(gatehouse_compiler::explain::explain(
+                table, &router, method, url, headers,
+            ))
+            .unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        },
+    )
+}
+
+pub(crate) fn parse_drain(s: &str) -> Result<Duration, String> {
     gatehouse_compiler::values::parse_duration(s).map(Duration::from_millis)
 }
 
@@ -177,17 +190,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     table.version = 1;
     let routes = table.routes.len();
     let shared = Shared::new(table).context("preparing the routing table")?;
-    let explain: ExplainFn =
-        Arc::new(
-            |table, method, url, headers| match gatehouse_router::Router::new(table) {
-                Ok(router) => serde_json::to_value(gatehouse_compiler::explain::explain(
-                    table, &router, method, url, headers,
-                ))
-                .unwrap_or_default(),
-                Err(e) => serde_json::json!({ "error": e.to_string() }),
-            },
-        );
-    let admin_state = AdminState::new(shared.clone(), Some(explain));
+    let admin_state = AdminState::new(shared.clone(), Some(explain_fn()));
     admin_state.applied(&source);
     let workers = args
         .workers

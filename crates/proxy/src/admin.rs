@@ -78,6 +78,16 @@ impl AdminState {
         self.ready.store(true, Ordering::Release);
     }
 
+    /// The state the endpoints read.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Whether a table is being served.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
     /// `/readyz` answers 503 from now on.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
@@ -101,8 +111,27 @@ impl AdminListening {
     }
 }
 
+/// What a listener exposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything: health, metrics, config dump, explain (`--admin`, loopback).
+    Admin,
+    /// Only `/metrics`, `/healthz`, `/readyz`: what probes and Prometheus reach in a
+    /// cluster (`--metrics`).
+    Probes,
+}
+
 /// Serves the admin endpoints on `addr`.
 pub fn serve_admin(addr: SocketAddr, state: Arc<AdminState>) -> io::Result<AdminListening> {
+    serve_surface(addr, state, Surface::Admin)
+}
+
+/// Serves `surface` on `addr`.
+pub fn serve_surface(
+    addr: SocketAddr,
+    state: Arc<AdminState>,
+    surface: Surface,
+) -> io::Result<AdminListening> {
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
@@ -111,7 +140,10 @@ pub fn serve_admin(addr: SocketAddr, state: Arc<AdminState>) -> io::Result<Admin
         .enable_all()
         .build()?;
     let thread = std::thread::Builder::new()
-        .name("gatehouse-admin".into())
+        .name(match surface {
+            Surface::Admin => "gatehouse-admin".into(),
+            Surface::Probes => "gatehouse-metrics".into(),
+        })
         .spawn(move || {
             runtime.block_on(async move {
                 let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
@@ -126,7 +158,7 @@ pub fn serve_admin(addr: SocketAddr, state: Arc<AdminState>) -> io::Result<Admin
                             tokio::spawn(async move {
                                 let svc = service_fn(move |req| {
                                     let state = state.clone();
-                                    async move { Ok::<_, Infallible>(answer(&req, &state)) }
+                                    async move { Ok::<_, Infallible>(answer(&req, &state, surface)) }
                                 });
                                 let _ = http1::Builder::new()
                                     .serve_connection(TokioIo::new(stream), svc)
@@ -144,8 +176,12 @@ pub fn serve_admin(addr: SocketAddr, state: Arc<AdminState>) -> io::Result<Admin
     })
 }
 
-fn answer(req: &Request<Incoming>, state: &AdminState) -> Response<Body> {
-    match (req.method().as_str(), req.uri().path()) {
+fn answer(req: &Request<Incoming>, state: &AdminState, surface: Surface) -> Response<Body> {
+    let path = req.uri().path();
+    if surface == Surface::Probes && !matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    match (req.method().as_str(), path) {
         ("GET", "/healthz") => text(StatusCode::OK, "ok\n"),
         ("GET", "/metrics") => {
             let mut r = Response::new(full(Bytes::from(state.shared.metrics.render())));

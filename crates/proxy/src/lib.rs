@@ -21,6 +21,7 @@ pub mod metrics;
 mod pool;
 pub mod prepared;
 mod problem;
+pub mod push;
 mod request_path;
 mod server;
 pub mod upstream_state;
@@ -34,8 +35,9 @@ use bytes::Bytes;
 use gatehouse_table::Table;
 use http_body_util::{Either, Full};
 
-pub use admin::{AdminListening, AdminState, ExplainFn, serve_admin};
+pub use admin::{AdminListening, AdminState, ExplainFn, Surface, serve_admin, serve_surface};
 pub use prepared::{PrepareError, Prepared};
+pub use push::{PushListening, StateDir, serve_push};
 pub use server::{Listening, serve};
 
 /// Every response body: generated (`Full`) or streamed from an upstream.

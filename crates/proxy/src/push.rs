@@ -1,0 +1,250 @@
+//! The controller-to-proxy push: `PUT /config` on a Unix socket (mode 0600), and the
+//! state directory where the proxy keeps the last table it applied.
+//!
+//! - `PUT /config` with a JSON [`Table`]: 200 `{"version","hash","persisted"}` when
+//!   applied; 422 `{"reasons": [...]}` when refused (wrong format, does not decode,
+//!   cannot be prepared). A refused table never replaces the running one.
+//! - `GET /config`: `{"version","hash"}` of the running table (empty hash before the
+//!   first one), so a controller can tell that a restarted proxy needs its table again.
+//!
+//! The table is persisted after it is applied (write to a temporary file, fsync,
+//! rename), so a crash mid-write leaves the previous file whole. On start the proxy
+//! loads it and serves before any controller is reachable (static stability).
+
+use std::convert::Infallible;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use gatehouse_table::{FORMAT, Table};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+
+use crate::admin::AdminState;
+use crate::{Body, full};
+
+/// Largest table accepted on the socket.
+const MAX_TABLE_BYTES: usize = 512 * 1024 * 1024;
+const TABLE_FILE: &str = "table.json";
+
+/// Where the last applied table is kept.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// The state directory `dir`, created when missing.
+    pub fn open(dir: &Path) -> io::Result<StateDir> {
+        std::fs::create_dir_all(dir)?;
+        Ok(StateDir {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The persisted table, if there is one. A file that does not decode is an error
+    /// (the caller logs it and waits for the controller).
+    pub fn load(&self) -> io::Result<Option<Table>> {
+        let path = self.dir.join(TABLE_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let table: Table = serde_json::from_slice(&bytes).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        if table.format != FORMAT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: table format {} (this proxy reads {FORMAT})",
+                    path.display(),
+                    table.format
+                ),
+            ));
+        }
+        Ok(Some(table))
+    }
+
+    /// Persists `bytes` (a table's JSON) atomically.
+    pub fn save(&self, bytes: &[u8]) -> io::Result<()> {
+        let tmp = self.dir.join(".table.json.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, self.dir.join(TABLE_FILE))?;
+        // The rename is durable once the directory is.
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+}
+
+/// The running push listener.
+#[derive(Debug)]
+pub struct PushListening {
+    path: PathBuf,
+    stop: watch::Sender<bool>,
+    thread: JoinHandle<()>,
+}
+
+impl PushListening {
+    /// Stops the listener and removes the socket file.
+    pub fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.thread.join();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Serves the push endpoint on the Unix socket `path`.
+pub fn serve_push(
+    path: &Path,
+    state: Arc<AdminState>,
+    store: Option<StateDir>,
+) -> io::Result<PushListening> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    // A socket left by a previous process would make bind fail.
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    let (stop, mut stopped) = watch::channel(false);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let store = Arc::new(store);
+    let thread = std::thread::Builder::new()
+        .name("gatehouse-push".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::UnixListener::from_std(listener) else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        _ = stopped.changed() => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let (state, store) = (state.clone(), store.clone());
+                            tokio::spawn(async move {
+                                let svc = service_fn(move |req| {
+                                    let (state, store) = (state.clone(), store.clone());
+                                    async move {
+                                        Ok::<_, Infallible>(answer(req, &state, store.as_ref().as_ref()).await)
+                                    }
+                                });
+                                let _ = http1::Builder::new()
+                                    .serve_connection(TokioIo::new(stream), svc)
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        })?;
+    Ok(PushListening {
+        path: path.to_path_buf(),
+        stop,
+        thread,
+    })
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    state: &AdminState,
+    store: Option<&StateDir>,
+) -> Response<Body> {
+    match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/config") => {
+            let table = state.shared().table();
+            let hash = if state.is_ready() {
+                table.hash.clone()
+            } else {
+                String::new()
+            };
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "version": table.version, "hash": hash }),
+            )
+        }
+        ("PUT", "/config") => {
+            let bytes = match Limited::new(req.into_body(), MAX_TABLE_BYTES)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return refused(vec![format!("reading the table: {e}")]),
+            };
+            let table: Table = match serde_json::from_slice(&bytes) {
+                Ok(t) => t,
+                Err(e) => return refused(vec![format!("the table does not decode: {e}")]),
+            };
+            if table.format != FORMAT {
+                return refused(vec![format!(
+                    "table format {} (this proxy reads {FORMAT})",
+                    table.format
+                )]);
+            }
+            let (version, hash) = (table.version, table.hash.clone());
+            if let Err(e) = state.shared().apply(table) {
+                tracing::error!(version, error = %e, "pushed table refused; keeping the running one");
+                return refused(vec![e.to_string()]);
+            }
+            state.applied("controller");
+            let persisted = match store {
+                Some(store) => match store.save(&bytes) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the applied table could not be persisted");
+                        false
+                    }
+                },
+                None => false,
+            };
+            tracing::info!(version, %hash, persisted, "table applied");
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "version": version, "hash": hash, "persisted": persisted }),
+            )
+        }
+        _ => json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({ "error": "PUT /config or GET /config" }),
+        ),
+    }
+}
+
+fn refused(reasons: Vec<String>) -> Response<Body> {
+    json(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &serde_json::json!({ "reasons": reasons }),
+    )
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
