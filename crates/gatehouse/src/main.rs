@@ -3,6 +3,7 @@
 //! for matching).
 
 mod check;
+mod controller;
 mod proxy;
 mod run;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Data plane inside a pod: serves what the controller pushes over the admin
     /// socket, and the last table it persisted until then.
     Proxy(proxy::ProxyArgs),
+    /// Control plane inside a pod: watches the cluster, compiles, pushes to the
+    /// co-located proxy, writes status.
+    Controller(controller::ControllerArgs),
     /// Compile manifests exactly as the controller would and print every diagnostic.
     /// Exit 0 when clean, 1 on errors.
     Lint {
@@ -100,6 +104,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Proxy(args) => proxy::proxy(args),
+        Command::Controller(args) => controller::controller(args),
         Command::Lint { path, output } => check::lint(&path, output == Output::Json),
         Command::Explain {
             path,

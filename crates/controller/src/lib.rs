@@ -1,0 +1,194 @@
+//! # gatehouse-controller: the control plane
+//!
+//! ```text
+//!  kube watchers (per kind × namespace scope) ──▶ Store ──change──▶ compile loop
+//!                                                                    │ coalesce ~20 ms
+//!                                                                    │ compile (pure)
+//!                                                                    ├─▶ push to the proxy (Unix socket)
+//!                                                                    └─▶ status (Lease holder only, SSA)
+//! ```
+//!
+//! - Watches ApiRoute, Upstream, ApiPolicy, Service, EndpointSlice and Secret in every
+//!   namespace of `--namespace` (or the whole cluster). Nothing is compiled before every
+//!   watch has listed once: a table built from half the objects would drop routes.
+//! - Every replica compiles and pushes to its own proxy; the proxy is asked what it runs
+//!   every [`RECHECK`], so a restarted proxy gets the table again.
+//! - Only the Lease holder writes status (`lease.rs`), and only what changed
+//!   (`status.rs`).
+
+pub mod lease;
+pub mod push;
+pub mod status;
+pub mod store;
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use gatehouse_compiler::Output;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::push::{Proxy, PushError};
+use crate::status::Programmed;
+use crate::store::{Kind, Objects, Store};
+
+/// How often the proxy's running table is checked when nothing changes.
+pub const RECHECK: Duration = Duration::from_secs(2);
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Namespaces to watch; empty: all.
+    pub namespaces: Vec<String>,
+    /// The proxy's admin socket.
+    pub socket: PathBuf,
+    /// Namespace of the Lease.
+    pub lease_namespace: String,
+    /// This replica's name in the Lease.
+    pub identity: String,
+    /// How long a burst of changes may settle before compiling.
+    pub coalesce: Duration,
+}
+
+fn spawn_watch<K>(
+    client: &Client,
+    scope: &Option<String>,
+    store: &Store,
+    kind: fn(&mut Objects) -> &mut Kind<K>,
+) where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (scope, store) = (scope.clone(), store.clone());
+    let name = std::any::type_name::<K>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("?");
+    tokio::spawn(async move {
+        // `watcher` relists on 410 Gone and after errors; the backoff spaces retries.
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => store.update(|o| kind(o).apply(&scope, event)),
+                Err(e) => {
+                    tracing::warn!(kind = name, namespace = ?scope, error = %e, "watch failed; retrying")
+                }
+            }
+        }
+    });
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+    let store = Store::default();
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    for scope in &scopes {
+        spawn_watch(&client, scope, &store, |o| &mut o.routes);
+        spawn_watch(&client, scope, &store, |o| &mut o.upstreams);
+        spawn_watch(&client, scope, &store, |o| &mut o.policies);
+        spawn_watch(&client, scope, &store, |o| &mut o.services);
+        spawn_watch(&client, scope, &store, |o| &mut o.slices);
+        spawn_watch(&client, scope, &store, |o| &mut o.secrets);
+    }
+    let leadership = lease::Leadership::default();
+    tokio::spawn(lease::elect(
+        client.clone(),
+        config.lease_namespace.clone(),
+        config.identity.clone(),
+        leadership.clone(),
+    ));
+    let proxy = Proxy::new(&config.socket);
+    let mut changes = store.subscribe();
+    let mut recheck = tokio::time::interval(RECHECK);
+    let mut compiled: Option<Arc<Output>> = None;
+    let mut programmed = Programmed::No("not pushed yet".into());
+    let mut version = 0u64;
+    loop {
+        let changed = tokio::select! {
+            r = changes.changed() => {
+                if r.is_err() {
+                    return Ok(());
+                }
+                true
+            }
+            _ = recheck.tick() => false,
+        };
+        if changed {
+            // Let a burst settle, then compile once.
+            tokio::time::sleep(config.coalesce).await;
+            changes.borrow_and_update();
+            let inputs = {
+                let objects = store.lock();
+                objects.synced(&scopes).then(|| objects.inputs())
+            };
+            let Some(inputs) = inputs else { continue };
+            let started = std::time::Instant::now();
+            let out =
+                tokio::task::spawn_blocking(move || gatehouse_compiler::compile(&inputs)).await?;
+            tracing::info!(
+                routes = out.table.routes.len(),
+                diagnostics = out.diagnostics.len(),
+                hash = %out.table.hash,
+                took_ms = started.elapsed().as_millis() as u64,
+                "compiled"
+            );
+            compiled = Some(Arc::new(out));
+        }
+        let Some(out) = &compiled else { continue };
+
+        // Push when the proxy runs anything else (a change here, or a restarted proxy).
+        programmed = match proxy.running().await {
+            Ok(running) if running.hash == out.table.hash => Programmed::Yes,
+            Ok(running) => {
+                version = version.max(running.version) + 1;
+                let mut table = out.table.clone();
+                table.version = version;
+                match proxy.push(&table).await {
+                    Ok(_) => {
+                        tracing::info!(version, hash = %table.hash, "pushed");
+                        Programmed::Yes
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "push failed");
+                        Programmed::No(e.to_string())
+                    }
+                }
+            }
+            Err(e @ PushError::Unreachable { .. }) | Err(e @ PushError::Refused { .. }) => {
+                if programmed == Programmed::Yes || changed {
+                    tracing::warn!(error = %e, "proxy unreachable; will retry");
+                }
+                Programmed::No(e.to_string())
+            }
+        };
+
+        if leadership.is_leader() {
+            let writes = status::pending(out, &programmed, &store.lock());
+            for (object, status) in writes {
+                if let Err(e) = status::write(&client, &object, status).await {
+                    tracing::warn!(%object, error = %e, "status write failed; will retry");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Status: what the compiler said about each object, plus `Programmed` (the proxy
+//! applied the table holding it), written with server-side apply (field manager
+//! `gatehouse`) and only when it differs from what the object already shows.
+//!
+//! `lastTransitionTime` is kept from the live object while a condition's status stays
+//! the same, so an unchanged status compares equal and is never rewritten.
+
+use gatehouse_compiler::{Kind, ObjectRef, ObjectStatus, Output};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use crate::store::Objects;
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "gatehouse";
+
+/// Whether the proxy runs the table the statuses describe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Programmed {
+    /// Applied by the proxy.
+    Yes,
+    /// Not applied (yet): why.
+    No(String),
+}
+
+/// Now, to the second: what the API server keeps, so a written time compares equal
+/// to what is read back.
+fn now_seconds() -> Time {
+    let secs = Timestamp::now().as_second();
+    Time(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    live: &[Condition],
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let since = live
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(now_seconds);
+    Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+/// The status an object should show.
+fn desired(
+    object: &ObjectRef,
+    s: &ObjectStatus,
+    programmed: &Programmed,
+    live: &[Condition],
+) -> Value {
+    let g = s.generation;
+    let mut conditions = vec![
+        condition(
+            "Accepted",
+            s.accepted.status,
+            s.accepted.reason,
+            &s.accepted.message,
+            g,
+            live,
+        ),
+        condition(
+            "ResolvedRefs",
+            s.resolved_refs.status,
+            s.resolved_refs.reason,
+            &s.resolved_refs.message,
+            g,
+            live,
+        ),
+    ];
+    let mut status = json!({ "observedGeneration": g });
+    match object.kind {
+        Kind::ApiRoute => {
+            let p = match (s.accepted.status, programmed) {
+                (false, _) => condition(
+                    "Programmed",
+                    false,
+                    s.accepted.reason,
+                    "Not accepted, so not served.",
+                    g,
+                    live,
+                ),
+                (true, Programmed::Yes) => condition(
+                    "Programmed",
+                    true,
+                    "Programmed",
+                    "Served by the proxy.",
+                    g,
+                    live,
+                ),
+                (true, Programmed::No(why)) => {
+                    condition("Programmed", false, "Pending", why, g, live)
+                }
+            };
+            conditions.push(p);
+        }
+        Kind::Upstream => {
+            status["readyEndpoints"] = json!(s.ready_endpoints.unwrap_or(0));
+            status["totalEndpoints"] = json!(s.total_endpoints.unwrap_or(0));
+        }
+        Kind::ApiPolicy => {
+            status["attachedRoutes"] = json!(s.attached_routes.unwrap_or(0));
+        }
+        _ => {}
+    }
+    status["conditions"] = serde_json::to_value(&conditions).unwrap_or(Value::Null);
+    status
+}
+
+/// The live status and conditions of `object`, from the watch cache.
+fn live(objects: &Objects, object: &ObjectRef) -> Option<(Value, Vec<Condition>)> {
+    let (ns, name) = (object.namespace.as_str(), object.name.as_str());
+    let status = match object.kind {
+        Kind::ApiRoute => serde_json::to_value(&objects.routes.get(ns, name)?.status),
+        Kind::Upstream => serde_json::to_value(&objects.upstreams.get(ns, name)?.status),
+        Kind::ApiPolicy => serde_json::to_value(&objects.policies.get(ns, name)?.status),
+        _ => return None,
+    }
+    .ok()?;
+    let conditions = status
+        .get("conditions")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    Some((status, conditions))
+}
+
+/// Status writes that `out` and `programmed` call for: objects whose live status differs.
+pub fn pending(
+    out: &Output,
+    programmed: &Programmed,
+    objects: &Objects,
+) -> Vec<(ObjectRef, Value)> {
+    let mut writes = Vec::new();
+    for (object, s) in &out.statuses {
+        let Some((live_status, live_conditions)) = live(objects, object) else {
+            continue;
+        };
+        let want = desired(object, s, programmed, &live_conditions);
+        if want != live_status {
+            writes.push((object.clone(), want));
+        }
+    }
+    writes
+}
+
+/// Writes one status with server-side apply.
+pub async fn write(client: &Client, object: &ObjectRef, status: Value) -> Result<(), kube::Error> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let body = |kind: &str| {
+        json!({
+            "apiVersion": "gatehouse.dev/v1alpha1",
+            "kind": kind,
+            "metadata": { "name": object.name, "namespace": object.namespace },
+            "status": status,
+        })
+    };
+    let ns = object.namespace.as_str();
+    match object.kind {
+        Kind::ApiRoute => {
+            Api::<gatehouse_api::ApiRoute>::namespaced(client.clone(), ns)
+                .patch_status(&object.name, &params, &Patch::Apply(body("ApiRoute")))
+                .await?;
+        }
+        Kind::Upstream => {
+            Api::<gatehouse_api::Upstream>::namespaced(client.clone(), ns)
+                .patch_status(&object.name, &params, &Patch::Apply(body("Upstream")))
+                .await?;
+        }
+        Kind::ApiPolicy => {
+            Api::<gatehouse_api::ApiPolicy>::namespaced(client.clone(), ns)
+                .patch_status(&object.name, &params, &Patch::Apply(body("ApiPolicy")))
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_compiler::Condition as C;
+
+    fn status(accepted: bool) -> ObjectStatus {
+        ObjectStatus {
+            generation: Some(3),
+            accepted: C {
+                status: accepted,
+                reason: if accepted { "Accepted" } else { "Invalid" },
+                message: "m".into(),
+            },
+            resolved_refs: C {
+                status: true,
+                reason: "ResolvedRefs",
+                message: "m".into(),
+            },
+            ready_endpoints: None,
+            total_endpoints: None,
+            attached_routes: None,
+        }
+    }
+
+    fn route() -> ObjectRef {
+        ObjectRef {
+            kind: Kind::ApiRoute,
+            namespace: "ns".into(),
+            name: "r".into(),
+        }
+    }
+
+    #[test]
+    fn an_unchanged_status_keeps_its_transition_times_and_compares_equal() {
+        let first = desired(&route(), &status(true), &Programmed::Yes, &[]);
+        let conditions: Vec<Condition> =
+            serde_json::from_value(first["conditions"].clone()).expect("conditions");
+        let again = desired(&route(), &status(true), &Programmed::Yes, &conditions);
+        assert_eq!(first, again);
+        assert_eq!(first["observedGeneration"], 3);
+        let types: Vec<&str> = conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Accepted", "ResolvedRefs", "Programmed"]);
+        assert!(conditions.iter().all(|c| c.observed_generation == Some(3)));
+    }
+
+    #[test]
+    fn programmed_follows_acceptance_and_the_push() {
+        let v = desired(&route(), &status(false), &Programmed::Yes, &[]);
+        assert_eq!(v["conditions"][2]["status"], "False");
+        assert_eq!(v["conditions"][2]["reason"], "Invalid");
+        let v = desired(
+            &route(),
+            &status(true),
+            &Programmed::No("proxy unreachable".into()),
+            &[],
+        );
+        assert_eq!(v["conditions"][2]["reason"], "Pending");
+        assert_eq!(v["conditions"][2]["message"], "proxy unreachable");
+    }
+}
