@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: help run build test check fmt lint unit crds docs bench bench-compiler clean
+.PHONY: help run build test check fmt lint unit e2e-kube e2e-kind crds docs bench bench-compiler clean
 
 help: ## this list
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,7 +25,7 @@ run: ## serve examples/quickstart in front of a live echo upstream (Ctrl-C stops
 build: ## build the gatehouse binary (debug)
 	$(CARGO) build -p gatehouse
 
-test: check unit ## everything CI runs: format, clippy, unit + integration + e2e tests
+test: check unit e2e-kube ## everything CI runs: format, clippy, unit + integration + e2e tests
 	@echo "make test: all checks passed"
 
 check: ## formatting and clippy with warnings denied
@@ -34,6 +34,12 @@ check: ## formatting and clippy with warnings denied
 
 unit: ## cargo test for the whole workspace (includes the built-binary e2e tests)
 	$(CARGO) test --workspace --locked
+
+e2e-kube: ## the controller suite against a kube-apiserver + etcd built from Go modules (root: uses a network namespace)
+	e2e/kube/run.sh
+
+e2e-kind: ## the same suite against the cluster of KUBECONFIG (e.g. kind); see e2e/kube/README.md
+	e2e/kube/kind.sh
 
 fmt: ## format the code
 	$(CARGO) fmt --all

@@ -5,6 +5,8 @@
 //! A path that starts with `/slow` waits two seconds first (timeouts); `/status/NNN`
 //! answers with that status.
 //!
+//! Every answer names the server in `x-echo-server` (its listening address).
+//!
 //! It speaks HTTP/1.1 and h2c (prior knowledge) on the same port, like the gateway. Two
 //! more behaviours make it a stand-in for the upstreams users proxy to:
 //! - a `Content-Type: application/grpc*` request is answered gRPC-style: the request
@@ -147,18 +149,30 @@ fn websocket(mut req: Request<Incoming>) -> Response<EchoBody> {
     resp
 }
 
-/// Serves the echo upstream on `listener` until the runtime stops.
+/// Serves the echo upstream on `listener` until the runtime stops. Every answer
+/// carries `x-echo-server: <address it listens on>`, so tests can tell endpoints apart.
 pub async fn echo(listener: TcpListener) {
+    let me = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| HeaderValue::from_str(&a.to_string()).ok())
+        .unwrap_or(HeaderValue::from_static("unknown"));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let me = me.clone();
         tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let me = me.clone();
+                async move {
+                    let mut resp = reply(req).await?;
+                    resp.headers_mut().insert("x-echo-server", me);
+                    Ok::<_, Infallible>(resp)
+                }
+            });
             let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(
-                    TokioIo::new(stream),
-                    hyper::service::service_fn(reply),
-                )
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await;
         });
     }
@@ -166,7 +180,12 @@ pub async fn echo(listener: TcpListener) {
 
 /// Starts an echo upstream on a free loopback port; returns its address.
 pub async fn spawn_echo() -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    spawn_echo_on("127.0.0.1:0".parse().map_err(std::io::Error::other)?).await
+}
+
+/// Starts an echo upstream on `addr` (port 0: a free one); returns its address.
+pub async fn spawn_echo_on(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(echo(listener));
     Ok(addr)

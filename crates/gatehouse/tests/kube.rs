@@ -1,0 +1,745 @@
+//! The controller against a real Kubernetes API server: `gatehouse controller` and
+//! `gatehouse proxy` as processes, objects written through the API, traffic and status
+//! observed from outside.
+//!
+//! Runs when `GATEHOUSE_E2E_KUBECONFIG` names an admin kubeconfig (`make e2e-kube` sets
+//! it up: a kube-apiserver and etcd built from Go modules, in a network namespace of
+//! its own); otherwise every test says it was skipped and passes. The same suite runs
+//! against any cluster the caller can reach (`make e2e-kind`).
+//!
+//! Environment:
+//! - `GATEHOUSE_E2E_KUBECONFIG`: admin credentials, used by the tests to write objects.
+//! - `GATEHOUSE_E2E_CONTROLLER_KUBECONFIG`: what the controller runs as (a
+//!   ServiceAccount bound to `deploy/controller-rbac.yaml`); default: the admin one.
+//! - `GATEHOUSE_E2E_ADDRS`: comma-separated IPs this host owns that an EndpointSlice may
+//!   name (not loopback: the API server refuses it); test upstreams listen on them.
+//! - `GATEHOUSE_E2E_LEASE_BINDING`: `namespace/serviceaccount` to bind the Lease role
+//!   to in each test namespace (when the controller runs as a ServiceAccount).
+//!
+//! Each test works in a namespace of its own and runs its own controller scoped to it
+//! (`--namespace`, Lease in the same namespace), so tests run in parallel.
+
+mod common;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use common::{Running, free_port, status};
+
+/// How long anything may take to converge before a test fails.
+const CONVERGE: Duration = Duration::from_secs(30);
+
+struct Cluster {
+    admin: PathBuf,
+    controller: PathBuf,
+    addrs: Vec<IpAddr>,
+    lease_binding: Option<(String, String)>,
+}
+
+fn cluster() -> Option<Cluster> {
+    let admin = PathBuf::from(std::env::var_os("GATEHOUSE_E2E_KUBECONFIG")?);
+    let controller = std::env::var_os("GATEHOUSE_E2E_CONTROLLER_KUBECONFIG")
+        .map_or_else(|| admin.clone(), PathBuf::from);
+    let addrs = std::env::var("GATEHOUSE_E2E_ADDRS")
+        .unwrap_or_else(|_| "198.18.0.2".into())
+        .split(',')
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    let lease_binding = std::env::var("GATEHOUSE_E2E_LEASE_BINDING")
+        .ok()
+        .and_then(|b| {
+            b.split_once('/')
+                .map(|(ns, sa)| (ns.to_string(), sa.to_string()))
+        });
+    Some(Cluster {
+        admin,
+        controller,
+        addrs,
+        lease_binding,
+    })
+}
+
+/// Polls `check` until it holds, up to [`CONVERGE`].
+async fn converge<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("did not converge within {CONVERGE:?}: {what}");
+}
+
+/// Blocking HTTP from async code.
+async fn get(addr: SocketAddr, path: &str) -> u16 {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || status(addr, &path))
+        .await
+        .unwrap_or(0)
+}
+
+/// Which echo server answered `path` (its `x-echo-server`), when one did.
+async fn served_by(addr: SocketAddr, path: &str) -> Option<String> {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        let r = common::try_send_raw(
+            addr,
+            common::request_head("GET", "e2e.test", &path, &[("Connection", "close")]).as_bytes(),
+        )
+        .ok()?;
+        (r.status == 200)
+            .then(|| r.header("x-echo-server").map(String::from))
+            .flatten()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// One test's world: a namespace, a proxy and a controller scoped to it.
+struct World {
+    client: Client,
+    ns: String,
+    http: SocketAddr,
+    _dir: tempfile::TempDir,
+    proxy: Option<Running>,
+    controller: Option<Running>,
+    socket: PathBuf,
+    state: PathBuf,
+    controller_kubeconfig: PathBuf,
+    addrs: Vec<IpAddr>,
+}
+
+async fn admin_client(path: &PathBuf) -> Client {
+    let kubeconfig = Kubeconfig::read_from(path).expect("admin kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kube config");
+    Client::try_from(config).expect("kube client")
+}
+
+fn resource(api_version: &str, kind: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
+
+impl World {
+    async fn new(cluster: &Cluster, name: &str) -> World {
+        let client = admin_client(&cluster.admin).await;
+        let ns = format!("e2e-{name}-{}", std::process::id());
+        let namespaces: Api<DynamicObject> =
+            Api::all_with(client.clone(), &resource("v1", "Namespace"));
+        namespaces
+            .patch(
+                &ns,
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                ),
+            )
+            .await
+            .expect("create the test namespace");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut world = World {
+            client,
+            http: free_port(),
+            socket: dir.path().join("admin.sock"),
+            state: dir.path().join("state"),
+            _dir: dir,
+            proxy: None,
+            controller: None,
+            controller_kubeconfig: cluster.controller.clone(),
+            addrs: cluster.addrs.clone(),
+            ns,
+        };
+        if let Some((sa_ns, sa)) = &cluster.lease_binding {
+            world
+                .apply(json!({
+                    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                    "metadata": {"name": "gatehouse-controller-lease"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gatehouse-controller-lease"},
+                    "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": sa_ns}],
+                }))
+                .await;
+        }
+        world.start_proxy();
+        world.start_controller();
+        world
+    }
+
+    fn start_proxy(&mut self) {
+        let admin = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["proxy", "--workers", "1", "--metrics", "off"])
+            .arg("--http")
+            .arg(self.http.to_string())
+            .arg("--admin")
+            .arg(admin.to_string())
+            .arg("--admin-socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gatehouse proxy");
+        self.proxy = Some(Running(child));
+        assert!(
+            common::eventually(|| status(admin, "/healthz") == 200),
+            "proxy up"
+        );
+    }
+
+    fn start_controller(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["controller", "--coalesce", "20ms"])
+            .arg("--namespace")
+            .arg(&self.ns)
+            .arg("--lease-namespace")
+            .arg(&self.ns)
+            .arg("--identity")
+            .arg(format!("{}-controller", self.ns))
+            .arg("--admin-socket")
+            .arg(&self.socket)
+            .env("KUBECONFIG", &self.controller_kubeconfig)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gatehouse controller");
+        self.controller = Some(Running(child));
+    }
+
+    /// Server-side applies `object` in the test namespace (unless it names another).
+    async fn apply(&self, mut object: Value) {
+        let api_version = object["apiVersion"]
+            .as_str()
+            .expect("apiVersion")
+            .to_string();
+        let kind = object["kind"].as_str().expect("kind").to_string();
+        if object["metadata"]["namespace"].is_null() {
+            object["metadata"]["namespace"] = json!(self.ns);
+        }
+        let ns = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or(&self.ns)
+            .to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &ns, &resource(&api_version, &kind));
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {kind} {ns}/{name}: {e}"));
+    }
+
+    async fn delete(&self, api_version: &str, kind: &str, name: &str) {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.ns, &resource(api_version, kind));
+        api.delete(name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("delete {kind} {name}: {e}"));
+    }
+
+    async fn get_object(&self, api_version: &str, kind: &str, name: &str) -> Option<Value> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.ns, &resource(api_version, kind));
+        let o = api.get_opt(name).await.ok()??;
+        serde_json::to_value(o).ok()
+    }
+
+    /// An echo upstream on the `i`th test address, port `port` (0: any), served by the
+    /// test's runtime.
+    async fn echo_on(&self, i: usize, port: u16) -> SocketAddr {
+        let ip = self.addrs[i % self.addrs.len()];
+        gatehouse_testkit::spawn_echo_on(SocketAddr::new(ip, port))
+            .await
+            .expect("echo upstream on a test address")
+    }
+
+    async fn echo(&self, i: usize) -> SocketAddr {
+        self.echo_on(i, 0).await
+    }
+
+    /// A Service `name` whose port `http` (80) targets `target_port`, and its
+    /// EndpointSlice with `endpoints` as (ip, ready).
+    async fn service(&self, name: &str, target_port: u16, endpoints: &[(IpAddr, bool)]) {
+        self.apply(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": target_port}]},
+        }))
+        .await;
+        self.slice(name, target_port, endpoints).await;
+    }
+
+    async fn slice(&self, service: &str, port: u16, endpoints: &[(IpAddr, bool)]) {
+        let endpoints: Vec<Value> = endpoints
+            .iter()
+            .map(|(ip, ready)| json!({"addresses": [ip.to_string()], "conditions": {"ready": ready, "serving": ready}}))
+            .collect();
+        self.apply(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{service}-1"), "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        }))
+        .await;
+    }
+
+    async fn upstream(&self, name: &str, service: &str) {
+        self.apply(json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "Upstream",
+            "metadata": {"name": name},
+            "spec": {"service": {"name": service, "port": "http"}},
+        }))
+        .await;
+    }
+
+    async fn route(&self, name: &str, rules: Value) {
+        self.apply(json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ApiRoute",
+            "metadata": {"name": name},
+            "spec": {"rules": rules},
+        }))
+        .await;
+    }
+
+    /// The condition `type_` of an object: (status, reason, observedGeneration == generation).
+    async fn condition(
+        &self,
+        kind: &str,
+        name: &str,
+        type_: &str,
+    ) -> Option<(String, String, bool)> {
+        let o = self
+            .get_object("gatehouse.dev/v1alpha1", kind, name)
+            .await?;
+        let generation = o["metadata"]["generation"].as_i64();
+        let c = o["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == type_)?
+            .clone();
+        Some((
+            c["status"].as_str()?.to_string(),
+            c["reason"].as_str()?.to_string(),
+            c["observedGeneration"].as_i64() == generation,
+        ))
+    }
+
+    async fn condition_is(
+        &self,
+        kind: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> bool {
+        self.condition(kind, name, type_)
+            .await
+            .is_some_and(|(s, r, current)| s == status && r == reason && current)
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.controller.take();
+        self.proxy.take();
+        // On a thread of its own: drop may run inside the test's runtime.
+        let (client, ns) = (self.client.clone(), self.ns.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let namespaces: Api<DynamicObject> =
+                    Api::all_with(client, &resource("v1", "Namespace"));
+                let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Runs `test` against the cluster, or says it was skipped.
+fn with_cluster<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(Cluster) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(cluster) = cluster() else {
+        eprintln!("skipped {name}: GATEHOUSE_E2E_KUBECONFIG is not set (make e2e-kube)");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(test(cluster));
+}
+
+fn prefix_rule(path: &str, upstream: &str) -> Value {
+    json!({"matches": [{"path": {"type": "Prefix", "value": path}}], "backends": [{"upstream": upstream}]})
+}
+
+#[test]
+fn a_route_to_a_service_serves_and_reports_programmed_then_follows_edits_and_deletion() {
+    with_cluster("route-lifecycle", |cluster| async move {
+        let world = World::new(&cluster, "lifecycle").await;
+        let echo = world.echo(0).await;
+        world
+            .service("users", echo.port(), &[(echo.ip(), true)])
+            .await;
+        world.upstream("users", "users").await;
+        world
+            .route("users", json!([prefix_rule("/users", "users")]))
+            .await;
+
+        converge("traffic reaches the endpoint", || async {
+            get(world.http, "/users/1").await == 200
+        })
+        .await;
+        for c in ["Accepted", "ResolvedRefs", "Programmed"] {
+            let expected = match c {
+                "Accepted" => "Accepted",
+                "ResolvedRefs" => "ResolvedRefs",
+                _ => "Programmed",
+            };
+            converge(&format!("{c}=True at the current generation"), || async {
+                world
+                    .condition_is("ApiRoute", "users", c, "True", expected)
+                    .await
+            })
+            .await;
+        }
+        converge("Upstream counts its endpoint", || async {
+            world
+                .get_object("gatehouse.dev/v1alpha1", "Upstream", "users")
+                .await
+                .is_some_and(|u| {
+                    u["status"]["readyEndpoints"] == 1 && u["status"]["totalEndpoints"] == 1
+                })
+        })
+        .await;
+
+        // A new path: the old one 404s, the new one serves.
+        world
+            .route("users", json!([prefix_rule("/people", "users")]))
+            .await;
+        converge("the new path serves", || async {
+            get(world.http, "/people/1").await == 200
+        })
+        .await;
+        assert_eq!(get(world.http, "/users/1").await, 404);
+        converge("Programmed at the new generation", || async {
+            world
+                .condition_is("ApiRoute", "users", "Programmed", "True", "Programmed")
+                .await
+        })
+        .await;
+
+        world
+            .delete("gatehouse.dev/v1alpha1", "ApiRoute", "users")
+            .await;
+        converge("a deleted route 404s", || async {
+            get(world.http, "/people/1").await == 404
+        })
+        .await;
+    });
+}
+
+#[test]
+fn traffic_follows_endpoint_slices_and_skips_endpoints_that_are_not_ready() {
+    with_cluster("endpoints", |cluster| async move {
+        let world = World::new(&cluster, "endpoints").await;
+        assert!(
+            world.addrs.len() >= 2,
+            "GATEHOUSE_E2E_ADDRS needs two addresses"
+        );
+        // Two servers on one port number, on two addresses (as two pods would be).
+        let a = world.echo(0).await;
+        let b = world.echo_on(1, a.port()).await;
+        world.service("pods", a.port(), &[(a.ip(), true)]).await;
+        world.upstream("pods", "pods").await;
+        world.route("pods", json!([prefix_rule("/", "pods")])).await;
+        converge("one endpoint serves", || async {
+            served_by(world.http, "/x").await == Some(a.to_string())
+        })
+        .await;
+
+        // Scale up: both serve.
+        world
+            .slice("pods", a.port(), &[(a.ip(), true), (b.ip(), true)])
+            .await;
+        converge("the new endpoint gets traffic", || async {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..10 {
+                if let Some(s) = served_by(world.http, "/x").await {
+                    seen.insert(s);
+                }
+            }
+            seen.len() == 2
+        })
+        .await;
+
+        // Not ready: no traffic to it.
+        world
+            .slice("pods", a.port(), &[(a.ip(), false), (b.ip(), true)])
+            .await;
+        converge("only the ready endpoint serves", || async {
+            let mut all_b = true;
+            for _ in 0..10 {
+                all_b &= served_by(world.http, "/x").await == Some(b.to_string());
+            }
+            all_b
+        })
+        .await;
+
+        // Scale down to the first one.
+        world.slice("pods", a.port(), &[(a.ip(), true)]).await;
+        converge("traffic follows the scale-down", || async {
+            let mut all_a = true;
+            for _ in 0..10 {
+                all_a &= served_by(world.http, "/x").await == Some(a.to_string());
+            }
+            all_a
+        })
+        .await;
+    });
+}
+
+#[test]
+fn invalid_missing_and_conflicting_routes_report_and_affect_only_themselves() {
+    with_cluster("errors", |cluster| async move {
+        let world = World::new(&cluster, "errors").await;
+        let echo = world.echo(0).await;
+        world
+            .service("svc", echo.port(), &[(echo.ip(), true)])
+            .await;
+        world.upstream("svc", "svc").await;
+        world
+            .route("good", json!([prefix_rule("/good", "svc")]))
+            .await;
+        converge("the good route serves", || async {
+            get(world.http, "/good").await == 200
+        })
+        .await;
+
+        // A regex the compiler refuses.
+        world
+            .route(
+                "bad-regex",
+                json!([{"matches": [{"path": {"type": "Regex", "value": "/a(b"}}], "backends": [{"upstream": "svc"}]}]),
+            )
+            .await;
+        converge("Accepted=False Invalid", || async {
+            world
+                .condition_is("ApiRoute", "bad-regex", "Accepted", "False", "Invalid")
+                .await
+        })
+        .await;
+
+        // A missing Upstream: ResolvedRefs=False, and the route answers 503.
+        world
+            .route("missing", json!([prefix_rule("/missing", "nowhere")]))
+            .await;
+        converge("ResolvedRefs=False UpstreamNotFound", || async {
+            world
+                .condition_is(
+                    "ApiRoute",
+                    "missing",
+                    "ResolvedRefs",
+                    "False",
+                    "UpstreamNotFound",
+                )
+                .await
+        })
+        .await;
+        converge("the route with a missing upstream is 503", || async {
+            get(world.http, "/missing").await == 503
+        })
+        .await;
+
+        // The same match twice: the newer route is Conflicted and names the older.
+        // creationTimestamp has one-second resolution: make "newer" unambiguous (within
+        // one second the tie is broken by namespace/name, and "dup" < "good").
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        world
+            .route("dup", json!([prefix_rule("/good", "svc")]))
+            .await;
+        let conflicted = async {
+            converge("the newer duplicate is Conflicted", || async {
+                world
+                    .condition_is("ApiRoute", "dup", "Accepted", "False", "Conflicted")
+                    .await
+            })
+            .await
+        };
+        if tokio::time::timeout(CONVERGE + Duration::from_secs(1), conflicted)
+            .await
+            .is_err()
+            || !world
+                .condition_is("ApiRoute", "dup", "Accepted", "False", "Conflicted")
+                .await
+        {
+            panic!(
+                "dup: {:#}\ngood: {:#}",
+                world
+                    .get_object("gatehouse.dev/v1alpha1", "ApiRoute", "dup")
+                    .await
+                    .unwrap_or_default(),
+                world
+                    .get_object("gatehouse.dev/v1alpha1", "ApiRoute", "good")
+                    .await
+                    .unwrap_or_default()
+            );
+        }
+        let dup = world
+            .get_object("gatehouse.dev/v1alpha1", "ApiRoute", "dup")
+            .await
+            .expect("dup route");
+        let message = dup["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Accepted"))
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.contains("good"), "names the winner: {message}");
+
+        // Through all of it the good route kept serving.
+        assert_eq!(get(world.http, "/good").await, 200);
+        assert!(
+            world
+                .condition_is("ApiRoute", "good", "Programmed", "True", "Programmed")
+                .await
+        );
+    });
+}
+
+#[test]
+fn objects_outside_the_watched_namespace_are_ignored() {
+    with_cluster("scoping", |cluster| async move {
+        let world = World::new(&cluster, "scoping").await;
+        let other = World::new(&cluster, "scoping-other").await;
+        let echo = world.echo(0).await;
+        world
+            .service("svc", echo.port(), &[(echo.ip(), true)])
+            .await;
+        world.upstream("svc", "svc").await;
+        world
+            .route("mine", json!([prefix_rule("/mine", "svc")]))
+            .await;
+        // The other namespace's route: served by its own controller, not by ours.
+        other
+            .service("svc", echo.port(), &[(echo.ip(), true)])
+            .await;
+        other.upstream("svc", "svc").await;
+        other
+            .route("theirs", json!([prefix_rule("/theirs", "svc")]))
+            .await;
+        converge("ours serves ours", || async {
+            get(world.http, "/mine").await == 200
+        })
+        .await;
+        converge("theirs serves theirs", || async {
+            get(other.http, "/theirs").await == 200
+        })
+        .await;
+        assert_eq!(get(world.http, "/theirs").await, 404);
+        assert_eq!(get(other.http, "/mine").await, 404);
+    });
+}
+
+#[test]
+fn the_proxy_serves_without_its_controller_and_across_its_own_restart() {
+    with_cluster("static-stability", |cluster| async move {
+        let mut world = World::new(&cluster, "stability").await;
+        let echo = world.echo(0).await;
+        world
+            .service("svc", echo.port(), &[(echo.ip(), true)])
+            .await;
+        world.upstream("svc", "svc").await;
+        world.route("r", json!([prefix_rule("/r", "svc")])).await;
+        converge("served", || async { get(world.http, "/r").await == 200 }).await;
+
+        // The controller dies: the proxy keeps serving.
+        world.controller.take();
+        assert_eq!(get(world.http, "/r").await, 200);
+        // The proxy restarts while the controller is down: the persisted table serves.
+        world.proxy.take();
+        world.start_proxy();
+        converge("the persisted table serves", || async {
+            get(world.http, "/r").await == 200
+        })
+        .await;
+
+        // The controller comes back and changes reach the proxy again.
+        world.start_controller();
+        world
+            .route("r", json!([prefix_rule("/again", "svc")]))
+            .await;
+        converge("changes flow again", || async {
+            get(world.http, "/again").await == 200
+        })
+        .await;
+    });
+}
+
+#[test]
+fn a_consumer_secret_change_is_compiled_and_pushed() {
+    with_cluster("secrets", |cluster| async move {
+        let world = World::new(&cluster, "secrets").await;
+        let echo = world.echo(0).await;
+        world
+            .service("svc", echo.port(), &[(echo.ip(), true)])
+            .await;
+        world.upstream("svc", "svc").await;
+        world.route("r", json!([prefix_rule("/r", "svc")])).await;
+        converge("served", || async { get(world.http, "/r").await == 200 }).await;
+        let before = running_hash(&world).await;
+        world
+            .apply(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "alice", "labels": {"gatehouse.dev/consumer": "true"}},
+                "stringData": {"apiKey": "alice-key-123"},
+            }))
+            .await;
+        converge("a new table with the consumer is pushed", || async {
+            running_hash(&world)
+                .await
+                .is_some_and(|h| Some(&h) != before.as_ref())
+        })
+        .await;
+    });
+}
+
+/// The hash of the table the world's proxy runs (over its admin socket).
+async fn running_hash(world: &World) -> Option<String> {
+    let proxy = gatehouse_controller::push::Proxy::new(&world.socket);
+    proxy.running().await.ok().map(|r| r.hash)
+}

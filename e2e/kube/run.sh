@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# make e2e-kube: the kube e2e suite (crates/gatehouse/tests/kube.rs) against a real
+# kube-apiserver + etcd built from Go modules (e2e/controlplane), inside a network
+# namespace of its own so EndpointSlices can name non-loopback test addresses that
+# exist only there.
+#
+# Outside the namespace: build everything (network needed for crates and Go modules).
+# Inside: lo up, test addresses, control plane, CRDs, RBAC, the controller's
+# ServiceAccount token, then the suite. Everything started is stopped on exit.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cd "$repo"
+
+if [[ "${1:-}" != "--inside" ]]; then
+  "$repo/e2e/controlplane/build.sh" etcd kube-apiserver kubectl
+  cargo build --locked -q -p gatehouse
+  cargo test --locked -q -p gatehouse --test kube --no-run
+  exec unshare --net -- "$0" --inside
+fi
+
+# --- inside the network namespace ---
+shift
+ip link set lo up
+addrs=(198.18.0.2 198.18.0.3 198.18.0.4)
+for a in "${addrs[@]}"; do ip addr add "$a/32" dev lo; done
+
+state="$repo/target/e2e-kube"
+rm -rf "$state"
+mkdir -p "$state"
+stop() { "$repo/e2e/controlplane/stop.sh" "$state/controlplane" >/dev/null 2>&1 || true; }
+trap stop EXIT
+kubeconfig="$("$repo/e2e/controlplane/start.sh" "$state/controlplane" | tail -n 1)"
+kubectl="$repo/target/controlplane/bin/kubectl --kubeconfig $kubeconfig"
+
+# Our CRDs, checked by the real API server (structural schemas, CEL rules).
+$kubectl apply -f "$repo/crds/" >/dev/null
+$kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
+
+# The controller runs as a ServiceAccount with exactly the chart's rules.
+$kubectl create namespace gatehouse-system >/dev/null
+$kubectl -n gatehouse-system create serviceaccount gatehouse-controller >/dev/null
+$kubectl apply -f "$repo/deploy/controller-rbac.yaml" >/dev/null
+$kubectl create clusterrolebinding gatehouse-controller \
+  --clusterrole=gatehouse-controller \
+  --serviceaccount=gatehouse-system:gatehouse-controller >/dev/null
+token="$($kubectl -n gatehouse-system create token gatehouse-controller --duration=2h)"
+server="$($kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')"
+ca="$($kubectl config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+cat > "$state/controller.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: e2e, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: controller, user: {token: "$token"}}]
+contexts: [{name: e2e, context: {cluster: e2e, user: controller}}]
+current-context: e2e
+KC
+
+export GATEHOUSE_E2E_KUBECONFIG="$kubeconfig"
+export GATEHOUSE_E2E_CONTROLLER_KUBECONFIG="$state/controller.kubeconfig"
+export GATEHOUSE_E2E_ADDRS="$(IFS=,; echo "${addrs[*]}")"
+export GATEHOUSE_E2E_LEASE_BINDING="gatehouse-system/gatehouse-controller"
+cargo test --offline --locked -q -p gatehouse --test kube -- --test-threads=3 "$@"
