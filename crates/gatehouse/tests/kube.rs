@@ -204,6 +204,13 @@ impl World {
     }
 
     fn start_controller(&mut self) {
+        let identity = format!("{}-controller", self.ns);
+        let socket = self.socket.clone();
+        self.controller = Some(self.spawn_controller(&identity, &socket));
+    }
+
+    /// A controller replica for this namespace, pushing to `socket`.
+    fn spawn_controller(&self, identity: &str, socket: &std::path::Path) -> Running {
         let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(["controller", "--coalesce", "20ms"])
             .arg("--namespace")
@@ -211,16 +218,24 @@ impl World {
             .arg("--lease-namespace")
             .arg(&self.ns)
             .arg("--identity")
-            .arg(format!("{}-controller", self.ns))
+            .arg(identity)
             .arg("--admin-socket")
-            .arg(&self.socket)
+            .arg(socket)
             .env("KUBECONFIG", &self.controller_kubeconfig)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start gatehouse controller");
-        self.controller = Some(Running(child));
+        Running(child)
+    }
+
+    /// Who holds the Lease `gatehouse-controller` in this namespace.
+    async fn lease_holder(&self) -> Option<String> {
+        let o = self
+            .get_object("coordination.k8s.io/v1", "Lease", "gatehouse-controller")
+            .await?;
+        o["spec"]["holderIdentity"].as_str().map(String::from)
     }
 
     /// Server-side applies `object` in the test namespace (unless it names another).
@@ -742,4 +757,147 @@ fn a_consumer_secret_change_is_compiled_and_pushed() {
 async fn running_hash(world: &World) -> Option<String> {
     let proxy = gatehouse_controller::push::Proxy::new(&world.socket);
     proxy.running().await.ok().map(|r| r.hash)
+}
+
+#[path = "../../api/tests/cel_cases/mod.rs"]
+mod cel_cases;
+
+#[test]
+fn the_api_server_enforces_every_cel_rule_with_its_message() {
+    with_cluster("cel", |cluster| async move {
+        let client = admin_client(&cluster.admin).await;
+        let mut wrong = Vec::new();
+        let cases = cel_cases::cases();
+        for (i, case) in cases.iter().enumerate() {
+            let object: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "gatehouse.dev/v1alpha1",
+                "kind": case.kind,
+                "metadata": {"name": format!("cel-{i}"), "namespace": "default"},
+                "spec": case.spec,
+            }))
+            .expect("a case is an object");
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                client.clone(),
+                "default",
+                &resource("gatehouse.dev/v1alpha1", case.kind),
+            );
+            let params = kube::api::PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            match (api.create(&params, &object).await, case.rejects) {
+                (Ok(_), None) => {}
+                (Err(kube::Error::Api(s)), Some(rule)) if s.message.contains(rule) => {}
+                (result, expected) => wrong.push(format!(
+                    "case {i} ({}): expected {expected:?}, got {:?}",
+                    case.kind,
+                    result.map(|_| "accepted").map_err(|e| e.to_string())
+                )),
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} of {} cases:\n{}",
+            wrong.len(),
+            cases.len(),
+            wrong.join("\n")
+        );
+    });
+}
+
+#[test]
+fn every_example_manifest_is_accepted_by_the_api_server() {
+    with_cluster("examples", |cluster| async move {
+        let client = admin_client(&cluster.admin).await;
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut checked = 0;
+        for dir in ["examples", "bench"] {
+            let parsed =
+                gatehouse_api::manifest::read_path(&root.join(dir)).expect("examples read");
+            assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+            for doc in parsed.documents {
+                let value = match &doc.object {
+                    gatehouse_api::manifest::Object::ApiRoute(o) => serde_json::to_value(o),
+                    gatehouse_api::manifest::Object::Upstream(o) => serde_json::to_value(o),
+                    gatehouse_api::manifest::Object::ApiPolicy(o) => serde_json::to_value(o),
+                    _ => continue,
+                }
+                .expect("serializes");
+                let mut object: DynamicObject = serde_json::from_value(value).expect("object");
+                object.metadata.namespace = Some("default".into());
+                let kind = object
+                    .types
+                    .as_ref()
+                    .map(|t| t.kind.clone())
+                    .unwrap_or_default();
+                let api: Api<DynamicObject> = Api::namespaced_with(
+                    client.clone(),
+                    "default",
+                    &resource("gatehouse.dev/v1alpha1", &kind),
+                );
+                let params = kube::api::PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                };
+                if let Err(e) = api.create(&params, &object).await {
+                    panic!("{} is refused by the API server: {e}", doc.origin);
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "no example objects found");
+    });
+}
+
+#[test]
+fn only_the_lease_holder_writes_status_and_another_replica_takes_over() {
+    with_cluster("leader", |cluster| async move {
+        let mut world = World::new(&cluster, "leader").await;
+        let echo = world.echo(0).await;
+        world
+            .service("svc", echo.port(), &[(echo.ip(), true)])
+            .await;
+        world.upstream("svc", "svc").await;
+        world.route("r", json!([prefix_rule("/r", "svc")])).await;
+        let first = format!("{}-controller", world.ns);
+        converge("the first replica leads", || async {
+            world.lease_holder().await.as_deref() == Some(first.as_str())
+        })
+        .await;
+        converge("Programmed", || async {
+            world
+                .condition_is("ApiRoute", "r", "Programmed", "True", "Programmed")
+                .await
+        })
+        .await;
+
+        // A second replica whose proxy is down: were it to write status, the route would
+        // turn Programmed=False Pending.
+        let dead_socket = world._dir.path().join("nobody.sock");
+        let _second = world.spawn_controller("second", &dead_socket);
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                world
+                    .condition_is("ApiRoute", "r", "Programmed", "True", "Programmed")
+                    .await,
+                "the follower wrote status"
+            );
+        }
+        assert_eq!(world.lease_holder().await.as_deref(), Some(first.as_str()));
+
+        // The leader dies: within the Lease's duration the second takes over, and its
+        // view (its proxy is unreachable) is what status shows now.
+        world.controller.take();
+        converge("the second replica takes the Lease", || async {
+            world.lease_holder().await.as_deref() == Some("second")
+        })
+        .await;
+        converge("the new leader writes status", || async {
+            world
+                .condition_is("ApiRoute", "r", "Programmed", "False", "Pending")
+                .await
+        })
+        .await;
+    });
 }
