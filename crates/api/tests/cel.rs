@@ -57,7 +57,6 @@ fn all_rules(node: &Value, out: &mut BTreeSet<String>) {
     }
 }
 
-
 #[test]
 fn every_rule_accepts_and_rejects_as_documented() {
     let mut failures = Vec::new();
