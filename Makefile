@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: help run build test check fmt lint unit e2e-kube e2e-kind crds docs bench bench-compiler clean
+.PHONY: help run build test check fmt lint unit e2e-kube e2e-kind bench-propagation crds docs bench bench-compiler clean
 
 help: ## this list
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,9 @@ unit: ## cargo test for the whole workspace (includes the built-binary e2e tests
 
 e2e-kube: ## the controller suite against a kube-apiserver + etcd built from Go modules (root: uses a network namespace)
 	e2e/kube/run.sh
+
+bench-propagation: ## write-to-traffic latency through the real API server with 1,000 and 10,000 routes (p50/p99)
+	e2e/kube/run.sh --bench
 
 e2e-kind: ## the same suite against the cluster of KUBECONFIG (e.g. kind); see e2e/kube/README.md
 	e2e/kube/kind.sh

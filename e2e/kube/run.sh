@@ -13,15 +13,20 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 cd "$repo"
 
+# `run.sh --bench`: the propagation benchmark (issue 4, scenario 13) instead of the
+# suite, with the release build.
 if [[ "${1:-}" != "--inside" ]]; then
   "$repo/e2e/controlplane/build.sh" etcd kube-apiserver kubectl
   cargo build --locked -q -p gatehouse
   cargo test --locked -q -p gatehouse --test kube --no-run
-  exec unshare --net -- "$0" --inside
+  if [[ "${1:-}" == "--bench" ]]; then cargo build --locked -q --release -p gatehouse; fi
+  exec unshare --net -- "$0" --inside "$@"
 fi
 
 # --- inside the network namespace ---
 shift
+bench=0
+if [[ "${1:-}" == "--bench" ]]; then bench=1; shift; fi
 ip link set lo up
 addrs=(198.18.0.2 198.18.0.3 198.18.0.4)
 for a in "${addrs[@]}"; do ip addr add "$a/32" dev lo; done
@@ -61,4 +66,13 @@ export GATEHOUSE_E2E_KUBECONFIG="$kubeconfig"
 export GATEHOUSE_E2E_CONTROLLER_KUBECONFIG="$state/controller.kubeconfig"
 export GATEHOUSE_E2E_ADDRS="$(IFS=,; echo "${addrs[*]}")"
 export GATEHOUSE_E2E_LEASE_BINDING="gatehouse-system/gatehouse-controller"
-cargo test --offline --locked -q -p gatehouse --test kube -- --test-threads=3 "$@"
+if [[ $bench == 1 ]]; then
+  export GATEHOUSE_BIN="$repo/target/release/gatehouse"
+  cargo test --offline --locked -q -p gatehouse --test kube -- --ignored --exact propagation_bench --nocapture "$@"
+else
+  cargo test --offline --locked -q -p gatehouse --test kube -- --test-threads=3 "$@"
+  # Alone, after the rest: it takes the API server down.
+  export GATEHOUSE_E2E_CONTROLPLANE_DIR="$state/controlplane"
+  cargo test --offline --locked -q -p gatehouse --test kube -- --ignored --exact \
+    the_controller_converges_after_an_api_server_restart_with_compaction --nocapture
+fi

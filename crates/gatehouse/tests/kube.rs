@@ -34,6 +34,15 @@ use serde_json::{Value, json};
 
 use common::{Running, free_port, status};
 
+/// The binary under test: this build's, or `GATEHOUSE_BIN` (the propagation bench
+/// sets it to the release build).
+fn gatehouse_bin() -> PathBuf {
+    std::env::var_os("GATEHOUSE_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_gatehouse")),
+        PathBuf::from,
+    )
+}
+
 /// How long anything may take to converge before a test fails.
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -182,7 +191,7 @@ impl World {
 
     fn start_proxy(&mut self) {
         let admin = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        let child = Command::new(gatehouse_bin())
             .args(["proxy", "--workers", "1", "--metrics", "off"])
             .arg("--http")
             .arg(self.http.to_string())
@@ -211,7 +220,7 @@ impl World {
 
     /// A controller replica for this namespace, pushing to `socket`.
     fn spawn_controller(&self, identity: &str, socket: &std::path::Path) -> Running {
-        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        let child = Command::new(gatehouse_bin())
             .args(["controller", "--coalesce", "20ms"])
             .arg("--namespace")
             .arg(&self.ns)
@@ -899,5 +908,166 @@ fn only_the_lease_holder_writes_status_and_another_replica_takes_over() {
                 .await
         })
         .await;
+    });
+}
+
+/// Write-to-traffic latency: with `routes` routes served, how long after an API write
+/// (a route's path changes) the proxy serves the new path. Prints p50/p99 over
+/// `samples` writes. A benchmark, not a test: run by `make bench-propagation`.
+async fn propagation(cluster: &Cluster, routes: usize, samples: usize) {
+    use futures_util::StreamExt;
+    let world = World::new(cluster, &format!("propagation-{routes}")).await;
+    let echo = world.echo(0).await;
+    world
+        .service("svc", echo.port(), &[(echo.ip(), true)])
+        .await;
+    world.upstream("svc", "svc").await;
+    let started = std::time::Instant::now();
+    futures_util::stream::iter(0..routes)
+        .map(|i| {
+            let world = &world;
+            async move {
+                world
+                    .route(
+                        &format!("r{i}"),
+                        json!([prefix_rule(&format!("/r{i}"), "svc")]),
+                    )
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    let last = format!("/r{}", routes - 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while get(world.http, &last).await != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{routes} routes never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "propagation: {routes} routes created and served in {:?}",
+        started.elapsed()
+    );
+    let mut took = Vec::with_capacity(samples);
+    for s in 0..samples {
+        let path = format!("/moved-{s}");
+        let t0 = std::time::Instant::now();
+        world
+            .route(
+                &format!("r{}", s % routes),
+                json!([prefix_rule(&path, "svc")]),
+            )
+            .await;
+        loop {
+            if get(world.http, &path).await == 200 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "a change never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        took.push(t0.elapsed());
+    }
+    took.sort();
+    let pct = |p: f64| took[((took.len() as f64 * p).ceil() as usize).clamp(1, took.len()) - 1];
+    println!(
+        "propagation {routes:>6} routes: p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms  ({samples} writes)",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        took[took.len() - 1].as_secs_f64() * 1e3,
+    );
+}
+
+#[test]
+#[ignore = "a benchmark: make bench-propagation"]
+fn propagation_bench() {
+    with_cluster("propagation", |cluster| async move {
+        let samples = std::env::var("PROPAGATION_SAMPLES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(50);
+        for routes in [1_000, 10_000] {
+            propagation(&cluster, routes, samples).await;
+        }
+    });
+}
+
+#[test]
+#[ignore = "restarts the API server: run alone by make e2e-kube after the suite"]
+fn the_controller_converges_after_an_api_server_restart_with_compaction() {
+    with_cluster("apiserver-restart", |cluster| async move {
+        let Some(state) = std::env::var_os("GATEHOUSE_E2E_CONTROLPLANE_DIR") else {
+            eprintln!("skipped: GATEHOUSE_E2E_CONTROLPLANE_DIR is not set (make e2e-kube)");
+            return;
+        };
+        let world = World::new(&cluster, "restart").await;
+        let echo = world.echo(0).await;
+        world
+            .service("svc", echo.port(), &[(echo.ip(), true)])
+            .await;
+        world.upstream("svc", "svc").await;
+        world
+            .route("before", json!([prefix_rule("/before", "svc")]))
+            .await;
+        converge("served", || async {
+            get(world.http, "/before").await == 200
+        })
+        .await;
+
+        // Traffic throughout the outage.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let http = world.http;
+        let load = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if status(http, "/before") == 200 {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+                (ok, failed)
+            })
+        };
+
+        // etcd compacted (old resourceVersions answer 410), API server down and back.
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../e2e/controlplane/restart-apiserver.sh");
+        let restarted = tokio::task::spawn_blocking(move || {
+            Command::new(script)
+                .arg(state)
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .await
+        .unwrap_or(false);
+        assert!(restarted, "the API server restarted");
+
+        // The watches relist and the controller converges on what is written now.
+        world
+            .route("after", json!([prefix_rule("/after", "svc")]))
+            .await;
+        converge("a change after the restart is served", || async {
+            get(world.http, "/after").await == 200
+        })
+        .await;
+        converge("status is written again", || async {
+            world
+                .condition_is("ApiRoute", "after", "Programmed", "True", "Programmed")
+                .await
+        })
+        .await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = load.join().expect("load thread");
+        eprintln!("during the API server restart: {ok} requests ok, {failed} failed");
+        assert_eq!(failed, 0, "the proxy kept serving ({ok} ok)");
+        assert!(ok > 0);
     });
 }
