@@ -14,7 +14,7 @@
 //! - Every replica compiles and pushes to its own proxy; the proxy is asked what it runs
 //!   every [`RECHECK`], so a restarted proxy gets the table again.
 //! - Only the Lease holder writes status (`lease.rs`), and only what changed
-//!   (`status.rs`).
+//!   (`status.rs`), with an Event for each condition that changed.
 
 pub mod lease;
 pub mod push;
@@ -118,6 +118,13 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         leadership.clone(),
     ));
     let proxy = Proxy::new(&config.socket);
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "gatehouse".into(),
+            instance: Some(config.identity.clone()),
+        },
+    );
     let mut changes = store.subscribe();
     let mut recheck = tokio::time::interval(RECHECK);
     let mut compiled: Option<Arc<Output>> = None;
@@ -184,9 +191,12 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
 
         if leadership.is_leader() {
             let writes = status::pending(out, &programmed, &store.lock());
-            for (object, status) in writes {
-                if let Err(e) = status::write(&client, &object, status).await {
-                    tracing::warn!(%object, error = %e, "status write failed; will retry");
+            for w in writes {
+                match status::write(&client, &w.object, w.status.clone()).await {
+                    Ok(()) => status::announce(&recorder, &w).await,
+                    Err(e) => {
+                        tracing::warn!(object = %w.object, error = %e, "status write failed; will retry")
+                    }
                 }
             }
         }

@@ -139,23 +139,109 @@ fn live(objects: &Objects, object: &ObjectRef) -> Option<(Value, Vec<Condition>)
     Some((status, conditions))
 }
 
+/// A status to write, and the Events its condition transitions call for.
+#[derive(Debug)]
+pub struct Write {
+    /// The object.
+    pub object: ObjectRef,
+    /// Its `uid` (Events refer to it).
+    pub uid: Option<String>,
+    /// The whole status.
+    pub status: Value,
+    /// Conditions whose status or reason changed (or that are new):
+    /// (type, status, reason, message).
+    pub transitions: Vec<(String, String, String, String)>,
+}
+
 /// Status writes that `out` and `programmed` call for: objects whose live status differs.
-pub fn pending(
-    out: &Output,
-    programmed: &Programmed,
-    objects: &Objects,
-) -> Vec<(ObjectRef, Value)> {
+pub fn pending(out: &Output, programmed: &Programmed, objects: &Objects) -> Vec<Write> {
     let mut writes = Vec::new();
     for (object, s) in &out.statuses {
         let Some((live_status, live_conditions)) = live(objects, object) else {
             continue;
         };
         let want = desired(object, s, programmed, &live_conditions);
-        if want != live_status {
-            writes.push((object.clone(), want));
+        if want == live_status {
+            continue;
         }
+        let wanted: Vec<Condition> =
+            serde_json::from_value(want["conditions"].clone()).unwrap_or_default();
+        let transitions = wanted
+            .iter()
+            .filter(|c| {
+                !live_conditions
+                    .iter()
+                    .any(|l| l.type_ == c.type_ && l.status == c.status && l.reason == c.reason)
+            })
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone(),
+                    c.message.clone(),
+                )
+            })
+            .collect();
+        writes.push(Write {
+            object: object.clone(),
+            uid: uid(objects, object),
+            status: want,
+            transitions,
+        });
     }
     writes
+}
+
+fn uid(objects: &Objects, object: &ObjectRef) -> Option<String> {
+    let (ns, name) = (object.namespace.as_str(), object.name.as_str());
+    match object.kind {
+        Kind::ApiRoute => objects.routes.get(ns, name)?.metadata.uid.clone(),
+        Kind::Upstream => objects.upstreams.get(ns, name)?.metadata.uid.clone(),
+        Kind::ApiPolicy => objects.policies.get(ns, name)?.metadata.uid.clone(),
+        _ => None,
+    }
+}
+
+/// At most `max` bytes (an Event's note is limited to 1 KiB), cut at a char boundary.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Publishes one Event per condition transition of `write` (Warning when a condition
+/// turns False, Normal when True).
+pub async fn announce(recorder: &kube::runtime::events::Recorder, write: &Write) {
+    use kube::runtime::events::{Event, EventType};
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("gatehouse.dev/v1alpha1".into()),
+        kind: Some(write.object.kind.to_string()),
+        name: Some(write.object.name.clone()),
+        namespace: Some(write.object.namespace.clone()),
+        uid: write.uid.clone(),
+        ..Default::default()
+    };
+    for (type_, status, reason, message) in &write.transitions {
+        let event = Event {
+            type_: if status == "True" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: reason.clone(),
+            note: Some(truncate(format!("{type_}={status}: {message}"), 1024)),
+            action: type_.clone(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(object = %write.object, error = %e, "event not recorded");
+        }
+    }
 }
 
 /// Writes one status with server-side apply.

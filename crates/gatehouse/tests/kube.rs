@@ -587,6 +587,25 @@ fn invalid_missing_and_conflicting_routes_report_and_affect_only_themselves() {
                 .await
         })
         .await;
+        converge("a Warning Event says why", || async {
+            let events: Api<DynamicObject> = Api::namespaced_with(
+                world.client.clone(),
+                &world.ns,
+                &resource("events.k8s.io/v1", "Event"),
+            );
+            events
+                .list(&Default::default())
+                .await
+                .map(|l| {
+                    l.items.iter().any(|e| {
+                        e.data["regarding"]["name"] == "bad-regex"
+                            && e.data["reason"] == "Invalid"
+                            && e.data["type"] == "Warning"
+                    })
+                })
+                .unwrap_or(false)
+        })
+        .await;
 
         // A missing Upstream: ResolvedRefs=False, and the route answers 503.
         world
