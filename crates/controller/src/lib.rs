@@ -118,6 +118,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         leadership.clone(),
     ));
     let proxy = Proxy::new(&config.socket);
+    let (status_tx, status_rx) = tokio::sync::watch::channel::<StatusSnapshot>(None);
     let recorder = kube::runtime::events::Recorder::new(
         client.clone(),
         kube::runtime::events::Reporter {
@@ -125,6 +126,13 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             instance: Some(config.identity.clone()),
         },
     );
+    tokio::spawn(write_status(
+        client.clone(),
+        store.clone(),
+        leadership.clone(),
+        recorder,
+        status_rx,
+    ));
     let mut changes = store.subscribe();
     let mut recheck = tokio::time::interval(RECHECK);
     let mut compiled: Option<Arc<Output>> = None;
@@ -189,14 +197,67 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             }
         };
 
-        if leadership.is_leader() {
-            let writes = status::pending(out, &programmed, &store.lock());
-            for w in writes {
-                match status::write(&client, &w.object, w.status.clone()).await {
-                    Ok(()) => status::announce(&recorder, &w).await,
-                    Err(e) => {
-                        tracing::warn!(object = %w.object, error = %e, "status write failed; will retry")
+        // Status is written beside this loop, never in its way: a backlog of thousands
+        // of status writes must not delay the next push.
+        status_tx.send_replace(Some((out.clone(), programmed.clone())));
+    }
+}
+
+/// Status writes in flight at once.
+const STATUS_CONCURRENCY: usize = 16;
+
+type StatusSnapshot = Option<(Arc<Output>, Programmed)>;
+
+/// Writes the status the latest snapshot calls for while this replica leads; moves on
+/// to a newer snapshot as soon as there is one (stale writes are skipped), and retries
+/// what failed on the next round.
+async fn write_status(
+    client: Client,
+    store: Store,
+    leadership: lease::Leadership,
+    recorder: kube::runtime::events::Recorder,
+    mut snapshots: tokio::sync::watch::Receiver<StatusSnapshot>,
+) {
+    let mut retry = tokio::time::interval(RECHECK);
+    let mut newer = false;
+    loop {
+        if !newer {
+            tokio::select! {
+                r = snapshots.changed() => if r.is_err() { return },
+                _ = retry.tick() => {}
+            }
+        }
+        newer = false;
+        if !leadership.is_leader() {
+            continue;
+        }
+        let Some((out, programmed)) = snapshots.borrow_and_update().clone() else {
+            continue;
+        };
+        let writes = status::pending(&out, &programmed, &store.lock());
+        let mut writes = futures_util::stream::iter(writes)
+            .map(|w| {
+                let (client, recorder) = (&client, &recorder);
+                async move {
+                    match status::write(client, &w.object, w.status.clone()).await {
+                        Ok(()) => status::announce(recorder, &w).await,
+                        Err(e) => {
+                            tracing::warn!(object = %w.object, error = %e, "status write failed; will retry")
+                        }
                     }
+                }
+            })
+            .buffer_unordered(STATUS_CONCURRENCY);
+        loop {
+            tokio::select! {
+                next = writes.next() => if next.is_none() { break },
+                // A newer table: what is left may be stale; start over from it.
+                r = snapshots.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    newer = true;
+                    break;
                 }
             }
         }
