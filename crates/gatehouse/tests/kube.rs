@@ -43,6 +43,13 @@ fn gatehouse_bin() -> PathBuf {
     )
 }
 
+/// Where a process's log goes: a file in `GATEHOUSE_E2E_LOGS` when set, else nowhere.
+fn log_to(name: &str) -> Stdio {
+    std::env::var_os("GATEHOUSE_E2E_LOGS")
+        .and_then(|dir| std::fs::File::create(PathBuf::from(dir).join(name)).ok())
+        .map_or_else(Stdio::null, Stdio::from)
+}
+
 /// How long anything may take to converge before a test fails.
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -202,7 +209,7 @@ impl World {
             .arg("--state-dir")
             .arg(&self.state)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_to(&format!("{}-proxy.log", self.ns)))
             .spawn()
             .expect("start gatehouse proxy");
         self.proxy = Some(Running(child));
@@ -233,7 +240,7 @@ impl World {
             .env("KUBECONFIG", &self.controller_kubeconfig)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_to(&format!("{identity}.log")))
             .spawn()
             .expect("start gatehouse controller");
         Running(child)
@@ -1010,7 +1017,11 @@ fn propagation_bench() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(50);
-        for routes in [1_000, 10_000] {
+        let sizes: Vec<usize> = std::env::var("PROPAGATION_ROUTES")
+            .ok()
+            .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![1_000, 10_000]);
+        for routes in sizes {
             propagation(&cluster, routes, samples).await;
         }
     });
