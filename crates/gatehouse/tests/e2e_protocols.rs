@@ -31,7 +31,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use common::{
-    RawResponse, Running, eventually, request, request_head, spawn_gatehouse, try_send_raw,
+    Running, assert_problem, eventually, request, request_head, spawn_gatehouse, try_send_raw,
     upstream_runtime,
 };
 
@@ -340,28 +340,6 @@ async fn close(ws: &mut WebSocketStream<TcpStream>) {
 }
 
 // === blocking helpers ===
-
-/// A gateway-generated error: the status, `application/problem+json` with `type`,
-/// `title`, `status`, `detail`, and `instance` equal to the response's `X-Request-Id`.
-fn assert_problem(r: &RawResponse, status: u16) -> serde_json::Value {
-    assert_eq!(r.status, status, "{r:?} {}", r.text());
-    let content_type = r.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/problem+json"),
-        "{status}: content-type {content_type:?}, body {:?}",
-        r.text()
-    );
-    let problem = r.json();
-    assert_eq!(problem["status"], status, "{problem}");
-    for field in ["type", "title", "detail"] {
-        assert!(problem[field].is_string(), "{field} missing: {problem}");
-    }
-    let request_id = r
-        .header("x-request-id")
-        .unwrap_or_else(|| panic!("{status} without X-Request-Id: {r:?}"));
-    assert_eq!(problem["instance"], request_id, "{problem}");
-    problem
-}
 
 /// `GET target` (HTTP/1.1, `Connection: close`), answered `200` by the echo upstream;
 /// returns what the echo received.

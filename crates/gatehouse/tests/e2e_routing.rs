@@ -16,8 +16,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use common::{
-    RawResponse, Running, canned_upstream, closing_upstream, echoed, free_port, request,
-    request_head, send_raw, send_streaming, spawn_gatehouse, upstream_runtime,
+    RawResponse, Running, assert_problem, canned_upstream, closing_upstream, echoed, free_port,
+    request, request_head, send_raw, send_streaming, spawn_gatehouse, upstream_runtime,
 };
 
 // === the gateway under test ===
@@ -640,29 +640,6 @@ fn location(r: &RawResponse, status: u16) -> &str {
     assert_eq!(r.status, status, "{r:?}");
     r.header("location")
         .unwrap_or_else(|| panic!("a redirect without Location: {r:?}"))
-}
-
-/// A gateway-generated error: the status, `application/problem+json` with `type`,
-/// `title`, `status`, `detail`, and `instance` equal to the response's `X-Request-Id`.
-/// Returns the problem document.
-fn assert_problem(r: &RawResponse, status: u16) -> serde_json::Value {
-    assert_eq!(r.status, status, "{r:?} {}", r.text());
-    let content_type = r.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/problem+json"),
-        "{status}: content-type {content_type:?}, body {:?}",
-        r.text()
-    );
-    let problem = r.json();
-    assert_eq!(problem["status"], status, "{problem}");
-    for field in ["type", "title", "detail"] {
-        assert!(problem[field].is_string(), "{field} missing: {problem}");
-    }
-    let request_id = r
-        .header("x-request-id")
-        .unwrap_or_else(|| panic!("{status} without X-Request-Id: {r:?}"));
-    assert_eq!(problem["instance"], request_id, "{problem}");
-    problem
 }
 
 /// The methods an `Allow` header lists.

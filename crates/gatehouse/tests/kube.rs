@@ -338,6 +338,14 @@ impl World {
         .await;
     }
 
+    /// An echo upstream behind the Service and Upstream `name`; returns its address.
+    async fn echo_service(&self, name: &str) -> SocketAddr {
+        let echo = self.echo(0).await;
+        self.service(name, echo.port(), &[(echo.ip(), true)]).await;
+        self.upstream(name, name).await;
+        echo
+    }
+
     async fn upstream(&self, name: &str, service: &str) {
         self.apply(json!({
             "apiVersion": "gatehouse.dev/v1alpha1", "kind": "Upstream",
@@ -442,11 +450,7 @@ fn prefix_rule(path: &str, upstream: &str) -> Value {
 fn a_route_to_a_service_serves_and_reports_programmed_then_follows_edits_and_deletion() {
     with_cluster("route-lifecycle", |cluster| async move {
         let world = World::new(&cluster, "lifecycle").await;
-        let echo = world.echo(0).await;
-        world
-            .service("users", echo.port(), &[(echo.ip(), true)])
-            .await;
-        world.upstream("users", "users").await;
+        world.echo_service("users").await;
         world
             .route("users", json!([prefix_rule("/users", "users")]))
             .await;
@@ -568,11 +572,7 @@ fn traffic_follows_endpoint_slices_and_skips_endpoints_that_are_not_ready() {
 fn invalid_missing_and_conflicting_routes_report_and_affect_only_themselves() {
     with_cluster("errors", |cluster| async move {
         let world = World::new(&cluster, "errors").await;
-        let echo = world.echo(0).await;
-        world
-            .service("svc", echo.port(), &[(echo.ip(), true)])
-            .await;
-        world.upstream("svc", "svc").await;
+        world.echo_service("svc").await;
         world
             .route("good", json!([prefix_rule("/good", "svc")]))
             .await;
@@ -696,11 +696,7 @@ fn objects_outside_the_watched_namespace_are_ignored() {
     with_cluster("scoping", |cluster| async move {
         let world = World::new(&cluster, "scoping").await;
         let other = World::new(&cluster, "scoping-other").await;
-        let echo = world.echo(0).await;
-        world
-            .service("svc", echo.port(), &[(echo.ip(), true)])
-            .await;
-        world.upstream("svc", "svc").await;
+        let echo = world.echo_service("svc").await;
         world
             .route("mine", json!([prefix_rule("/mine", "svc")]))
             .await;
@@ -729,11 +725,7 @@ fn objects_outside_the_watched_namespace_are_ignored() {
 fn the_proxy_serves_without_its_controller_and_across_its_own_restart() {
     with_cluster("static-stability", |cluster| async move {
         let mut world = World::new(&cluster, "stability").await;
-        let echo = world.echo(0).await;
-        world
-            .service("svc", echo.port(), &[(echo.ip(), true)])
-            .await;
-        world.upstream("svc", "svc").await;
+        world.echo_service("svc").await;
         world.route("r", json!([prefix_rule("/r", "svc")])).await;
         converge("served", || async { get(world.http, "/r").await == 200 }).await;
 
@@ -764,11 +756,7 @@ fn the_proxy_serves_without_its_controller_and_across_its_own_restart() {
 fn a_consumer_secret_change_is_compiled_and_pushed() {
     with_cluster("secrets", |cluster| async move {
         let world = World::new(&cluster, "secrets").await;
-        let echo = world.echo(0).await;
-        world
-            .service("svc", echo.port(), &[(echo.ip(), true)])
-            .await;
-        world.upstream("svc", "svc").await;
+        world.echo_service("svc").await;
         world.route("r", json!([prefix_rule("/r", "svc")])).await;
         converge("served", || async { get(world.http, "/r").await == 200 }).await;
         let before = running_hash(&world).await;
@@ -888,11 +876,7 @@ fn every_example_manifest_is_accepted_by_the_api_server() {
 fn only_the_lease_holder_writes_status_and_another_replica_takes_over() {
     with_cluster("leader", |cluster| async move {
         let mut world = World::new(&cluster, "leader").await;
-        let echo = world.echo(0).await;
-        world
-            .service("svc", echo.port(), &[(echo.ip(), true)])
-            .await;
-        world.upstream("svc", "svc").await;
+        world.echo_service("svc").await;
         world.route("r", json!([prefix_rule("/r", "svc")])).await;
         let first = format!("{}-controller", world.ns);
         converge("the first replica leads", || async {
@@ -943,11 +927,7 @@ fn only_the_lease_holder_writes_status_and_another_replica_takes_over() {
 async fn propagation(cluster: &Cluster, routes: usize, samples: usize) {
     use futures_util::StreamExt;
     let world = World::new(cluster, &format!("propagation-{routes}")).await;
-    let echo = world.echo(0).await;
-    world
-        .service("svc", echo.port(), &[(echo.ip(), true)])
-        .await;
-    world.upstream("svc", "svc").await;
+    world.echo_service("svc").await;
     let started = std::time::Instant::now();
     futures_util::stream::iter(0..routes)
         .map(|i| {
@@ -1036,11 +1016,7 @@ fn the_controller_converges_after_an_api_server_restart_with_compaction() {
             return;
         };
         let world = World::new(&cluster, "restart").await;
-        let echo = world.echo(0).await;
-        world
-            .service("svc", echo.port(), &[(echo.ip(), true)])
-            .await;
-        world.upstream("svc", "svc").await;
+        world.echo_service("svc").await;
         world
             .route("before", json!([prefix_rule("/before", "svc")]))
             .await;

@@ -262,7 +262,8 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+/// A JSON answer (admin endpoints and the push socket).
+pub(crate) fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(Bytes::from(v.to_string())));
     *r.status_mut() = status;
     r.headers_mut().insert(

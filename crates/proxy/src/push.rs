@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use gatehouse_table::{FORMAT, Table};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -32,8 +32,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-use crate::admin::AdminState;
-use crate::{Body, full};
+use crate::Body;
+use crate::admin::{AdminState, json};
 
 /// Largest table accepted on the socket.
 const MAX_TABLE_BYTES: usize = 512 * 1024 * 1024;
@@ -303,14 +303,4 @@ fn refused(reasons: Vec<String>) -> Response<Body> {
         StatusCode::UNPROCESSABLE_ENTITY,
         &serde_json::json!({ "reasons": reasons }),
     )
-}
-
-fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(full(Bytes::from(v.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
 }

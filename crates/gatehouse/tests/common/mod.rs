@@ -484,3 +484,26 @@ pub fn echoed(response: &RawResponse) -> Echoed {
         )
     })
 }
+
+/// A gateway-generated error: the status, `application/problem+json` with `type`,
+/// `title`, `status`, `detail`, and `instance` equal to the response's `X-Request-Id`.
+/// Returns the problem document.
+pub fn assert_problem(r: &RawResponse, status: u16) -> serde_json::Value {
+    assert_eq!(r.status, status, "{r:?} {}", r.text());
+    let content_type = r.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "{status}: content-type {content_type:?}, body {:?}",
+        r.text()
+    );
+    let problem = r.json();
+    assert_eq!(problem["status"], status, "{problem}");
+    for field in ["type", "title", "detail"] {
+        assert!(problem[field].is_string(), "{field} missing: {problem}");
+    }
+    let request_id = r
+        .header("x-request-id")
+        .unwrap_or_else(|| panic!("{status} without X-Request-Id: {r:?}"));
+    assert_eq!(problem["instance"], request_id, "{problem}");
+    problem
+}
