@@ -1,19 +1,15 @@
 //! The controller-to-proxy push: `PUT /config` on a Unix socket (mode 0600), and the
 //! state directory where the proxy keeps the last table it applied.
 //!
-//! - `PUT /config` with a JSON [`Table`]: 200 `{"version","hash","persistence"}` once
+//! - `PUT /config` with a JSON [`Table`]: 200 `{"version","hash","persisted"}` when
 //!   applied; 422 `{"reasons": [...]}` when refused (wrong format, does not decode,
 //!   cannot be prepared). A refused table never replaces the running one.
-//! - `GET /config`: `{"version","hash","persistedHash"}` of the running table (empty
-//!   hash before the first one), so a controller can tell that a restarted proxy needs
-//!   its table again.
+//! - `GET /config`: `{"version","hash"}` of the running table (empty hash before the
+//!   first one), so a controller can tell that a restarted proxy needs its table again.
 //!
-//! Applied tables are persisted by a thread of their own, latest first (write to a
-//! temporary file, fsync, rename), so the answer, and the controller's next push, never
-//! wait on the disk, and a crash mid-write leaves the previous file whole. On start the
-//! proxy loads the file and serves before any controller is reachable (static
-//! stability). A crash between applying and persisting loses nothing a controller
-//! cannot give again: it pushes whenever the proxy runs another hash.
+//! The table is persisted after it is applied (write to a temporary file, fsync,
+//! rename), so a crash mid-write leaves the previous file whole. On start the proxy
+//! loads it and serves before any controller is reachable (static stability).
 
 use std::convert::Infallible;
 use std::io::{self, Write};
@@ -96,67 +92,6 @@ impl StateDir {
     }
 }
 
-/// Persists tables on a thread of its own; a newer table replaces one still waiting.
-#[derive(Debug)]
-struct Persister {
-    next: std::sync::Mutex<Option<(Bytes, String)>>,
-    wake: std::sync::Condvar,
-    persisted: std::sync::Mutex<String>,
-}
-
-impl Persister {
-    fn start(store: StateDir) -> io::Result<Arc<Persister>> {
-        let persister = Arc::new(Persister {
-            next: std::sync::Mutex::new(None),
-            wake: std::sync::Condvar::new(),
-            persisted: std::sync::Mutex::new(String::new()),
-        });
-        let worker = persister.clone();
-        std::thread::Builder::new()
-            .name("gatehouse-persist".into())
-            .spawn(move || {
-                loop {
-                    let (bytes, hash) = {
-                        let Ok(mut next) = worker.next.lock() else {
-                            return;
-                        };
-                        loop {
-                            if let Some(job) = next.take() {
-                                break job;
-                            }
-                            next = match worker.wake.wait(next) {
-                                Ok(n) => n,
-                                Err(_) => return,
-                            };
-                        }
-                    };
-                    match store.save(&bytes) {
-                        Ok(()) => {
-                            if let Ok(mut p) = worker.persisted.lock() {
-                                *p = hash;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "the applied table could not be persisted")
-                        }
-                    }
-                }
-            })?;
-        Ok(persister)
-    }
-
-    fn submit(&self, bytes: Bytes, hash: String) {
-        if let Ok(mut next) = self.next.lock() {
-            *next = Some((bytes, hash));
-            self.wake.notify_one();
-        }
-    }
-
-    fn persisted_hash(&self) -> String {
-        self.persisted.lock().map(|p| p.clone()).unwrap_or_default()
-    }
-}
-
 /// The running push listener.
 #[derive(Debug)]
 pub struct PushListening {
@@ -195,10 +130,7 @@ pub fn serve_push(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let store = Arc::new(match store {
-        Some(dir) => Some(Persister::start(dir)?),
-        None => None,
-    });
+    let store = Arc::new(store);
     let thread = std::thread::Builder::new()
         .name("gatehouse-push".into())
         .spawn(move || {
@@ -238,7 +170,7 @@ pub fn serve_push(
 async fn answer(
     req: Request<Incoming>,
     state: &AdminState,
-    store: Option<&Arc<Persister>>,
+    store: Option<&StateDir>,
 ) -> Response<Body> {
     match (req.method().as_str(), req.uri().path()) {
         ("GET", "/config") => {
@@ -248,10 +180,9 @@ async fn answer(
             } else {
                 String::new()
             };
-            let persisted = store.map(|p| p.persisted_hash()).unwrap_or_default();
             json(
                 StatusCode::OK,
-                &serde_json::json!({ "version": table.version, "hash": hash, "persistedHash": persisted }),
+                &serde_json::json!({ "version": table.version, "hash": hash }),
             )
         }
         ("PUT", "/config") => {
@@ -278,17 +209,20 @@ async fn answer(
                 return refused(vec![e.to_string()]);
             }
             state.applied("controller");
-            let persistence = match store {
-                Some(persister) => {
-                    persister.submit(bytes, hash.clone());
-                    "queued"
-                }
-                None => "off",
+            let persisted = match store {
+                Some(store) => match store.save(&bytes) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the applied table could not be persisted");
+                        false
+                    }
+                },
+                None => false,
             };
-            tracing::info!(version, %hash, "table applied");
+            tracing::info!(version, %hash, persisted, "table applied");
             json(
                 StatusCode::OK,
-                &serde_json::json!({ "version": version, "hash": hash, "persistence": persistence }),
+                &serde_json::json!({ "version": version, "hash": hash, "persisted": persisted }),
             )
         }
         _ => json(
