@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
 use gatehouse_table::{FORMAT, Table};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
