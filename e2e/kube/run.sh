@@ -26,7 +26,6 @@ fi
 # --- inside the network namespace ---
 shift
 bench=0
-export GATEHOUSE_E2E_LOGS="${GATEHOUSE_E2E_LOGS:-}"
 if [[ "${1:-}" == "--bench" ]]; then bench=1; shift; fi
 ip link set lo up
 addrs=(198.18.0.2 198.18.0.3 198.18.0.4)

@@ -46,6 +46,7 @@ fn gatehouse_bin() -> PathBuf {
 /// Where a process's log goes: a file in `GATEHOUSE_E2E_LOGS` when set, else nowhere.
 fn log_to(name: &str) -> Stdio {
     std::env::var_os("GATEHOUSE_E2E_LOGS")
+        .filter(|dir| !dir.is_empty())
         .and_then(|dir| std::fs::File::create(PathBuf::from(dir).join(name)).ok())
         .map_or_else(Stdio::null, Stdio::from)
 }
