@@ -54,6 +54,7 @@ fn connection_builder() -> auto::Builder<LocalExec> {
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(PARSER_BUFFER)
+        .writev(false)
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
