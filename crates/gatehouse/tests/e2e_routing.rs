@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use common::{
     RawResponse, Running, assert_problem, canned_upstream, closing_upstream, echoed, free_port,
@@ -603,13 +603,7 @@ impl Gateway {
 /// stops it (a `static` is never dropped, so it holds only a weak reference).
 fn gateway() -> Arc<Gateway> {
     static SHARED: Mutex<Weak<Gateway>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(gateway) = shared.upgrade() {
-        return gateway;
-    }
-    let gateway = Arc::new(Gateway::start());
-    *shared = Arc::downgrade(&gateway);
-    gateway
+    common::shared(&SHARED, Gateway::start)
 }
 
 // === request helpers ===

@@ -507,3 +507,21 @@ pub fn assert_problem(r: &RawResponse, status: u16) -> serde_json::Value {
     assert_eq!(problem["instance"], request_id, "{problem}");
     problem
 }
+
+/// The value in `slot` while anyone still holds it, else a new one from `make`: a
+/// fixture shared by the tests that run at the same time, stopped when the last one
+/// finishes (a `static` is never dropped, so it holds only a weak reference).
+pub fn shared<T>(
+    slot: &std::sync::Mutex<std::sync::Weak<T>>,
+    make: impl FnOnce() -> T,
+) -> std::sync::Arc<T> {
+    let mut held = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(value) = held.upgrade() {
+        return value;
+    }
+    let value = std::sync::Arc::new(make());
+    *held = std::sync::Arc::downgrade(&value);
+    value
+}
