@@ -17,6 +17,13 @@ use common::{Running, echo_upstream, eventually, free_port, status};
 
 /// `gatehouse proxy` on free ports with its socket and state in `dir`.
 fn start_proxy(dir: &Path) -> (Running, SocketAddr, SocketAddr) {
+    let (running, http, admin, _) = spawn_proxy(dir, &dir.join("state"));
+    (running, http, admin)
+}
+
+/// `gatehouse proxy` with its socket in `dir` and `--state-dir state` (a path or
+/// `off`), once its admin socket exists: (process, http, admin, metrics).
+fn spawn_proxy(dir: &Path, state: &Path) -> (Running, SocketAddr, SocketAddr, SocketAddr) {
     let (http, admin, metrics) = (free_port(), free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["proxy", "--workers", "1"])
@@ -29,7 +36,7 @@ fn start_proxy(dir: &Path) -> (Running, SocketAddr, SocketAddr) {
         .arg("--admin-socket")
         .arg(dir.join("admin.sock"))
         .arg("--state-dir")
-        .arg(dir.join("state"))
+        .arg(state)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -43,7 +50,7 @@ fn start_proxy(dir: &Path) -> (Running, SocketAddr, SocketAddr) {
         eventually(|| dir.join("admin.sock").exists()),
         "the admin socket exists"
     );
-    (running, http, admin)
+    (running, http, admin, metrics)
 }
 
 fn compile(manifests: &str) -> gatehouse_table::Table {
@@ -179,23 +186,7 @@ fn pushed_tables_are_served_refusals_change_nothing_and_restarts_serve_the_last_
 #[test]
 fn the_metrics_listener_serves_only_probes_and_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (http, admin, metrics) = (free_port(), free_port(), free_port());
-    let _proxy = Running(
-        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["proxy", "--workers", "1", "--state-dir", "off"])
-            .arg("--http")
-            .arg(http.to_string())
-            .arg("--admin")
-            .arg(admin.to_string())
-            .arg("--metrics")
-            .arg(metrics.to_string())
-            .arg("--admin-socket")
-            .arg(dir.path().join("admin.sock"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start gatehouse proxy"),
-    );
+    let (_proxy, _, admin, metrics) = spawn_proxy(dir.path(), Path::new("off"));
     assert!(eventually(|| status(metrics, "/healthz") == 200));
     assert_eq!(status(metrics, "/readyz"), 503);
     assert_eq!(status(metrics, "/metrics"), 200);
