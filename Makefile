@@ -1,11 +1,15 @@
 # Gatehouse — the commands a newcomer and CI use. `make help` lists them.
 CARGO ?= cargo
 SHELL := /bin/bash
+# The release build, defined once: `make bench` and the Dockerfile's build stage run
+# exactly this (charts/tests checks the Dockerfile).
+RELEASE_BUILD := $(CARGO) build --release --locked -p gatehouse
+IMAGE ?= gatehouse:$(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' charts/gatehouse/Chart.yaml)
 
-.PHONY: help run build test check fmt lint unit e2e-kube e2e-kind bench-propagation crds docs bench bench-compiler clean
+.PHONY: help run build test check fmt lint unit e2e-kube e2e-kind bench-propagation crds docs bench bench-compiler clean chart-crds chart-test e2e-helm manifests image
 
 help: ## this list
-	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## serve examples/quickstart in front of a live echo upstream (Ctrl-C stops both)
 	$(CARGO) build -q -p gatehouse -p gatehouse-testkit
@@ -25,7 +29,7 @@ run: ## serve examples/quickstart in front of a live echo upstream (Ctrl-C stops
 build: ## build the gatehouse binary (debug)
 	$(CARGO) build -p gatehouse
 
-test: check unit e2e-kube ## everything CI runs: format, clippy, unit + integration + e2e tests
+test: check unit e2e-kube chart-test e2e-helm ## everything CI runs: format, clippy, unit + integration + e2e tests, the Helm chart
 	@echo "make test: all checks passed"
 
 check: ## formatting and clippy with warnings denied
@@ -38,6 +42,24 @@ unit: ## cargo test for the whole workspace (includes the built-binary e2e tests
 e2e-kube: ## the controller suite against a kube-apiserver + etcd built from Go modules (root: uses a network namespace)
 	e2e/kube/run.sh
 
+chart-test: ## the Helm chart: helm lint --strict, Kubernetes 1.34 schemas, chart assertions, manifests current, lint every example
+	e2e/tools/install.sh
+	$(CARGO) build --locked -q -p gatehouse
+	target/tools/venv/bin/python charts/tests/test_chart.py
+	target/tools/venv/bin/python examples/test_examples.py
+
+e2e-helm: ## helm install / upgrade (CRD gains a field) / uninstall against the e2e control plane (root: network namespace)
+	e2e/helm/run.sh
+
+chart-crds: ## copy crds/ into the chart (charts/gatehouse/files/crds.yaml)
+	cp crds/gatehouse.dev_crds.yaml charts/gatehouse/files/crds.yaml
+
+manifests: chart-crds ## regenerate manifests/install.yaml from the chart
+	charts/render-install.sh > manifests/install.yaml
+
+image: ## build the container image gatehouse:<chart appVersion> from the Dockerfile (needs a Docker engine)
+	docker build -t $(IMAGE) .
+
 bench-propagation: ## write-to-traffic latency through the real API server with 1,000 and 10,000 routes (p50/p99)
 	e2e/kube/run.sh --bench
 
@@ -47,13 +69,14 @@ e2e-kind: ## the same suite against the cluster of KUBECONFIG (e.g. kind); see e
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-crds: ## regenerate crds/ and docs/reference.md from the Rust types
+crds: ## regenerate crds/ and docs/reference.md from the Rust types (then the chart's copy and manifests/)
 	UPDATE_CRDS=1 UPDATE_DOCS=1 $(CARGO) test -p gatehouse-api --test generated
+	$(MAKE) manifests
 
 bench: ## Gatehouse vs nginx vs HAProxy on this machine (installs nginx-light, haproxy, wrk)
 	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v haproxy >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy wrk)
-	$(CARGO) build --release -p gatehouse
+	$(RELEASE_BUILD)
 	python3 bench/run.py
 
 bench-compiler: ## Criterion: compiling 10,000 routes over 1,000 upstreams
