@@ -378,6 +378,31 @@ class ValuesSchema(unittest.TestCase):
             render(values)
 
 
+class Docs(unittest.TestCase):
+    # Values whose default is a whole object documented as one row.
+    OPAQUE = {"resources", "podSecurityContext", "containerSecurityContext"}
+
+    def leaves(self, values, prefix=""):
+        for key, value in values.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict) and value and key not in self.OPAQUE:
+                yield from self.leaves(value, path + ".")
+            else:
+                yield path
+
+    def test_every_value_is_in_the_install_docs_table(self):
+        with open(os.path.join(CHART, "values.yaml")) as f:
+            values = yaml.safe_load(f)
+        with open(os.path.join(REPO, "docs", "install.md")) as f:
+            rows = [line for line in f if line.startswith("| `")]
+        for path in self.leaves(values):
+            parent, _, leaf = path.rpartition(".")
+            with self.subTest(value=path):
+                self.assertTrue(any(f"`{path}`" in r or (parent and f"`{parent}.{leaf}`" in r)
+                                    or (parent and f"`{parent}." in r and f"`.{leaf}`" in r) for r in rows),
+                                f"docs/install.md has no row for {path}")
+
+
 class Manifests(unittest.TestCase):
     def test_install_yaml_is_current(self):
         fresh = run([os.path.join(REPO, "charts", "render-install.sh")]).stdout
