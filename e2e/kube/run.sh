@@ -5,7 +5,7 @@
 # exist only there.
 #
 # Outside the namespace: build everything (network needed for crates and Go modules).
-# Inside: lo up, test addresses, control plane, CRDs, RBAC, the controller's
+# Inside: lo up, test addresses, control plane, CRDs, the chart's RBAC, the controller's
 # ServiceAccount token, then the suite. Everything started is stopped on exit.
 set -euo pipefail
 
@@ -17,6 +17,7 @@ cd "$repo"
 # suite, with the release build.
 if [[ "${1:-}" != "--inside" ]]; then
   "$repo/e2e/controlplane/build.sh" etcd kube-apiserver kubectl
+  "$repo/e2e/tools/install.sh"   # helm renders the chart's RBAC
   cargo build --locked -q -p gatehouse
   cargo test --locked -q -p gatehouse --test kube --no-run
   if [[ "${1:-}" == "--bench" ]]; then cargo build --locked -q --release -p gatehouse; fi
@@ -43,13 +44,16 @@ kubectl="$repo/target/controlplane/bin/kubectl --kubeconfig $kubeconfig"
 $kubectl apply -f "$repo/crds/" >/dev/null
 $kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
 
-# The controller runs as a ServiceAccount with exactly the chart's rules.
+# The controller runs as a ServiceAccount with exactly the chart's rules: the chart's own
+# ServiceAccount and RBAC templates (release "gatehouse" in gatehouse-system), rendered
+# with the ServiceAccount named gatehouse-controller. They hold the ClusterRoles
+# gatehouse-controller (bound cluster-wide to that ServiceAccount) and
+# gatehouse-controller-lease, which each test binds in its own namespace.
 $kubectl create namespace gatehouse-system >/dev/null
-$kubectl -n gatehouse-system create serviceaccount gatehouse-controller >/dev/null
-$kubectl apply -f "$repo/deploy/controller-rbac.yaml" >/dev/null
-$kubectl create clusterrolebinding gatehouse-controller \
-  --clusterrole=gatehouse-controller \
-  --serviceaccount=gatehouse-system:gatehouse-controller >/dev/null
+"$repo/target/tools/bin/helm" template gatehouse "$repo/charts/gatehouse" \
+  --namespace gatehouse-system --set serviceAccount.name=gatehouse-controller \
+  --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml >"$state/chart-rbac.yaml"
+$kubectl apply -f "$state/chart-rbac.yaml" >/dev/null
 token="$($kubectl -n gatehouse-system create token gatehouse-controller --duration=2h)"
 server="$($kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')"
 ca="$($kubectl config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
