@@ -62,6 +62,9 @@ pub struct Shared {
     current: ArcSwap<Prepared>,
     /// Upstream state carried from table to table.
     states: upstream_state::States,
+    /// Regexes carried from table to table. Locked only while a table is prepared
+    /// (which also keeps two applies from interleaving), never on the request path.
+    regexes: std::sync::Mutex<gatehouse_router::RegexCache>,
     /// Request and config metrics.
     pub metrics: metrics::Metrics,
 }
@@ -73,9 +76,12 @@ impl Shared {
         let version = table.version;
         let states = upstream_state::States::default();
         let metrics = metrics::Metrics::default();
+        let mut regexes = gatehouse_router::RegexCache::default();
+        let prepared = Prepared::new(table, &states, &mut regexes, &metrics)?;
         let shared = Arc::new(Shared {
-            current: ArcSwap::from_pointee(Prepared::new(table, &states, &metrics)?),
+            current: ArcSwap::from_pointee(prepared),
             states,
+            regexes: std::sync::Mutex::new(regexes),
             metrics,
         });
         shared
@@ -89,8 +95,15 @@ impl Shared {
     pub fn apply(&self, table: Table) -> Result<(), PrepareError> {
         let started = std::time::Instant::now();
         let version = table.version;
-        let result = Prepared::new(table, &self.states, &self.metrics)
+        // A panic while preparing leaves no half-updated cache behind (the cache only
+        // changes on success), so a poisoned lock is safe to keep using.
+        let mut regexes = self
+            .regexes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = Prepared::new(table, &self.states, &mut regexes, &self.metrics)
             .map(|p| self.current.store(Arc::new(p)));
+        drop(regexes);
         self.metrics
             .config_applied(version, result.is_ok(), started.elapsed());
         result

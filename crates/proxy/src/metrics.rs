@@ -63,7 +63,8 @@ struct Block {
 
 #[derive(Debug, Default)]
 struct Interner {
-    ids: HashMap<(String, String), u32>,
+    /// Route → rule → id, so that a lookup borrows its strings.
+    ids: rustc_hash::FxHashMap<String, rustc_hash::FxHashMap<String, u32>>,
     names: Vec<(String, String)>,
 }
 
@@ -102,13 +103,16 @@ impl Metrics {
         let Ok(mut interner) = self.labels.lock() else {
             return RuleLabels(0);
         };
-        let key = (route.to_string(), rule.to_string());
-        if let Some(id) = interner.ids.get(&key) {
+        if let Some(id) = interner.ids.get(route).and_then(|r| r.get(rule)) {
             return RuleLabels(*id);
         }
         let id = u32::try_from(interner.names.len()).unwrap_or(u32::MAX);
-        interner.names.push(key.clone());
-        interner.ids.insert(key, id);
+        interner.names.push((route.to_string(), rule.to_string()));
+        interner
+            .ids
+            .entry(route.to_string())
+            .or_default()
+            .insert(rule.to_string(), id);
         RuleLabels(id)
     }
 

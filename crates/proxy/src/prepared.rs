@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use gatehouse_router::{Router, RouterError};
+use gatehouse_router::{RegexCache, Router, RouterError};
 use gatehouse_table::{Table, Upstream};
 
 use crate::upstream_state::{States, UpstreamState};
@@ -55,14 +55,16 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Prepares `table`, taking upstream state from `states`. Everything that can
-    /// fail happens before `states` is touched, so a refused table changes nothing.
+    /// Prepares `table`, taking upstream state from `states` and compiled regexes from
+    /// `regexes` (the previous table's). Everything that can fail happens before
+    /// `states` is touched, so a refused table changes nothing.
     pub fn new(
         table: Table,
         states: &States,
+        regexes: &mut RegexCache,
         metrics: &crate::metrics::Metrics,
     ) -> Result<Prepared, PrepareError> {
-        let router = Router::new(&table)?;
+        let router = Router::build(&table, regexes)?;
         let upstreams = table
             .upstreams
             .iter()

@@ -2,12 +2,12 @@
 //! Prefix and Template paths, and one `RegexSet` for Regex paths.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use gatehouse_table::{PathMatch, Segment, Table};
-use regex::{RegexSet, RegexSetBuilder};
+use regex::RegexSet;
+use rustc_hash::FxHashMap as HashMap;
 
-use crate::matcher::{CompiledMatch, CompiledPath, Headers, REGEX_SIZE_LIMIT};
+use crate::matcher::{CacheRound, CompiledMatch, CompiledPath, Headers};
 use crate::normalize::segments;
 use crate::{HostVerdict, Request, RouterError};
 
@@ -61,9 +61,13 @@ pub(crate) struct HostIndex {
 }
 
 impl HostIndex {
-    pub fn build(table: &Table, matches: &[CompiledMatch]) -> Result<HostIndex, RouterError> {
+    pub fn build(
+        table: &Table,
+        matches: &[CompiledMatch],
+        cache: &mut CacheRound<'_>,
+    ) -> Result<HostIndex, RouterError> {
         let mut index = HostIndex::default();
-        let mut pending: HashMap<(u8, String), Vec<usize>> = HashMap::new();
+        let mut pending: HashMap<(u8, String), Vec<usize>> = HashMap::default();
         for (idx, m) in matches.iter().enumerate() {
             let hosts = &table.routes[m.target.route].hosts;
             if hosts.is_empty() {
@@ -78,7 +82,7 @@ impl HostIndex {
             }
         }
         for ((class, key), ids) in pending {
-            let bucket = Bucket::build(table, matches, &ids)?;
+            let bucket = Bucket::build(table, matches, &ids, cache)?;
             match class {
                 0 => index.any = bucket,
                 1 => {
@@ -118,12 +122,13 @@ struct Node {
 }
 
 impl Node {
-    fn descend<'a>(&mut self, segs: impl Iterator<Item = &'a Segment>) -> &mut Node {
+    /// The node at the end of `segs`: `Some(literal)` or `None` for a parameter.
+    fn descend<'a>(&mut self, segs: impl Iterator<Item = Option<&'a str>>) -> &mut Node {
         let mut node = self;
         for s in segs {
             node = match s {
-                Segment::Literal(l) => node.children.entry(l.clone()).or_default(),
-                Segment::Param(_) => node.param.get_or_insert_with(Default::default),
+                Some(l) => node.children.entry(l.to_string()).or_default(),
+                None => node.param.get_or_insert_with(Default::default),
             };
         }
         node
@@ -143,6 +148,7 @@ impl Bucket {
         table: &Table,
         matches: &[CompiledMatch],
         ids: &[usize],
+        cache: &mut CacheRound<'_>,
     ) -> Result<Bucket, RouterError> {
         let mut b = Bucket::default();
         let mut patterns = Vec::new();
@@ -152,13 +158,15 @@ impl Bucket {
                 CompiledPath::Any => b.trie.prefix.push(idx),
                 CompiledPath::Exact(p) => b.exact.entry(p.clone()).or_default().push(idx),
                 CompiledPath::Prefix(p) => {
-                    let segs: Vec<Segment> = segments(if p.is_empty() { "/" } else { p })
-                        .map(|s| Segment::Literal(s.to_string()))
-                        .collect();
-                    b.trie.descend(segs.iter()).prefix.push(idx);
+                    let segs = segments(if p.is_empty() { "/" } else { p }).map(Some);
+                    b.trie.descend(segs).prefix.push(idx);
                 }
                 CompiledPath::Template(t) => {
-                    let node = b.trie.descend(t.segments.iter());
+                    let segs = t.segments.iter().map(|s| match s {
+                        Segment::Literal(l) => Some(l.as_str()),
+                        Segment::Param(_) => None,
+                    });
+                    let node = b.trie.descend(segs);
                     if t.rest.is_some() {
                         node.rest.push(idx);
                     } else {
@@ -177,14 +185,10 @@ impl Bucket {
             }
         }
         if !patterns.is_empty() {
-            let set = RegexSetBuilder::new(&patterns)
-                .size_limit(REGEX_SIZE_LIMIT * 8)
-                .dfa_size_limit(REGEX_SIZE_LIMIT * 8)
-                .build()
-                .map_err(|e| RouterError::Regex {
-                    target: matches[b.regex_ids[0]].target,
-                    message: format!("the route's regular expressions together: {e}"),
-                })?;
+            let set = cache.set(patterns).map_err(|e| RouterError::Regex {
+                target: matches[b.regex_ids[0]].target,
+                message: format!("the route's regular expressions together: {e}"),
+            })?;
             b.regex = Some(set);
         }
         Ok(b)

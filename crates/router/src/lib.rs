@@ -27,7 +27,9 @@ use std::borrow::Cow;
 
 use gatehouse_table::Table;
 
-pub use matcher::{Headers, REGEX_SIZE_LIMIT, RegexChecker, Target, anchored_regex, query_pairs};
+pub use matcher::{
+    Headers, REGEX_SIZE_LIMIT, RegexCache, RegexChecker, Target, anchored_regex, query_pairs,
+};
 pub use normalize::{NormalizedPath, PathError, normalize};
 
 use index::HostIndex;
@@ -148,6 +150,13 @@ impl MatchReport {
 impl Router {
     /// Prepares the matcher: compiles regexes and builds the indexes.
     pub fn new(table: &Table) -> Result<Router, RouterError> {
+        Router::build(table, &mut RegexCache::default())
+    }
+
+    /// [`Router::new`], reusing the regexes `cache` holds from the previous build. On
+    /// success the cache holds exactly this router's regexes; on error it is unchanged.
+    pub fn build(table: &Table, cache: &mut RegexCache) -> Result<Router, RouterError> {
+        let mut round = matcher::CacheRound::new(cache);
         let mut matches = Vec::new();
         for (ri, route) in table.routes.iter().enumerate() {
             for (ui, rule) in route.rules.iter().enumerate() {
@@ -157,11 +166,12 @@ impl Router {
                         rule: ui,
                         matched: mi,
                     };
-                    matches.push(CompiledMatch::compile(target, m)?);
+                    matches.push(CompiledMatch::compile(target, m, &mut round)?);
                 }
             }
         }
-        let hosts = HostIndex::build(table, &matches)?;
+        let hosts = HostIndex::build(table, &matches, &mut round)?;
+        *cache = round.finish();
         Ok(Router { matches, hosts })
     }
 

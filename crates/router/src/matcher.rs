@@ -2,10 +2,11 @@
 //! prepared once (regexes compiled) and evaluated without allocation.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use gatehouse_table::{self as table, PathMatch, Segment, Template, ValueMatchKind};
 use percent_encoding::percent_decode_str;
-use regex::Regex;
+use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use crate::RouterError;
 
@@ -110,6 +111,81 @@ impl RegexChecker {
     }
 }
 
+/// Compiled regular expressions kept from one table to the next.
+///
+/// Compiling regexes is most of the cost of building a router (a thousand patterns take
+/// hundreds of milliseconds), while a configuration change usually touches few of them.
+/// [`crate::Router::build`] takes each pattern and each per-bucket `RegexSet` from the
+/// previous build when it is there, and the cache then keeps exactly what the new router
+/// uses, so it never holds more than one table's patterns.
+#[derive(Debug, Default)]
+pub struct RegexCache {
+    single: HashMap<String, Regex>,
+    sets: HashMap<Vec<String>, RegexSet>,
+}
+
+impl RegexCache {
+    /// Compiled patterns and pattern sets held.
+    pub fn len(&self) -> (usize, usize) {
+        (self.single.len(), self.sets.len())
+    }
+}
+
+/// One build's view of a [`RegexCache`]: reads the previous entries, collects the ones
+/// this build uses.
+#[derive(Debug)]
+pub(crate) struct CacheRound<'c> {
+    prev: &'c RegexCache,
+    next: RegexCache,
+}
+
+impl<'c> CacheRound<'c> {
+    pub fn new(prev: &'c RegexCache) -> Self {
+        CacheRound {
+            prev,
+            next: RegexCache::default(),
+        }
+    }
+
+    /// [`anchored_regex`], from the cache when this pattern was compiled before.
+    pub fn regex(&mut self, pattern: &str) -> Result<Regex, regex::Error> {
+        if let Some(r) = self.next.single.get(pattern) {
+            return Ok(r.clone());
+        }
+        let r = match self.prev.single.get(pattern) {
+            Some(r) => r.clone(),
+            None => anchored_regex(pattern)?,
+        };
+        self.next.single.insert(pattern.to_string(), r.clone());
+        Ok(r)
+    }
+
+    /// A set of anchored patterns, from the cache when the same list was built before.
+    pub fn set(&mut self, patterns: Vec<String>) -> Result<RegexSet, regex::Error> {
+        if let Some(s) = self
+            .next
+            .sets
+            .get(&patterns)
+            .or_else(|| self.prev.sets.get(&patterns))
+        {
+            let s = s.clone();
+            self.next.sets.insert(patterns, s.clone());
+            return Ok(s);
+        }
+        let s = RegexSetBuilder::new(&patterns)
+            .size_limit(REGEX_SIZE_LIMIT * 8)
+            .dfa_size_limit(REGEX_SIZE_LIMIT * 8)
+            .build()?;
+        self.next.sets.insert(patterns, s.clone());
+        Ok(s)
+    }
+
+    /// What the new router uses, to replace the previous cache.
+    pub fn finish(self) -> RegexCache {
+        self.next
+    }
+}
+
 /// `^(?:pattern)$`, for a pattern [`anchored_regex`] accepted.
 pub(crate) fn anchor(pattern: &str) -> String {
     format!("^(?:{pattern})$")
@@ -144,10 +220,10 @@ pub(crate) enum Cond {
 }
 
 impl Cond {
-    fn compile(kind: &ValueMatchKind) -> Result<Cond, regex::Error> {
+    fn compile(kind: &ValueMatchKind, cache: &mut CacheRound<'_>) -> Result<Cond, regex::Error> {
         Ok(match kind {
             ValueMatchKind::Exact(v) => Cond::Exact(v.clone()),
-            ValueMatchKind::Regex(r) => Cond::Regex(anchored_regex(r)?),
+            ValueMatchKind::Regex(r) => Cond::Regex(cache.regex(r)?),
             ValueMatchKind::Present => Cond::Present,
         })
     }
@@ -173,7 +249,11 @@ pub(crate) struct CompiledMatch {
 }
 
 impl CompiledMatch {
-    pub fn compile(target: Target, m: &table::Match) -> Result<Self, RouterError> {
+    pub fn compile(
+        target: Target,
+        m: &table::Match,
+        cache: &mut CacheRound<'_>,
+    ) -> Result<Self, RouterError> {
         let bad = |e: regex::Error| RouterError::Regex {
             target,
             message: e.to_string(),
@@ -183,11 +263,11 @@ impl CompiledMatch {
             PathMatch::Exact(p) => CompiledPath::Exact(p.clone()),
             PathMatch::Prefix(p) => CompiledPath::Prefix(p.trim_end_matches('/').to_string()),
             PathMatch::Template(t) => CompiledPath::Template(t.clone()),
-            PathMatch::Regex(r) => CompiledPath::Regex(anchored_regex(r).map_err(bad)?),
+            PathMatch::Regex(r) => CompiledPath::Regex(cache.regex(r).map_err(bad)?),
         };
-        let conds = |list: &[table::ValueMatch]| -> Result<Vec<(String, Cond)>, RouterError> {
+        let mut conds = |list: &[table::ValueMatch]| -> Result<Vec<(String, Cond)>, RouterError> {
             list.iter()
-                .map(|v| Ok((v.name.clone(), Cond::compile(&v.kind).map_err(bad)?)))
+                .map(|v| Ok((v.name.clone(), Cond::compile(&v.kind, cache).map_err(bad)?)))
                 .collect()
         };
         Ok(CompiledMatch {

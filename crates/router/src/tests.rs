@@ -328,6 +328,51 @@ fn the_checker_agrees_with_the_compiled_regexes() {
 }
 
 #[test]
+fn the_regex_cache_keeps_what_the_last_router_uses() {
+    let routes = |second: &str| {
+        table(vec![
+            mk_route(
+                "a/one",
+                &[],
+                vec![mk_match(0, PathMatch::Regex("/one/[0-9]+".into()))],
+            ),
+            mk_route(
+                "a/two",
+                &["api.example.com"],
+                vec![mk_match(1, PathMatch::Regex(second.into()))],
+            ),
+        ])
+    };
+    let mut cache = RegexCache::default();
+    let r = Router::build(&routes("/two/[a-z]+"), &mut cache).expect("router");
+    // Two patterns, and one set per bucket (any host, api.example.com).
+    assert_eq!(cache.len(), (2, 2));
+    assert_eq!(
+        route_of(&get(&r, "GET", "api.example.com", "/two/ab", NO_HEADERS)),
+        Some(1)
+    );
+
+    // One pattern changes: the other is kept, the replaced one is gone.
+    let r = Router::build(&routes("/two/[a-z]+/x"), &mut cache).expect("router");
+    assert_eq!(cache.len(), (2, 2));
+    let h = NO_HEADERS;
+    assert_eq!(
+        route_of(&get(&r, "GET", "api.example.com", "/two/ab", h)),
+        None
+    );
+    assert_eq!(
+        route_of(&get(&r, "GET", "api.example.com", "/two/ab/x", h)),
+        Some(1)
+    );
+    assert_eq!(route_of(&get(&r, "GET", "x", "/one/7", h)), Some(0));
+
+    // A router that cannot be built leaves the cache as it was.
+    let huge = "(a|b|c|d|e|f|g|h){1,1000}".repeat(20);
+    assert!(Router::build(&routes(&huge), &mut cache).is_err());
+    assert_eq!(cache.len(), (2, 2));
+}
+
+#[test]
 fn refuses_oversized_regexes() {
     let huge = "(a|b|c|d|e|f|g|h){1,1000}".repeat(20);
     let err = Router::new(&table(vec![mk_route(
