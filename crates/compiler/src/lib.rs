@@ -370,12 +370,23 @@ pub fn compile(inputs: &Inputs) -> Output {
         policy_generations.push((object.clone(), p.metadata.generation));
         let mut sink = diagnostics::Sink::new(object, &mut diags);
         let ok = policy::validate(&p.spec, "spec", ns, &index, &mut sink);
-        for (field, _) in policy::set_fields(&p.spec) {
-            if !support::policy_supported(field) {
+        for (field, config) in policy::set_fields(&p.spec) {
+            for part in support::unsupported_policy_parts(field, &config) {
+                let (path, what) = if part.is_empty() {
+                    (
+                        format!("spec.{}", field.as_str()),
+                        format!("policy {}", field.as_str()),
+                    )
+                } else {
+                    (
+                        format!("spec.{}.{part}", field.as_str()),
+                        format!("{}.{part}", field.as_str()),
+                    )
+                };
                 sink.error(
-                    format!("spec.{}", field.as_str()),
+                    path,
                     Reason::UnsupportedValue,
-                    format!("policy {} is not enforced by this gateway version yet; rules it applies to answer 503", field.as_str()),
+                    format!("{what} is not enforced by this gateway version yet; rules it applies to answer 503"),
                 );
             }
         }

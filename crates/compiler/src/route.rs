@@ -252,20 +252,25 @@ pub(crate) fn compile(
             }
         }
         for (field, (slot, path)) in &effective {
-            if !support::policy_supported(*field) {
-                let where_ = if slot.source.starts_with("ApiPolicy") {
-                    format!("{} spec.{}", slot.source, field.as_str())
+            for part in support::unsupported_policy_parts(*field, &slot.config) {
+                let (sub, what) = if part.is_empty() {
+                    (String::new(), format!("policy {}", field.as_str()))
                 } else {
-                    format!("ApiRoute {id} {path}")
+                    (format!(".{part}"), format!("{}.{part}", field.as_str()))
+                };
+                let where_ = if slot.source.starts_with("ApiPolicy") {
+                    format!("{} spec.{}{sub}", slot.source, field.as_str())
+                } else {
+                    format!("ApiRoute {id} {path}{sub}")
                 };
                 blocked.push(Blocker {
                     field: where_,
                     reason: Reason::UnsupportedValue.to_string(),
                 });
                 sink.error(
-                    path.clone(),
+                    format!("{path}{sub}"),
                     Reason::UnsupportedValue,
-                    format!("policy {} is not enforced by this gateway version yet; rule {name:?} answers 503 until it is", field.as_str()),
+                    format!("{what} is not enforced by this gateway version yet; rule {name:?} answers 503 until it is"),
                 );
             }
         }

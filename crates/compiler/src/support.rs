@@ -8,9 +8,36 @@
 use gatehouse_api::upstream::{LoadBalancerPolicy, UpstreamSpec};
 use gatehouse_table::PolicyField;
 
-/// Policy fields the proxy enforces.
-pub fn policy_supported(_field: PolicyField) -> bool {
-    false
+/// The parts of a policy field the proxy does not enforce yet, relative to the field
+/// (`""` for the whole field, `"scope"` for `rateLimit.scope: Global`). Empty when the
+/// policy, as configured, is enforced.
+pub fn unsupported_policy_parts(
+    field: PolicyField,
+    config: &serde_json::Value,
+) -> Vec<&'static str> {
+    match field {
+        PolicyField::Cors
+        | PolicyField::ConcurrencyLimit
+        | PolicyField::RequestTransform
+        | PolicyField::ResponseTransform
+        | PolicyField::Errors => Vec::new(),
+        PolicyField::RateLimit => {
+            let mut out = Vec::new();
+            if config.get("scope").and_then(|s| s.as_str()) == Some("Global") {
+                out.push("scope");
+            }
+            // Claims come from JWT authentication, which is not implemented yet.
+            if config.pointer("/key/type").and_then(|s| s.as_str()) == Some("Claim") {
+                out.push("key");
+            }
+            out
+        }
+        PolicyField::Waf
+        | PolicyField::Authentication
+        | PolicyField::Authorization
+        | PolicyField::Validation
+        | PolicyField::Cache => vec![""],
+    }
 }
 
 /// Route-level fields the proxy serves: `tls`, `version`.

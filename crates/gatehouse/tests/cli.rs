@@ -50,21 +50,8 @@ spec:
       respond: {status: 200, body: pong}
 "#;
 
-#[test]
-fn lint_passes_on_every_example() {
-    let examples = repo("examples");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&examples)
-        .expect("examples/ exists")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    assert!(!dirs.is_empty());
-    for dir in dirs {
-        let out = gatehouse(&["lint", "-f", dir.to_str().expect("utf-8 path")]);
-        assert!(out.status.success(), "{}: {}", dir.display(), stdout(&out));
-    }
-}
+// Linting every example (with the short, shrinking allow-list of fields not enforced
+// yet) is `examples/test_examples.py`, run by `make chart-test`.
 
 #[test]
 fn lint_fails_naming_object_field_and_missing_name() {

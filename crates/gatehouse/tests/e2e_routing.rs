@@ -499,7 +499,7 @@ spec:
     - name: blocked
       matches: [{path: {type: Exact, value: /blocked}}]
       respond: {status: 200, body: must-not-be-served}
-      policies: {cors: {allowOrigins: ["https://app.example.com"]}}
+      policies: {cache: {ttl: 60s}}
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: ApiRoute

@@ -18,6 +18,7 @@
 pub mod admin;
 mod headers;
 pub mod metrics;
+pub mod policy;
 mod pool;
 pub mod prepared;
 mod problem;
@@ -41,7 +42,44 @@ pub use push::{PushListening, StateDir, serve_push};
 pub use server::{Listening, serve};
 
 /// Every response body: generated (`Full`) or streamed from an upstream.
-pub type Body = Either<Full<Bytes>, hyper::body::Incoming>;
+pub type Body = Either<Full<Bytes>, Streamed>;
+
+/// An upstream's response body, streamed to the client, holding whatever must live as
+/// long as the response does (a concurrency-limit permit).
+#[derive(Debug)]
+pub struct Streamed {
+    body: hyper::body::Incoming,
+    _held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Streamed {
+    pub(crate) fn new(
+        body: hyper::body::Incoming,
+        held: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Streamed {
+        Streamed { body, _held: held }
+    }
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 pub(crate) fn full(bytes: Bytes) -> Body {
     Either::Left(Full::new(bytes))
@@ -65,6 +103,8 @@ pub struct Shared {
     /// Regexes carried from table to table. Locked only while a table is prepared
     /// (which also keeps two applies from interleaving), never on the request path.
     regexes: std::sync::Mutex<gatehouse_router::RegexCache>,
+    /// Policy state (rate-limit buckets, in-flight counts) carried from table to table.
+    policy_states: policy::PolicyStates,
     /// Request and config metrics.
     pub metrics: metrics::Metrics,
 }
@@ -77,11 +117,22 @@ impl Shared {
         let states = upstream_state::States::default();
         let metrics = metrics::Metrics::default();
         let mut regexes = gatehouse_router::RegexCache::default();
-        let prepared = Prepared::new(table, &states, &mut regexes, &metrics)?;
+        let policy_states = policy::PolicyStates::default();
+        let mut round = policy::StatesRound::default();
+        let prepared = Prepared::new(
+            table,
+            &states,
+            &mut regexes,
+            &policy_states,
+            &mut round,
+            &metrics,
+        )?;
+        policy_states.commit(round);
         let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(prepared),
             states,
             regexes: std::sync::Mutex::new(regexes),
+            policy_states,
             metrics,
         });
         shared
@@ -101,8 +152,19 @@ impl Shared {
             .regexes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let result = Prepared::new(table, &self.states, &mut regexes, &self.metrics)
-            .map(|p| self.current.store(Arc::new(p)));
+        let mut round = policy::StatesRound::default();
+        let result = Prepared::new(
+            table,
+            &self.states,
+            &mut regexes,
+            &self.policy_states,
+            &mut round,
+            &self.metrics,
+        )
+        .map(|p| {
+            self.current.store(Arc::new(p));
+            self.policy_states.commit(round);
+        });
         drop(regexes);
         self.metrics
             .config_applied(version, result.is_ok(), started.elapsed());

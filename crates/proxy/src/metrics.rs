@@ -53,6 +53,8 @@ struct Series {
     /// (method, code) → requests; a handful of entries, scanned.
     requests: Vec<(&'static str, u16, u64)>,
     durations: Histogram,
+    /// Requests a rate limit refused.
+    rate_limited: u64,
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +151,20 @@ impl Metrics {
         });
     }
 
+    /// Counts a request refused by a rate limit, on the calling worker.
+    pub fn rate_limited(&self, labels: &RuleLabels) {
+        BLOCK.with(|b| {
+            let b = b.borrow();
+            let Some(block) = b.as_ref() else { return };
+            let Ok(mut block) = block.lock() else { return };
+            let i = labels.0 as usize;
+            if block.series.len() <= i {
+                block.series.resize(i + 1, Series::default());
+            }
+            block.series[i].rate_limited += 1;
+        });
+    }
+
     /// Records a table apply.
     pub fn config_applied(&self, version: u64, ok: bool, took: Duration) {
         if ok {
@@ -171,12 +187,16 @@ impl Metrics {
             .unwrap_or_default();
         let mut requests: HashMap<(&(String, String), &'static str, u16), u64> = HashMap::new();
         let mut durations: HashMap<&(String, String), Histogram> = HashMap::new();
+        let mut rate_limited: std::collections::BTreeMap<&str, u64> = Default::default();
         if let Ok(blocks) = self.blocks.lock() {
             for block in blocks.iter() {
                 let Ok(block) = block.lock() else { continue };
                 for (labels, series) in names.iter().zip(&block.series) {
                     for (method, code, n) in &series.requests {
                         *requests.entry((labels, method, *code)).or_default() += n;
+                    }
+                    if series.rate_limited > 0 {
+                        *rate_limited.entry(labels.0.as_str()).or_default() += series.rate_limited;
                     }
                     if series.durations.count > 0 {
                         durations
@@ -211,6 +231,17 @@ impl Metrics {
         for ((route, rule), h) in rows {
             let labels = format!("route=\"{}\",rule=\"{}\"", escape(route), escape(rule));
             histogram(&mut out, "gatehouse_request_duration_seconds", &labels, &h);
+        }
+        out.push_str(
+            "# HELP gatehouse_ratelimit_rejected_total Requests refused by a rate limit.\n",
+        );
+        out.push_str("# TYPE gatehouse_ratelimit_rejected_total counter\n");
+        for (route, n) in rate_limited {
+            let _ = writeln!(
+                out,
+                "gatehouse_ratelimit_rejected_total{{route=\"{}\"}} {n}",
+                escape(route)
+            );
         }
         let _ = writeln!(
             out,

@@ -24,7 +24,8 @@ use tokio::net::TcpStream;
 use crate::server::LocalExec;
 
 /// What upstream-bound requests carry: the client's body, cut off at the body limit.
-pub type UpstreamBody = Limited<Incoming>;
+pub type UpstreamBody =
+    http_body_util::Either<Limited<Incoming>, http_body_util::Full<bytes::Bytes>>;
 
 /// Idle HTTP/1.1 connections kept per endpoint and worker.
 const MAX_IDLE_PER_ENDPOINT: usize = 64;

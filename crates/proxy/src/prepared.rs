@@ -19,6 +19,9 @@ pub enum PrepareError {
     /// The router could not be built (a regex over the limits).
     #[error("routing table: {0}")]
     Router(#[from] RouterError),
+    /// A policy could not be prepared.
+    #[error("policy: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 /// One upstream, ready to pick endpoints from.
@@ -50,6 +53,8 @@ pub struct Prepared {
     pub rule_counters: Vec<Vec<AtomicUsize>>,
     /// Metric labels of each rule, `[route][rule]`.
     pub labels: Vec<Vec<crate::metrics::RuleLabels>>,
+    /// Policies of each rule, `[route][rule]`; `None` for a rule without any.
+    pub policies: Vec<Vec<Option<Box<crate::policy::RulePolicies>>>>,
     /// Metric labels of requests no rule matched.
     pub unmatched: crate::metrics::RuleLabels,
 }
@@ -58,12 +63,26 @@ impl Prepared {
     /// Prepares `table`, taking upstream state from `states` and compiled regexes from
     /// `regexes` (the previous table's). Everything that can fail happens before
     /// `states` is touched, so a refused table changes nothing.
+    /// Policy state is taken from `policy_states` into `round`, which the caller
+    /// commits once the table is in place.
     pub fn new(
         table: Table,
         states: &States,
         regexes: &mut RegexCache,
+        policy_states: &crate::policy::PolicyStates,
+        round: &mut crate::policy::StatesRound,
         metrics: &crate::metrics::Metrics,
     ) -> Result<Prepared, PrepareError> {
+        let policies = table
+            .routes
+            .iter()
+            .map(|r| {
+                r.rules
+                    .iter()
+                    .map(|rule| crate::policy::prepare(&r.id, rule, policy_states, round))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let router = Router::build(&table, regexes)?;
         let upstreams = table
             .upstreams
@@ -100,6 +119,7 @@ impl Prepared {
             upstreams,
             rule_counters,
             labels,
+            policies,
             unmatched: metrics.labels("", ""),
         })
     }

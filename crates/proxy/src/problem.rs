@@ -1,10 +1,10 @@
 //! Gateway-generated errors: `application/problem+json` (RFC 9457). The mapping from a
 //! gateway error to its status and text lives here and nowhere else.
 
-use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::Body;
+use crate::policy::errors::{self, ErrorPolicy, Format};
 
 /// What went wrong, from the client's point of view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,19 @@ pub enum GatewayError {
     BadGateway,
     /// The upstream did not answer in time.
     Timeout,
+    /// A rate limit refused the request.
+    RateLimited {
+        /// `Retry-After`.
+        retry_after: std::time::Duration,
+        /// `RateLimit-*` headers.
+        quota: crate::policy::limit::Quota,
+    },
+    /// The rule's concurrency limit and its queue are full.
+    Overloaded,
+    /// A CORS preflight the rule's policy refuses.
+    CorsRefused(&'static str),
+    /// The request body cannot be transformed (not valid JSON).
+    BadBody(String),
 }
 
 impl GatewayError {
@@ -74,25 +87,48 @@ impl GatewayError {
                 "Gateway Timeout",
                 "The upstream did not answer in time.".into(),
             ),
+            GatewayError::RateLimited { retry_after, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                format!(
+                    "The rate limit of this route is exhausted; retry in {} s.",
+                    retry_after.as_millis().div_ceil(1000)
+                ),
+            ),
+            GatewayError::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "This route is serving as many requests as it allows; retry later.".into(),
+            ),
+            GatewayError::CorsRefused(why) => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!("CORS preflight refused: {why}."),
+            ),
+            GatewayError::BadBody(why) => (StatusCode::BAD_REQUEST, "Bad Request", why.clone()),
         }
     }
 
-    /// The problem+json response; `instance` is the request id.
-    pub fn response(&self, request_id: &str) -> Response<Body> {
+    /// The response in the route's error format (problem+json without one), or its
+    /// override for this status; `instance` is the request id.
+    pub fn response_as(&self, request_id: &str, policy: Option<&ErrorPolicy>) -> Response<Body> {
         let (status, title, detail) = self.parts();
-        let body = serde_json::json!({
-            "type": "about:blank",
-            "title": title,
-            "status": status.as_u16(),
-            "detail": detail,
-            "instance": request_id,
-        });
-        let mut resp = Response::new(crate::full(Bytes::from(body.to_string())));
+        let rendered = policy
+            .and_then(|p| p.override_for(status))
+            .unwrap_or_else(|| {
+                let format = policy.map_or(Format::Problem, |p| p.format);
+                errors::render(format, status, title, &detail, request_id)
+            });
+        let mut resp = Response::new(crate::full(rendered.body));
         *resp.status_mut() = status;
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, rendered.content_type);
+        if let GatewayError::RateLimited { retry_after, quota } = self {
+            quota.write(resp.headers_mut());
+            let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if let GatewayError::MethodNotAllowed(allow) = self
             && let Ok(v) = HeaderValue::from_str(&allow.join(", "))
         {

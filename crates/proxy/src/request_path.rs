@@ -5,12 +5,16 @@
 //!    listener limits (431 for a head over 64 KiB, 413 for a declared body over 10 MiB;
 //!    a streamed body is cut off at the same limit)
 //! 2. route lookup: host index → matcher (404, 405 + `Allow`, 400 on a bad path)
-//! 3. policies: WAF → CORS → authentication → authorization → limits → validation →
-//!    cache → request transform. None is implemented yet; a rule that sets any of them
-//!    (or anything else unsupported) is `blocked` by the compiler and answered 503 here.
+//! 3. policies (`policy/`): WAF → CORS (preflights answered here) → authentication →
+//!    authorization → rate limit (429, or a wait when throttling) → concurrency limit
+//!    (503) → validation → cache → request transform. A rule that sets a policy this
+//!    version does not enforce (WAF, authentication, authorization, validation, cache) is
+//!    `blocked` by the compiler and answered 503 here: nothing fails open.
 //! 4. backend: respond | redirect | upstream (weighted backend, round-robin endpoint,
 //!    pooled HTTP/1.1 or HTTP/2 connection, timeout; upgrades become a tunnel)
-//! 5. response: hop-by-hop stripped, `X-Request-Id` set
+//! 5. response: response transform → error formatting (the rule's `errors` format for
+//!    gateway errors; `replaceUpstream` and `overrides` for upstream ones) → CORS and
+//!    `RateLimit-*` headers → hop-by-hop stripped, `X-Request-Id` set
 //!
 //! The request is taken apart once (`into_parts`); routing borrows from it, and the
 //! parts are then rewritten in place for the upstream, so a plain proxied request
@@ -23,17 +27,24 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gatehouse_router::{Lookup, Request as RouteRequest, Selected, query_pairs};
+use gatehouse_router::{Lookup, Request as RouteRequest, query_pairs};
 use gatehouse_table::{Action, BackendRef, Protocol, Redirect, Respond, TemplatePart};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
+use http_body_util::{BodyExt, Either};
+
 use crate::headers::{Peer, TRACEPARENT, X_REQUEST_ID};
+use crate::policy::RulePolicies;
+use crate::policy::cors::{Cors, Verdict};
+use crate::policy::errors;
+use crate::policy::limit::Decision;
+use crate::policy::transform::{PathRewrite, RequestTransform, is_json};
 use crate::prepared::{Prepared, PreparedUpstream};
 use crate::problem::GatewayError;
-use crate::{Body, Shared, full, headers, pool};
+use crate::{Body, Shared, Streamed, full, headers, pool};
 
 /// Largest request body accepted unless a route says otherwise: by `Content-Length`
 /// before anything is forwarded, and by counting when the body is streamed.
@@ -65,10 +76,24 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         _ => new_request_id(),
     };
 
-    let mut resp = match serve(req, peer, &prepared, &request_id, &mut target).await {
+    let mut decor = Decor::default();
+    let mut resp = match serve(req, peer, &prepared, &request_id, &mut target, &mut decor).await {
         Ok(r) => r,
-        Err(e) => e.response(request_id.to_str().unwrap_or_default()),
+        Err(e) => {
+            if matches!(e, GatewayError::RateLimited { .. })
+                && let Some(t) = target
+            {
+                shared
+                    .metrics
+                    .rate_limited(&prepared.labels[t.route][t.rule]);
+            }
+            let errors = target
+                .and_then(|t| prepared.policies[t.route][t.rule].as_deref())
+                .and_then(|p| p.errors.as_ref());
+            e.response_as(request_id.to_str().unwrap_or_default(), errors)
+        }
     };
+    decor.apply(resp.headers_mut());
 
     // 5. Response decoration. A `101 Switching Protocols` keeps the headers that say
     // which protocol the connection now speaks.
@@ -87,6 +112,42 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         .metrics
         .record(labels, &method, resp.status().as_u16(), started.elapsed());
     resp
+}
+
+/// Headers policies add to the response, whatever it is (a 429 must carry CORS headers
+/// too, or the page cannot read it).
+#[derive(Default)]
+struct Decor {
+    cors: Option<HeaderMap>,
+    quota: Option<crate::policy::limit::Quota>,
+}
+
+impl Decor {
+    fn apply(self, headers: &mut HeaderMap) {
+        if let Some(cors) = self.cors {
+            let mut last = None;
+            for (name, value) in cors {
+                match name {
+                    Some(n) if n == header::VARY => {
+                        headers.append(header::VARY, value);
+                        last = None;
+                    }
+                    Some(n) => {
+                        headers.insert(n.clone(), value);
+                        last = Some(n);
+                    }
+                    None => {
+                        if let Some(n) = &last {
+                            headers.append(n.clone(), value);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(q) = self.quota {
+            q.write(headers);
+        }
+    }
 }
 
 /// The request's host: from the URI (HTTP/2 `:authority`, absolute-form) or `Host`.
@@ -123,6 +184,7 @@ async fn serve(
     prepared: &Prepared,
     request_id: &HeaderValue,
     target: &mut Option<gatehouse_router::Target>,
+    decor: &mut Decor,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, body) = req.into_parts();
 
@@ -169,16 +231,61 @@ async fn serve(
     let selected = match lookup {
         Lookup::Matched(selected) => selected,
         Lookup::NotFound => return Err(GatewayError::NoRoute),
-        Lookup::MethodNotAllowed { allow } => return Err(GatewayError::MethodNotAllowed(allow)),
+        Lookup::MethodNotAllowed { allow } => {
+            // A CORS preflight asks about another method: the rule that method selects
+            // answers it, when that rule has a CORS policy.
+            return match preflight_rule(prepared, &parts, host.as_str(), &original, &view, &allow) {
+                Some((t, cors)) => {
+                    *target = Some(t);
+                    match cors.check(&parts.method, &parts.headers) {
+                        Verdict::Preflight(h) => Ok(preflight(h)),
+                        Verdict::Refused(why) => Err(GatewayError::CorsRefused(why)),
+                        _ => Err(GatewayError::MethodNotAllowed(allow)),
+                    }
+                }
+                None => Err(GatewayError::MethodNotAllowed(allow)),
+            };
+        }
         Lookup::BadPath(e) => return Err(GatewayError::BadPath(e.to_string())),
     };
     let t = selected.target;
     *target = Some(t);
     let rule = &prepared.table.routes[t.route].rules[t.rule];
+    // Owned apart from the borrowed path, so the request can be rewritten later.
+    let (normalized, params) = (selected.path, selected.params);
 
     // 3. Policies: any the data plane cannot enforce block the rule.
     if !rule.blocked.is_empty() {
         return Err(GatewayError::Blocked);
+    }
+    let policies = prepared.policies[t.route][t.rule].as_deref();
+    let mut permit = None;
+    if let Some(p) = policies {
+        if let Some(cors) = &p.cors {
+            match cors.check(&parts.method, &parts.headers) {
+                Verdict::None | Verdict::Foreign => {}
+                Verdict::Preflight(h) => return Ok(preflight(h)),
+                Verdict::Refused(why) => return Err(GatewayError::CorsRefused(why)),
+                Verdict::Decorate(h) => decor.cors = Some(h),
+            }
+        }
+        if let Some(limit) = &p.rate_limit {
+            let key = limit.key_of(peer.addr.ip(), None, &parts.headers);
+            match limit.decide(&key) {
+                Decision::Allowed { wait, quota } => {
+                    decor.quota = Some(quota);
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                Decision::Rejected { retry_after, quota } => {
+                    return Err(GatewayError::RateLimited { retry_after, quota });
+                }
+            }
+        }
+        if let Some(c) = &p.concurrency {
+            permit = Some(c.acquire().await.ok_or(GatewayError::Overloaded)?);
+        }
     }
 
     // 4. Backend.
@@ -186,13 +293,13 @@ async fn serve(
         Action::Respond(r) => Ok(respond(r)),
         Action::Redirect(r) => {
             let ctx = TemplateCtx {
-                selected: &selected,
+                params: &params,
                 query: original.query(),
                 headers: &parts.headers,
                 client: peer.addr,
                 rid: request_id.to_str().unwrap_or_default(),
             };
-            Ok(redirect(r, host.as_str(), &ctx))
+            Ok(redirect(r, host.as_str(), &normalized, &ctx))
         }
         Action::Aggregate(_) => Err(GatewayError::Blocked),
         Action::Backends { backends, .. } => {
@@ -209,18 +316,53 @@ async fn serve(
             let addr = upstream.pick().ok_or(GatewayError::Unavailable)?;
             let timeout = rule.timeout_ms.unwrap_or(upstream.spec.timeouts.request_ms);
 
-            // The forwarded target: the normalized path with the query as received.
-            let path_and_query = match selected.path {
-                Cow::Borrowed(_) => original,
-                Cow::Owned(path) => {
-                    let joined = match original.query() {
-                        Some(q) => format!("{path}?{q}"),
-                        None => path,
+            let transform = policies.and_then(|p| p.request.as_ref());
+            // The forwarded target: the normalized path with the query as received,
+            // unless a transform rewrites them.
+            let path_and_query = match transform {
+                Some(tr) if tr.path.is_some() || tr.edits_query() => {
+                    let ctx = TemplateCtx {
+                        params: &params,
+                        query: original.query(),
+                        headers: &parts.headers,
+                        client: peer.addr,
+                        rid: request_id.to_str().unwrap_or_default(),
                     };
-                    PathAndQuery::try_from(joined)
-                        .map_err(|_| GatewayError::BadPath("unforwardable path".into()))?
+                    transformed_target(
+                        tr,
+                        &rule.matches[t.matched].path,
+                        &normalized,
+                        &original,
+                        &ctx,
+                    )?
                 }
+                _ => match &normalized {
+                    Cow::Borrowed(_) => original.clone(),
+                    Cow::Owned(path) => {
+                        let joined = match original.query() {
+                            Some(q) => format!("{path}?{q}"),
+                            None => path.clone(),
+                        };
+                        PathAndQuery::try_from(joined)
+                            .map_err(|_| GatewayError::BadPath("unforwardable path".into()))?
+                    }
+                },
             };
+            // Header values rendered before the request is rewritten: `${header.x}`
+            // reads what the client sent.
+            let header_values = transform.and_then(|tr| tr.headers.as_ref()).map(|edits| {
+                let ctx = TemplateCtx {
+                    params: &params,
+                    query: original.query(),
+                    headers: &parts.headers,
+                    client: peer.addr,
+                    rid: request_id.to_str().unwrap_or_default(),
+                };
+                (edits, edits.render(&|p, out| ctx.var(p, out)))
+            });
+            let json_body = transform
+                .and_then(|tr| tr.body.as_ref())
+                .filter(|_| is_json(&parts.headers));
             rewrite_for_upstream(
                 &mut parts,
                 path_and_query,
@@ -229,11 +371,52 @@ async fn serve(
                 request_id,
                 upstream.spec.protocol,
             )?;
-            let req = Request::from_parts(
-                parts,
-                http_body_util::Limited::new(body, MAX_BODY_BYTES as usize),
-            );
-            exchange(req, addr, upstream, timeout).await
+            if let Some((edits, values)) = header_values {
+                edits.apply(&mut parts.headers, values);
+            }
+            if let Some(hostname) = transform.and_then(|tr| tr.hostname.as_ref()) {
+                set_upstream_host(&mut parts, hostname, upstream.spec.protocol)?;
+            }
+            let body = match json_body {
+                None => Either::Left(http_body_util::Limited::new(body, MAX_BODY_BYTES as usize)),
+                Some(edits) => {
+                    let ctx = TemplateCtx {
+                        params: &params,
+                        query: original.query(),
+                        headers: &HeaderMap::new(),
+                        client: peer.addr,
+                        rid: request_id.to_str().unwrap_or_default(),
+                    };
+                    let bytes = read_body(body).await?;
+                    let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                        GatewayError::BadBody(format!("the request body is not valid JSON: {e}"))
+                    })?;
+                    let edited = Bytes::from(
+                        serde_json::to_vec(&edits.apply(doc, &|p, out| ctx.var(p, out)))
+                            .unwrap_or_default(),
+                    );
+                    parts.headers.remove(header::TRANSFER_ENCODING);
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(edited.len()));
+                    Either::Right(http_body_util::Full::new(edited))
+                }
+            };
+            let req = Request::from_parts(parts, body);
+            let resp = exchange(req, addr, upstream, timeout, permit).await?;
+            match policies {
+                Some(p) if p.response.is_some() || p.errors.is_some() => {
+                    let ctx = TemplateCtx {
+                        params: &params,
+                        query: original.query(),
+                        headers: &HeaderMap::new(),
+                        client: peer.addr,
+                        rid: request_id.to_str().unwrap_or_default(),
+                    };
+                    respond_with_policies(resp, p, &ctx).await
+                }
+                _ => Ok(resp),
+            }
         }
     }
 }
@@ -356,6 +539,7 @@ async fn exchange(
     addr: SocketAddr,
     upstream: &PreparedUpstream,
     timeout_ms: u64,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Response<Body>, GatewayError> {
     let connect = Duration::from_millis(upstream.spec.timeouts.connect_ms);
     let upgrade = req.headers().contains_key(header::UPGRADE);
@@ -419,7 +603,210 @@ async fn exchange(
             }
         });
     }
-    Ok(resp.map(http_body_util::Either::Right))
+    Ok(resp.map(|b| Either::Right(Streamed::new(b, permit))))
+}
+
+/// For a CORS preflight the router answered 405: the rule the requested method selects,
+/// when it has a CORS policy.
+fn preflight_rule<'p>(
+    prepared: &'p Prepared,
+    parts: &Parts,
+    host: &str,
+    original: &PathAndQuery,
+    view: &HeaderView<'_>,
+    allow: &[String],
+) -> Option<(gatehouse_router::Target, &'p Cors)> {
+    if parts.method != http::Method::OPTIONS || !parts.headers.contains_key(header::ORIGIN) {
+        return None;
+    }
+    let wanted = parts
+        .headers
+        .get(header::ACCESS_CONTROL_REQUEST_METHOD)?
+        .to_str()
+        .ok()?;
+    // The rule for the method asked about; when no rule serves that method, the rule
+    // of an allowed one, whose policy then refuses the preflight (403, not 405).
+    let lookup = |method: &str| match prepared.router.route(&RouteRequest {
+        method,
+        host,
+        path: original.path(),
+        query: original.query(),
+        headers: view,
+    }) {
+        Lookup::Matched(s) => Some(s.target),
+        _ => None,
+    };
+    let t = lookup(wanted).or_else(|| lookup(allow.first()?))?;
+    let rule = &prepared.table.routes[t.route].rules[t.rule];
+    if !rule.blocked.is_empty() {
+        return None;
+    }
+    let cors = prepared.policies[t.route][t.rule]
+        .as_deref()?
+        .cors
+        .as_ref()?;
+    Some((t, cors))
+}
+
+/// The answer to an allowed preflight.
+fn preflight(h: HeaderMap) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    *resp.headers_mut() = h;
+    resp
+}
+
+/// The forwarded path and query under a request transform.
+fn transformed_target(
+    tr: &RequestTransform,
+    matched: &gatehouse_table::PathMatch,
+    normalized: &str,
+    original: &PathAndQuery,
+    ctx: &TemplateCtx<'_>,
+) -> Result<PathAndQuery, GatewayError> {
+    let path: Cow<'_, str> = match &tr.path {
+        None => Cow::Borrowed(normalized),
+        Some(PathRewrite::Full(parts)) => Cow::Owned(render_path(parts, ctx)),
+        Some(PathRewrite::Prefix(replacement)) => {
+            // What the match covered: its prefix for Prefix, the whole path for the
+            // others (Exact, Template, Regex), nothing for a match-everything rule.
+            let covered = match matched {
+                gatehouse_table::PathMatch::Prefix(p) => p.trim_end_matches('/').len(),
+                gatehouse_table::PathMatch::Any => 0,
+                _ => normalized.len(),
+            };
+            let rest = normalized.get(covered..).unwrap_or("");
+            let joined = match (replacement.ends_with('/'), rest.starts_with('/')) {
+                (true, true) => format!("{replacement}{}", &rest[1..]),
+                (false, false) if !rest.is_empty() => format!("{replacement}/{rest}"),
+                _ => format!("{replacement}{rest}"),
+            };
+            Cow::Owned(if joined.is_empty() {
+                "/".into()
+            } else {
+                joined
+            })
+        }
+    };
+    let query = if tr.edits_query() {
+        tr.query(original.query(), &|p, out| ctx.var(p, out))
+    } else {
+        original.query().map(str::to_string)
+    };
+    let joined = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+    PathAndQuery::try_from(joined).map_err(|_| GatewayError::BadPath("unforwardable path".into()))
+}
+
+/// Sends `hostname` as the upstream's `Host` (HTTP/1.1) or `:authority` (HTTP/2).
+fn set_upstream_host(
+    parts: &mut Parts,
+    hostname: &HeaderValue,
+    protocol: Protocol,
+) -> Result<(), GatewayError> {
+    match protocol {
+        Protocol::Http1 => {
+            parts.headers.insert(header::HOST, hostname.clone());
+        }
+        Protocol::Http2 => {
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.authority = Authority::try_from(hostname.as_bytes()).ok();
+            parts.uri = Uri::from_parts(uri)
+                .map_err(|_| GatewayError::BadPath("unforwardable host".into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a whole request body within the body limit.
+async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
+    match http_body_util::Limited::new(body, MAX_BODY_BYTES as usize)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::PayloadTooLarge(MAX_BODY_BYTES))
+        }
+        Err(_) => Err(GatewayError::BadBody(
+            "the request body could not be read".into(),
+        )),
+    }
+}
+
+/// Largest upstream response body a response policy reads whole.
+const MAX_RESPONSE_EDIT_BYTES: usize = 10 * 1024 * 1024;
+
+/// The response phase for an upstream answer: response transform, then error handling.
+async fn respond_with_policies(
+    resp: Response<Body>,
+    p: &RulePolicies,
+    ctx: &TemplateCtx<'_>,
+) -> Result<Response<Body>, GatewayError> {
+    let (mut parts, body) = resp.into_parts();
+    // Errors: a fixed body for this status, or the gateway's format instead of the
+    // upstream's body. The upstream body is dropped unread.
+    if let Some(e) = &p.errors
+        && e.replaces(parts.status)
+    {
+        let rendered = e.override_for(parts.status).unwrap_or_else(|| {
+            errors::render(
+                e.format,
+                parts.status,
+                parts.status.canonical_reason().unwrap_or("Error"),
+                &format!("The upstream answered {}.", parts.status.as_u16()),
+                ctx.rid,
+            )
+        });
+        parts.headers.remove(header::CONTENT_ENCODING);
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, rendered.content_type);
+        parts.headers.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(rendered.body.len()),
+        );
+        return Ok(Response::from_parts(parts, full(rendered.body)));
+    }
+    let Some(tr) = &p.response else {
+        return Ok(Response::from_parts(parts, body));
+    };
+    if let Some(edits) = &tr.headers {
+        let values = edits.render(&|v, out| ctx.var(v, out));
+        edits.apply(&mut parts.headers, values);
+    }
+    let Some(body_edits) = &tr.body else {
+        return Ok(Response::from_parts(parts, body));
+    };
+    // Only identity-encoded JSON is edited; anything else streams through.
+    if !is_json(&parts.headers) || parts.headers.contains_key(header::CONTENT_ENCODING) {
+        return Ok(Response::from_parts(parts, body));
+    }
+    let bytes = match http_body_util::Limited::new(body, MAX_RESPONSE_EDIT_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Err(GatewayError::BadGateway),
+    };
+    let edited = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(doc) => Bytes::from(
+            serde_json::to_vec(&body_edits.apply(doc, &|v, out| ctx.var(v, out)))
+                .unwrap_or_default(),
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e, "upstream JSON body does not parse; sent unchanged");
+            bytes
+        }
+    };
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(edited.len()));
+    Ok(Response::from_parts(parts, full(edited)))
 }
 
 fn respond(r: &Respond) -> Response<Body> {
@@ -433,11 +820,39 @@ fn respond(r: &Respond) -> Response<Body> {
 
 /// What `${...}` templates read.
 struct TemplateCtx<'a> {
-    selected: &'a Selected<'a>,
+    params: &'a [(String, String)],
     query: Option<&'a str>,
     headers: &'a HeaderMap,
     client: SocketAddr,
     rid: &'a str,
+}
+
+impl TemplateCtx<'_> {
+    /// The raw (unencoded) value of one variable.
+    fn var(&self, p: &TemplatePart, out: &mut String) {
+        match p {
+            TemplatePart::Literal(s) => out.push_str(s),
+            TemplatePart::PathParam(n) => {
+                if let Some((_, v)) = self.params.iter().find(|(k, _)| k == n) {
+                    out.push_str(v);
+                }
+            }
+            TemplatePart::Query(n) => {
+                if let Some((_, v)) = query_pairs(self.query).find(|(k, _)| k == n) {
+                    out.push_str(&v);
+                }
+            }
+            TemplatePart::Header(n) => {
+                if let Some(v) = self.headers.get(n.as_str()).and_then(|v| v.to_str().ok()) {
+                    out.push_str(v);
+                }
+            }
+            TemplatePart::ClientIp => out.push_str(&self.client.ip().to_string()),
+            TemplatePart::RequestId => out.push_str(self.rid),
+            // Set by authentication, which is not implemented yet: empty.
+            TemplatePart::Claim(_) | TemplatePart::Consumer => {}
+        }
+    }
 }
 
 /// Bytes a value interpolated into a path must not carry as they are: controls, space,
@@ -474,7 +889,7 @@ fn render_path(parts: &[TemplatePart], ctx: &TemplateCtx<'_>) -> String {
         match p {
             TemplatePart::Literal(s) => out.push_str(s),
             TemplatePart::PathParam(n) => {
-                if let Some((_, v)) = ctx.selected.params.iter().find(|(k, _)| k == n) {
+                if let Some((_, v)) = ctx.params.iter().find(|(k, _)| k == n) {
                     value(&mut out, v);
                 }
             }
@@ -497,7 +912,7 @@ fn render_path(parts: &[TemplatePart], ctx: &TemplateCtx<'_>) -> String {
     out
 }
 
-fn redirect(r: &Redirect, host: &str, ctx: &TemplateCtx<'_>) -> Response<Body> {
+fn redirect(r: &Redirect, host: &str, normalized: &str, ctx: &TemplateCtx<'_>) -> Response<Body> {
     let (req_host, req_port) = split_host_port(host);
     let scheme = r.scheme.as_deref().unwrap_or("http");
     let hostname = r.hostname.as_deref().unwrap_or(req_host);
@@ -506,7 +921,7 @@ fn redirect(r: &Redirect, host: &str, ctx: &TemplateCtx<'_>) -> Response<Body> {
     let default_port = if scheme == "https" { 443 } else { 80 };
     let path = match &r.path {
         Some(parts) => render_path(parts, ctx),
-        None => ctx.selected.path.to_string(),
+        None => normalized.to_string(),
     };
     let mut location = format!("{scheme}://{hostname}");
     if let Some(p) = port.filter(|p| *p != default_port) {

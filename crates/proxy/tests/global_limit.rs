@@ -49,7 +49,7 @@ impl Redis {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::park_timeout(Duration::from_millis(20));
         }
         Ok(())
     }
@@ -403,7 +403,7 @@ async fn keys_expire_and_bad_data_is_an_error() {
             break;
         }
         assert!(Instant::now() < deadline, "the key did not expire");
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::park_timeout(Duration::from_millis(20));
     }
 
     // A non-number is treated as absent; a key of the wrong type is an error, not a panic.

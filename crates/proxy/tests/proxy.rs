@@ -68,7 +68,7 @@ spec:
     - name: guarded
       matches: [{{path: {{type: Exact, value: /guarded}}}}]
       respond: {{status: 200}}
-      policies: {{cors: {{allowOrigins: ["https://app.example.com"]}}}}
+      policies: {{cache: {{ttl: 60s}}}}
 "#,
         ip = echo.ip(),
         port = echo.port()

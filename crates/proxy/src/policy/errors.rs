@@ -1,0 +1,192 @@
+//! Error handling per route: the format of gateway-generated errors (`Problem`, the
+//! default RFC 9457 problem+json; `Json`; `Text`), upstream error bodies hidden behind
+//! that format (`replaceUpstream`), and fixed bodies per status (`overrides`, which win
+//! over both, whoever produced the status). The status code itself is never changed.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use rustc_hash::FxHashMap;
+
+/// `errors` as configured.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorConfig {
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    replace_upstream: Vec<u16>,
+    #[serde(default)]
+    overrides: Vec<OverrideConfig>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OverrideConfig {
+    status: u16,
+    #[serde(default)]
+    content_type: Option<String>,
+    body: String,
+}
+
+/// The format of gateway-generated error bodies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// `application/problem+json` (RFC 9457).
+    #[default]
+    Problem,
+    /// `application/json`: `{"status", "error", "message", "requestId"}`.
+    Json,
+    /// `text/plain`.
+    Text,
+}
+
+/// A prepared `errors` policy.
+#[derive(Debug, Default)]
+pub struct ErrorPolicy {
+    /// Body format.
+    pub format: Format,
+    replace_upstream: Vec<u16>,
+    overrides: FxHashMap<u16, (HeaderValue, Bytes)>,
+}
+
+/// A rendered error body.
+#[derive(Debug)]
+pub struct Rendered {
+    /// `Content-Type`.
+    pub content_type: HeaderValue,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl ErrorPolicy {
+    /// Prepares a validated configuration.
+    pub fn prepare(c: ErrorConfig) -> ErrorPolicy {
+        let format = match c.format.as_deref() {
+            Some("Json") => Format::Json,
+            Some("Text") => Format::Text,
+            _ => Format::Problem,
+        };
+        let overrides = c
+            .overrides
+            .into_iter()
+            .map(|o| {
+                let ct = o
+                    .content_type
+                    .as_deref()
+                    .and_then(|c| HeaderValue::from_str(c).ok())
+                    .unwrap_or_else(|| HeaderValue::from_static("text/plain; charset=utf-8"));
+                (o.status, (ct, Bytes::from(o.body)))
+            })
+            .collect();
+        ErrorPolicy {
+            format,
+            replace_upstream: c.replace_upstream,
+            overrides,
+        }
+    }
+
+    /// Whether an upstream response with `status` has its body replaced.
+    pub fn replaces(&self, status: StatusCode) -> bool {
+        self.overrides.contains_key(&status.as_u16())
+            || self.replace_upstream.contains(&status.as_u16())
+    }
+
+    /// The fixed body for `status`, if one is configured.
+    pub fn override_for(&self, status: StatusCode) -> Option<Rendered> {
+        self.overrides
+            .get(&status.as_u16())
+            .map(|(ct, body)| Rendered {
+                content_type: ct.clone(),
+                body: body.clone(),
+            })
+    }
+}
+
+/// Renders an error body in `format`. `detail` is for people; `instance` is the
+/// request id.
+pub fn render(
+    format: Format,
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+    instance: &str,
+) -> Rendered {
+    match format {
+        Format::Problem => Rendered {
+            content_type: HeaderValue::from_static("application/problem+json"),
+            body: Bytes::from(
+                serde_json::json!({
+                    "type": "about:blank",
+                    "title": title,
+                    "status": status.as_u16(),
+                    "detail": detail,
+                    "instance": instance,
+                })
+                .to_string(),
+            ),
+        },
+        Format::Json => Rendered {
+            content_type: HeaderValue::from_static("application/json"),
+            body: Bytes::from(
+                serde_json::json!({
+                    "status": status.as_u16(),
+                    "error": title,
+                    "message": detail,
+                    "requestId": instance,
+                })
+                .to_string(),
+            ),
+        },
+        Format::Text => Rendered {
+            content_type: HeaderValue::from_static("text/plain; charset=utf-8"),
+            body: Bytes::from(format!(
+                "{} {title}: {detail} (request {instance})\n",
+                status.as_u16()
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_overrides() {
+        let p = ErrorPolicy::prepare(ErrorConfig {
+            format: Some("Json".into()),
+            replace_upstream: vec![500],
+            overrides: vec![OverrideConfig {
+                status: 503,
+                content_type: Some("application/json".into()),
+                body: r#"{"message":"try later"}"#.into(),
+            }],
+        });
+        assert_eq!(p.format, Format::Json);
+        assert!(p.replaces(StatusCode::INTERNAL_SERVER_ERROR));
+        assert!(p.replaces(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!p.replaces(StatusCode::NOT_FOUND));
+        let o = p
+            .override_for(StatusCode::SERVICE_UNAVAILABLE)
+            .expect("override");
+        assert_eq!(o.body, r#"{"message":"try later"}"#);
+        let r = render(
+            Format::Json,
+            StatusCode::BAD_GATEWAY,
+            "Bad Gateway",
+            "down",
+            "rid",
+        );
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(v["status"], 502);
+        assert_eq!(v["requestId"], "rid");
+        let t = render(
+            Format::Text,
+            StatusCode::BAD_GATEWAY,
+            "Bad Gateway",
+            "down",
+            "rid",
+        );
+        assert_eq!(t.body, "502 Bad Gateway: down (request rid)\n");
+    }
+}

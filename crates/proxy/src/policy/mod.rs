@@ -1,0 +1,195 @@
+//! Policies: each rule's effective policy slots (from the table) compiled, when a table
+//! is prepared, into ready-to-run objects; the request path (`request_path.rs`) calls
+//! them in the order `DESIGN.md` fixes:
+//!
+//! ```text
+//! request:  CORS (preflight answered here) → rate limit → concurrency limit
+//!           → request transform → backend
+//! response: response transform → error formatting → CORS and RateLimit-* headers
+//! ```
+//!
+//! A rule without policies carries `None` and pays nothing. Nothing here parses text per
+//! request: durations, templates and header names are parsed at prepare time, and a slot
+//! that does not decode refuses the whole table (the compiler validated it, so this only
+//! happens when compiler and proxy disagree about a field).
+//!
+//! State that must outlive a table swap (rate-limit buckets, in-flight counts) lives in
+//! [`PolicyStates`], keyed by route, rule and the slot's configuration: an unchanged
+//! policy keeps its counters across configuration changes; a changed one starts afresh.
+
+pub mod cors;
+pub mod errors;
+pub mod global_limit;
+pub mod limit;
+pub mod transform;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use gatehouse_table::{PolicyField, PolicySlot, Rule};
+use rustc_hash::FxHashMap;
+
+/// A policy slot that cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+#[error("{route} rule {rule:?} policy {field}: {message}")]
+pub struct PolicyError {
+    /// Route id.
+    pub route: String,
+    /// Rule name.
+    pub rule: String,
+    /// Which policy.
+    pub field: &'static str,
+    /// Why.
+    pub message: String,
+}
+
+/// The prepared policies of one rule.
+#[derive(Debug, Default)]
+pub struct RulePolicies {
+    /// `cors`.
+    pub cors: Option<cors::Cors>,
+    /// `rateLimit`.
+    pub rate_limit: Option<limit::RateLimit>,
+    /// `concurrencyLimit`.
+    pub concurrency: Option<limit::Concurrency>,
+    /// `requestTransform`.
+    pub request: Option<transform::RequestTransform>,
+    /// `responseTransform`.
+    pub response: Option<transform::ResponseTransform>,
+    /// `errors`.
+    pub errors: Option<errors::ErrorPolicy>,
+}
+
+/// State carried from table to table, by (route, rule, field, configuration).
+#[derive(Debug, Default)]
+pub struct PolicyStates {
+    rate: Mutex<FxHashMap<String, Arc<limit::Buckets>>>,
+    concurrency: Mutex<FxHashMap<String, Arc<limit::InFlight>>>,
+}
+
+/// One prepare's view of [`PolicyStates`]: takes the previous states, and keeps only
+/// what the new table uses once it is applied.
+#[derive(Debug, Default)]
+pub struct StatesRound {
+    rate: FxHashMap<String, Arc<limit::Buckets>>,
+    concurrency: FxHashMap<String, Arc<limit::InFlight>>,
+}
+
+impl PolicyStates {
+    fn rate(
+        &self,
+        key: String,
+        round: &mut StatesRound,
+        fresh: impl FnOnce() -> limit::Buckets,
+    ) -> Arc<limit::Buckets> {
+        let prev = self.rate.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = prev.get(&key).cloned().unwrap_or_else(|| Arc::new(fresh()));
+        round.rate.insert(key, state.clone());
+        state
+    }
+
+    fn concurrency(
+        &self,
+        key: String,
+        round: &mut StatesRound,
+        fresh: impl FnOnce() -> limit::InFlight,
+    ) -> Arc<limit::InFlight> {
+        let prev = self
+            .concurrency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let state = prev.get(&key).cloned().unwrap_or_else(|| Arc::new(fresh()));
+        round.concurrency.insert(key, state.clone());
+        state
+    }
+
+    /// Keeps exactly the states of the table just applied.
+    pub fn commit(&self, round: StatesRound) {
+        *self.rate.lock().unwrap_or_else(PoisonError::into_inner) = round.rate;
+        *self
+            .concurrency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = round.concurrency;
+    }
+}
+
+/// Prepares a rule's policies; `None` when it has none the request path acts on.
+pub fn prepare(
+    route: &str,
+    rule: &Rule,
+    states: &PolicyStates,
+    round: &mut StatesRound,
+) -> Result<Option<Box<RulePolicies>>, PolicyError> {
+    if rule.policies.is_empty() {
+        return Ok(None);
+    }
+    let mut out = RulePolicies::default();
+    for (field, slot) in &rule.policies {
+        let fail = |message: String| PolicyError {
+            route: route.to_string(),
+            rule: rule.name.clone(),
+            field: field.as_str(),
+            message,
+        };
+        // The state key: the rule and the policy as configured (its source included, so
+        // two layers with equal text still count apart).
+        let state_key = || format!("{route}\0{}\0{}\0{}", rule.name, slot.source, slot.config);
+        match field {
+            PolicyField::Cors => out.cors = Some(cors::Cors::prepare(decode(slot).map_err(fail)?)),
+            PolicyField::RateLimit => {
+                let config: limit::RateLimitConfig = decode(slot).map_err(fail)?;
+                let prepared =
+                    limit::RateLimit::prepare(route, &rule.name, &config).map_err(fail)?;
+                let buckets = states.rate(state_key(), round, || prepared.fresh_buckets());
+                out.rate_limit = Some(prepared.with_buckets(buckets));
+            }
+            PolicyField::ConcurrencyLimit => {
+                let config: limit::ConcurrencyConfig = decode(slot).map_err(fail)?;
+                let in_flight = states.concurrency(state_key(), round, || {
+                    limit::InFlight::new(config.max_in_flight)
+                });
+                out.concurrency =
+                    Some(limit::Concurrency::prepare(&config, in_flight).map_err(fail)?);
+            }
+            PolicyField::RequestTransform => {
+                out.request = Some(
+                    transform::RequestTransform::prepare(decode(slot).map_err(fail)?)
+                        .map_err(fail)?,
+                );
+            }
+            PolicyField::ResponseTransform => {
+                out.response = Some(
+                    transform::ResponseTransform::prepare(decode(slot).map_err(fail)?)
+                        .map_err(fail)?,
+                );
+            }
+            PolicyField::Errors => {
+                out.errors = Some(errors::ErrorPolicy::prepare(decode(slot).map_err(fail)?))
+            }
+            // Not enforced by this version: the compiler blocks rules that set them, so
+            // the request path never reaches these rules' policies.
+            PolicyField::Waf
+            | PolicyField::Authentication
+            | PolicyField::Authorization
+            | PolicyField::Validation
+            | PolicyField::Cache => {}
+        }
+    }
+    Ok(Some(Box::new(out)))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(slot: &PolicySlot) -> Result<T, String> {
+    T::deserialize(&slot.config).map_err(|e| format!("does not decode: {e}"))
+}
+
+/// Header edits as configured (`set`, `add`, `remove`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderEditsConfig {
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    #[serde(default)]
+    add: BTreeMap<String, String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}

@@ -1,0 +1,523 @@
+//! Request and response transformation: headers (set, add, remove, with `${...}`
+//! templates), path (`replacePrefixMatch`, `replaceFullPath`), hostname, query
+//! (set, remove) and JSON bodies (set, remove, rename by JSON Pointer).
+//!
+//! Templates are parsed when the table is prepared; a value that is plain text is
+//! turned into its `HeaderValue` once. A rendered header value that is not a valid
+//! header value (a control character from a request header, say) is not sent, rather
+//! than failing the request.
+//!
+//! Body edits apply to `application/json` (and `+json`) bodies only; others pass
+//! untouched. Such a body is read whole (within the request body limit), edited, and
+//! sent with a correct `Content-Length`; a body that is not valid JSON is answered 400
+//! (request) or passed through unchanged and logged (response).
+
+use std::collections::BTreeMap;
+
+use gatehouse_table::TemplatePart;
+use gatehouse_table::text::parse_template;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use serde_json::Value;
+
+use super::HeaderEditsConfig;
+
+/// A header value: fixed, or rendered per request.
+#[derive(Debug)]
+enum Text {
+    Fixed(HeaderValue),
+    Template(Vec<TemplatePart>),
+}
+
+/// Writes the value of one template variable into `out`.
+pub type Vars<'a> = dyn Fn(&TemplatePart, &mut String) + 'a;
+
+fn render(parts: &[TemplatePart], vars: &Vars<'_>) -> String {
+    let mut out = String::new();
+    for p in parts {
+        match p {
+            TemplatePart::Literal(s) => out.push_str(s),
+            other => vars(other, &mut out),
+        }
+    }
+    out
+}
+
+impl Text {
+    fn prepare(s: &str) -> Result<Text, String> {
+        let parts = parse_template(s)?;
+        match parts.as_slice() {
+            [] => Ok(Text::Fixed(HeaderValue::from_static(""))),
+            [TemplatePart::Literal(l)] => HeaderValue::from_str(l)
+                .map(Text::Fixed)
+                .map_err(|_| format!("{l:?} is not a valid header value")),
+            _ => Ok(Text::Template(parts)),
+        }
+    }
+
+    fn value(&self, vars: &Vars<'_>) -> Option<HeaderValue> {
+        match self {
+            Text::Fixed(v) => Some(v.clone()),
+            Text::Template(parts) => HeaderValue::from_str(&render(parts, vars)).ok(),
+        }
+    }
+}
+
+/// Prepared header edits.
+#[derive(Debug, Default)]
+pub struct HeaderEdits {
+    remove: Vec<HeaderName>,
+    set: Vec<(HeaderName, Text)>,
+    add: Vec<(HeaderName, Text)>,
+}
+
+fn header_name(n: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("{n:?} is not a header name"))
+}
+
+impl HeaderEdits {
+    fn prepare(c: HeaderEditsConfig) -> Result<HeaderEdits, String> {
+        let pairs = |m: BTreeMap<String, String>| -> Result<Vec<(HeaderName, Text)>, String> {
+            m.iter()
+                .map(|(k, v)| Ok((header_name(k)?, Text::prepare(v)?)))
+                .collect()
+        };
+        Ok(HeaderEdits {
+            remove: c
+                .remove
+                .iter()
+                .map(|n| header_name(n))
+                .collect::<Result<_, _>>()?,
+            set: pairs(c.set)?,
+            add: pairs(c.add)?,
+        })
+    }
+
+    /// The values of `set` then `add`, rendered (`None`: not a valid header value).
+    /// Rendering comes first so templates read the headers as they were received.
+    pub fn render(&self, vars: &Vars<'_>) -> Vec<Option<HeaderValue>> {
+        self.set
+            .iter()
+            .chain(&self.add)
+            .map(|(_, t)| t.value(vars))
+            .collect()
+    }
+
+    /// Remove, then set (replacing every value), then add (appending), with the values
+    /// [`HeaderEdits::render`] returned.
+    pub fn apply(&self, headers: &mut HeaderMap, values: Vec<Option<HeaderValue>>) {
+        for n in &self.remove {
+            headers.remove(n);
+        }
+        let mut values = values.into_iter();
+        for (n, _) in &self.set {
+            match values.next().flatten() {
+                Some(v) => {
+                    headers.insert(n.clone(), v);
+                }
+                None => {
+                    headers.remove(n);
+                }
+            }
+        }
+        for (n, _) in &self.add {
+            if let Some(v) = values.next().flatten() {
+                headers.append(n.clone(), v);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PathConfig {
+    #[serde(default)]
+    replace_prefix_match: Option<String>,
+    #[serde(default)]
+    replace_full_path: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct QueryConfig {
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct BodyConfig {
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    #[serde(default)]
+    remove: Vec<String>,
+    #[serde(default)]
+    rename: BTreeMap<String, String>,
+}
+
+/// `requestTransform` as configured.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct RequestTransformConfig {
+    #[serde(default)]
+    headers: Option<HeaderEditsConfig>,
+    #[serde(default)]
+    path: Option<PathConfig>,
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    query: Option<QueryConfig>,
+    #[serde(default)]
+    body: Option<BodyConfig>,
+}
+
+/// `responseTransform` as configured.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ResponseTransformConfig {
+    #[serde(default)]
+    headers: Option<HeaderEditsConfig>,
+    #[serde(default)]
+    body: Option<BodyConfig>,
+}
+
+/// How the forwarded path is rewritten.
+#[derive(Debug)]
+pub enum PathRewrite {
+    /// The part of the path the rule's Prefix match covered is replaced by this.
+    Prefix(String),
+    /// The whole path is this template (values percent-encoded).
+    Full(Vec<TemplatePart>),
+}
+
+/// Prepared JSON body edits.
+#[derive(Debug, Default)]
+pub struct BodyEdits {
+    set: Vec<(String, Vec<TemplatePart>)>,
+    remove: Vec<String>,
+    rename: Vec<(String, String)>,
+}
+
+impl BodyEdits {
+    fn prepare(c: BodyConfig) -> Result<BodyEdits, String> {
+        Ok(BodyEdits {
+            set: c
+                .set
+                .into_iter()
+                .map(|(k, v)| Ok((k, parse_template(&v)?)))
+                .collect::<Result<_, String>>()?,
+            remove: c.remove,
+            rename: c.rename.into_iter().collect(),
+        })
+    }
+
+    /// Renames, then removes, then sets. Returns the edited document.
+    pub fn apply(&self, mut doc: Value, vars: &Vars<'_>) -> Value {
+        for (from, to) in &self.rename {
+            if let Some(v) = pointer_remove(&mut doc, from) {
+                pointer_set(&mut doc, to, v);
+            }
+        }
+        for p in &self.remove {
+            pointer_remove(&mut doc, p);
+        }
+        for (p, t) in &self.set {
+            pointer_set(&mut doc, p, Value::String(render(t, vars)));
+        }
+        doc
+    }
+}
+
+/// Whether a `Content-Type` is JSON (`application/json`, `application/*+json`).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|t| {
+            t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
+        })
+}
+
+fn unescape(token: &str) -> String {
+    token.replace("~1", "/").replace("~0", "~")
+}
+
+/// Removes what the pointer names; `None` when it names nothing.
+fn pointer_remove(doc: &mut Value, pointer: &str) -> Option<Value> {
+    let (parent, last) = pointer.rsplit_once('/')?;
+    let last = unescape(last);
+    match doc.pointer_mut(parent)? {
+        Value::Object(m) => m.shift_remove(&last),
+        Value::Array(a) => {
+            let i: usize = last.parse().ok()?;
+            (i < a.len()).then(|| a.remove(i))
+        }
+        _ => None,
+    }
+}
+
+/// Sets the member the pointer names, creating missing objects on the way. A pointer
+/// through a scalar, or an array index out of range, changes nothing.
+fn pointer_set(doc: &mut Value, pointer: &str, value: Value) {
+    let Some(path) = pointer.strip_prefix('/') else {
+        return;
+    };
+    let tokens: Vec<String> = path.split('/').map(unescape).collect();
+    let mut at = doc;
+    for (i, t) in tokens.iter().enumerate() {
+        let last = i + 1 == tokens.len();
+        at = match at {
+            Value::Object(m) => {
+                if last {
+                    m.insert(t.clone(), value);
+                    return;
+                }
+                m.entry(t.clone())
+                    .or_insert_with(|| Value::Object(Default::default()))
+            }
+            Value::Array(a) => {
+                let idx = if t == "-" {
+                    Some(a.len())
+                } else {
+                    t.parse().ok()
+                };
+                match idx {
+                    Some(i) if last && i == a.len() => {
+                        a.push(value);
+                        return;
+                    }
+                    Some(i) if last && i < a.len() => {
+                        a[i] = value;
+                        return;
+                    }
+                    Some(i) if i < a.len() => &mut a[i],
+                    _ => return,
+                }
+            }
+            _ => return,
+        };
+    }
+}
+
+/// A prepared `requestTransform`.
+#[derive(Debug, Default)]
+pub struct RequestTransform {
+    /// Header edits.
+    pub headers: Option<HeaderEdits>,
+    /// Path rewrite.
+    pub path: Option<PathRewrite>,
+    /// The `Host` sent upstream.
+    pub hostname: Option<HeaderValue>,
+    /// Query parameters set (name, template), replacing any with that name.
+    pub query_set: Vec<(String, Vec<TemplatePart>)>,
+    /// Query parameters removed.
+    pub query_remove: Vec<String>,
+    /// JSON body edits.
+    pub body: Option<BodyEdits>,
+}
+
+impl RequestTransform {
+    /// Prepares a validated configuration.
+    pub fn prepare(c: RequestTransformConfig) -> Result<RequestTransform, String> {
+        let path = match c.path {
+            None => None,
+            Some(PathConfig {
+                replace_prefix_match: Some(p),
+                ..
+            }) => Some(PathRewrite::Prefix(p)),
+            Some(PathConfig {
+                replace_full_path: Some(t),
+                ..
+            }) => Some(PathRewrite::Full(parse_template(&t)?)),
+            Some(_) => return Err("path: one of replacePrefixMatch or replaceFullPath".into()),
+        };
+        let query = c.query.unwrap_or_default();
+        Ok(RequestTransform {
+            headers: c.headers.map(HeaderEdits::prepare).transpose()?,
+            path,
+            hostname: c
+                .hostname
+                .map(|h| HeaderValue::from_str(&h.to_ascii_lowercase()))
+                .transpose()
+                .map_err(|_| "hostname is not a valid host".to_string())?,
+            query_set: query
+                .set
+                .into_iter()
+                .map(|(k, v)| Ok((k, parse_template(&v)?)))
+                .collect::<Result<_, String>>()?,
+            query_remove: query.remove,
+            body: c.body.map(BodyEdits::prepare).transpose()?,
+        })
+    }
+
+    /// Whether the query changes.
+    pub fn edits_query(&self) -> bool {
+        !self.query_set.is_empty() || !self.query_remove.is_empty()
+    }
+
+    /// The edited query string (`None` when empty), as sent upstream.
+    pub fn query(&self, query: Option<&str>, vars: &Vars<'_>) -> Option<String> {
+        const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let mut out = String::new();
+        let mut push = |k: &str, v: &str| {
+            if !out.is_empty() {
+                out.push('&');
+            }
+            out.extend(percent_encoding::utf8_percent_encode(k, VALUE));
+            out.push('=');
+            out.extend(percent_encoding::utf8_percent_encode(v, VALUE));
+        };
+        // Pairs the transform does not touch are kept as they were sent.
+        let mut kept = String::new();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let raw_name = pair.split_once('=').map_or(pair, |(k, _)| k);
+            let name = percent_encoding::percent_decode_str(&raw_name.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned();
+            if self.query_remove.contains(&name) || self.query_set.iter().any(|(k, _)| *k == name) {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.push('&');
+            }
+            kept.push_str(pair);
+        }
+        for (k, t) in &self.query_set {
+            push(k, &render(t, vars));
+        }
+        let joined = match (kept.is_empty(), out.is_empty()) {
+            (true, _) => out,
+            (false, true) => kept,
+            (false, false) => format!("{kept}&{out}"),
+        };
+        (!joined.is_empty()).then_some(joined)
+    }
+}
+
+/// A prepared `responseTransform`.
+#[derive(Debug, Default)]
+pub struct ResponseTransform {
+    /// Header edits.
+    pub headers: Option<HeaderEdits>,
+    /// JSON body edits.
+    pub body: Option<BodyEdits>,
+}
+
+impl ResponseTransform {
+    /// Prepares a validated configuration.
+    pub fn prepare(c: ResponseTransformConfig) -> Result<ResponseTransform, String> {
+        Ok(ResponseTransform {
+            headers: c.headers.map(HeaderEdits::prepare).transpose()?,
+            body: c.body.map(BodyEdits::prepare).transpose()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn no_vars(_: &TemplatePart, _: &mut String) {}
+
+    #[test]
+    fn json_pointer_edits() {
+        let edits = BodyEdits::prepare(BodyConfig {
+            set: [("/meta/source".to_string(), "gateway".to_string())].into(),
+            remove: vec!["/password".into(), "/missing/deep".into()],
+            rename: [("/userName".to_string(), "/username".to_string())].into(),
+        })
+        .expect("valid");
+        let out = edits.apply(
+            json!({"userName": "ann", "password": "x", "keep": [1, 2]}),
+            &no_vars,
+        );
+        assert_eq!(
+            out,
+            json!({"keep": [1, 2], "username": "ann", "meta": {"source": "gateway"}})
+        );
+        let mut doc = json!({"a": [1, 2, 3], "b~c/d": 1});
+        assert_eq!(pointer_remove(&mut doc, "/a/1"), Some(json!(2)));
+        assert_eq!(pointer_remove(&mut doc, "/b~0c~1d"), Some(json!(1)));
+        pointer_set(&mut doc, "/a/-", json!(9));
+        pointer_set(&mut doc, "/a/0/x", json!(9)); // through a scalar: nothing
+        assert_eq!(doc, json!({"a": [1, 3, 9]}));
+    }
+
+    #[test]
+    fn query_edits_keep_untouched_pairs_verbatim() {
+        let t = RequestTransform::prepare(RequestTransformConfig {
+            query: Some(QueryConfig {
+                set: [("region".to_string(), "eu west".to_string())].into(),
+                remove: vec!["debug".into()],
+            }),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            t.query(Some("a=%2F1&debug=1&region=us&b"), &no_vars)
+                .as_deref(),
+            Some("a=%2F1&b&region=eu%20west")
+        );
+        assert_eq!(
+            t.query(Some("debug"), &no_vars).as_deref(),
+            Some("region=eu%20west")
+        );
+    }
+
+    #[test]
+    fn header_edits_remove_set_add_and_templates() {
+        let edits = HeaderEdits::prepare(HeaderEditsConfig {
+            set: [
+                ("X-Env".to_string(), "prod".to_string()),
+                ("X-Client".to_string(), "${clientIp}".to_string()),
+            ]
+            .into(),
+            add: [("X-Via".to_string(), "gatehouse".to_string())].into(),
+            remove: vec!["X-Internal".into()],
+        })
+        .expect("valid");
+        let mut h = HeaderMap::new();
+        h.insert("x-internal", HeaderValue::from_static("secret"));
+        h.insert("x-env", HeaderValue::from_static("dev"));
+        h.insert("x-via", HeaderValue::from_static("edge"));
+        let vars = |p: &TemplatePart, out: &mut String| {
+            if *p == TemplatePart::ClientIp {
+                out.push_str("192.0.2.7");
+            }
+        };
+        let values = edits.render(&vars);
+        edits.apply(&mut h, values);
+        assert!(!h.contains_key("x-internal"));
+        assert_eq!(h["x-env"], "prod");
+        assert_eq!(h["x-client"], "192.0.2.7");
+        let via: Vec<_> = h.get_all("x-via").iter().collect();
+        assert_eq!(via, vec!["edge", "gatehouse"]);
+    }
+
+    #[test]
+    fn json_content_types() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        assert!(is_json(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        assert!(is_json(&h));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(!is_json(&h));
+    }
+}
