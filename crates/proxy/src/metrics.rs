@@ -127,8 +127,8 @@ impl Metrics {
         BLOCK.with(|b| *b.borrow_mut() = Some(block));
     }
 
-    /// Records one request on the calling worker.
-    pub fn record(&self, labels: &RuleLabels, method: &http::Method, code: u16, took: Duration) {
+    /// Runs `f` on the calling worker's series for `labels`.
+    fn with_series(&self, labels: &RuleLabels, f: impl FnOnce(&mut Series)) {
         BLOCK.with(|b| {
             let b = b.borrow();
             let Some(block) = b.as_ref() else { return };
@@ -137,7 +137,13 @@ impl Metrics {
             if block.series.len() <= i {
                 block.series.resize(i + 1, Series::default());
             }
-            let series = &mut block.series[i];
+            f(&mut block.series[i]);
+        });
+    }
+
+    /// Records one request on the calling worker.
+    pub fn record(&self, labels: &RuleLabels, method: &http::Method, code: u16, took: Duration) {
+        self.with_series(labels, |series| {
             let method = method_label(method);
             match series
                 .requests
@@ -153,16 +159,7 @@ impl Metrics {
 
     /// Counts a request refused by a rate limit, on the calling worker.
     pub fn rate_limited(&self, labels: &RuleLabels) {
-        BLOCK.with(|b| {
-            let b = b.borrow();
-            let Some(block) = b.as_ref() else { return };
-            let Ok(mut block) = block.lock() else { return };
-            let i = labels.0 as usize;
-            if block.series.len() <= i {
-                block.series.resize(i + 1, Series::default());
-            }
-            block.series[i].rate_limited += 1;
-        });
+        self.with_series(labels, |series| series.rate_limited += 1);
     }
 
     /// Records a table apply.

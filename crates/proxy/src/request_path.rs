@@ -125,22 +125,12 @@ struct Decor {
 impl Decor {
     fn apply(self, headers: &mut HeaderMap) {
         if let Some(cors) = self.cors {
-            let mut last = None;
-            for (name, value) in cors {
-                match name {
-                    Some(n) if n == header::VARY => {
-                        headers.append(header::VARY, value);
-                        last = None;
-                    }
-                    Some(n) => {
-                        headers.insert(n.clone(), value);
-                        last = Some(n);
-                    }
-                    None => {
-                        if let Some(n) = &last {
-                            headers.append(n.clone(), value);
-                        }
-                    }
+            // Only `Vary` has several values here; it adds to the response's own.
+            for (name, value) in &cors {
+                if name == header::VARY {
+                    headers.append(header::VARY, value.clone());
+                } else {
+                    headers.insert(name.clone(), value.clone());
                 }
             }
         }
@@ -317,49 +307,43 @@ async fn serve(
             let timeout = rule.timeout_ms.unwrap_or(upstream.spec.timeouts.request_ms);
 
             let transform = policies.and_then(|p| p.request.as_ref());
-            // The forwarded target: the normalized path with the query as received,
-            // unless a transform rewrites them.
-            let path_and_query = match transform {
-                Some(tr) if tr.path.is_some() || tr.edits_query() => {
-                    let ctx = TemplateCtx {
-                        params: &params,
-                        query: original.query(),
-                        headers: &parts.headers,
-                        client: peer.addr,
-                        rid: request_id.to_str().unwrap_or_default(),
-                    };
-                    transformed_target(
-                        tr,
-                        &rule.matches[t.matched].path,
-                        &normalized,
-                        &original,
-                        &ctx,
-                    )?
-                }
-                _ => match &normalized {
-                    Cow::Borrowed(_) => original.clone(),
-                    Cow::Owned(path) => {
-                        let joined = match original.query() {
-                            Some(q) => format!("{path}?{q}"),
-                            None => path.clone(),
-                        };
-                        PathAndQuery::try_from(joined)
-                            .map_err(|_| GatewayError::BadPath("unforwardable path".into()))?
-                    }
-                },
-            };
-            // Header values rendered before the request is rewritten: `${header.x}`
-            // reads what the client sent.
-            let header_values = transform.and_then(|tr| tr.headers.as_ref()).map(|edits| {
-                let ctx = TemplateCtx {
+            // What the request transform reads, as the client sent it: the forwarded
+            // target (the normalized path with the query as received, unless a
+            // transform rewrites them) and header values (`${header.x}`), both computed
+            // before the request is rewritten.
+            let (path_and_query, header_values) = {
+                let received = TemplateCtx {
                     params: &params,
                     query: original.query(),
                     headers: &parts.headers,
                     client: peer.addr,
                     rid: request_id.to_str().unwrap_or_default(),
                 };
-                (edits, edits.render(&|p, out| ctx.var(p, out)))
-            });
+                let path_and_query = match transform {
+                    Some(tr) if tr.path.is_some() || tr.edits_query() => transformed_target(
+                        tr,
+                        &rule.matches[t.matched].path,
+                        &normalized,
+                        &original,
+                        &received,
+                    )?,
+                    _ => match &normalized {
+                        Cow::Borrowed(_) => original.clone(),
+                        Cow::Owned(path) => {
+                            let joined = match original.query() {
+                                Some(q) => format!("{path}?{q}"),
+                                None => path.clone(),
+                            };
+                            PathAndQuery::try_from(joined)
+                                .map_err(|_| GatewayError::BadPath("unforwardable path".into()))?
+                        }
+                    },
+                };
+                let header_values = transform
+                    .and_then(|tr| tr.headers.as_ref())
+                    .map(|edits| (edits, edits.render(&|p, out| received.var(p, out))));
+                (path_and_query, header_values)
+            };
             let json_body = transform
                 .and_then(|tr| tr.body.as_ref())
                 .filter(|_| is_json(&parts.headers));
@@ -377,22 +361,25 @@ async fn serve(
             if let Some(hostname) = transform.and_then(|tr| tr.hostname.as_ref()) {
                 set_upstream_host(&mut parts, hostname, upstream.spec.protocol)?;
             }
+            // Templates evaluated after the rewrite (bodies, the response) see no
+            // request headers: those now belong to the upstream request.
+            let no_headers = HeaderMap::new();
+            let late = TemplateCtx {
+                params: &params,
+                query: original.query(),
+                headers: &no_headers,
+                client: peer.addr,
+                rid: request_id.to_str().unwrap_or_default(),
+            };
             let body = match json_body {
                 None => Either::Left(http_body_util::Limited::new(body, MAX_BODY_BYTES as usize)),
                 Some(edits) => {
-                    let ctx = TemplateCtx {
-                        params: &params,
-                        query: original.query(),
-                        headers: &HeaderMap::new(),
-                        client: peer.addr,
-                        rid: request_id.to_str().unwrap_or_default(),
-                    };
                     let bytes = read_body(body).await?;
                     let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
                         GatewayError::BadBody(format!("the request body is not valid JSON: {e}"))
                     })?;
                     let edited = Bytes::from(
-                        serde_json::to_vec(&edits.apply(doc, &|p, out| ctx.var(p, out)))
+                        serde_json::to_vec(&edits.apply(doc, &|p, out| late.var(p, out)))
                             .unwrap_or_default(),
                     );
                     parts.headers.remove(header::TRANSFER_ENCODING);
@@ -406,14 +393,7 @@ async fn serve(
             let resp = exchange(req, addr, upstream, timeout, permit).await?;
             match policies {
                 Some(p) if p.response.is_some() || p.errors.is_some() => {
-                    let ctx = TemplateCtx {
-                        params: &params,
-                        query: original.query(),
-                        headers: &HeaderMap::new(),
-                        client: peer.addr,
-                        rid: request_id.to_str().unwrap_or_default(),
-                    };
-                    respond_with_policies(resp, p, &ctx).await
+                    respond_with_policies(resp, p, &late).await
                 }
                 _ => Ok(resp),
             }
@@ -878,35 +858,19 @@ const PATH_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 fn render_path(parts: &[TemplatePart], ctx: &TemplateCtx<'_>) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let value = |out: &mut String, v: &str| {
-        let _ = write!(
-            out,
-            "{}",
-            percent_encoding::utf8_percent_encode(v, PATH_VALUE)
-        );
-    };
+    let mut value = String::new();
     for p in parts {
         match p {
             TemplatePart::Literal(s) => out.push_str(s),
-            TemplatePart::PathParam(n) => {
-                if let Some((_, v)) = ctx.params.iter().find(|(k, _)| k == n) {
-                    value(&mut out, v);
-                }
+            var => {
+                value.clear();
+                ctx.var(var, &mut value);
+                let _ = write!(
+                    out,
+                    "{}",
+                    percent_encoding::utf8_percent_encode(&value, PATH_VALUE)
+                );
             }
-            TemplatePart::Query(n) => {
-                if let Some((_, v)) = query_pairs(ctx.query).find(|(k, _)| k == n) {
-                    value(&mut out, &v);
-                }
-            }
-            TemplatePart::Header(n) => {
-                if let Some(v) = ctx.headers.get(n.as_str()).and_then(|v| v.to_str().ok()) {
-                    value(&mut out, v);
-                }
-            }
-            TemplatePart::ClientIp => value(&mut out, &ctx.client.ip().to_string()),
-            TemplatePart::RequestId => value(&mut out, ctx.rid),
-            // Set by authentication, which is not implemented yet: empty.
-            TemplatePart::Claim(_) | TemplatePart::Consumer => {}
         }
     }
     out

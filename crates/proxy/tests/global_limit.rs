@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use gatehouse_proxy::policy::global_limit::{GlobalError, GlobalLimiter, Limit, Outcome};
+use gatehouse_proxy::policy::global_limit::{Decision, GlobalError, GlobalLimiter, Limit};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -102,7 +102,7 @@ fn per(requests: u64, secs: u64) -> Limit {
     }
 }
 
-async fn check(l: &GlobalLimiter, key: &str, limits: &[Limit], max_delay: Duration) -> Outcome {
+async fn check(l: &GlobalLimiter, key: &str, limits: &[Limit], max_delay: Duration) -> Decision {
     l.check(key, limits, max_delay, TIMEOUT)
         .await
         .expect("Redis answers")
@@ -115,34 +115,31 @@ async fn allows_exactly_the_limit_then_rejects() {
     let limits = [per(5, 60)];
     for i in 0..5u64 {
         match check(&l, "route\0rule\x00192.0.2.1", &limits, Duration::ZERO).await {
-            Outcome::Allowed { wait, headers } => {
+            Decision::Allowed { wait, quota } => {
                 assert_eq!(wait, Duration::ZERO);
-                assert_eq!(headers.limit, 5);
-                assert_eq!(headers.remaining, 4 - i);
+                assert_eq!(quota.limit, 5);
+                assert_eq!(quota.remaining, 4 - i);
                 // Full capacity again once every spent slot (12 s each) is restored.
                 let full = Duration::from_secs(12 * (i + 1));
-                assert!(headers.reset <= full && headers.reset > full - Duration::from_secs(5));
+                assert!(quota.reset <= full && quota.reset > full - Duration::from_secs(5));
             }
             other => panic!("request {i}: {other:?}"),
         }
     }
     match check(&l, "route\0rule\x00192.0.2.1", &limits, Duration::ZERO).await {
-        Outcome::Rejected {
-            retry_after,
-            headers,
-        } => {
+        Decision::Rejected { retry_after, quota } => {
             // One slot comes back 12 s after the burst.
             assert!(retry_after > Duration::from_secs(7) && retry_after <= Duration::from_secs(12));
-            assert_eq!(headers.limit, 5);
-            assert_eq!(headers.remaining, 0);
-            assert!(headers.reset > Duration::from_secs(55));
+            assert_eq!(quota.limit, 5);
+            assert_eq!(quota.remaining, 0);
+            assert!(quota.reset > Duration::from_secs(55));
         }
         other => panic!("6th request: {other:?}"),
     }
     // Another client has its own budget.
     assert!(matches!(
         check(&l, "route\0rule\x00192.0.2.2", &limits, Duration::ZERO).await,
-        Outcome::Allowed { .. }
+        Decision::Allowed { .. }
     ));
     // The script cache is flushed (e.g. a failover): EVALSHA falls back to EVAL.
     let _: () = redis::cmd("SCRIPT")
@@ -151,11 +148,11 @@ async fn allows_exactly_the_limit_then_rejects() {
         .expect("SCRIPT FLUSH");
     assert!(matches!(
         check(&l, "route\0rule\x00192.0.2.1", &limits, Duration::ZERO).await,
-        Outcome::Rejected { .. }
+        Decision::Rejected { .. }
     ));
     assert!(matches!(
         check(&l, "route\0rule\x00192.0.2.3", &limits, Duration::ZERO).await,
-        Outcome::Allowed { .. }
+        Decision::Allowed { .. }
     ));
 }
 
@@ -183,8 +180,8 @@ fn replicas_on_different_runtimes_share_one_budget() {
                     let mut allowed = 0;
                     for _ in 0..10 {
                         match check(&l, "shared", &[per(10, 60)], Duration::ZERO).await {
-                            Outcome::Allowed { .. } => allowed += 1,
-                            Outcome::Rejected { .. } => {}
+                            Decision::Allowed { .. } => allowed += 1,
+                            Decision::Rejected { .. } => {}
                         }
                     }
                     allowed
@@ -204,22 +201,22 @@ async fn a_rejecting_limit_charges_no_other() {
     for _ in 0..3 {
         assert!(matches!(
             check(&l, "k", &both, Duration::ZERO).await,
-            Outcome::Allowed { .. }
+            Decision::Allowed { .. }
         ));
     }
     for _ in 0..5 {
         match check(&l, "k", &both, Duration::ZERO).await {
-            Outcome::Rejected { headers, .. } => {
+            Decision::Rejected { quota, .. } => {
                 // The most restrictive limit is reported.
-                assert_eq!((headers.limit, headers.remaining), (3, 0));
+                assert_eq!((quota.limit, quota.remaining), (3, 0));
             }
             other => panic!("{other:?}"),
         }
     }
     // The first limit was charged 3 times, not 8: this 4th charge leaves 96.
     match check(&l, "k", &both[..1], Duration::ZERO).await {
-        Outcome::Allowed { headers, .. } => {
-            assert_eq!((headers.limit, headers.remaining), (100, 96))
+        Decision::Allowed { quota, .. } => {
+            assert_eq!((quota.limit, quota.remaining), (100, 96))
         }
         other => panic!("{other:?}"),
     }
@@ -227,16 +224,16 @@ async fn a_rejecting_limit_charges_no_other() {
     let tight_first = [per(1, 60), per(50, 60)];
     assert!(matches!(
         check(&l, "j", &tight_first, Duration::ZERO).await,
-        Outcome::Allowed { .. }
+        Decision::Allowed { .. }
     ));
     for _ in 0..3 {
         assert!(matches!(
             check(&l, "j", &tight_first, Duration::ZERO).await,
-            Outcome::Rejected { .. }
+            Decision::Rejected { .. }
         ));
     }
     match check(&l, "j", &tight_first[1..], Duration::ZERO).await {
-        Outcome::Allowed { headers, .. } => assert_eq!(headers.remaining, 48),
+        Decision::Allowed { quota, .. } => assert_eq!(quota.remaining, 48),
         other => panic!("{other:?}"),
     }
 }
@@ -250,7 +247,7 @@ async fn delay_mode_reserves_increasing_waits() {
     let max_delay = Duration::from_secs(70);
     for _ in 0..2 {
         match check(&l, "d", &limits, max_delay).await {
-            Outcome::Allowed { wait, .. } => assert_eq!(wait, Duration::ZERO),
+            Decision::Allowed { wait, .. } => assert_eq!(wait, Duration::ZERO),
             other => panic!("{other:?}"),
         }
     }
@@ -259,9 +256,9 @@ async fn delay_mode_reserves_increasing_waits() {
         check(&l, "d", &limits, max_delay),
         check(&l, "d", &limits, max_delay)
     );
-    let wait_of = |o: Outcome| match o {
-        Outcome::Allowed { wait, headers } => {
-            assert_eq!(headers.remaining, 0);
+    let wait_of = |o: Decision| match o {
+        Decision::Allowed { wait, quota } => {
+            assert_eq!(quota.remaining, 0);
             wait
         }
         other => panic!("{other:?}"),
@@ -286,7 +283,7 @@ async fn delay_mode_reserves_increasing_waits() {
     // The next one would wait ~90 s > 70 s: rejected, and nothing reserved.
     for _ in 0..3 {
         match check(&l, "d", &limits, max_delay).await {
-            Outcome::Rejected { retry_after, .. } => {
+            Decision::Rejected { retry_after, .. } => {
                 assert!(retry_after > max_delay && retry_after <= Duration::from_secs(90));
             }
             other => panic!("{other:?}"),
@@ -294,7 +291,7 @@ async fn delay_mode_reserves_increasing_waits() {
     }
     // A larger bound still gets the 3rd reserved slot (~90 s), not a later one.
     match check(&l, "d", &limits, Duration::from_secs(200)).await {
-        Outcome::Allowed { wait, .. } => {
+        Decision::Allowed { wait, .. } => {
             assert!(
                 wait > Duration::from_secs(85) && wait <= Duration::from_secs(90),
                 "{wait:?}"
@@ -345,7 +342,7 @@ async fn fails_fast_while_redis_is_down_and_recovers() {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match l.check("k", &limits, Duration::ZERO, timeout).await {
-                Ok(Outcome::Allowed { .. }) => break,
+                Ok(Decision::Allowed { .. }) => break,
                 other => {
                     assert!(Instant::now() < deadline, "no recovery: {other:?}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -362,7 +359,7 @@ async fn keys_expire_and_bad_data_is_an_error() {
     let mut raw = redis.raw();
     assert!(matches!(
         check(&l, "a{b}%c", &[per(5, 60), per(100, 3600)], Duration::ZERO).await,
-        Outcome::Allowed { .. }
+        Decision::Allowed { .. }
     ));
     let mut keys: Vec<Vec<u8>> = redis::cmd("KEYS")
         .arg("t6:*")
@@ -391,7 +388,7 @@ async fn keys_expire_and_bad_data_is_an_error() {
     }];
     assert!(matches!(
         check(&l, "short", &short, Duration::ZERO).await,
-        Outcome::Allowed { .. }
+        Decision::Allowed { .. }
     ));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -413,7 +410,7 @@ async fn keys_expire_and_bad_data_is_an_error() {
         .query(&mut raw)
         .expect("SET");
     match check(&l, "junk", &[per(5, 60)], Duration::ZERO).await {
-        Outcome::Allowed { headers, .. } => assert_eq!(headers.remaining, 4),
+        Decision::Allowed { quota, .. } => assert_eq!(quota.remaining, 4),
         other => panic!("{other:?}"),
     }
     let _: () = redis::cmd("HSET")
@@ -435,6 +432,6 @@ async fn keys_expire_and_bad_data_is_an_error() {
     // The connection survived the errors.
     assert!(matches!(
         check(&l, "after", &[per(5, 60)], Duration::ZERO).await,
-        Outcome::Allowed { .. }
+        Decision::Allowed { .. }
     ));
 }

@@ -123,39 +123,8 @@ pub struct Limit {
 /// computes an exact integer in Lua's doubles.
 pub const MAX_PERIOD: Duration = Duration::from_secs(10_000_000);
 
-/// The decision for one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every limit allows the request once `wait` has passed (`Duration::ZERO`: at once;
-    /// positive only with a `max_delay`). The slot is reserved: the caller must send the
-    /// request after `wait` (or drop it; the capacity is spent either way).
-    Allowed {
-        /// How long to hold the request before sending it (≤ `max_delay`).
-        wait: Duration,
-        /// The most restrictive limit's state after this request.
-        headers: Quota,
-    },
-    /// Some limit rejects the request (or would need a wait beyond `max_delay`); no limit
-    /// was charged.
-    Rejected {
-        /// After this, the same request would be allowed without waiting.
-        retry_after: Duration,
-        /// The most restrictive limit's state (unchanged by this request).
-        headers: Quota,
-    },
-}
-
-/// The state of the most restrictive limit, for the `RateLimit-*` headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
-    /// Its `requests` (`RateLimit-Limit`).
-    pub limit: u64,
-    /// Whole requests it allows right now, without waiting (`RateLimit-Remaining`).
-    pub remaining: u64,
-    /// Time until it is back to full capacity, `remaining == limit` (`RateLimit-Reset`;
-    /// the caller rounds up to seconds).
-    pub reset: Duration,
-}
+// Decisions and quotas are the local limiter's types: both feed the same headers.
+pub use super::limit::{Decision, Quota};
 
 /// Why a global check could not decide. The caller applies the rule's `failureMode`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -339,7 +308,7 @@ impl GlobalLimiter {
         limits: &[Limit],
         max_delay: Duration,
         timeout: Duration,
-    ) -> Result<Outcome, GlobalError> {
+    ) -> Result<Decision, GlobalError> {
         validate(limits)?;
         let max_delay = micros(max_delay.min(MAX_PERIOD));
         let key = key.as_ref();
@@ -604,7 +573,7 @@ fn write_tat_key(w: &mut impl std::io::Write, k: &TatKey<'_>) -> std::io::Result
 }
 
 /// Decodes the script's reply `{allowed, wait, limit, remaining, reset}`.
-fn decode(reply: Value) -> Result<Outcome, GlobalError> {
+fn decode(reply: Value) -> Result<Decision, GlobalError> {
     let Value::Array(items) = reply else {
         return Err(GlobalError::BadReply(format!(
             "expected an array, got {reply:?}"
@@ -634,17 +603,17 @@ fn decode(reply: Value) -> Result<Outcome, GlobalError> {
             "limit {limit}, remaining {remaining}"
         )));
     }
-    let headers = Quota {
+    let quota = Quota {
         limit,
         remaining,
         reset: Duration::from_micros(reset),
     };
     let wait = Duration::from_micros(wait);
     match allowed {
-        1 => Ok(Outcome::Allowed { wait, headers }),
-        0 => Ok(Outcome::Rejected {
+        1 => Ok(Decision::Allowed { wait, quota }),
+        0 => Ok(Decision::Rejected {
             retry_after: wait,
-            headers,
+            quota,
         }),
         n => Err(GlobalError::BadReply(format!("allowed flag {n}"))),
     }
@@ -662,9 +631,9 @@ mod tests {
     fn decodes_allowed_and_rejected() {
         assert_eq!(
             decode(ints(&[1, 0, 5, 4, 12_000_000])),
-            Ok(Outcome::Allowed {
+            Ok(Decision::Allowed {
                 wait: Duration::ZERO,
-                headers: Quota {
+                quota: Quota {
                     limit: 5,
                     remaining: 4,
                     reset: Duration::from_secs(12)
@@ -673,9 +642,9 @@ mod tests {
         );
         assert_eq!(
             decode(ints(&[0, 1_500, 5, 0, 60_000_000])),
-            Ok(Outcome::Rejected {
+            Ok(Decision::Rejected {
                 retry_after: Duration::from_micros(1_500),
-                headers: Quota {
+                quota: Quota {
                     limit: 5,
                     remaining: 0,
                     reset: Duration::from_secs(60)

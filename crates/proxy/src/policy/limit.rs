@@ -46,8 +46,6 @@ pub struct RateLimitConfig {
     mode: Option<String>,
     #[serde(default)]
     max_delay: Option<String>,
-    #[serde(default)]
-    failure_mode: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -151,17 +149,20 @@ pub struct RateLimit {
     limits: Vec<Gcra>,
     key: Key,
     max_delay: Option<Duration>,
-    buckets: Option<Arc<Buckets>>,
+    buckets: Arc<Buckets>,
 }
 
 impl RateLimit {
-    /// Prepares a validated configuration.
-    pub fn prepare(_route: &str, _rule: &str, c: &RateLimitConfig) -> Result<RateLimit, String> {
+    /// Prepares a validated configuration; `buckets` gives the buckets for its number of
+    /// limits (carried over from the previous table when the policy is unchanged).
+    pub fn prepare(
+        c: &RateLimitConfig,
+        buckets: impl FnOnce(usize) -> Arc<Buckets>,
+    ) -> Result<RateLimit, String> {
         if c.scope.as_deref().is_some_and(|s| s != "Local") {
             // The compiler blocks Global scope until it is implemented.
             return Err("only scope Local is implemented".into());
         }
-        let _ = &c.failure_mode;
         let limits = c
             .limits
             .iter()
@@ -197,22 +198,11 @@ impl RateLimit {
             _ => None,
         };
         Ok(RateLimit {
+            buckets: buckets(limits.len()),
             limits,
             key,
             max_delay,
-            buckets: None,
         })
-    }
-
-    /// Empty buckets for this policy.
-    pub fn fresh_buckets(&self) -> Buckets {
-        Buckets::new(self.limits.len())
-    }
-
-    /// Uses `buckets` (carried over from the previous table when the policy is unchanged).
-    pub fn with_buckets(mut self, buckets: Arc<Buckets>) -> RateLimit {
-        self.buckets = Some(buckets);
-        self
     }
 
     /// The key for a request.
@@ -247,12 +237,8 @@ impl RateLimit {
 
     /// Decides for one request with key `key`, charging the buckets when it may go.
     pub fn decide(&self, key: &[u8]) -> Decision {
-        let now = now_ns();
-        match &self.buckets {
-            Some(b) => b.decide(key, &self.limits, now, self.max_delay),
-            // Not reachable: `prepare` is always followed by `with_buckets`.
-            None => Buckets::new(self.limits.len()).decide(key, &self.limits, now, self.max_delay),
-        }
+        self.buckets
+            .decide(key, &self.limits, now_ns(), self.max_delay)
     }
 }
 
@@ -283,7 +269,8 @@ struct Shard {
 }
 
 impl Buckets {
-    fn new(limits: usize) -> Buckets {
+    /// Empty buckets for a policy of `limits` limits.
+    pub fn new(limits: usize) -> Buckets {
         Buckets {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             limits,

@@ -75,34 +75,25 @@ pub struct StatesRound {
     concurrency: FxHashMap<String, Arc<limit::InFlight>>,
 }
 
+/// The state under `key`: the previous table's when it had one, else `fresh()`; the
+/// new table's map (`next`) records it either way.
+fn carry<T>(
+    prev: &Mutex<FxHashMap<String, Arc<T>>>,
+    next: &mut FxHashMap<String, Arc<T>>,
+    key: String,
+    fresh: impl FnOnce() -> T,
+) -> Arc<T> {
+    let state = prev
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .cloned()
+        .unwrap_or_else(|| Arc::new(fresh()));
+    next.insert(key, state.clone());
+    state
+}
+
 impl PolicyStates {
-    fn rate(
-        &self,
-        key: String,
-        round: &mut StatesRound,
-        fresh: impl FnOnce() -> limit::Buckets,
-    ) -> Arc<limit::Buckets> {
-        let prev = self.rate.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = prev.get(&key).cloned().unwrap_or_else(|| Arc::new(fresh()));
-        round.rate.insert(key, state.clone());
-        state
-    }
-
-    fn concurrency(
-        &self,
-        key: String,
-        round: &mut StatesRound,
-        fresh: impl FnOnce() -> limit::InFlight,
-    ) -> Arc<limit::InFlight> {
-        let prev = self
-            .concurrency
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let state = prev.get(&key).cloned().unwrap_or_else(|| Arc::new(fresh()));
-        round.concurrency.insert(key, state.clone());
-        state
-    }
-
     /// Keeps exactly the states of the table just applied.
     pub fn commit(&self, round: StatesRound) {
         *self.rate.lock().unwrap_or_else(PoisonError::into_inner) = round.rate;
@@ -138,16 +129,22 @@ pub fn prepare(
             PolicyField::Cors => out.cors = Some(cors::Cors::prepare(decode(slot).map_err(fail)?)),
             PolicyField::RateLimit => {
                 let config: limit::RateLimitConfig = decode(slot).map_err(fail)?;
-                let prepared =
-                    limit::RateLimit::prepare(route, &rule.name, &config).map_err(fail)?;
-                let buckets = states.rate(state_key(), round, || prepared.fresh_buckets());
-                out.rate_limit = Some(prepared.with_buckets(buckets));
+                let prepared = limit::RateLimit::prepare(&config, |n| {
+                    carry(&states.rate, &mut round.rate, state_key(), || {
+                        limit::Buckets::new(n)
+                    })
+                })
+                .map_err(fail)?;
+                out.rate_limit = Some(prepared);
             }
             PolicyField::ConcurrencyLimit => {
                 let config: limit::ConcurrencyConfig = decode(slot).map_err(fail)?;
-                let in_flight = states.concurrency(state_key(), round, || {
-                    limit::InFlight::new(config.max_in_flight)
-                });
+                let in_flight = carry(
+                    &states.concurrency,
+                    &mut round.concurrency,
+                    state_key(),
+                    || limit::InFlight::new(config.max_in_flight),
+                );
                 out.concurrency =
                     Some(limit::Concurrency::prepare(&config, in_flight).map_err(fail)?);
             }
