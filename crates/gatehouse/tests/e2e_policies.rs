@@ -6,13 +6,12 @@ mod common;
 
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use common::{
-    RawResponse, Running, assert_problem, echoed, free_port, read_response, request, request_head,
-    send_raw, spawn_gatehouse, status, upstream_runtime,
+    Gateway, RawResponse, assert_problem, echoed, free_port, read_response, request, request_head,
+    send_raw, status, upstream_runtime,
 };
 
 const MANIFESTS: &str = r#"
@@ -159,14 +158,6 @@ spec:
           overrides: [{status: 502, contentType: application/json, body: '{"message":"try later"}'}]
 "#;
 
-struct Gateway {
-    http: SocketAddr,
-    admin: SocketAddr,
-    _process: Running,
-    _manifests: tempfile::TempDir,
-    _upstreams: tokio::runtime::Runtime,
-}
-
 /// An upstream that answers every request `500` with an HTML body that must not leak.
 fn failing_upstream(runtime: &tokio::runtime::Runtime) -> SocketAddr {
     let listener = runtime
@@ -198,34 +189,24 @@ fn failing_upstream(runtime: &tokio::runtime::Runtime) -> SocketAddr {
     addr
 }
 
-impl Gateway {
-    fn start() -> Gateway {
-        let upstreams = upstream_runtime();
-        let echo = upstreams
-            .block_on(gatehouse_testkit::spawn_echo())
-            .expect("echo upstream");
-        let failing = failing_upstream(&upstreams);
-        let closed = free_port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let text = MANIFESTS
-            .replace("@ECHO@", &echo.port().to_string())
-            .replace("@FAILING@", &failing.port().to_string())
-            .replace("@CLOSED@", &closed.port().to_string());
-        std::fs::write(dir.path().join("policies.yaml"), text).expect("write manifests");
-        let (process, http, admin) = spawn_gatehouse(dir.path(), Stdio::null());
-        Gateway {
-            http,
-            admin,
-            _process: process,
-            _manifests: dir,
-            _upstreams: upstreams,
-        }
-    }
+/// `gatehouse run` over [`MANIFESTS`], with its upstreams.
+fn start() -> Gateway {
+    let upstreams = upstream_runtime();
+    let echo = upstreams
+        .block_on(gatehouse_testkit::spawn_echo())
+        .expect("echo upstream");
+    let failing = failing_upstream(&upstreams);
+    let closed = free_port();
+    let text = MANIFESTS
+        .replace("@ECHO@", &echo.port().to_string())
+        .replace("@FAILING@", &failing.port().to_string())
+        .replace("@CLOSED@", &closed.port().to_string());
+    Gateway::serve(upstreams, &[("policies.yaml", text)])
 }
 
 fn gateway() -> Arc<Gateway> {
     static SHARED: Mutex<Weak<Gateway>> = Mutex::new(Weak::new());
-    common::shared(&SHARED, Gateway::start)
+    common::shared(&SHARED, start)
 }
 
 fn get(gw: &Gateway, host: &str, target: &str, headers: &[(&str, &str)]) -> RawResponse {

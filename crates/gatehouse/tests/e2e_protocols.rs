@@ -16,7 +16,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -31,8 +30,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use common::{
-    Running, assert_problem, eventually, request, request_head, spawn_gatehouse, try_send_raw,
-    upstream_runtime,
+    Gateway, assert_problem, eventually, request, request_head, try_send_raw, upstream_runtime,
 };
 
 // === the gateway under test ===
@@ -118,42 +116,24 @@ spec:
       respond: {status: 200, body: two}
 "#;
 
-/// `gatehouse run` over [`GATEWAY`] and [`EXTRA`], with the echo upstream. Fields drop
-/// in order: the process first, then its folder, then the upstream.
-struct Gateway {
-    http: SocketAddr,
-    _process: Running,
-    manifests: tempfile::TempDir,
-    _upstreams: tokio::runtime::Runtime,
-}
-
-impl Gateway {
-    fn start() -> Gateway {
-        let upstreams = upstream_runtime();
-        let echo = upstreams
-            .block_on(gatehouse_testkit::spawn_echo())
-            .expect("echo upstream");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let gateway = GATEWAY.replace("@ECHO@", &echo.port().to_string());
-        std::fs::write(dir.path().join("gateway.yaml"), gateway).expect("write gateway.yaml");
-        std::fs::write(dir.path().join("extra.yaml"), EXTRA).expect("write extra.yaml");
-        // The log would only report the dangling `nowhere` reference; a pipe nobody
-        // reads could fill and stall the gateway.
-        let (process, http, _) = spawn_gatehouse(dir.path(), Stdio::null());
-        Gateway {
-            http,
-            _process: process,
-            manifests: dir,
-            _upstreams: upstreams,
-        }
-    }
+/// `gatehouse run` over [`GATEWAY`] and [`EXTRA`], with the echo upstream.
+fn start() -> Gateway {
+    let upstreams = upstream_runtime();
+    let echo = upstreams
+        .block_on(gatehouse_testkit::spawn_echo())
+        .expect("echo upstream");
+    let gateway = GATEWAY.replace("@ECHO@", &echo.port().to_string());
+    Gateway::serve(
+        upstreams,
+        &[("gateway.yaml", gateway), ("extra.yaml", EXTRA.to_string())],
+    )
 }
 
 /// The gateway, shared by the tests that run at the same time; the last one to finish
 /// stops it (a `static` is never dropped, so it holds only a weak reference).
 fn gateway() -> Arc<Gateway> {
     static SHARED: Mutex<Weak<Gateway>> = Mutex::new(Weak::new());
-    common::shared(&SHARED, Gateway::start)
+    common::shared(&SHARED, start)
 }
 
 // === async clients ===

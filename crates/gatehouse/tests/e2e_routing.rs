@@ -11,13 +11,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, Weak};
 
 use common::{
-    RawResponse, Running, assert_problem, canned_upstream, closing_upstream, echoed, free_port,
-    request, request_head, send_raw, send_streaming, spawn_gatehouse, upstream_runtime,
+    Gateway, RawResponse, assert_problem, canned_upstream, closing_upstream, echoed, free_port,
+    request, request_head, send_raw, send_streaming, upstream_runtime,
 };
 
 // === the gateway under test ===
@@ -551,33 +549,25 @@ const FILES: [(&str, &str); 10] = [
     ("proxied.yaml", PROXIED),
 ];
 
-/// `gatehouse run` over [`FILES`], with its upstreams. Fields drop in order: the process
-/// first, then its folder, then the upstreams.
-struct Gateway {
-    http: SocketAddr,
-    _process: Running,
-    _manifests: tempfile::TempDir,
-    _upstreams: tokio::runtime::Runtime,
-}
-
-impl Gateway {
-    fn start() -> Gateway {
-        let upstreams = upstream_runtime();
-        let echo = upstreams
-            .block_on(gatehouse_testkit::spawn_echo())
-            .expect("echo upstream");
-        let alpha = canned_upstream(&upstreams, "", "alpha");
-        let beta = canned_upstream(&upstreams, "", "beta");
-        let hop = canned_upstream(
-            &upstreams,
-            "connection: x-up-secret\r\nx-up-secret: 1\r\nkeep-alive: timeout=5\r\n\
-             proxy-authenticate: Basic realm=\"up\"\r\nx-up-kept: yes\r\n",
-            "hop",
-        );
-        let reset = closing_upstream(&upstreams);
-        let closed = free_port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (name, text) in FILES {
+/// `gatehouse run` over [`FILES`], with its upstreams.
+fn start() -> Gateway {
+    let upstreams = upstream_runtime();
+    let echo = upstreams
+        .block_on(gatehouse_testkit::spawn_echo())
+        .expect("echo upstream");
+    let alpha = canned_upstream(&upstreams, "", "alpha");
+    let beta = canned_upstream(&upstreams, "", "beta");
+    let hop = canned_upstream(
+        &upstreams,
+        "connection: x-up-secret\r\nx-up-secret: 1\r\nkeep-alive: timeout=5\r\n\
+         proxy-authenticate: Basic realm=\"up\"\r\nx-up-kept: yes\r\n",
+        "hop",
+    );
+    let reset = closing_upstream(&upstreams);
+    let closed = free_port();
+    let files: Vec<(&str, String)> = FILES
+        .iter()
+        .map(|(name, text)| {
             let text = text
                 .replace("@ECHO@", &echo.port().to_string())
                 .replace("@ALPHA@", &alpha.port().to_string())
@@ -585,25 +575,17 @@ impl Gateway {
                 .replace("@HOP@", &hop.port().to_string())
                 .replace("@RESET@", &reset.port().to_string())
                 .replace("@CLOSED@", &closed.port().to_string());
-            std::fs::write(dir.path().join(name), text).expect("write manifests");
-        }
-        // The log would only say what the test already knows (a conflict, an
-        // unsupported policy); a pipe nobody reads could fill and stall the gateway.
-        let (process, http, _) = spawn_gatehouse(dir.path(), Stdio::null());
-        Gateway {
-            http,
-            _process: process,
-            _manifests: dir,
-            _upstreams: upstreams,
-        }
-    }
+            (*name, text)
+        })
+        .collect();
+    Gateway::serve(upstreams, &files)
 }
 
 /// The gateway, shared by the tests that run at the same time; the last one to finish
 /// stops it (a `static` is never dropped, so it holds only a weak reference).
 fn gateway() -> Arc<Gateway> {
     static SHARED: Mutex<Weak<Gateway>> = Mutex::new(Weak::new());
-    common::shared(&SHARED, Gateway::start)
+    common::shared(&SHARED, start)
 }
 
 // === request helpers ===

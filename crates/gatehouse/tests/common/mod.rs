@@ -202,6 +202,40 @@ pub fn spawn_gatehouse(dir: &Path, stderr: Stdio) -> (Running, SocketAddr, Socke
     (child, http, admin)
 }
 
+/// `gatehouse run` over a folder of manifests, with the upstreams it proxies to: the
+/// fixture of the e2e suites. Fields drop in order: the process stops before its folder
+/// is removed and its upstreams go away.
+pub struct Gateway {
+    /// Traffic listener.
+    pub http: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+    _process: Running,
+    /// The watched folder (a test may edit it).
+    pub manifests: tempfile::TempDir,
+    _upstreams: tokio::runtime::Runtime,
+}
+
+impl Gateway {
+    /// Writes `files` (name, text) to a fresh folder and serves it; the log is discarded
+    /// (a pipe nobody reads could fill and stall the gateway). `upstreams` is kept alive
+    /// as long as the gateway.
+    pub fn serve(upstreams: tokio::runtime::Runtime, files: &[(&str, String)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write manifests");
+        }
+        let (process, http, admin) = spawn_gatehouse(dir.path(), Stdio::null());
+        Gateway {
+            http,
+            admin,
+            _process: process,
+            manifests: dir,
+            _upstreams: upstreams,
+        }
+    }
+}
+
 /// `gatehouse run -f dir` on free ports with two workers, once it is ready; stderr is
 /// captured. Returns the process and the traffic and admin addresses.
 pub fn run_gatehouse(dir: &Path) -> (Running, SocketAddr, SocketAddr) {
