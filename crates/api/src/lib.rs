@@ -45,11 +45,62 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 }
 
 /// The CRDs as one multi-document YAML text: what `gatehouse crds` prints and `crds/` holds.
+///
+/// Mapping keys that YAML 1.1 readers (kubectl, Helm, many GitOps tools) take for
+/// booleans are quoted: a plain `on:` (Upstream `spec.retries.on`) would otherwise reach
+/// the API server as the property `true`.
 pub fn crds_yaml() -> Result<String, serde_yaml_ng::Error> {
     let mut out = String::new();
     for crd in crds() {
         out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(&crd)?);
+        for line in serde_yaml_ng::to_string(&crd)?.lines() {
+            out.push_str(&quote_yaml11_bool_key(line));
+            out.push('\n');
+        }
     }
     Ok(out)
+}
+
+/// `line` with its mapping key single-quoted when the key is a plain scalar that YAML 1.1
+/// reads as a boolean (`on`, `off`, `yes`, `no`, `y`, `n`, `true`, `false`, any case).
+fn quote_yaml11_bool_key(line: &str) -> std::borrow::Cow<'_, str> {
+    let body = line.trim_start();
+    let indent = &line[..line.len() - body.len()];
+    let (dash, body) = match body.strip_prefix("- ") {
+        Some(rest) => ("- ", rest),
+        None => ("", body),
+    };
+    let Some((key, rest)) = body.split_once(':') else {
+        return line.into();
+    };
+    let boolish = ["y", "yes", "n", "no", "true", "false", "on", "off"]
+        .iter()
+        .any(|b| key.eq_ignore_ascii_case(b));
+    if boolish && (rest.is_empty() || rest.starts_with(' ')) {
+        format!("{indent}{dash}'{key}':{rest}").into()
+    } else {
+        line.into()
+    }
+}
+
+#[cfg(test)]
+mod yaml_tests {
+    use super::quote_yaml11_bool_key as q;
+
+    #[test]
+    fn boolean_looking_keys_are_quoted_and_nothing_else_changes() {
+        assert_eq!(q("    on:"), "    'on':");
+        assert_eq!(q("  - Off: 1"), "  - 'Off': 1");
+        assert_eq!(q("    only:"), "    only:");
+        assert_eq!(q("    description: on: off"), "    description: on: off");
+        assert_eq!(q("    on"), "    on");
+        assert_eq!(q("    'on':"), "    'on':");
+    }
+
+    #[test]
+    fn the_generated_crds_keep_the_retries_on_property() {
+        let text = super::crds_yaml().expect("renders");
+        assert!(text.contains("'on':"), "spec.retries.on must be quoted");
+        assert!(!text.lines().any(|l| l.trim() == "on:"));
+    }
 }

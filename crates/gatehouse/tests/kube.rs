@@ -10,7 +10,7 @@
 //! Environment:
 //! - `GATEHOUSE_E2E_KUBECONFIG`: admin credentials, used by the tests to write objects.
 //! - `GATEHOUSE_E2E_CONTROLLER_KUBECONFIG`: what the controller runs as (a
-//!   ServiceAccount bound to `deploy/controller-rbac.yaml`); default: the admin one.
+//!   ServiceAccount bound to the chart's RBAC rules, `charts/gatehouse`); default: the admin one.
 //! - `GATEHOUSE_E2E_ADDRS`: comma-separated IPs this host owns that an EndpointSlice may
 //!   name (not loopback: the API server refuses it); test upstreams listen on them.
 //! - `GATEHOUSE_E2E_LEASE_BINDING`: `namespace/serviceaccount` to bind the Lease role
