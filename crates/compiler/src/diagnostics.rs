@@ -100,13 +100,16 @@ pub enum Reason {
     ServiceNotFound,
     /// The Upstream's Service has no such port.
     PortNotFound,
+    /// Served, with less than the object asks for (warnings only): e.g. a `scope:
+    /// Global` rate limit counted per replica because no Redis is configured.
+    Degraded,
 }
 
 impl Reason {
     /// The condition this reason sets to False.
     pub fn condition(self) -> ConditionType {
         match self {
-            Reason::Invalid | Reason::Conflicted | Reason::UnsupportedValue => {
+            Reason::Invalid | Reason::Conflicted | Reason::UnsupportedValue | Reason::Degraded => {
                 ConditionType::Accepted
             }
             _ => ConditionType::ResolvedRefs,
@@ -126,6 +129,7 @@ impl Reason {
             Reason::SecretNotFound => "SecretNotFound",
             Reason::ServiceNotFound => "ServiceNotFound",
             Reason::PortNotFound => "PortNotFound",
+            Reason::Degraded => "Degraded",
         }
     }
 }

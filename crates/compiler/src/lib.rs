@@ -63,6 +63,9 @@ pub struct Inputs {
     pub services: Vec<Service>,
     /// EndpointSlices of those Services.
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Whether the data plane counts `scope: Global` rate limits in Redis (`--redis`).
+    /// Without it they count per replica, and the compiler says so.
+    pub redis: bool,
 }
 
 impl Inputs {
@@ -199,6 +202,8 @@ pub(crate) struct Index<'a> {
     policies: HashMap<(&'a str, &'a str), Option<&'a Policies>>,
     /// By `namespace/name`; `true`: accepted into the table.
     upstreams: HashMap<String, bool>,
+    /// [`Inputs::redis`].
+    redis: bool,
 }
 
 impl<'a> Index<'a> {
@@ -213,6 +218,10 @@ impl<'a> Index<'a> {
     }
     pub fn policy(&self, ns: &str, name: &str) -> Option<Option<&'a Policies>> {
         self.policies.get(&(ns, name)).copied()
+    }
+    /// Whether `scope: Global` limits are shared through Redis.
+    pub fn redis(&self) -> bool {
+        self.redis
     }
     /// By id (`namespace/name`).
     pub fn upstream(&self, id: &str) -> Option<bool> {
@@ -299,7 +308,10 @@ pub fn compile(inputs: &Inputs) -> Output {
     let mut slices: Vec<&EndpointSlice> = inputs.endpoint_slices.iter().collect();
     slices.sort_by(|a, b| ns_name(*a).cmp(&ns_name(*b)));
 
-    let mut index = Index::default();
+    let mut index = Index {
+        redis: inputs.redis,
+        ..Index::default()
+    };
     index.secrets.reserve(secrets.len());
     index.services.reserve(services.len());
     index.policies.reserve(policies.len());
@@ -594,10 +606,21 @@ fn status_of(object: &ObjectRef, generation: Option<i64>, diags: &[Diagnostic]) 
             })
             .collect();
         match errors.iter().map(|d| d.reason).min() {
+            // True, but a degraded part is said in the message (e.g. a Global limit
+            // counted per replica), so `kubectl get` shows it.
             None => Condition {
                 status: true,
                 reason: ok_reason,
-                message: String::new(),
+                message: diags
+                    .iter()
+                    .filter(|d| {
+                        &d.object == object
+                            && d.reason == Reason::Degraded
+                            && d.reason.condition() == ty
+                    })
+                    .map(|d| format!("{}: {}", d.field, d.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
             },
             Some(reason) => {
                 // The reason is the first in severity order; the message names every

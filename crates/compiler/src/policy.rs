@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use gatehouse_api::policy::{Authentication, Cors, HeaderEdits, Policies, RateLimitKeyType};
+use gatehouse_api::policy::{
+    Authentication, Cors, HeaderEdits, Policies, RateLimitKeyType, RateLimitScope,
+};
 use gatehouse_api::{Duration, SecretKeyRef};
 use gatehouse_table::PolicyField;
 use ipnet::IpNet;
@@ -63,6 +65,14 @@ pub(crate) fn validate(
             c.invalid("rateLimit.limits", "at least one limit is required".into());
         }
         c.duration("rateLimit.maxDelay", rl.max_delay.as_ref(), true);
+        if rl.scope == Some(RateLimitScope::Global) && !c.index.redis() {
+            let f = c.path("rateLimit.scope");
+            c.sink.warning(
+                f,
+                Reason::Degraded,
+                "scope Global counts per replica: this gateway has no --redis, so each replica enforces the limits alone",
+            );
+        }
         if let Some(k) = &rl.key {
             let needs_name = matches!(k.kind, RateLimitKeyType::Header | RateLimitKeyType::Claim);
             if needs_name != k.name.is_some() {

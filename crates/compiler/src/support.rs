@@ -9,29 +9,20 @@ use gatehouse_api::upstream::{LoadBalancerPolicy, UpstreamSpec};
 use gatehouse_table::PolicyField;
 
 /// The parts of a policy field the proxy does not enforce yet, relative to the field
-/// (`""` for the whole field, `"scope"` for `rateLimit.scope: Global`). Empty when the
+/// (`""` for the whole field, a sub-field name when only part of it is missing; the
+/// configuration is passed for such parts). Empty when the
 /// policy, as configured, is enforced.
 pub fn unsupported_policy_parts(
     field: PolicyField,
-    config: &serde_json::Value,
+    _config: &serde_json::Value,
 ) -> Vec<&'static str> {
     match field {
         PolicyField::Cors
         | PolicyField::ConcurrencyLimit
         | PolicyField::RequestTransform
         | PolicyField::ResponseTransform
-        | PolicyField::Errors => Vec::new(),
-        PolicyField::RateLimit => {
-            let mut out = Vec::new();
-            if config.get("scope").and_then(|s| s.as_str()) == Some("Global") {
-                out.push("scope");
-            }
-            // Claims come from JWT authentication, which is not implemented yet.
-            if config.pointer("/key/type").and_then(|s| s.as_str()) == Some("Claim") {
-                out.push("key");
-            }
-            out
-        }
+        | PolicyField::Errors
+        | PolicyField::RateLimit => Vec::new(),
         PolicyField::Waf
         | PolicyField::Authentication
         | PolicyField::Authorization

@@ -52,6 +52,9 @@ pub struct Config {
     pub identity: String,
     /// How long a burst of changes may settle before compiling.
     pub coalesce: Duration,
+    /// Whether the proxy counts `scope: Global` rate limits in Redis (`--redis`); without
+    /// it, statuses say that they count per replica.
+    pub redis: bool,
 }
 
 fn spawn_watch<K>(
@@ -156,6 +159,10 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
                 let objects = store.lock();
                 objects.synced(&scopes).then(|| objects.inputs())
             };
+            let inputs = inputs.map(|mut i| {
+                i.redis = config.redis;
+                i
+            });
             let Some(inputs) = inputs else { continue };
             let started = std::time::Instant::now();
             let out =

@@ -154,6 +154,7 @@ impl Objects {
             secrets: self.secrets.objects().cloned().collect(),
             services: self.services.objects().cloned().collect(),
             endpoint_slices: self.slices.objects().cloned().collect(),
+            redis: false,
         }
     }
 }

@@ -9,15 +9,17 @@ use gatehouse_compiler::{Diagnostic, Inputs, Output, Severity, compile, explain 
 use gatehouse_router::Router;
 use serde::Serialize;
 
-/// Reads and compiles the manifests at `path`.
-pub fn load(path: &Path) -> Result<(Parsed, Vec<Diagnostic>, Output)> {
+/// Reads and compiles the manifests at `path`, for a gateway with (`redis`) or without a
+/// Redis for global rate limits.
+pub fn load(path: &Path, redis: bool) -> Result<(Parsed, Vec<Diagnostic>, Output)> {
     if !path.exists() {
         bail!("{}: no such file or directory", path.display());
     }
     let mut parsed =
         manifest::read_path(path).with_context(|| format!("reading {}", path.display()))?;
     let documents = std::mem::take(&mut parsed.documents);
-    let (inputs, mut load_diags) = Inputs::from_documents(documents);
+    let (mut inputs, mut load_diags) = Inputs::from_documents(documents);
+    inputs.redis = redis;
     let output = compile(&inputs);
     load_diags.sort();
     Ok((parsed, load_diags, output))
@@ -32,8 +34,8 @@ struct LintReport<'a> {
     warnings: usize,
 }
 
-pub fn lint(path: &Path, json: bool) -> Result<ExitCode> {
-    let (parsed, load_diags, output) = load(path)?;
+pub fn lint(path: &Path, redis: bool, json: bool) -> Result<ExitCode> {
+    let (parsed, load_diags, output) = load(path, redis)?;
     let diags: Vec<&Diagnostic> = load_diags.iter().chain(&output.diagnostics).collect();
     let errors = parsed.errors.len()
         + diags
@@ -82,7 +84,7 @@ pub fn explain(
     headers: &[String],
     json: bool,
 ) -> Result<ExitCode> {
-    let (_, _, output) = load(path)?;
+    let (_, _, output) = load(path, true)?;
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|h| {

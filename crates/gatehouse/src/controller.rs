@@ -26,6 +26,11 @@ pub struct ControllerArgs {
     /// How long a burst of changes may settle before compiling.
     #[arg(long, default_value = "20ms", value_parser = crate::run::parse_drain)]
     pub coalesce: Duration,
+    /// The Redis the proxy beside it uses for `scope: Global` rate limits (the same
+    /// `GATEHOUSE_REDIS` as the proxy's). The controller never connects to it: it only
+    /// reports, in statuses, when such limits count per replica because there is none.
+    #[arg(long, env = "GATEHOUSE_REDIS")]
+    pub redis: Option<String>,
 }
 
 /// Runs the controller until SIGTERM or SIGINT.
@@ -50,6 +55,7 @@ pub fn controller(args: ControllerArgs) -> Result<ExitCode> {
             lease_namespace: args.lease_namespace,
             identity,
             coalesce: args.coalesce,
+            redis: args.redis.is_some(),
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

@@ -4,6 +4,7 @@
 
 mod check;
 mod controller;
+mod data_plane;
 mod proxy;
 mod run;
 
@@ -45,6 +46,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+        /// Compile for a gateway that has this Redis (`--redis` of `run`/`proxy`): its
+        /// `scope: Global` limits are then shared, not reported as counted per replica.
+        #[arg(long, env = "GATEHOUSE_REDIS")]
+        redis: Option<String>,
     },
     /// Which route and rule match a request, why others did not, the effective policies
     /// and the backends.
@@ -105,7 +110,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Proxy(args) => proxy::proxy(args),
         Command::Controller(args) => controller::controller(args),
-        Command::Lint { path, output } => check::lint(&path, output == Output::Json),
+        Command::Lint {
+            path,
+            output,
+            redis,
+        } => check::lint(&path, redis.is_some(), output == Output::Json),
         Command::Explain {
             path,
             method,

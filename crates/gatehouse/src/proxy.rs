@@ -43,6 +43,9 @@ pub struct ProxyArgs {
     /// On SIGTERM, how long requests in flight may take to finish.
     #[arg(long, default_value = "20s", value_parser = crate::run::parse_drain)]
     pub drain_timeout: Duration,
+    /// Policy backends.
+    #[command(flatten)]
+    pub data_plane: crate::data_plane::DataPlaneArgs,
 }
 
 /// A listener address, or `off`.
@@ -71,7 +74,8 @@ pub fn proxy(args: ProxyArgs) -> Result<ExitCode> {
                 .with_context(|| format!("state directory {dir}"))?,
         ),
     };
-    let shared = Shared::new(Table::default()).context("preparing an empty table")?;
+    let shared = Shared::with_options(Table::default(), args.data_plane.options()?)
+        .context("preparing an empty table")?;
     let admin_state = AdminState::new(shared.clone(), Some(crate::run::explain_fn()));
     if let Some(store) = &store {
         match store.load() {

@@ -40,6 +40,9 @@ pub struct RunArgs {
     /// On SIGTERM, how long requests in flight may take to finish.
     #[arg(long, default_value = "20s", value_parser = parse_drain)]
     pub drain_timeout: Duration,
+    /// Policy backends.
+    #[command(flatten)]
+    pub data_plane: crate::data_plane::DataPlaneArgs,
 }
 
 /// `/explain` on the admin listener: the compiler's explain engine over the running table.
@@ -68,14 +71,15 @@ struct Loaded {
 }
 
 /// Reads and compiles the folder. `Err` lists the files that do not parse.
-fn load(path: &Path) -> Result<Loaded, Vec<String>> {
+fn load(path: &Path, redis: bool) -> Result<Loaded, Vec<String>> {
     let mut parsed =
         manifest::read_path(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
     if !parsed.errors.is_empty() {
         return Err(parsed.errors.iter().map(ToString::to_string).collect());
     }
     let docs = std::mem::take(&mut parsed.documents);
-    let (inputs, mut diagnostics) = Inputs::from_documents(docs);
+    let (mut inputs, mut diagnostics) = Inputs::from_documents(docs);
+    inputs.redis = redis;
     let out = compile(&inputs);
     let mut accepted: BTreeMap<ObjectRef, bool> = out
         .statuses
@@ -113,11 +117,13 @@ struct FileProvider {
     source: String,
     version: u64,
     accepted: BTreeMap<ObjectRef, bool>,
+    /// Whether `--redis` is set (the compiler reports Global limits without it).
+    redis: bool,
 }
 
 impl FileProvider {
     fn reload(&mut self, shared: &Shared, admin: &AdminState) {
-        let loaded = match load(&self.path) {
+        let loaded = match load(&self.path, self.redis) {
             Ok(l) => l,
             Err(errors) => {
                 for e in errors {
@@ -176,7 +182,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .canonicalize()
         .with_context(|| format!("{}", args.path.display()))?;
     let source = format!("file:{}", path.display());
-    let loaded = match load(&path) {
+    let loaded = match load(&path, args.data_plane.redis.is_some()) {
         Ok(l) => l,
         Err(errors) => {
             for e in errors {
@@ -189,7 +195,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mut table = loaded.table;
     table.version = 1;
     let routes = table.routes.len();
-    let shared = Shared::new(table).context("preparing the routing table")?;
+    let shared = Shared::with_options(table, args.data_plane.options()?)
+        .context("preparing the routing table")?;
     let admin_state = AdminState::new(shared.clone(), Some(explain_fn()));
     admin_state.applied(&source);
     let workers = args
@@ -211,6 +218,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         source,
         version: 1,
         accepted: loaded.accepted,
+        redis: args.data_plane.redis.is_some(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -729,6 +729,13 @@ fn the_proxy_serves_without_its_controller_and_across_its_own_restart() {
         world.echo_service("svc").await;
         world.route("r", json!([prefix_rule("/r", "svc")])).await;
         converge("served", || async { get(world.http, "/r").await == 200 }).await;
+        // The proxy persists a table right after applying it: wait for the file, or the
+        // restart below could race the write.
+        let persisted = world.state.join("table.json");
+        converge("the table is persisted", || async {
+            std::fs::read_to_string(&persisted).is_ok_and(|t| t.contains("\"/r\""))
+        })
+        .await;
 
         // The controller dies: the proxy keeps serving.
         world.controller.take();

@@ -109,15 +109,27 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
 }
 
+/// What a proxy process is given besides its table: the command-line choices.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// `--redis`: where `scope: Global` rate limits count.
+    pub global_limits: Option<policy::limit::GlobalBackend>,
+}
+
 impl Shared {
-    /// Starts with `table`.
+    /// Starts with `table` and default options.
     pub fn new(table: Table) -> Result<Arc<Shared>, PrepareError> {
+        Shared::with_options(table, Options::default())
+    }
+
+    /// Starts with `table`.
+    pub fn with_options(table: Table, options: Options) -> Result<Arc<Shared>, PrepareError> {
         let started = std::time::Instant::now();
         let version = table.version;
         let states = upstream_state::States::default();
         let metrics = metrics::Metrics::default();
         let mut regexes = gatehouse_router::RegexCache::default();
-        let policy_states = policy::PolicyStates::default();
+        let policy_states = policy::PolicyStates::new(options.global_limits);
         let mut round = policy::StatesRound::default();
         let prepared = Prepared::new(
             table,

@@ -53,9 +53,90 @@ struct Series {
     /// (method, code) → requests; a handful of entries, scanned.
     requests: Vec<(&'static str, u16, u64)>,
     durations: Histogram,
-    /// Requests a rate limit refused.
-    rate_limited: u64,
+    /// Policy outcomes, by [`Counter`].
+    counts: [u64; Counter::ALL.len()],
 }
+
+/// A policy outcome counted per route: each is one series of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// A rate limit refused the request.
+    RateLimited,
+    /// A `scope: Global` limit could not reach Redis and `failureMode: Open` let the
+    /// request through.
+    LimiterFailOpen,
+    /// Same, and `failureMode: Closed` refused it.
+    LimiterFailClosed,
+    /// Served from the cache.
+    CacheHit,
+    /// Cacheable, not in the cache: fetched (and stored when the response allows it).
+    CacheMiss,
+    /// On a cached rule, but not cacheable (method, `Cache-Control`, size).
+    CacheBypass,
+    /// A request refused by `validation.request`.
+    ValidationRequest,
+    /// An upstream response that failed `validation.response`.
+    ValidationResponse,
+}
+
+impl Counter {
+    const ALL: [Counter; 8] = [
+        Counter::RateLimited,
+        Counter::LimiterFailOpen,
+        Counter::LimiterFailClosed,
+        Counter::CacheHit,
+        Counter::CacheMiss,
+        Counter::CacheBypass,
+        Counter::ValidationRequest,
+        Counter::ValidationResponse,
+    ];
+
+    /// (family, extra label) of this counter's series.
+    fn series(self) -> (&'static str, &'static str) {
+        match self {
+            Counter::RateLimited => ("gatehouse_ratelimit_rejected_total", ""),
+            Counter::LimiterFailOpen => (
+                "gatehouse_ratelimit_backend_errors_total",
+                "failure_mode=\"Open\"",
+            ),
+            Counter::LimiterFailClosed => (
+                "gatehouse_ratelimit_backend_errors_total",
+                "failure_mode=\"Closed\"",
+            ),
+            Counter::CacheHit => ("gatehouse_cache_requests_total", "result=\"hit\""),
+            Counter::CacheMiss => ("gatehouse_cache_requests_total", "result=\"miss\""),
+            Counter::CacheBypass => ("gatehouse_cache_requests_total", "result=\"bypass\""),
+            Counter::ValidationRequest => (
+                "gatehouse_validation_failures_total",
+                "direction=\"request\"",
+            ),
+            Counter::ValidationResponse => (
+                "gatehouse_validation_failures_total",
+                "direction=\"response\"",
+            ),
+        }
+    }
+}
+
+/// HELP text of each policy counter family, in exposition order.
+const COUNTER_FAMILIES: [(&str, &str); 4] = [
+    (
+        "gatehouse_ratelimit_rejected_total",
+        "Requests refused by a rate limit.",
+    ),
+    (
+        "gatehouse_ratelimit_backend_errors_total",
+        "Global rate-limit checks that could not reach Redis, by the failureMode applied.",
+    ),
+    (
+        "gatehouse_cache_requests_total",
+        "Requests on cached rules, by result (hit, miss, bypass).",
+    ),
+    (
+        "gatehouse_validation_failures_total",
+        "Requests refused and upstream responses that failed validation, by direction.",
+    ),
+];
 
 #[derive(Debug, Default)]
 struct Block {
@@ -158,8 +239,8 @@ impl Metrics {
     }
 
     /// Counts a request refused by a rate limit, on the calling worker.
-    pub fn rate_limited(&self, labels: &RuleLabels) {
-        self.with_series(labels, |series| series.rate_limited += 1);
+    pub fn count(&self, labels: &RuleLabels, counter: Counter) {
+        self.with_series(labels, |series| series.counts[counter as usize] += 1);
     }
 
     /// Records a table apply.
@@ -184,7 +265,7 @@ impl Metrics {
             .unwrap_or_default();
         let mut requests: HashMap<(&(String, String), &'static str, u16), u64> = HashMap::new();
         let mut durations: HashMap<&(String, String), Histogram> = HashMap::new();
-        let mut rate_limited: std::collections::BTreeMap<&str, u64> = Default::default();
+        let mut counted: std::collections::BTreeMap<(&str, usize), u64> = Default::default();
         if let Ok(blocks) = self.blocks.lock() {
             for block in blocks.iter() {
                 let Ok(block) = block.lock() else { continue };
@@ -192,8 +273,10 @@ impl Metrics {
                     for (method, code, n) in &series.requests {
                         *requests.entry((labels, method, *code)).or_default() += n;
                     }
-                    if series.rate_limited > 0 {
-                        *rate_limited.entry(labels.0.as_str()).or_default() += series.rate_limited;
+                    for (i, n) in series.counts.iter().enumerate() {
+                        if *n > 0 {
+                            *counted.entry((labels.0.as_str(), i)).or_default() += n;
+                        }
                     }
                     if series.durations.count > 0 {
                         durations
@@ -229,16 +312,19 @@ impl Metrics {
             let labels = format!("route=\"{}\",rule=\"{}\"", escape(route), escape(rule));
             histogram(&mut out, "gatehouse_request_duration_seconds", &labels, &h);
         }
-        out.push_str(
-            "# HELP gatehouse_ratelimit_rejected_total Requests refused by a rate limit.\n",
-        );
-        out.push_str("# TYPE gatehouse_ratelimit_rejected_total counter\n");
-        for (route, n) in rate_limited {
-            let _ = writeln!(
-                out,
-                "gatehouse_ratelimit_rejected_total{{route=\"{}\"}} {n}",
-                escape(route)
-            );
+        for (family, help) in COUNTER_FAMILIES {
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
+            for ((route, i), n) in &counted {
+                let (name, extra) = Counter::ALL[*i].series();
+                if name == family {
+                    let sep = if extra.is_empty() { "" } else { "," };
+                    let _ = writeln!(
+                        out,
+                        "{family}{{route=\"{}\"{sep}{extra}}} {n}",
+                        escape(route)
+                    );
+                }
+            }
         }
         let _ = writeln!(
             out,

@@ -36,6 +36,9 @@ pub enum GatewayError {
     },
     /// The rule's concurrency limit and its queue are full.
     Overloaded,
+    /// A `scope: Global` rate limit could not reach Redis and its `failureMode` is
+    /// `Closed`.
+    LimiterUnavailable,
     /// A CORS preflight the rule's policy refuses.
     CorsRefused(&'static str),
     /// The request body cannot be transformed (not valid JSON).
@@ -99,6 +102,11 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable",
                 "This route is serving as many requests as it allows; retry later.".into(),
+            ),
+            GatewayError::LimiterUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "The rate limit of this route cannot be checked right now; retry later.".into(),
             ),
             GatewayError::CorsRefused(why) => (
                 StatusCode::FORBIDDEN,

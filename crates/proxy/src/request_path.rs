@@ -37,10 +37,11 @@ use hyper::body::Incoming;
 use http_body_util::{BodyExt, Either};
 
 use crate::headers::{Peer, TRACEPARENT, X_REQUEST_ID};
+use crate::metrics::{Counter, Metrics};
 use crate::policy::RulePolicies;
 use crate::policy::cors::{Cors, Verdict};
 use crate::policy::errors;
-use crate::policy::limit::Decision;
+use crate::policy::limit::{Client, Decision, Undecided};
 use crate::policy::transform::{PathRewrite, RequestTransform, is_json};
 use crate::prepared::{Prepared, PreparedUpstream};
 use crate::problem::GatewayError;
@@ -77,7 +78,17 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
     };
 
     let mut decor = Decor::default();
-    let mut resp = match serve(req, peer, &prepared, &request_id, &mut target, &mut decor).await {
+    let served = serve(
+        req,
+        peer,
+        &prepared,
+        &shared.metrics,
+        &request_id,
+        &mut target,
+        &mut decor,
+    )
+    .await;
+    let mut resp = match served {
         Ok(r) => r,
         Err(e) => {
             if matches!(e, GatewayError::RateLimited { .. })
@@ -85,7 +96,7 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
             {
                 shared
                     .metrics
-                    .rate_limited(&prepared.labels[t.route][t.rule]);
+                    .count(&prepared.labels[t.route][t.rule], Counter::RateLimited);
             }
             let errors = target
                 .and_then(|t| prepared.policies[t.route][t.rule].as_deref())
@@ -172,6 +183,7 @@ async fn serve(
     req: Request<Incoming>,
     peer: &Peer,
     prepared: &Prepared,
+    metrics: &Metrics,
     request_id: &HeaderValue,
     target: &mut Option<gatehouse_router::Target>,
     decor: &mut Decor,
@@ -260,15 +272,35 @@ async fn serve(
             }
         }
         if let Some(limit) = &p.rate_limit {
-            let key = limit.key_of(peer.addr.ip(), None, &parts.headers);
-            match limit.decide(&key) {
-                Decision::Allowed { wait, quota } => {
+            let client = Client {
+                ip: peer.addr.ip(),
+                consumer: None,
+                claims: None,
+            };
+            let key = limit.key_of(client, &parts.headers);
+            let decided = match limit.decide(&key).await {
+                Ok(d) => Some(d),
+                Err(Undecided { fail_open, error }) => {
+                    let labels = &prepared.labels[t.route][t.rule];
+                    tracing::debug!(%error, fail_open, "global rate limit undecided");
+                    if fail_open {
+                        metrics.count(labels, Counter::LimiterFailOpen);
+                        None
+                    } else {
+                        metrics.count(labels, Counter::LimiterFailClosed);
+                        return Err(GatewayError::LimiterUnavailable);
+                    }
+                }
+            };
+            match decided {
+                None => {}
+                Some(Decision::Allowed { wait, quota }) => {
                     decor.quota = Some(quota);
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
                     }
                 }
-                Decision::Rejected { retry_after, quota } => {
+                Some(Decision::Rejected { retry_after, quota }) => {
                     return Err(GatewayError::RateLimited { retry_after, quota });
                 }
             }

@@ -2,8 +2,6 @@
 //! starts its own server (killed on drop). Without `redis-server` installed the tests
 //! skip, unless `GATEHOUSE_REQUIRE_REDIS` is set (CI), where they fail.
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -11,77 +9,13 @@ use gatehouse_proxy::policy::global_limit::{Decision, GlobalError, GlobalLimiter
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    port: u16,
-    child: Option<Child>,
-}
+type Redis = gatehouse_testkit::redis::RedisServer;
 
-impl Redis {
-    /// Starts a server, or `None` (after saying why) when the test must skip.
-    fn start() -> Option<Redis> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let mut redis = Redis { port, child: None };
-        match redis.spawn() {
-            Ok(()) => Some(redis),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if std::env::var_os("GATEHOUSE_REQUIRE_REDIS").is_some() {
-                    panic!("redis-server is not installed and GATEHOUSE_REQUIRE_REDIS is set");
-                }
-                eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
-                None
-            }
-            Err(e) => panic!("cannot start redis-server: {e}"),
-        }
-    }
-
-    fn spawn(&mut self) -> std::io::Result<()> {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        self.spawn().expect("redis-server restarts");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// A plain (synchronous) connection for inspecting the server.
-    fn raw(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .and_then(|c| c.get_connection())
-            .expect("raw connection")
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// A plain (synchronous) connection for inspecting the server.
+fn raw(redis: &Redis) -> redis::Connection {
+    redis::Client::open(redis.url())
+        .and_then(|c| c.get_connection())
+        .expect("raw connection")
 }
 
 /// A limiter that is connected (the connection is made in the background).
@@ -144,7 +78,7 @@ async fn allows_exactly_the_limit_then_rejects() {
     // The script cache is flushed (e.g. a failover): EVALSHA falls back to EVAL.
     let _: () = redis::cmd("SCRIPT")
         .arg("FLUSH")
-        .query(&mut redis.raw())
+        .query(&mut raw(&redis))
         .expect("SCRIPT FLUSH");
     assert!(matches!(
         check(&l, "route\0rule\x00192.0.2.1", &limits, Duration::ZERO).await,
@@ -356,7 +290,7 @@ async fn fails_fast_while_redis_is_down_and_recovers() {
 async fn keys_expire_and_bad_data_is_an_error() {
     let Some(redis) = Redis::start() else { return };
     let l = limiter(&redis, "t6:").await;
-    let mut raw = redis.raw();
+    let mut raw = raw(&redis);
     assert!(matches!(
         check(&l, "a{b}%c", &[per(5, 60), per(100, 3600)], Duration::ZERO).await,
         Decision::Allowed { .. }

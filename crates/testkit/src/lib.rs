@@ -14,6 +14,10 @@
 //!   `grpc-message: echo`;
 //! - a WebSocket upgrade (`Upgrade: websocket`) is accepted, and every message is sent
 //!   back as it came.
+//!
+//! [`redis::RedisServer`] runs a real `redis-server` for the global rate-limit tests.
+
+pub mod redis;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

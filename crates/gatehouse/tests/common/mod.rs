@@ -177,6 +177,15 @@ pub fn closing_upstream(runtime: &tokio::runtime::Runtime) -> SocketAddr {
 /// `gatehouse run -f dir` on free ports with two workers, once it is ready; stderr goes
 /// to `stderr`. Returns the process and the traffic and admin addresses.
 pub fn spawn_gatehouse(dir: &Path, stderr: Stdio) -> (Running, SocketAddr, SocketAddr) {
+    spawn_gatehouse_with(dir, stderr, &[])
+}
+
+/// [`spawn_gatehouse`] with more flags.
+pub fn spawn_gatehouse_with(
+    dir: &Path,
+    stderr: Stdio,
+    flags: &[&str],
+) -> (Running, SocketAddr, SocketAddr) {
     let (http, admin) = (free_port(), free_port());
     let child = Running(
         Command::new(env!("CARGO_BIN_EXE_gatehouse"))
@@ -190,6 +199,7 @@ pub fn spawn_gatehouse(dir: &Path, stderr: Stdio) -> (Running, SocketAddr, Socke
                 "--workers",
                 "2",
             ])
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -221,11 +231,20 @@ impl Gateway {
     /// (a pipe nobody reads could fill and stall the gateway). `upstreams` is kept alive
     /// as long as the gateway.
     pub fn serve(upstreams: tokio::runtime::Runtime, files: &[(&str, String)]) -> Gateway {
+        Gateway::serve_with(upstreams, files, &[])
+    }
+
+    /// [`Gateway::serve`] with more flags for `gatehouse run`.
+    pub fn serve_with(
+        upstreams: tokio::runtime::Runtime,
+        files: &[(&str, String)],
+        flags: &[&str],
+    ) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write manifests");
         }
-        let (process, http, admin) = spawn_gatehouse(dir.path(), Stdio::null());
+        let (process, http, admin) = spawn_gatehouse_with(dir.path(), Stdio::null(), flags);
         Gateway {
             http,
             admin,

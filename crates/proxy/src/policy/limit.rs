@@ -33,6 +33,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use gatehouse_table::text::parse_duration;
 
+use super::global_limit::{GlobalError, GlobalLimiter, Limit, MAX_PERIOD};
+
 /// `rateLimit` as configured.
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -46,6 +48,15 @@ pub struct RateLimitConfig {
     mode: Option<String>,
     #[serde(default)]
     max_delay: Option<String>,
+    #[serde(default)]
+    failure_mode: Option<String>,
+}
+
+impl RateLimitConfig {
+    /// Whether the policy asks for `scope: Global`.
+    pub fn is_global(&self) -> bool {
+        self.scope.as_deref() == Some("Global")
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -83,8 +94,21 @@ pub enum Key {
     Consumer,
     /// A request header's value.
     Header(HeaderName),
+    /// A claim of the authenticated JWT (client address when there is none).
+    Claim(String),
     /// The rule as a whole.
     Route,
+}
+
+/// Who sent a request, as far as rate-limit keys go.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    /// The client address.
+    pub ip: IpAddr,
+    /// The authenticated consumer.
+    pub consumer: Option<&'a str>,
+    /// The authenticated JWT's claims.
+    pub claims: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One limit, in nanoseconds.
@@ -149,20 +173,58 @@ pub struct RateLimit {
     limits: Vec<Gcra>,
     key: Key,
     max_delay: Option<Duration>,
-    buckets: Arc<Buckets>,
+    backend: Backend,
+}
+
+/// Where a policy's counts live.
+#[derive(Debug)]
+enum Backend {
+    /// In this process.
+    Local(Arc<Buckets>),
+    /// In Redis, shared by every replica.
+    Global {
+        limiter: GlobalLimiter,
+        /// The limits as the script takes them.
+        limits: Vec<Limit>,
+        /// Starts every key of this policy (route, rule and configuration), so two
+        /// policies never share counts and replicas with the same table always do.
+        tag: Box<[u8]>,
+        /// `failureMode: Open`.
+        fail_open: bool,
+        timeout: Duration,
+    },
+}
+
+/// Why a rate limit could not decide: a `scope: Global` limit without Redis.
+#[derive(Debug)]
+pub struct Undecided {
+    /// `failureMode: Open`: let the request through.
+    pub fail_open: bool,
+    /// What went wrong.
+    pub error: GlobalError,
+}
+
+/// How a `scope: Global` policy reaches Redis: the limiter, and the longest a check may
+/// take before `failureMode` applies.
+#[derive(Debug, Clone)]
+pub struct GlobalBackend {
+    /// The shared client.
+    pub limiter: GlobalLimiter,
+    /// Per check.
+    pub timeout: Duration,
 }
 
 impl RateLimit {
-    /// Prepares a validated configuration; `buckets` gives the buckets for its number of
-    /// limits (carried over from the previous table when the policy is unchanged).
+    /// Prepares a validated configuration. Local policies get their buckets from
+    /// `buckets` (carried over from the previous table when the policy is unchanged);
+    /// `scope: Global` ones use `global` under the key prefix `tag`, or, without Redis,
+    /// fall back to local buckets (the caller says so).
     pub fn prepare(
         c: &RateLimitConfig,
+        global: Option<&GlobalBackend>,
+        tag: &str,
         buckets: impl FnOnce(usize) -> Arc<Buckets>,
     ) -> Result<RateLimit, String> {
-        if c.scope.as_deref().is_some_and(|s| s != "Local") {
-            // The compiler blocks Global scope until it is implemented.
-            return Err("only scope Local is implemented".into());
-        }
         let limits = c
             .limits
             .iter()
@@ -188,7 +250,8 @@ impl RateLimit {
                 HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
                     .map_err(|e| format!("header {name:?}: {e}"))?,
             ),
-            Some((other, _)) => return Err(format!("key type {other} is not implemented")),
+            Some(("Claim", Some(name))) => Key::Claim(name.to_string()),
+            Some((other, _)) => return Err(format!("key type {other} needs a name or is unknown")),
         };
         let max_delay = match c.mode.as_deref() {
             Some("Delay") => Some(Duration::from_millis(match c.max_delay.as_deref() {
@@ -197,27 +260,63 @@ impl RateLimit {
             })),
             _ => None,
         };
+        let backend = match global.filter(|_| c.is_global()) {
+            Some(g) => {
+                let limits = limits
+                    .iter()
+                    .map(|l| Limit {
+                        requests: l.requests,
+                        period: Duration::from_nanos(l.period).min(MAX_PERIOD),
+                    })
+                    .collect();
+                Backend::Global {
+                    limiter: g.limiter.clone(),
+                    limits,
+                    tag: format!("{tag}:").into_bytes().into(),
+                    fail_open: c.failure_mode.as_deref() != Some("Closed"),
+                    timeout: g.timeout,
+                }
+            }
+            None => Backend::Local(buckets(limits.len())),
+        };
         Ok(RateLimit {
-            buckets: buckets(limits.len()),
             limits,
             key,
             max_delay,
+            backend,
         })
     }
 
     /// The key for a request.
-    pub fn key_of(&self, client: IpAddr, consumer: Option<&str>, headers: &HeaderMap) -> Vec<u8> {
-        let ip = |out: &mut Vec<u8>| match client {
+    pub fn key_of(&self, client: Client<'_>, headers: &HeaderMap) -> Vec<u8> {
+        let ip = |out: &mut Vec<u8>| match client.ip {
             IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
             IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
         };
-        let mut out = Vec::with_capacity(24);
+        let mut out = Vec::with_capacity(40);
+        if let Backend::Global { tag, .. } = &self.backend {
+            out.extend_from_slice(tag);
+        }
         match &self.key {
             Key::ClientIp => ip(&mut out),
-            Key::Consumer => match consumer {
+            Key::Consumer => match client.consumer {
                 Some(c) => {
                     out.push(b'c');
                     out.extend_from_slice(c.as_bytes());
+                }
+                None => {
+                    out.push(b'i');
+                    ip(&mut out);
+                }
+            },
+            Key::Claim(name) => match client.claims.and_then(|c| c.get(name)) {
+                Some(serde_json::Value::String(v)) => {
+                    out.push(b'j');
+                    out.extend_from_slice(v.as_bytes());
+                }
+                Some(other) => {
+                    out.push(b'j');
+                    out.extend_from_slice(other.to_string().as_bytes());
                 }
                 None => {
                     out.push(b'i');
@@ -235,10 +334,32 @@ impl RateLimit {
         out
     }
 
-    /// Decides for one request with key `key`, charging the buckets when it may go.
-    pub fn decide(&self, key: &[u8]) -> Decision {
-        self.buckets
-            .decide(key, &self.limits, now_ns(), self.max_delay)
+    /// Decides for one request with key `key`, charging the limits when it may go: in
+    /// memory at once, or in one round trip to Redis for `scope: Global`.
+    pub async fn decide(&self, key: &[u8]) -> Result<Decision, Undecided> {
+        match &self.backend {
+            Backend::Local(buckets) => {
+                Ok(buckets.decide(key, &self.limits, now_ns(), self.max_delay))
+            }
+            Backend::Global {
+                limiter,
+                limits,
+                fail_open,
+                timeout,
+                ..
+            } => limiter
+                .check(key, limits, self.max_delay.unwrap_or_default(), *timeout)
+                .await
+                .map_err(|error| Undecided {
+                    fail_open: *fail_open,
+                    error,
+                }),
+        }
+    }
+
+    /// Whether the counts are shared through Redis.
+    pub fn is_global(&self) -> bool {
+        matches!(self.backend, Backend::Global { .. })
     }
 }
 

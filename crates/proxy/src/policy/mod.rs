@@ -60,11 +60,36 @@ pub struct RulePolicies {
     pub errors: Option<errors::ErrorPolicy>,
 }
 
-/// State carried from table to table, by (route, rule, field, configuration).
+/// State carried from table to table, by (route, rule, field, configuration), and the
+/// process-wide backends policies use (Redis for global limits).
 #[derive(Debug, Default)]
 pub struct PolicyStates {
     rate: Mutex<FxHashMap<String, Arc<limit::Buckets>>>,
     concurrency: Mutex<FxHashMap<String, Arc<limit::InFlight>>>,
+    /// `--redis`: where `scope: Global` limits count. `None`: they count locally.
+    pub global: Option<limit::GlobalBackend>,
+}
+
+impl PolicyStates {
+    /// States for a process whose global limits use `global`.
+    pub fn new(global: Option<limit::GlobalBackend>) -> PolicyStates {
+        PolicyStates {
+            global,
+            ..PolicyStates::default()
+        }
+    }
+}
+
+/// A short, stable name for a policy as configured: FNV-1a (64 bit) of its state key, in
+/// hex. Stable across processes and builds, so every replica serving the same table
+/// names a global limit's Redis keys alike.
+fn stable_tag(key: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// One prepare's view of [`PolicyStates`]: takes the previous states, and keeps only
@@ -129,11 +154,23 @@ pub fn prepare(
             PolicyField::Cors => out.cors = Some(cors::Cors::prepare(decode(slot).map_err(fail)?)),
             PolicyField::RateLimit => {
                 let config: limit::RateLimitConfig = decode(slot).map_err(fail)?;
-                let prepared = limit::RateLimit::prepare(&config, |n| {
-                    carry(&states.rate, &mut round.rate, state_key(), || {
-                        limit::Buckets::new(n)
-                    })
-                })
+                if config.is_global() && states.global.is_none() {
+                    tracing::warn!(
+                        route,
+                        rule = %rule.name,
+                        "rateLimit scope Global counts per replica: no --redis is configured"
+                    );
+                }
+                let prepared = limit::RateLimit::prepare(
+                    &config,
+                    states.global.as_ref(),
+                    &stable_tag(&state_key()),
+                    |n| {
+                        carry(&states.rate, &mut round.rate, state_key(), || {
+                            limit::Buckets::new(n)
+                        })
+                    },
+                )
                 .map_err(fail)?;
                 out.rate_limit = Some(prepared);
             }
