@@ -344,10 +344,11 @@ impl Checker<'_, '_, '_> {
     }
 
     fn schema(&mut self, field: &str, s: Option<&serde_json::Value>) {
-        if let Some(s) = s
-            && !(s.is_object() || s.is_boolean())
-        {
+        let Some(s) = s else { return };
+        if !(s.is_object() || s.is_boolean()) {
             self.invalid(field, "a JSON Schema is an object".into());
+        } else if let Err(e) = gatehouse_table::schema::compile(s) {
+            self.invalid(field, format!("not a valid JSON Schema (2020-12): {e}"));
         }
     }
 

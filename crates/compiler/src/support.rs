@@ -22,11 +22,11 @@ pub fn unsupported_policy_parts(
         | PolicyField::RequestTransform
         | PolicyField::ResponseTransform
         | PolicyField::Errors
-        | PolicyField::RateLimit => Vec::new(),
+        | PolicyField::RateLimit
+        | PolicyField::Validation => Vec::new(),
         PolicyField::Waf
         | PolicyField::Authentication
         | PolicyField::Authorization
-        | PolicyField::Validation
         | PolicyField::Cache => vec![""],
     }
 }

@@ -156,6 +156,43 @@ spec:
       policies:
         errors:
           overrides: [{status: 502, contentType: application/json, body: '{"message":"try later"}'}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {name: validation}
+spec:
+  hosts: [validation.test]
+  rules:
+    - name: create
+      matches: [{path: {type: Exact, value: /users}, methods: [POST]}]
+      backends: [{upstream: echo}]
+      policies:
+        validation:
+          request:
+            contentTypes: [application/json]
+            maxBodyBytes: 200
+            requiredHeaders: [X-Tenant]
+            schema:
+              type: object
+              required: [name]
+              properties:
+                name: {type: string, minLength: 1}
+                age: {type: integer, minimum: 0}
+                email: {type: string, format: email}
+          response:
+            schema: {type: object, required: [method, uri]}
+    - name: enforced
+      matches: [{path: {type: Prefix, value: /enforced}}]
+      backends: [{upstream: echo}]
+      policies:
+        validation:
+          response: {schema: {type: object, required: [total]}}
+    - name: reported
+      matches: [{path: {type: Prefix, value: /reported}}]
+      backends: [{upstream: echo}]
+      policies:
+        validation:
+          response: {schema: {type: object, required: [total]}, mode: Report}
 "#;
 
 /// An upstream that answers every request `500` with an HTML body that must not leak.
@@ -564,4 +601,137 @@ fn error_formats_replacement_and_overrides() {
 
     // Routes without an errors policy keep problem+json.
     assert_eq!(status(gw.http, "/nowhere"), 404);
+}
+
+// === validation ===
+
+fn post(
+    gw: &Gateway,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> RawResponse {
+    let length = body.len().to_string();
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    all.push(("Content-Length", &length));
+    let mut raw = request_head("POST", host, target, &all).into_bytes();
+    raw.extend_from_slice(body.as_bytes());
+    send_raw(gw.http, &raw)
+}
+
+#[test]
+fn request_validation_answers_415_413_and_400_with_each_failing_pointer() {
+    let gw = gateway();
+    let json = ("Content-Type", "application/json");
+    let tenant = ("X-Tenant", "acme");
+    // Valid: forwarded, and the echo's answer passes the response schema.
+    let r = post(
+        &gw,
+        "validation.test",
+        "/users",
+        &[json, tenant],
+        r#"{"name":"ann","age":3}"#,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(echoed(&r).body, r#"{"name":"ann","age":3}"#);
+
+    // A required header is missing.
+    let r = post(
+        &gw,
+        "validation.test",
+        "/users",
+        &[json],
+        r#"{"name":"ann"}"#,
+    );
+    let problem = assert_problem(&r, 400);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("x-tenant")),
+        "{problem}"
+    );
+    // Not an accepted media type.
+    let r = post(
+        &gw,
+        "validation.test",
+        "/users",
+        &[("Content-Type", "text/plain"), tenant],
+        "hi",
+    );
+    assert_problem(&r, 415);
+    // Too large (declared).
+    let big = format!(r#"{{"name":"{}"}}"#, "a".repeat(300));
+    assert_problem(
+        &post(&gw, "validation.test", "/users", &[json, tenant], &big),
+        413,
+    );
+    // Too large (chunked, no declared length): counted while read.
+    let mut raw = request_head(
+        "POST",
+        "validation.test",
+        "/users",
+        &[json, tenant, ("Transfer-Encoding", "chunked")],
+    )
+    .into_bytes();
+    raw.extend_from_slice(format!("{:x}\r\n{big}\r\n0\r\n\r\n", big.len()).as_bytes());
+    assert_problem(&send_raw(gw.http, &raw), 413);
+    // Not JSON.
+    assert_problem(
+        &post(&gw, "validation.test", "/users", &[json, tenant], "{nope"),
+        400,
+    );
+    // Schema violations: each failing pointer listed.
+    let r = post(
+        &gw,
+        "validation.test",
+        "/users",
+        &[json, tenant],
+        r#"{"age":-1,"email":"not-an-email"}"#,
+    );
+    let problem = assert_problem(&r, 400);
+    let pointers: Vec<&str> = problem["errors"]
+        .as_array()
+        .expect("errors listed")
+        .iter()
+        .filter_map(|e| e["pointer"].as_str())
+        .collect();
+    for expected in ["", "/age", "/email"] {
+        assert!(
+            pointers.contains(&expected),
+            "{expected:?} missing in {problem}"
+        );
+    }
+    let metrics = request(gw.admin, "GET", "localhost", "/metrics", &[]).text();
+    assert!(
+        metrics.lines().any(|l| l.starts_with(
+            "gatehouse_validation_failures_total{route=\"default/validation\",direction=\"request\"}"
+        )),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn response_validation_enforces_with_502_or_reports() {
+    let gw = gateway();
+    // The echo's answer has no `total`: Enforce hides it behind a 502.
+    let r = get(gw.as_ref(), "validation.test", "/enforced", &[]);
+    let problem = assert_problem(&r, 502);
+    assert!(
+        problem.get("errors").is_none(),
+        "upstream details stay private: {problem}"
+    );
+    // Report lets it through.
+    let r = get(gw.as_ref(), "validation.test", "/reported", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(echoed(&r).method, "GET");
+    let metrics = request(gw.admin, "GET", "localhost", "/metrics", &[]).text();
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with(
+            "gatehouse_validation_failures_total{route=\"default/validation\",direction=\"response\"}"
+        ))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(failures.is_some_and(|n| n >= 2), "{metrics}");
 }

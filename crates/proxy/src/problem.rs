@@ -5,6 +5,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::Body;
 use crate::policy::errors::{self, ErrorPolicy, Format};
+use crate::policy::validation::{Refusal, Violation};
 
 /// What went wrong, from the client's point of view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,10 @@ pub enum GatewayError {
     CorsRefused(&'static str),
     /// The request body cannot be transformed (not valid JSON).
     BadBody(String),
+    /// The request fails the rule's `validation.request`.
+    Invalid(Refusal),
+    /// The upstream's response fails `validation.response` in `Enforce` mode.
+    InvalidResponse(Vec<Violation>),
 }
 
 impl GatewayError {
@@ -114,6 +119,42 @@ impl GatewayError {
                 format!("CORS preflight refused: {why}."),
             ),
             GatewayError::BadBody(why) => (StatusCode::BAD_REQUEST, "Bad Request", why.clone()),
+            GatewayError::Invalid(refusal) => match refusal {
+                Refusal::MediaType(given) => (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "Unsupported Media Type",
+                    if given.is_empty() {
+                        "The request body has no Content-Type; this route requires one.".into()
+                    } else {
+                        format!("This route does not accept request bodies of type {given}.")
+                    },
+                ),
+                Refusal::TooLarge(max) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Payload Too Large",
+                    format!("This route accepts request bodies of at most {max} bytes."),
+                ),
+                Refusal::MissingHeaders(names) => (
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request",
+                    format!("Required request headers are missing: {}.", names.join(", ")),
+                ),
+                Refusal::NotJson(why) => (StatusCode::BAD_REQUEST, "Bad Request", why.clone()),
+                Refusal::Schema(list) => (
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request",
+                    format!(
+                        "The request body does not match the route's schema ({} error{}; see errors).",
+                        list.len(),
+                        if list.len() == 1 { "" } else { "s" }
+                    ),
+                ),
+            },
+            GatewayError::InvalidResponse(_) => (
+                StatusCode::BAD_GATEWAY,
+                "Bad Gateway",
+                "The upstream's response does not match the route's response schema.".into(),
+            ),
         }
     }
 
@@ -125,7 +166,11 @@ impl GatewayError {
             .and_then(|p| p.override_for(status))
             .unwrap_or_else(|| {
                 let format = policy.map_or(Format::Problem, |p| p.format);
-                errors::render(format, status, title, &detail, request_id)
+                let violations: &[Violation] = match self {
+                    GatewayError::Invalid(Refusal::Schema(list)) => list,
+                    _ => &[],
+                };
+                errors::render(format, status, title, &detail, request_id, violations)
             });
         let mut resp = Response::new(crate::full(rendered.body));
         *resp.status_mut() = status;

@@ -7,12 +7,14 @@
 //! 2. route lookup: host index → matcher (404, 405 + `Allow`, 400 on a bad path)
 //! 3. policies (`policy/`): WAF → CORS (preflights answered here) → authentication →
 //!    authorization → rate limit (429, or a wait when throttling) → concurrency limit
-//!    (503) → validation → cache → request transform. A rule that sets a policy this
-//!    version does not enforce (WAF, authentication, authorization, validation, cache) is
-//!    `blocked` by the compiler and answered 503 here: nothing fails open.
+//!    (503) → request validation (415, 413, 400; a schema buffers the body) → cache →
+//!    request transform. A rule that sets a policy this version does not enforce (WAF,
+//!    authentication, authorization, cache) is `blocked` by the compiler and answered
+//!    503 here: nothing fails open.
 //! 4. backend: respond | redirect | upstream (weighted backend, round-robin endpoint,
 //!    pooled HTTP/1.1 or HTTP/2 connection, timeout; upgrades become a tunnel)
-//! 5. response: response transform → error formatting (the rule's `errors` format for
+//! 5. response: response validation (2xx bodies; `Enforce` 502, `Report` logs) →
+//!    response transform → error formatting (the rule's `errors` format for
 //!    gateway errors; `replaceUpstream` and `overrides` for upstream ones) → CORS and
 //!    `RateLimit-*` headers → hop-by-hop stripped, `X-Request-Id` set
 //!
@@ -43,6 +45,7 @@ use crate::policy::cors::{Cors, Verdict};
 use crate::policy::errors;
 use crate::policy::limit::{Client, Decision, Undecided};
 use crate::policy::transform::{PathRewrite, RequestTransform, is_json};
+use crate::policy::validation::{Refusal, Violation};
 use crate::prepared::{Prepared, PreparedUpstream};
 use crate::problem::GatewayError;
 use crate::{Body, Shared, Streamed, full, headers, pool};
@@ -91,12 +94,15 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
     let mut resp = match served {
         Ok(r) => r,
         Err(e) => {
-            if matches!(e, GatewayError::RateLimited { .. })
-                && let Some(t) = target
-            {
+            let counted = match e {
+                GatewayError::RateLimited { .. } => Some(Counter::RateLimited),
+                GatewayError::Invalid(_) => Some(Counter::ValidationRequest),
+                _ => None,
+            };
+            if let (Some(counter), Some(t)) = (counted, target) {
                 shared
                     .metrics
-                    .count(&prepared.labels[t.route][t.rule], Counter::RateLimited);
+                    .count(&prepared.labels[t.route][t.rule], counter);
             }
             let errors = target
                 .and_then(|t| prepared.policies[t.route][t.rule].as_deref())
@@ -309,6 +315,27 @@ async fn serve(
             permit = Some(c.acquire().await.ok_or(GatewayError::Overloaded)?);
         }
     }
+    let mut body = RequestBody::Streamed(body);
+    let mut body_limit = MAX_BODY_BYTES;
+    if let Some(checks) = policies
+        .and_then(|p| p.validation.as_ref())
+        .and_then(|v| v.request.as_ref())
+    {
+        checks
+            .check_head(&parts.method, &parts.headers)
+            .map_err(GatewayError::Invalid)?;
+        body_limit = checks
+            .max_body_bytes
+            .map_or(body_limit, |m| m.min(body_limit));
+        if checks.needs_body(&parts.headers) {
+            let bytes = body.read(body_limit).await.map_err(|e| match e {
+                GatewayError::PayloadTooLarge(max) => GatewayError::Invalid(Refusal::TooLarge(max)),
+                other => other,
+            })?;
+            checks.check_body(&bytes).map_err(GatewayError::Invalid)?;
+            body = RequestBody::Buffered(bytes);
+        }
+    }
 
     // 4. Backend.
     match &rule.action {
@@ -403,10 +430,13 @@ async fn serve(
                 client: peer.addr,
                 rid: request_id.to_str().unwrap_or_default(),
             };
-            let body = match json_body {
-                None => Either::Left(http_body_util::Limited::new(body, MAX_BODY_BYTES as usize)),
-                Some(edits) => {
-                    let bytes = read_body(body).await?;
+            let body = match (json_body, body) {
+                (None, RequestBody::Streamed(b)) => {
+                    Either::Left(http_body_util::Limited::new(b, body_limit as usize))
+                }
+                (None, RequestBody::Buffered(b)) => Either::Right(http_body_util::Full::new(b)),
+                (Some(edits), body) => {
+                    let bytes = body.read(body_limit).await?;
                     let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
                         GatewayError::BadBody(format!("the request body is not valid JSON: {e}"))
                     })?;
@@ -421,11 +451,21 @@ async fn serve(
                     Either::Right(http_body_util::Full::new(edited))
                 }
             };
+            let response_checks = policies
+                .and_then(|p| p.validation.as_ref())
+                .and_then(|v| v.response.as_ref());
+            if response_checks.is_some() {
+                // A schema checks what the upstream meant, not its compression.
+                parts.headers.remove(header::ACCEPT_ENCODING);
+            }
             let req = Request::from_parts(parts, body);
             let resp = exchange(req, addr, upstream, timeout, permit).await?;
             match policies {
-                Some(p) if p.response.is_some() || p.errors.is_some() => {
-                    respond_with_policies(resp, p, &late).await
+                Some(p)
+                    if p.response.is_some() || p.errors.is_some() || response_checks.is_some() =>
+                {
+                    let labels = &prepared.labels[t.route][t.rule];
+                    respond_with_policies(resp, p, &late, &|c| metrics.count(labels, c)).await
                 }
                 _ => Ok(resp),
             }
@@ -733,31 +773,103 @@ fn set_upstream_host(
 }
 
 /// Reads a whole request body within the body limit.
-async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
-    match http_body_util::Limited::new(body, MAX_BODY_BYTES as usize)
-        .collect()
-        .await
-    {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::PayloadTooLarge(MAX_BODY_BYTES))
+/// The client's request body: streamed as it arrives, or already read by a policy.
+enum RequestBody {
+    Streamed(Incoming),
+    Buffered(Bytes),
+}
+
+impl RequestBody {
+    /// The whole body, at most `limit` bytes (else 413).
+    async fn read(self, limit: u64) -> Result<Bytes, GatewayError> {
+        let body = match self {
+            RequestBody::Buffered(b) => return Ok(b),
+            RequestBody::Streamed(body) => body,
+        };
+        match http_body_util::Limited::new(body, limit as usize)
+            .collect()
+            .await
+        {
+            Ok(b) => Ok(b.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(GatewayError::PayloadTooLarge(limit))
+            }
+            Err(_) => Err(GatewayError::BadBody(
+                "the request body could not be read".into(),
+            )),
         }
-        Err(_) => Err(GatewayError::BadBody(
-            "the request body could not be read".into(),
-        )),
     }
 }
 
 /// Largest upstream response body a response policy reads whole.
 const MAX_RESPONSE_EDIT_BYTES: usize = 10 * 1024 * 1024;
 
-/// The response phase for an upstream answer: response transform, then error handling.
+/// The response phase for an upstream answer: validation, response transform, then
+/// error handling. `count` records policy outcomes.
 async fn respond_with_policies(
     resp: Response<Body>,
     p: &RulePolicies,
     ctx: &TemplateCtx<'_>,
+    count: &dyn Fn(Counter),
 ) -> Result<Response<Body>, GatewayError> {
-    let (mut parts, body) = resp.into_parts();
+    let (mut parts, mut body) = resp.into_parts();
+    if let Some(checks) = p.validation.as_ref().and_then(|v| v.response.as_ref())
+        && checks.applies_to(parts.status)
+    {
+        let violations = match http_body_util::Limited::new(body, MAX_RESPONSE_EDIT_BYTES)
+            .collect()
+            .await
+        {
+            Ok(b) => {
+                let bytes = b.to_bytes();
+                let found = if parts.headers.contains_key(header::CONTENT_ENCODING) {
+                    vec![Violation {
+                        pointer: String::new(),
+                        message: "the upstream body is content-encoded".into(),
+                    }]
+                } else {
+                    checks.check(&bytes)
+                };
+                body = full(bytes);
+                found
+            }
+            Err(_) => {
+                // Too large to check, or cut off: nothing valid to send either way.
+                count(Counter::ValidationResponse);
+                tracing::warn!(
+                    rid = ctx.rid,
+                    "upstream response unreadable or over 10 MiB; not validated"
+                );
+                return Err(GatewayError::InvalidResponse(Vec::new()));
+            }
+        };
+        if !violations.is_empty() {
+            count(Counter::ValidationResponse);
+            let listed: Vec<String> = violations
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{}: {}",
+                        if v.pointer.is_empty() {
+                            "/"
+                        } else {
+                            &v.pointer
+                        },
+                        v.message
+                    )
+                })
+                .collect();
+            tracing::warn!(
+                rid = ctx.rid,
+                report_only = checks.report_only,
+                violations = %listed.join("; "),
+                "upstream response does not match its schema"
+            );
+            if !checks.report_only {
+                return Err(GatewayError::InvalidResponse(violations));
+            }
+        }
+    }
     // Errors: a fixed body for this status, or the gateway's format instead of the
     // upstream's body. The upstream body is dropped unread.
     if let Some(e) = &p.errors
@@ -770,6 +882,7 @@ async fn respond_with_policies(
                 parts.status.canonical_reason().unwrap_or("Error"),
                 &format!("The upstream answered {}.", parts.status.as_u16()),
                 ctx.rid,
+                &[],
             )
         });
         parts.headers.remove(header::CONTENT_ENCODING);

@@ -21,6 +21,7 @@
 //! policy field after layering, with the layer it came from. A policy's typed,
 //! precompiled form is built by the proxy when it prepares a table, off the request path.
 
+pub mod schema;
 pub mod text;
 
 use std::collections::BTreeMap;

@@ -4,6 +4,8 @@
 //! over both, whoever produced the status). The status code itself is never changed.
 
 use bytes::Bytes;
+
+use super::validation::Violation;
 use http::{HeaderValue, StatusCode};
 use rustc_hash::FxHashMap;
 
@@ -110,41 +112,63 @@ pub fn render(
     title: &str,
     detail: &str,
     instance: &str,
+    violations: &[Violation],
 ) -> Rendered {
     match format {
-        Format::Problem => Rendered {
-            content_type: HeaderValue::from_static("application/problem+json"),
-            body: Bytes::from(
-                serde_json::json!({
-                    "type": "about:blank",
-                    "title": title,
-                    "status": status.as_u16(),
-                    "detail": detail,
-                    "instance": instance,
-                })
-                .to_string(),
-            ),
-        },
-        Format::Json => Rendered {
-            content_type: HeaderValue::from_static("application/json"),
-            body: Bytes::from(
-                serde_json::json!({
-                    "status": status.as_u16(),
-                    "error": title,
-                    "message": detail,
-                    "requestId": instance,
-                })
-                .to_string(),
-            ),
-        },
-        Format::Text => Rendered {
-            content_type: HeaderValue::from_static("text/plain; charset=utf-8"),
-            body: Bytes::from(format!(
+        Format::Problem => {
+            let mut doc = serde_json::json!({
+                "type": "about:blank",
+                "title": title,
+                "status": status.as_u16(),
+                "detail": detail,
+                "instance": instance,
+            });
+            if !violations.is_empty() {
+                doc["errors"] = serde_json::json!(violations);
+            }
+            Rendered {
+                content_type: HeaderValue::from_static("application/problem+json"),
+                body: Bytes::from(doc.to_string()),
+            }
+        }
+        Format::Json => {
+            let mut doc = serde_json::json!({
+                "status": status.as_u16(),
+                "error": title,
+                "message": detail,
+                "requestId": instance,
+            });
+            if !violations.is_empty() {
+                doc["errors"] = serde_json::json!(violations);
+            }
+            Rendered {
+                content_type: HeaderValue::from_static("application/json"),
+                body: Bytes::from(doc.to_string()),
+            }
+        }
+        Format::Text => {
+            let mut text = format!(
                 "{} {title}: {detail} (request {instance})\n",
                 status.as_u16()
-            )),
-        },
+            );
+            for v in violations {
+                text.push_str(&format!(
+                    "  {}: {}\n",
+                    display_pointer(&v.pointer),
+                    v.message
+                ));
+            }
+            Rendered {
+                content_type: HeaderValue::from_static("text/plain; charset=utf-8"),
+                body: Bytes::from(text),
+            }
+        }
     }
+}
+
+/// The whole document's pointer (`""`) is shown as `/`.
+fn display_pointer(p: &str) -> &str {
+    if p.is_empty() { "/" } else { p }
 }
 
 #[cfg(test)]
@@ -176,6 +200,7 @@ mod tests {
             "Bad Gateway",
             "down",
             "rid",
+            &[],
         );
         let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
         assert_eq!(v["status"], 502);
@@ -186,7 +211,11 @@ mod tests {
             "Bad Gateway",
             "down",
             "rid",
+            &[Violation {
+                pointer: "/a".into(),
+                message: "wrong".into(),
+            }],
         );
-        assert_eq!(t.body, "502 Bad Gateway: down (request rid)\n");
+        assert_eq!(t.body, "502 Bad Gateway: down (request rid)\n  /a: wrong\n");
     }
 }

@@ -22,6 +22,7 @@ pub mod errors;
 pub mod global_limit;
 pub mod limit;
 pub mod transform;
+pub mod validation;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -58,6 +59,8 @@ pub struct RulePolicies {
     pub response: Option<transform::ResponseTransform>,
     /// `errors`.
     pub errors: Option<errors::ErrorPolicy>,
+    /// `validation`.
+    pub validation: Option<validation::Validation>,
 }
 
 /// State carried from table to table, by (route, rule, field, configuration), and the
@@ -200,12 +203,16 @@ pub fn prepare(
             PolicyField::Errors => {
                 out.errors = Some(errors::ErrorPolicy::prepare(decode(slot).map_err(fail)?))
             }
+            PolicyField::Validation => {
+                out.validation = Some(
+                    validation::Validation::prepare(decode(slot).map_err(fail)?).map_err(fail)?,
+                )
+            }
             // Not enforced by this version: the compiler blocks rules that set them, so
             // the request path never reaches these rules' policies.
             PolicyField::Waf
             | PolicyField::Authentication
             | PolicyField::Authorization
-            | PolicyField::Validation
             | PolicyField::Cache => {}
         }
     }

@@ -1,0 +1,368 @@
+//! `validation`: request checks (content type 415, body size 413, required headers 400,
+//! JSON Schema 400) and upstream response checks (JSON Schema; `Enforce` 502 or
+//! `Report`, a log line and a metric).
+//!
+//! Schemas are JSON Schema 2020-12 (a schema naming another draft in `$schema` is
+//! validated by that draft), compiled once when the table is prepared, with `format`
+//! assertions on. References are resolved only inside the schema: nothing is fetched
+//! from the network or the file system while a table is prepared.
+//!
+//! What needs the body (a schema) buffers it, up to `maxBodyBytes` (else the listener's
+//! 10 MiB); everything else looks only at the head, and the body streams.
+
+use gatehouse_table::schema::{Validator, compile};
+use http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use serde_json::Value;
+
+/// `validation` as configured.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationConfig {
+    #[serde(default)]
+    request: Option<RequestConfig>,
+    #[serde(default)]
+    response: Option<ResponseConfig>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestConfig {
+    #[serde(default)]
+    content_types: Vec<String>,
+    #[serde(default)]
+    max_body_bytes: Option<u64>,
+    #[serde(default)]
+    required_headers: Vec<String>,
+    #[serde(default)]
+    schema: Option<Value>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseConfig {
+    #[serde(default)]
+    schema: Option<Value>,
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+/// One reason a body does not match its schema.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    /// JSON Pointer of the failing value in the body (`""` for the whole body).
+    pub pointer: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Violations listed in one answer at most (a huge invalid array stays a small answer).
+const MAX_VIOLATIONS: usize = 20;
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 415: the body's media type is not one of `contentTypes`.
+    MediaType(String),
+    /// 413: the body is larger than `maxBodyBytes`.
+    TooLarge(u64),
+    /// 400: required headers are missing.
+    MissingHeaders(Vec<String>),
+    /// 400: the body is not JSON, or is missing.
+    NotJson(String),
+    /// 400: the body does not match the schema.
+    Schema(Vec<Violation>),
+}
+
+/// A prepared `validation`.
+#[derive(Debug)]
+pub struct Validation {
+    /// Request checks.
+    pub request: Option<RequestChecks>,
+    /// Response checks.
+    pub response: Option<ResponseChecks>,
+}
+
+/// Prepared request checks.
+#[derive(Debug)]
+pub struct RequestChecks {
+    /// Media types (essence, lowercase); `type/*` allows a whole type.
+    content_types: Vec<String>,
+    /// Largest body.
+    pub max_body_bytes: Option<u64>,
+    required_headers: Vec<HeaderName>,
+    schema: Option<Validator>,
+}
+
+/// Prepared response checks.
+#[derive(Debug)]
+pub struct ResponseChecks {
+    schema: Validator,
+    /// `Report`: log and count, let the response through.
+    pub report_only: bool,
+}
+
+impl Validation {
+    /// Prepares a configuration the compiler validated; `Err` names what does not
+    /// compile (a schema that is not a valid 2020-12 schema, a bad header name).
+    pub fn prepare(c: ValidationConfig) -> Result<Validation, String> {
+        let request = match c.request {
+            None => None,
+            Some(r) => Some(RequestChecks {
+                content_types: r
+                    .content_types
+                    .iter()
+                    .map(|t| essence(t).to_ascii_lowercase())
+                    .collect(),
+                max_body_bytes: r.max_body_bytes,
+                required_headers: r
+                    .required_headers
+                    .iter()
+                    .map(|h| {
+                        HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+                            .map_err(|e| format!("required header {h:?}: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                schema: r
+                    .schema
+                    .as_ref()
+                    .map(|s| compile(s).map_err(|e| format!("request schema: {e}")))
+                    .transpose()?,
+            }),
+        };
+        let response = match c.response {
+            Some(ResponseConfig {
+                schema: Some(schema),
+                mode,
+            }) => Some(ResponseChecks {
+                schema: compile(&schema).map_err(|e| format!("response schema: {e}"))?,
+                report_only: mode.as_deref() == Some("Report"),
+            }),
+            _ => None,
+        };
+        Ok(Validation { request, response })
+    }
+}
+
+/// `text/html; charset=utf-8` → `text/html`.
+fn essence(media_type: &str) -> &str {
+    media_type.split(';').next().unwrap_or_default().trim()
+}
+
+/// Whether a request carries a body: a non-zero `Content-Length` or any
+/// `Transfer-Encoding`.
+pub fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}
+
+impl RequestChecks {
+    /// The checks on the request head, in the order a client fixes them: required
+    /// headers, then media type, then the declared size.
+    pub fn check_head(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+        let missing: Vec<String> = self
+            .required_headers
+            .iter()
+            .filter(|h| !headers.contains_key(*h))
+            .map(|h| h.as_str().to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Refusal::MissingHeaders(missing));
+        }
+        let body = has_body(headers);
+        if body && !self.content_types.is_empty() {
+            let given = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| essence(v).to_ascii_lowercase())
+                .unwrap_or_default();
+            let allowed = self
+                .content_types
+                .iter()
+                .any(|t| match t.strip_suffix("/*") {
+                    Some(kind) => given.split_once('/').is_some_and(|(k, _)| k == kind),
+                    None => *t == given,
+                });
+            if !allowed {
+                return Err(Refusal::MediaType(given));
+            }
+        }
+        if let Some(max) = self.max_body_bytes {
+            let declared = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max) {
+                return Err(Refusal::TooLarge(max));
+            }
+        }
+        if self.schema.is_some() && !body && expects_body(method) {
+            return Err(Refusal::NotJson("a JSON request body is required".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether the body must be read for [`RequestChecks::check_body`].
+    pub fn needs_body(&self, headers: &HeaderMap) -> bool {
+        self.schema.is_some() && has_body(headers)
+    }
+
+    /// Checks a buffered body against the schema; returns the parsed document.
+    pub fn check_body(&self, body: &[u8]) -> Result<Option<Value>, Refusal> {
+        let Some(schema) = &self.schema else {
+            return Ok(None);
+        };
+        let doc: Value = serde_json::from_slice(body)
+            .map_err(|e| Refusal::NotJson(format!("the request body is not valid JSON: {e}")))?;
+        let violations = violations(schema, &doc);
+        if violations.is_empty() {
+            Ok(Some(doc))
+        } else {
+            Err(Refusal::Schema(violations))
+        }
+    }
+}
+
+/// Methods whose requests carry a body by nature: a schema on them requires one.
+fn expects_body(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+impl ResponseChecks {
+    /// Whether a response with this status is checked: successful (2xx) ones; errors
+    /// have shapes of their own.
+    pub fn applies_to(&self, status: StatusCode) -> bool {
+        status.is_success() && status != StatusCode::NO_CONTENT
+    }
+
+    /// The violations of an upstream body (empty when it is valid).
+    pub fn check(&self, body: &[u8]) -> Vec<Violation> {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(doc) => violations(&self.schema, &doc),
+            Err(e) => vec![Violation {
+                pointer: String::new(),
+                message: format!("the upstream body is not valid JSON: {e}"),
+            }],
+        }
+    }
+}
+
+fn violations(schema: &Validator, doc: &Value) -> Vec<Violation> {
+    schema
+        .iter_errors(doc)
+        .take(MAX_VIOLATIONS)
+        .map(|e| Violation {
+            pointer: e.instance_path().to_string(),
+            message: e.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use serde_json::json;
+
+    fn checks(config: Value) -> Validation {
+        Validation::prepare(serde_json::from_value(config).expect("decodes")).expect("prepares")
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_str(v).expect("value"));
+        }
+        h
+    }
+
+    #[test]
+    fn head_checks_in_order() {
+        let v = checks(json!({"request": {
+            "contentTypes": ["application/json", "text/*"],
+            "maxBodyBytes": 10,
+            "requiredHeaders": ["X-Request-Id"],
+        }}));
+        let r = v.request.as_ref().expect("request checks");
+        let post = Method::POST;
+        assert_eq!(
+            r.check_head(&post, &headers(&[])),
+            Err(Refusal::MissingHeaders(vec!["x-request-id".into()]))
+        );
+        let h = headers(&[
+            ("x-request-id", "1"),
+            ("content-type", "application/xml"),
+            ("content-length", "3"),
+        ]);
+        assert_eq!(
+            r.check_head(&post, &h),
+            Err(Refusal::MediaType("application/xml".into()))
+        );
+        let h = headers(&[
+            ("x-request-id", "1"),
+            ("content-type", "Application/JSON; charset=utf-8"),
+            ("content-length", "11"),
+        ]);
+        assert_eq!(r.check_head(&post, &h), Err(Refusal::TooLarge(10)));
+        let h = headers(&[
+            ("x-request-id", "1"),
+            ("content-type", "text/csv"),
+            ("content-length", "3"),
+        ]);
+        assert_eq!(r.check_head(&post, &h), Ok(()));
+        // No body: no media type to check.
+        assert_eq!(
+            r.check_head(&Method::GET, &headers(&[("x-request-id", "1")])),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn schema_violations_list_each_pointer() {
+        let v = checks(json!({"request": {"schema": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "age": {"type": "integer", "minimum": 0},
+                "email": {"type": "string", "format": "email"},
+            },
+        }}}));
+        let r = v.request.as_ref().expect("request checks");
+        assert!(r.check_body(br#"{"name":"a","age":3}"#).is_ok());
+        let Err(Refusal::Schema(list)) = r.check_body(br#"{"age":-1,"email":"nope"}"#) else {
+            panic!("expected schema violations");
+        };
+        let pointers: Vec<&str> = list.iter().map(|v| v.pointer.as_str()).collect();
+        assert!(pointers.contains(&""), "{list:?}");
+        assert!(pointers.contains(&"/age"), "{list:?}");
+        assert!(pointers.contains(&"/email"), "{list:?}");
+        assert!(matches!(r.check_body(b"{"), Err(Refusal::NotJson(_))));
+        // A schema requires a body on methods that carry one.
+        assert!(matches!(
+            r.check_head(&Method::POST, &headers(&[])),
+            Err(Refusal::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn response_checks_and_modes() {
+        let v = checks(json!({"response": {"schema": {"type": "array"}, "mode": "Report"}}));
+        let r = v.response.as_ref().expect("response checks");
+        assert!(r.report_only);
+        assert!(r.check(b"[1]").is_empty());
+        assert_eq!(r.check(b"{}").len(), 1);
+        assert!(r.applies_to(StatusCode::OK));
+        assert!(!r.applies_to(StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn invalid_schemas_do_not_prepare() {
+        let c: ValidationConfig =
+            serde_json::from_value(json!({"request": {"schema": {"type": 12}}})).expect("decodes");
+        assert!(Validation::prepare(c).is_err());
+    }
+}
