@@ -58,3 +58,20 @@ app.kubernetes.io/part-of: gatehouse
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed proxy.preStopSleepSeconds + proxy.drainTimeoutSeconds (%v)" .Values.terminationGracePeriodSeconds $need) }}
 {{- end }}
 {{- end }}
+
+{{/* GATEHOUSE_REDIS for both containers, from redis.url or redis.existingSecret. */}}
+{{- define "gatehouse.redisEnv" -}}
+{{- if and .Values.redis.url .Values.redis.existingSecret.name }}
+{{- fail "set redis.url or redis.existingSecret.name, not both" }}
+{{- end }}
+{{- if .Values.redis.url }}
+- name: GATEHOUSE_REDIS
+  value: {{ .Values.redis.url | quote }}
+{{- else if .Values.redis.existingSecret.name }}
+- name: GATEHOUSE_REDIS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret.name | quote }}
+      key: {{ .Values.redis.existingSecret.key | quote }}
+{{- end }}
+{{- end }}

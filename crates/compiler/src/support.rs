@@ -23,11 +23,9 @@ pub fn unsupported_policy_parts(
         | PolicyField::ResponseTransform
         | PolicyField::Errors
         | PolicyField::RateLimit
-        | PolicyField::Validation => Vec::new(),
-        PolicyField::Waf
-        | PolicyField::Authentication
-        | PolicyField::Authorization
-        | PolicyField::Cache => vec![""],
+        | PolicyField::Validation
+        | PolicyField::Cache => Vec::new(),
+        PolicyField::Waf | PolicyField::Authentication | PolicyField::Authorization => vec![""],
     }
 }
 

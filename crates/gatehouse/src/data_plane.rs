@@ -19,6 +19,10 @@ pub struct DataPlaneArgs {
     /// `failureMode` applies.
     #[arg(long, default_value = "100ms", value_parser = crate::run::parse_drain)]
     pub redis_timeout: Duration,
+    /// Bytes the response cache holds at most (bodies, headers and keys); least
+    /// recently and least frequently used entries go first.
+    #[arg(long, env = "GATEHOUSE_CACHE_CAPACITY", default_value_t = gatehouse_proxy::policy::cache::DEFAULT_CAPACITY)]
+    pub cache_capacity: u64,
 }
 
 impl DataPlaneArgs {
@@ -33,6 +37,9 @@ impl DataPlaneArgs {
                 timeout: self.redis_timeout,
             }),
         };
-        Ok(Options { global_limits })
+        Ok(Options {
+            global_limits,
+            cache_capacity: self.cache_capacity,
+        })
     }
 }

@@ -497,7 +497,7 @@ spec:
     - name: blocked
       matches: [{path: {type: Exact, value: /blocked}}]
       respond: {status: 200, body: must-not-be-served}
-      policies: {cache: {ttl: 60s}}
+      policies: {waf: {rules: [SqlInjection]}}
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: ApiRoute

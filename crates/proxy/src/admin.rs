@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz`, `/readyz`, `/config`, `/explain`. Keep it on
-//! loopback. It runs on its own thread, away from the traffic workers.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/config`, `/explain`,
+//! `POST /cache/purge[?route=ns/name]`. Keep it on loopback. It runs on its own thread, away from the traffic workers.
 
 use std::convert::Infallible;
 use std::io;
@@ -247,6 +247,26 @@ fn answer(req: &Request<Incoming>, state: &AdminState, surface: Surface) -> Resp
             };
             let table = state.shared.table();
             json(StatusCode::OK, &explain(&table, &method, &url, &headers))
+        }
+        ("POST", "/cache/purge") => {
+            let route = gatehouse_router::query_pairs(req.uri().query())
+                .find(|(k, _)| k == "route")
+                .map(|(_, v)| v.into_owned());
+            let cache = state.shared.cache();
+            let (entries, _) = cache.usage();
+            match cache.purge(route.as_deref()) {
+                Ok(()) => json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "purged": route.as_deref().unwrap_or("all"),
+                        "entriesBefore": entries,
+                    }),
+                ),
+                Err(e) => json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({ "error": e }),
+                ),
+            }
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }

@@ -45,9 +45,11 @@ pub use server::{Listening, serve};
 pub type Body = Either<Full<Bytes>, Streamed>;
 
 /// An upstream's response body, streamed to the client, holding whatever must live as
-/// long as the response does (a concurrency-limit permit).
+/// long as the response does (a concurrency-limit permit). A policy that read the start
+/// of it (the cache, finding it too large to store) puts that part back to be sent first.
 #[derive(Debug)]
 pub struct Streamed {
+    replay: Option<Bytes>,
     body: hyper::body::Incoming,
     _held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -57,7 +59,16 @@ impl Streamed {
         body: hyper::body::Incoming,
         held: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Streamed {
-        Streamed { body, _held: held }
+        Streamed {
+            replay: None,
+            body,
+            _held: held,
+        }
+    }
+
+    /// Sends `bytes` before the rest of the body.
+    pub(crate) fn replay(&mut self, bytes: Bytes) {
+        self.replay = Some(bytes);
     }
 }
 
@@ -69,15 +80,29 @@ impl hyper::body::Body for Streamed {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let this = self.get_mut();
+        if let Some(bytes) = this.replay.take() {
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(bytes))));
+        }
+        std::pin::Pin::new(&mut this.body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.replay.is_none() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
+        let inner = self.body.size_hint();
+        let Some(r) = &self.replay else {
+            return inner;
+        };
+        let n = r.len() as u64;
+        let mut hint = hyper::body::SizeHint::new();
+        hint.set_lower(inner.lower() + n);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + n);
+        }
+        hint
     }
 }
 
@@ -110,10 +135,21 @@ pub struct Shared {
 }
 
 /// What a proxy process is given besides its table: the command-line choices.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Options {
     /// `--redis`: where `scope: Global` rate limits count.
     pub global_limits: Option<policy::limit::GlobalBackend>,
+    /// `--cache-capacity`: bytes the response cache holds at most.
+    pub cache_capacity: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            global_limits: None,
+            cache_capacity: policy::cache::DEFAULT_CAPACITY,
+        }
+    }
 }
 
 impl Shared {
@@ -129,7 +165,8 @@ impl Shared {
         let states = upstream_state::States::default();
         let metrics = metrics::Metrics::default();
         let mut regexes = gatehouse_router::RegexCache::default();
-        let policy_states = policy::PolicyStates::new(options.global_limits);
+        let policy_states =
+            policy::PolicyStates::new(options.global_limits, options.cache_capacity);
         let mut round = policy::StatesRound::default();
         let prepared = Prepared::new(
             table,
@@ -199,6 +236,11 @@ impl Shared {
                 }
             }
         })
+    }
+
+    /// The response cache.
+    pub fn cache(&self) -> &policy::cache::ResponseCache {
+        &self.policy_states.cache
     }
 
     /// The table being served.

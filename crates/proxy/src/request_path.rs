@@ -7,14 +7,15 @@
 //! 2. route lookup: host index → matcher (404, 405 + `Allow`, 400 on a bad path)
 //! 3. policies (`policy/`): WAF → CORS (preflights answered here) → authentication →
 //!    authorization → rate limit (429, or a wait when throttling) → concurrency limit
-//!    (503) → request validation (415, 413, 400; a schema buffers the body) → cache →
-//!    request transform. A rule that sets a policy this version does not enforce (WAF,
-//!    authentication, authorization, cache) is `blocked` by the compiler and answered
-//!    503 here: nothing fails open.
+//!    (503) → request validation (415, 413, 400; a schema buffers the body) → cache
+//!    lookup (a hit answers; concurrent misses of one key wait for one fetch) → request
+//!    transform. A rule that sets a policy this version does not enforce (WAF,
+//!    authentication, authorization) is `blocked` by the compiler and answered 503 here:
+//!    nothing fails open.
 //! 4. backend: respond | redirect | upstream (weighted backend, round-robin endpoint,
 //!    pooled HTTP/1.1 or HTTP/2 connection, timeout; upgrades become a tunnel)
 //! 5. response: response validation (2xx bodies; `Enforce` 502, `Report` logs) →
-//!    response transform → error formatting (the rule's `errors` format for
+//!    response transform → cache store → error formatting (the rule's `errors` format for
 //!    gateway errors; `replaceUpstream` and `overrides` for upstream ones) → CORS and
 //!    `RateLimit-*` headers → hop-by-hop stripped, `X-Request-Id` set
 //!
@@ -41,6 +42,7 @@ use http_body_util::{BodyExt, Either};
 use crate::headers::{Peer, TRACEPARENT, X_REQUEST_ID};
 use crate::metrics::{Counter, Metrics};
 use crate::policy::RulePolicies;
+use crate::policy::cache::{self, Lookup as CacheLookup};
 use crate::policy::cors::{Cors, Verdict};
 use crate::policy::errors;
 use crate::policy::limit::{Client, Decision, Undecided};
@@ -137,6 +139,8 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
 struct Decor {
     cors: Option<HeaderMap>,
     quota: Option<crate::policy::limit::Quota>,
+    /// `X-Cache`.
+    cache: Option<HeaderValue>,
 }
 
 impl Decor {
@@ -153,6 +157,9 @@ impl Decor {
         }
         if let Some(q) = self.quota {
             q.write(headers);
+        }
+        if let Some(c) = self.cache {
+            headers.insert(cache::X_CACHE, c);
         }
     }
 }
@@ -337,6 +344,63 @@ async fn serve(
         }
     }
 
+    // Cache lookup, for upstream-bound rules (the others answer without one). A hit
+    // answers here; a miss may wait for a fetch of the same key already under way.
+    let cached = policies
+        .and_then(|p| p.cache.as_ref())
+        .filter(|_| matches!(rule.action, Action::Backends { .. }));
+    let mut store_key = None;
+    let mut _filling = None;
+    if let Some(c) = cached {
+        let labels = &prepared.labels[t.route][t.rule];
+        let looked_up = c.lookup(
+            &parts.method,
+            &parts.headers,
+            host.as_str(),
+            &normalized,
+            original.query(),
+            None,
+        );
+        match looked_up {
+            CacheLookup::Bypass => {
+                decor.cache = Some(cache::BYPASS);
+                metrics.count(labels, Counter::CacheBypass);
+            }
+            CacheLookup::Cacheable {
+                key,
+                read,
+                max_age,
+                store,
+            } => {
+                let head = parts.method == http::Method::HEAD;
+                let hit = |entry: &cache::Entry, decor: &mut Decor| {
+                    decor.cache = Some(cache::HIT);
+                    metrics.count(labels, Counter::CacheHit);
+                    Ok(cache::answer(entry, head))
+                };
+                if read && let Some(entry) = c.store().get(&key, max_age).await {
+                    return hit(&entry, decor);
+                }
+                if store {
+                    match c.store().begin_fill(&key) {
+                        Ok(fill) => _filling = Some(fill),
+                        Err(under_way) if read => {
+                            let wait = Duration::from_millis(rule.timeout_ms.unwrap_or(30_000));
+                            cache::wait_for_fill(under_way, wait).await;
+                            if let Some(entry) = c.store().get(&key, max_age).await {
+                                return hit(&entry, decor);
+                            }
+                        }
+                        Err(_) => {}
+                    }
+                    store_key = Some(key);
+                }
+                decor.cache = Some(cache::MISS);
+                metrics.count(labels, Counter::CacheMiss);
+            }
+        }
+    }
+
     // 4. Backend.
     match &rule.action {
         Action::Respond(r) => Ok(respond(r)),
@@ -460,13 +524,18 @@ async fn serve(
             }
             let req = Request::from_parts(parts, body);
             let resp = exchange(req, addr, upstream, timeout, permit).await?;
-            match policies {
+            let resp = match policies {
                 Some(p)
                     if p.response.is_some() || p.errors.is_some() || response_checks.is_some() =>
                 {
                     let labels = &prepared.labels[t.route][t.rule];
-                    respond_with_policies(resp, p, &late, &|c| metrics.count(labels, c)).await
+                    respond_with_policies(resp, p, &late, &|c| metrics.count(labels, c)).await?
                 }
+                _ => resp,
+            };
+            // Cache store, before waiting misses of the same key are woken.
+            match (cached, store_key) {
+                (Some(c), Some(key)) => Ok(c.store_response(key, resp).await?.0),
                 _ => Ok(resp),
             }
         }

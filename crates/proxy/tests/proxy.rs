@@ -68,7 +68,7 @@ spec:
     - name: guarded
       matches: [{{path: {{type: Exact, value: /guarded}}}}]
       respond: {{status: 200}}
-      policies: {{cache: {{ttl: 60s}}}}
+      policies: {{waf: {{rules: [SqlInjection]}}}}
 "#,
         ip = echo.ip(),
         port = echo.port()

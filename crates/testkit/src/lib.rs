@@ -5,7 +5,10 @@
 //! A path that starts with `/slow` waits two seconds first (timeouts); `/status/NNN`
 //! answers with that status.
 //!
-//! Every answer names the server in `x-echo-server` (its listening address).
+//! Every answer names the server in `x-echo-server` (its listening address). Query
+//! parameters shape the answer for cache tests: `cache-control=V`, `vary=V` and
+//! `set-cookie=V` set those response headers (values taken as written, `+` for a
+//! space), `pad=N` adds N bytes to the JSON body (field `pad`).
 //!
 //! It speaks HTTP/1.1 and h2c (prior knowledge) on the same port, like the gateway. Two
 //! more behaviours make it a stand-in for the upstreams users proxy to:
@@ -88,12 +91,36 @@ async fn reply(req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible>
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
     });
+    let mut json = json;
+    let mut extra = Vec::new();
+    for pair in uri.split_once('?').map_or("", |(_, q)| q).split('&') {
+        let Some((k, v)) = pair.split_once('=') else {
+            continue;
+        };
+        let v = v.replace('+', " ");
+        match k {
+            "cache-control" => extra.push((header::CACHE_CONTROL, v)),
+            "vary" => extra.push((header::VARY, v)),
+            "set-cookie" => extra.push((header::SET_COOKIE, v)),
+            "pad" => {
+                json["pad"] = "x"
+                    .repeat(v.parse::<usize>().unwrap_or(0).min(1 << 24))
+                    .into()
+            }
+            _ => {}
+        }
+    }
     let mut resp = Response::new(boxed(Bytes::from(json.to_string())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    for (name, value) in extra {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
     Ok(resp)
 }
 

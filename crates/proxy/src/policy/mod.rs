@@ -17,6 +17,7 @@
 //! [`PolicyStates`], keyed by route, rule and the slot's configuration: an unchanged
 //! policy keeps its counters across configuration changes; a changed one starts afresh.
 
+pub mod cache;
 pub mod cors;
 pub mod errors;
 pub mod global_limit;
@@ -61,24 +62,37 @@ pub struct RulePolicies {
     pub errors: Option<errors::ErrorPolicy>,
     /// `validation`.
     pub validation: Option<validation::Validation>,
+    /// `cache`.
+    pub cache: Option<cache::CachePolicy>,
 }
 
 /// State carried from table to table, by (route, rule, field, configuration), and the
 /// process-wide backends policies use (Redis for global limits).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PolicyStates {
     rate: Mutex<FxHashMap<String, Arc<limit::Buckets>>>,
     concurrency: Mutex<FxHashMap<String, Arc<limit::InFlight>>>,
     /// `--redis`: where `scope: Global` limits count. `None`: they count locally.
     pub global: Option<limit::GlobalBackend>,
+    /// The response cache (`--cache-capacity`).
+    pub cache: cache::ResponseCache,
+}
+
+impl Default for PolicyStates {
+    fn default() -> PolicyStates {
+        PolicyStates::new(None, cache::DEFAULT_CAPACITY)
+    }
 }
 
 impl PolicyStates {
-    /// States for a process whose global limits use `global`.
-    pub fn new(global: Option<limit::GlobalBackend>) -> PolicyStates {
+    /// States for a process whose global limits use `global`, with a response cache of
+    /// `cache_capacity` bytes.
+    pub fn new(global: Option<limit::GlobalBackend>, cache_capacity: u64) -> PolicyStates {
         PolicyStates {
+            rate: Mutex::default(),
+            concurrency: Mutex::default(),
             global,
-            ..PolicyStates::default()
+            cache: cache::ResponseCache::new(cache_capacity),
         }
     }
 }
@@ -208,12 +222,21 @@ pub fn prepare(
                     validation::Validation::prepare(decode(slot).map_err(fail)?).map_err(fail)?,
                 )
             }
+            PolicyField::Cache => {
+                let config: cache::CacheConfig = decode(slot).map_err(fail)?;
+                out.cache = Some(
+                    cache::CachePolicy::prepare(
+                        &config,
+                        route,
+                        &stable_tag(&state_key()),
+                        states.cache.clone(),
+                    )
+                    .map_err(fail)?,
+                );
+            }
             // Not enforced by this version: the compiler blocks rules that set them, so
             // the request path never reaches these rules' policies.
-            PolicyField::Waf
-            | PolicyField::Authentication
-            | PolicyField::Authorization
-            | PolicyField::Cache => {}
+            PolicyField::Waf | PolicyField::Authentication | PolicyField::Authorization => {}
         }
     }
     Ok(Some(Box::new(out)))

@@ -1,0 +1,725 @@
+//! `cache`: a shared response cache in front of the upstream.
+//!
+//! One store per process ([`ResponseCache`], `moka`), bounded in bytes by
+//! `--cache-capacity`; each rule's [`CachePolicy`] decides what is cacheable and how it
+//! is keyed. Entries live for the policy's `ttl` (shortened by the upstream's
+//! `s-maxage`/`max-age` when `respectCacheControl` is on) and are keyed by the policy
+//! as configured (route, rule, configuration: a changed policy never serves entries
+//! stored under the old one), the method (HEAD shares GET's entries), the host, the
+//! normalized path and query, the `vary` request headers, and the consumer when
+//! `perConsumer` is set.
+//!
+//! What is stored: responses to a cacheable method whose status is listed, with a body
+//! of at most `maxEntryBytes`, without `Set-Cookie`, and — with `respectCacheControl` —
+//! without `no-store`, `private` or `no-cache`, and whose `Vary` names only headers the
+//! policy keys on. What bypasses the cache (`X-Cache: BYPASS`): other methods, requests
+//! with `Authorization` unless `perConsumer` is set, and — with `respectCacheControl` —
+//! requests saying `Cache-Control: no-store`. A request saying `no-cache` or
+//! `max-age=0` is fetched again (and stored); one with `max-age=N` is not served an
+//! entry older than N seconds.
+//!
+//! Concurrent misses for one key collapse: the first fetches, the others wait for it
+//! (at most the request timeout) and are then served from the cache; if the response
+//! turned out not to be storable they go to the upstream themselves.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use rustc_hash::FxHashMap;
+use tokio::sync::watch;
+
+use gatehouse_table::text::parse_duration;
+
+use crate::problem::GatewayError;
+use crate::{Body, full};
+
+/// `cache` as configured.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheConfig {
+    ttl: String,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    statuses: Vec<u16>,
+    #[serde(default)]
+    vary: Vec<String>,
+    #[serde(default)]
+    per_consumer: Option<bool>,
+    #[serde(default)]
+    respect_cache_control: Option<bool>,
+    #[serde(default)]
+    max_entry_bytes: Option<u64>,
+}
+
+/// `X-Cache`.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+/// `X-Cache: HIT`.
+pub const HIT: HeaderValue = HeaderValue::from_static("HIT");
+/// `X-Cache: MISS`.
+pub const MISS: HeaderValue = HeaderValue::from_static("MISS");
+/// `X-Cache: BYPASS`.
+pub const BYPASS: HeaderValue = HeaderValue::from_static("BYPASS");
+
+const DEFAULT_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
+
+/// A prepared `cache` policy.
+#[derive(Debug)]
+pub struct CachePolicy {
+    ttl: Duration,
+    methods: Vec<Method>,
+    statuses: Vec<u16>,
+    /// Lowercase, in configuration order.
+    vary: Vec<HeaderName>,
+    per_consumer: bool,
+    respect: bool,
+    max_entry_bytes: usize,
+    /// The route id (purge by route).
+    route: Arc<str>,
+    /// Starts every key: the policy as configured.
+    tag: Box<str>,
+    store: ResponseCache,
+}
+
+/// A cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    route: Arc<str>,
+    text: Box<str>,
+}
+
+/// A stored response.
+#[derive(Debug)]
+pub struct Entry {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    stored: Instant,
+    /// The upstream's `Age` when stored, in seconds.
+    initial_age: u64,
+    ttl: Duration,
+}
+
+impl Entry {
+    /// Seconds since the upstream produced the response.
+    fn age(&self) -> u64 {
+        self.initial_age + self.stored.elapsed().as_secs()
+    }
+
+    fn weight(&self, key: &Key) -> u32 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum();
+        let total = self.body.len() + headers + key.text.len() + 128;
+        u32::try_from(total).unwrap_or(u32::MAX)
+    }
+}
+
+/// What a request is, for a cached rule.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Not cacheable: straight to the upstream.
+    Bypass,
+    /// Cacheable under `key`. `read`: whether an entry may answer it (`false` when the
+    /// client asked for a fresh one), `max_age`: the oldest entry it accepts, `store`:
+    /// whether its response may be stored (not for HEAD, which has no body).
+    Cacheable {
+        /// The key.
+        key: Key,
+        /// May an entry answer.
+        read: bool,
+        /// The client's `max-age`, in seconds.
+        max_age: Option<u64>,
+        /// May the response be stored.
+        store: bool,
+    },
+}
+
+impl CachePolicy {
+    /// Prepares a validated configuration for `route`; `tag` names the policy as
+    /// configured.
+    pub fn prepare(
+        c: &CacheConfig,
+        route: &str,
+        tag: &str,
+        store: ResponseCache,
+    ) -> Result<CachePolicy, String> {
+        let ttl = Duration::from_millis(parse_duration(&c.ttl)?);
+        let methods = if c.methods.is_empty() {
+            vec![Method::GET, Method::HEAD]
+        } else {
+            c.methods
+                .iter()
+                .map(|m| Method::from_bytes(m.as_bytes()).map_err(|e| format!("method {m:?}: {e}")))
+                .collect::<Result<_, _>>()?
+        };
+        let vary = c
+            .vary
+            .iter()
+            .map(|h| {
+                HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+                    .map_err(|e| format!("vary {h:?}: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(CachePolicy {
+            ttl,
+            methods,
+            statuses: if c.statuses.is_empty() {
+                vec![200]
+            } else {
+                c.statuses.clone()
+            },
+            vary,
+            per_consumer: c.per_consumer.unwrap_or(false),
+            respect: c.respect_cache_control.unwrap_or(true),
+            max_entry_bytes: usize::try_from(c.max_entry_bytes.unwrap_or(DEFAULT_MAX_ENTRY_BYTES))
+                .unwrap_or(usize::MAX),
+            route: route.into(),
+            tag: tag.into(),
+            store,
+        })
+    }
+
+    /// Classifies a request: `host`, `path` (normalized) and `query` as received.
+    pub fn lookup(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        consumer: Option<&str>,
+    ) -> Lookup {
+        if !self.methods.contains(method) {
+            return Lookup::Bypass;
+        }
+        if !self.per_consumer && headers.contains_key(header::AUTHORIZATION) {
+            return Lookup::Bypass;
+        }
+        let directives = if self.respect {
+            CacheControl::parse(headers)
+        } else {
+            CacheControl::default()
+        };
+        if directives.no_store {
+            return Lookup::Bypass;
+        }
+        let head = *method == Method::HEAD;
+        let method_class = if head { "GET" } else { method.as_str() };
+        let mut text = String::with_capacity(self.tag.len() + host.len() + path.len() + 64);
+        for part in [&*self.tag, method_class, &host.to_ascii_lowercase(), path] {
+            text.push_str(part);
+            text.push('\0');
+        }
+        if let Some(q) = query {
+            text.push('?');
+            text.push_str(q);
+        }
+        for name in &self.vary {
+            text.push('\0');
+            for v in headers.get_all(name) {
+                text.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                text.push(',');
+            }
+        }
+        if self.per_consumer {
+            text.push('\0');
+            text.push_str(consumer.unwrap_or("-"));
+        }
+        Lookup::Cacheable {
+            key: Key {
+                route: self.route.clone(),
+                text: text.into(),
+            },
+            read: !(directives.no_cache || directives.max_age == Some(0)),
+            max_age: directives.max_age,
+            store: !head,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &ResponseCache {
+        &self.store
+    }
+
+    /// How long the response may be stored; `None` when it may not be.
+    fn storable(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body_len: Option<u64>,
+    ) -> Option<Duration> {
+        if !self.statuses.contains(&status.as_u16()) || headers.contains_key(header::SET_COOKIE) {
+            return None;
+        }
+        if body_len.is_some_and(|n| n > self.max_entry_bytes as u64) {
+            return None;
+        }
+        // A Vary the key does not cover would mix variants.
+        for v in headers.get_all(header::VARY) {
+            let Ok(v) = v.to_str() else { return None };
+            for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if name == "*"
+                    || !self
+                        .vary
+                        .iter()
+                        .any(|h| h.as_str().eq_ignore_ascii_case(name))
+                {
+                    return None;
+                }
+            }
+        }
+        if !self.respect {
+            return Some(self.ttl);
+        }
+        let cc = CacheControl::parse_response(headers);
+        if cc.no_store || cc.private || cc.no_cache {
+            return None;
+        }
+        let ttl = match cc.s_maxage.or(cc.max_age) {
+            Some(secs) => self.ttl.min(Duration::from_secs(secs)),
+            None => self.ttl,
+        };
+        (!ttl.is_zero()).then_some(ttl)
+    }
+
+    /// Stores `resp` under `key` when it may be, reading its body (at most
+    /// `maxEntryBytes`; a longer one is passed on whole, unstored). Returns the response
+    /// to send, and whether it was stored; an upstream that breaks off while its body
+    /// is read is a 502 (nothing was sent to the client yet).
+    pub async fn store_response(
+        &self,
+        key: Key,
+        resp: Response<Body>,
+    ) -> Result<(Response<Body>, bool), GatewayError> {
+        let declared = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let Some(ttl) = self.storable(resp.status(), resp.headers(), declared) else {
+            return Ok((resp, false));
+        };
+        let (parts, body) = resp.into_parts();
+        let body = match read_at_most(body, self.max_entry_bytes).await {
+            Read::Whole(bytes) => bytes,
+            Read::Over(body) => return Ok((Response::from_parts(parts, body), false)),
+            Read::Failed => return Err(GatewayError::BadGateway),
+        };
+        let initial_age = parts
+            .headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut headers = parts.headers.clone();
+        crate::headers::strip_hop_by_hop(&mut headers);
+        headers.remove(header::AGE);
+        let entry = Arc::new(Entry {
+            status: parts.status,
+            headers,
+            body: body.clone(),
+            stored: Instant::now(),
+            initial_age,
+            ttl,
+        });
+        self.store.cache.insert(key, entry).await;
+        Ok((Response::from_parts(parts, full(body)), true))
+    }
+}
+
+/// The answer from an entry (headers only for HEAD), with `Age`.
+pub fn answer(entry: &Entry, head: bool) -> Response<Body> {
+    let mut resp = Response::new(full(if head {
+        Bytes::new()
+    } else {
+        entry.body.clone()
+    }));
+    *resp.status_mut() = entry.status;
+    *resp.headers_mut() = entry.headers.clone();
+    resp.headers_mut()
+        .insert(header::AGE, HeaderValue::from(entry.age()));
+    resp
+}
+
+enum Read {
+    Whole(Bytes),
+    Over(Body),
+    Failed,
+}
+
+/// Reads `body` whole when it is at most `max` bytes; otherwise gives back a body that
+/// replays what was read, then the rest.
+async fn read_at_most(body: Body, max: usize) -> Read {
+    let mut streamed = match body {
+        Body::Left(whole) => {
+            let bytes = match whole.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(never) => match never {},
+            };
+            return if bytes.len() <= max {
+                Read::Whole(bytes)
+            } else {
+                Read::Over(full(bytes))
+            };
+        }
+        Body::Right(s) => s,
+    };
+    let mut buf = BytesMut::new();
+    loop {
+        match streamed.frame().await {
+            None => return Read::Whole(buf.freeze()),
+            Some(Err(_)) => return Read::Failed,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                    if buf.len() > max {
+                        streamed.replay(buf.freeze());
+                        return Read::Over(Body::Right(streamed));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `Cache-Control` directives this cache acts on.
+#[derive(Debug, Default, Clone, Copy)]
+struct CacheControl {
+    no_store: bool,
+    no_cache: bool,
+    private: bool,
+    max_age: Option<u64>,
+    s_maxage: Option<u64>,
+}
+
+impl CacheControl {
+    fn parse(headers: &HeaderMap) -> CacheControl {
+        let mut cc = CacheControl::default();
+        for v in headers.get_all(header::CACHE_CONTROL) {
+            let Ok(v) = v.to_str() else { continue };
+            for d in v.split(',').map(str::trim) {
+                let (name, value) = match d.split_once('=') {
+                    Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                    None => (d, None),
+                };
+                let secs = || value.and_then(|v| v.parse::<u64>().ok());
+                match name.to_ascii_lowercase().as_str() {
+                    "no-store" => cc.no_store = true,
+                    "no-cache" => cc.no_cache = true,
+                    "private" => cc.private = true,
+                    "max-age" => cc.max_age = secs(),
+                    "s-maxage" => cc.s_maxage = secs(),
+                    _ => {}
+                }
+            }
+        }
+        // HTTP/1.0 clients.
+        if headers
+            .get(header::PRAGMA)
+            .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"no-cache"))
+            && !headers.contains_key(header::CACHE_CONTROL)
+        {
+            cc.no_cache = true;
+        }
+        cc
+    }
+
+    fn parse_response(headers: &HeaderMap) -> CacheControl {
+        CacheControl::parse(headers)
+    }
+}
+
+/// The process-wide response store: cheap to clone.
+#[derive(Clone)]
+pub struct ResponseCache {
+    cache: moka::future::Cache<Key, Arc<Entry>>,
+    /// Keys being fetched, for miss collapsing: followers wait until the sender drops.
+    filling: Arc<Mutex<FxHashMap<Key, watch::Receiver<()>>>>,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("entries", &self.cache.entry_count())
+            .field("bytes", &self.cache.weighted_size())
+            .finish()
+    }
+}
+
+/// Expires each entry after its own TTL.
+struct PerEntryTtl;
+
+impl moka::Expiry<Key, Arc<Entry>> for PerEntryTtl {
+    fn expire_after_create(&self, _: &Key, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// The default `--cache-capacity`: 256 MiB.
+pub const DEFAULT_CAPACITY: u64 = 256 * 1024 * 1024;
+
+impl ResponseCache {
+    /// A store of at most `capacity` bytes (bodies, headers and keys).
+    pub fn new(capacity: u64) -> ResponseCache {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|k: &Key, e: &Arc<Entry>| e.weight(k))
+            .expire_after(PerEntryTtl)
+            .support_invalidation_closures()
+            .build();
+        ResponseCache {
+            cache,
+            filling: Arc::default(),
+        }
+    }
+
+    /// A fresh entry for `key` no older than `max_age` seconds.
+    pub async fn get(&self, key: &Key, max_age: Option<u64>) -> Option<Arc<Entry>> {
+        let entry = self.cache.get(key).await?;
+        if max_age.is_some_and(|max| entry.age() > max) {
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// Becomes the one request fetching `key` (`Ok`, holding the guard until its
+    /// response is stored or dropped), or gets a receiver that completes when the one
+    /// fetching it is done (`Err`).
+    pub fn begin_fill(&self, key: &Key) -> Result<Fill, watch::Receiver<()>> {
+        let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(rx) = filling.get(key) {
+            return Err(rx.clone());
+        }
+        let (tx, rx) = watch::channel(());
+        filling.insert(key.clone(), rx);
+        Ok(Fill {
+            key: key.clone(),
+            filling: self.filling.clone(),
+            _done: tx,
+        })
+    }
+
+    /// Evicts every entry of `route` (`namespace/name`), or every entry.
+    pub fn purge(&self, route: Option<&str>) -> Result<(), String> {
+        match route {
+            None => {
+                self.cache.invalidate_all();
+                Ok(())
+            }
+            Some(route) => {
+                let route: Arc<str> = route.into();
+                self.cache
+                    .invalidate_entries_if(move |k, _| k.route == route)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Entries and bytes held (approximate until pending work runs).
+    pub fn usage(&self) -> (u64, u64) {
+        (self.cache.entry_count(), self.cache.weighted_size())
+    }
+}
+
+/// The right to fetch a key for everyone waiting on it; dropping it wakes them.
+#[derive(Debug)]
+pub struct Fill {
+    key: Key,
+    filling: Arc<Mutex<FxHashMap<Key, watch::Receiver<()>>>>,
+    _done: watch::Sender<()>,
+}
+
+impl Fill {
+    /// The key being filled.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        self.filling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+/// Waits until the fill `rx` watches is over (its sender dropped), at most `timeout`.
+pub async fn wait_for_fill(mut rx: watch::Receiver<()>, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, async { while rx.changed().await.is_ok() {} }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(config: serde_json::Value) -> CachePolicy {
+        let c: CacheConfig = serde_json::from_value(config).expect("decodes");
+        CachePolicy::prepare(&c, "ns/r", "tag", ResponseCache::new(1 << 20)).expect("prepares")
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_str(v).expect("value"));
+        }
+        h
+    }
+
+    fn key_of(l: Lookup) -> Key {
+        match l {
+            Lookup::Cacheable { key, .. } => key,
+            Lookup::Bypass => panic!("bypassed"),
+        }
+    }
+
+    #[test]
+    fn keys_cover_method_class_path_query_and_vary() {
+        let p = policy(json!({"ttl": "60s", "vary": ["Accept-Language"]}));
+        let none = HeaderMap::new();
+        let get = p.lookup(&Method::GET, &none, "H", "/a", Some("x=1"), None);
+        let head = p.lookup(&Method::HEAD, &none, "h", "/a", Some("x=1"), None);
+        let Lookup::Cacheable { store, .. } = &head else {
+            panic!("HEAD is cacheable")
+        };
+        assert!(!store, "HEAD responses have no body to store");
+        assert_eq!(key_of(get), key_of(head));
+        let fr = p.lookup(
+            &Method::GET,
+            &headers(&[("accept-language", "fr")]),
+            "h",
+            "/a",
+            Some("x=1"),
+            None,
+        );
+        let other_query = p.lookup(&Method::GET, &none, "h", "/a", Some("x=2"), None);
+        let plain = key_of(p.lookup(&Method::GET, &none, "h", "/a", Some("x=1"), None));
+        assert_ne!(key_of(fr), plain);
+        assert_ne!(key_of(other_query), plain);
+        assert!(matches!(
+            p.lookup(&Method::POST, &none, "h", "/a", None, None),
+            Lookup::Bypass
+        ));
+        assert!(matches!(
+            p.lookup(
+                &Method::GET,
+                &headers(&[("authorization", "Bearer x")]),
+                "h",
+                "/a",
+                None,
+                None
+            ),
+            Lookup::Bypass
+        ));
+        assert!(matches!(
+            p.lookup(
+                &Method::GET,
+                &headers(&[("cache-control", "no-store")]),
+                "h",
+                "/a",
+                None,
+                None
+            ),
+            Lookup::Bypass
+        ));
+        let Lookup::Cacheable { read, .. } = p.lookup(
+            &Method::GET,
+            &headers(&[("cache-control", "no-cache")]),
+            "h",
+            "/a",
+            None,
+            None,
+        ) else {
+            panic!("no-cache is cacheable")
+        };
+        assert!(!read);
+    }
+
+    #[test]
+    fn upstream_cache_control_and_vary_decide_storage() {
+        let p = policy(json!({"ttl": "60s", "vary": ["Accept-Language"], "maxEntryBytes": 10}));
+        let ok = StatusCode::OK;
+        assert_eq!(
+            p.storable(ok, &HeaderMap::new(), Some(3)),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            p.storable(
+                ok,
+                &headers(&[("cache-control", "public, max-age=5")]),
+                None
+            ),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            p.storable(
+                ok,
+                &headers(&[("cache-control", "s-maxage=7, max-age=5")]),
+                None
+            ),
+            Some(Duration::from_secs(7))
+        );
+        for cc in ["no-store", "private", "no-cache", "max-age=0"] {
+            assert_eq!(
+                p.storable(ok, &headers(&[("cache-control", cc)]), None),
+                None,
+                "{cc}"
+            );
+        }
+        assert_eq!(
+            p.storable(ok, &headers(&[("set-cookie", "a=b")]), None),
+            None
+        );
+        assert_eq!(
+            p.storable(ok, &headers(&[("vary", "Accept-Language")]), None),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            p.storable(ok, &headers(&[("vary", "Accept-Encoding")]), None),
+            None
+        );
+        assert_eq!(p.storable(ok, &HeaderMap::new(), Some(11)), None);
+        assert_eq!(
+            p.storable(StatusCode::NOT_FOUND, &HeaderMap::new(), None),
+            None
+        );
+        let ignoring = policy(json!({"ttl": "60s", "respectCacheControl": false}));
+        assert_eq!(
+            ignoring.storable(ok, &headers(&[("cache-control", "no-store")]), None),
+            Some(Duration::from_secs(60))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_store_stays_within_its_capacity() {
+        let store = ResponseCache::new(20_000);
+        for i in 0..50 {
+            let key = Key {
+                route: "ns/r".into(),
+                text: format!("k{i}").into(),
+            };
+            let entry = Arc::new(Entry {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                body: Bytes::from(vec![b'x'; 1000]),
+                stored: Instant::now(),
+                initial_age: 0,
+                ttl: Duration::from_secs(60),
+            });
+            store.cache.insert(key, entry).await;
+        }
+        store.cache.run_pending_tasks().await;
+        let (entries, bytes) = store.usage();
+        assert!(bytes <= 20_000, "{bytes} bytes held");
+        assert!((1..50).contains(&entries), "{entries} entries held");
+    }
+}
