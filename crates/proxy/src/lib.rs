@@ -26,6 +26,7 @@ pub mod push;
 mod request_path;
 mod server;
 pub mod upstream_state;
+pub mod version;
 
 use std::cell::RefCell;
 use std::rc::Rc;
