@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use gatehouse_router::{HostVerdict, Lookup, MatchReport, Request, Router};
-use gatehouse_table::{Action, Blocker, PathMatch, Table, ValueMatchKind};
+use gatehouse_table::{Action, Blocker, PathMatch, Table, ValueMatchKind, Version};
 use serde::Serialize;
 
 /// The request, as explained.
@@ -40,7 +40,8 @@ pub enum Outcome {
         rule: String,
         /// Which match of the rule.
         match_index: usize,
-        /// The path forwarded (normalized).
+        /// The path forwarded (normalized; without the version prefix under Path
+        /// versioning).
         path: String,
         /// Captured path parameters.
         params: BTreeMap<String, String>,
@@ -74,6 +75,9 @@ pub struct Effect {
     /// Rule timeout override.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The route's API version and the headers its responses carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
 }
 
 /// A backend of the selected rule.
@@ -166,12 +170,16 @@ pub fn explain(
         Lookup::Matched(sel) => {
             let route = &table.routes[sel.target.route];
             let rule = &route.rules[sel.target.rule];
+            let path = match rule.matches.get(sel.target.matched) {
+                Some(m) => m.forwarded_path(&sel.path).into_owned(),
+                None => sel.path.into_owned(),
+            };
             (
                 Outcome::Matched {
                     route: route.id.clone(),
                     rule: rule.name.clone(),
                     match_index: sel.target.matched,
-                    path: sel.path.into_owned(),
+                    path,
                     params: sel.params.into_iter().collect(),
                 },
                 Some(sel.target),
@@ -227,6 +235,7 @@ pub fn explain(
                 .collect(),
             blocked,
             timeout_ms: rule.timeout_ms,
+            version: table.routes[t.route].version.clone(),
         }
     });
 
@@ -421,6 +430,23 @@ pub fn render_text(e: &Explanation) -> String {
         }
         if let Some(t) = eff.timeout_ms {
             let _ = writeln!(s, "  timeout: {t}ms");
+        }
+        if let Some(v) = &eff.version {
+            let _ = write!(s, "  API version {} ({:?} scheme", v.name, v.scheme);
+            if v.default {
+                s.push_str(", default");
+            }
+            s.push(')');
+            if v.deprecated {
+                s.push_str("; responses carry Deprecation: true");
+            }
+            if let Some(sunset) = &v.sunset {
+                let _ = write!(s, "; Sunset: {sunset}");
+            }
+            if let Some(vary) = &v.vary {
+                let _ = write!(s, "; Vary: {vary}");
+            }
+            s.push('\n');
         }
         for (field, source) in &eff.policies {
             let _ = writeln!(s, "  policy {field} from {source}");

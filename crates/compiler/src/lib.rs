@@ -13,6 +13,7 @@
 //!    ├─▶ ApiPolicies (validated; referenced by routes)
 //!    ├─▶ Upstreams   (defaults, static endpoints or Service → EndpointSlices)
 //!    ├─▶ ApiRoutes   (matches, actions, references, policy layering)   route.rs
+//!    │     └─ API versioning folded into the matches                  version.rs
 //!    ├─▶ conflicts + ranks over all accepted routes                   precedence
 //!    └─▶ Table (+ hash)  ·  Diagnostics  ·  per-object status
 //! ```
@@ -28,6 +29,7 @@ mod route;
 mod support;
 mod upstream;
 pub mod values;
+mod version;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -724,7 +726,9 @@ fn resolve_conflicts_and_rank(
             };
             let mut conflicts = BTreeSet::new();
             for (ri, keys) in d.keys.iter().enumerate() {
-                for (mi, k) in keys.iter().enumerate() {
+                for k in keys {
+                    // The match as written (a versioned route has more in the table).
+                    let mi = k.index;
                     for (h, hh) in &host_keys {
                         let winner = match owners.get(&(*hh, k.signature_hash)) {
                             Some((oh, os, o)) if *oh == *h && *os == k.signature => Some(*o),
@@ -815,6 +819,7 @@ fn resolve_conflicts_and_rank(
                         k.class,
                         Reverse(k.literal_len),
                         Reverse(k.conditions),
+                        Reverse(k.versioned),
                         age,
                         ri,
                         mi,
@@ -842,5 +847,13 @@ fn resolve_conflicts_and_rank(
 }
 
 /// Precedence of one match: path class, literal length and conditions (more first),
-/// age, rule, match.
-type RankKey = (u8, Reverse<usize>, Reverse<usize>, usize, usize, usize);
+/// versioned first, age, rule, match.
+type RankKey = (
+    u8,
+    Reverse<usize>,
+    Reverse<usize>,
+    Reverse<bool>,
+    usize,
+    usize,
+    usize,
+);

@@ -21,7 +21,7 @@ use crate::diagnostics::{Reason, Sink};
 use crate::values::{
     is_host_pattern, is_token, parse_duration, parse_template, path_params, valid_ident,
 };
-use crate::{Index, policy, support};
+use crate::{Index, policy, support, version};
 
 /// A route that compiled, before ranks and conflicts.
 #[derive(Debug)]
@@ -47,6 +47,10 @@ pub(crate) struct MatchKey {
     pub index: usize,
     /// Hash of `signature`, computed here (in parallel) for the conflict pass.
     pub signature_hash: u64,
+    /// Carries the route's API version condition (`spec.version`): at otherwise equal
+    /// precedence it beats a match without one, so a request naming the version goes to
+    /// that version rather than to a `default` one.
+    pub versioned: bool,
 }
 
 pub(crate) fn compile(
@@ -107,27 +111,14 @@ pub(crate) fn compile(
             );
         }
     }
-    if let Some(v) = &spec.version {
-        if !support::ROUTE_VERSION {
-            unsupported(
-                sink,
-                &mut route_blocked,
-                &id,
-                "spec.version",
-                "API versioning",
-                "route",
-            );
+    // API versioning: compiled into every match below (`version.rs`).
+    let version = spec.version.as_deref().and_then(|v| {
+        let plan = version::plan(v, sink);
+        if plan.is_none() {
+            valid.set(false);
         }
-        if let Some(s) = &v.sunset
-            && s.parse::<jiff_like::Rfc3339>().is_err()
-        {
-            invalid(
-                sink,
-                "spec.version.sunset".into(),
-                format!("{s:?} is not an RFC 3339 date-time"),
-            );
-        }
-    }
+        plan
+    });
     if spec.docs.is_some() && !support::DOCS {
         sink.warning(
             "spec.docs",
@@ -179,13 +170,39 @@ pub(crate) fn compile(
             &rule.matches
         };
         for (mi, m) in written.iter().enumerate() {
-            match compile_match(m, ri, mi, regex) {
-                Ok((tm, key, caps)) => {
-                    matches.push(tm);
-                    rule_keys.push(key);
-                    captures.push(caps);
+            let (tm, key, caps) = match compile_match(m, ri, mi, regex) {
+                Ok(compiled) => compiled,
+                Err((field, msg)) => {
+                    invalid(sink, field, msg);
+                    continue;
                 }
-                Err((field, msg)) => invalid(sink, field, msg),
+            };
+            captures.push(caps);
+            let Some(plan) = &version else {
+                matches.push(tm);
+                rule_keys.push(key);
+                continue;
+            };
+            // Versioned: the match under the version, then (default) as written.
+            plan.lint(
+                m,
+                &|| format!("spec.rules[{ri}].matches[{mi}].path.value"),
+                sink,
+            );
+            match compile_match(&plan.apply(m), ri, mi, regex) {
+                Ok((mut vm, mut vkey, _)) => {
+                    vm.strip_prefix = plan.strip_prefix();
+                    vkey.versioned = true;
+                    matches.push(vm);
+                    rule_keys.push(vkey);
+                    if plan.default {
+                        matches.push(tm);
+                        rule_keys.push(key);
+                    }
+                }
+                Err((field, msg)) => {
+                    invalid(sink, field, format!("under spec.version: {msg}"));
+                }
             }
         }
 
@@ -343,38 +360,11 @@ pub(crate) fn compile(
             id,
             hosts: hosts.into_iter().collect(),
             rules,
+            version: version.map(|plan| plan.table),
         },
         keys,
         policy_refs,
     })
-}
-
-/// A minimal RFC 3339 check, enough to catch typos in `sunset`.
-mod jiff_like {
-    pub struct Rfc3339;
-    impl std::str::FromStr for Rfc3339 {
-        type Err = ();
-        fn from_str(s: &str) -> Result<Self, ()> {
-            let b = s.as_bytes();
-            let digits = |r: std::ops::Range<usize>| {
-                b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit))
-            };
-            let ok = b.len() >= 20
-                && digits(0..4)
-                && b[4] == b'-'
-                && digits(5..7)
-                && b[7] == b'-'
-                && digits(8..10)
-                && matches!(b[10], b'T' | b't')
-                && digits(11..13)
-                && b[13] == b':'
-                && digits(14..16)
-                && b[16] == b':'
-                && digits(17..19)
-                && (s.ends_with('Z') || s.ends_with('z') || s[19..].contains(['+', '-']));
-            if ok { Ok(Rfc3339) } else { Err(()) }
-        }
-    }
 }
 
 #[derive(Clone)]
@@ -575,6 +565,7 @@ fn compile_match(
             headers,
             query_params,
             allow_encoded_slashes: m.allow_encoded_slashes.unwrap_or(false),
+            strip_prefix: None,
         },
         MatchKey {
             class,
@@ -583,6 +574,7 @@ fn compile_match(
             signature_hash: crate::fx_hash(&signature),
             signature,
             index: mi,
+            versioned: false,
         },
         caps,
     ))

@@ -29,10 +29,8 @@ pub fn unsupported_policy_parts(
     }
 }
 
-/// Route-level fields the proxy serves: `tls`, `version`.
+/// Route `tls`: serving routes over HTTPS. (`spec.version` is served: see `version.rs`.)
 pub const ROUTE_TLS: bool = false;
-/// API versioning.
-pub const ROUTE_VERSION: bool = false;
 /// Rule `mirror`.
 pub const RULE_MIRROR: bool = false;
 /// Rule `aggregate`.

@@ -11,6 +11,11 @@
 //! `DESIGN.md`), upstream connections, gateway errors (`problem.rs`). What it must not
 //! know: Kubernetes and manifests; it only ever sees a `gatehouse_table::Table`.
 //!
+//! API versions need no step of their own: the compiler folded them into the table's
+//! matches; `version.rs` prepares the response headers a versioned route adds
+//! (`Deprecation`, `Sunset`, `Vary`), and the request path strips a Path version's
+//! prefix before forwarding.
+//!
 //! Per-upstream state (endpoint schedule, DNS answers, round-robin position) lives in
 //! `upstream_state.rs` and outlives table swaps. Policies arrive in later slices; until
 //! then the compiler blocks rules that use them and the request path answers 503.
@@ -26,6 +31,7 @@ pub mod push;
 mod request_path;
 mod server;
 pub mod upstream_state;
+pub mod version;
 
 use std::cell::RefCell;
 use std::rc::Rc;

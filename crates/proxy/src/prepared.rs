@@ -22,6 +22,9 @@ pub enum PrepareError {
     /// A policy could not be prepared.
     #[error("policy: {0}")]
     Policy(#[from] crate::policy::PolicyError),
+    /// A route's API version headers could not be prepared.
+    #[error(transparent)]
+    Version(#[from] crate::version::VersionError),
 }
 
 /// One upstream, ready to pick endpoints from.
@@ -55,6 +58,9 @@ pub struct Prepared {
     pub labels: Vec<Vec<crate::metrics::RuleLabels>>,
     /// Policies of each rule, `[route][rule]`; `None` for a rule without any.
     pub policies: Vec<Vec<Option<Box<crate::policy::RulePolicies>>>>,
+    /// Response headers of each route's API version, `[route]`; `None` for a route
+    /// without a version (or one that adds no header).
+    pub versions: Vec<Option<crate::version::VersionHeaders>>,
     /// Metric labels of requests no rule matched.
     pub unmatched: crate::metrics::RuleLabels,
 }
@@ -82,6 +88,11 @@ impl Prepared {
                     .map(|rule| crate::policy::prepare(&r.id, rule, policy_states, round))
                     .collect::<Result<Vec<_>, _>>()
             })
+            .collect::<Result<Vec<_>, _>>()?;
+        let versions = table
+            .routes
+            .iter()
+            .map(crate::version::VersionHeaders::prepare)
             .collect::<Result<Vec<_>, _>>()?;
         let router = Router::build(&table, regexes)?;
         let upstreams = table
@@ -120,6 +131,7 @@ impl Prepared {
             rule_counters,
             labels,
             policies,
+            versions,
             unmatched: metrics.labels("", ""),
         })
     }

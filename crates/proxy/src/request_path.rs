@@ -112,6 +112,8 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
             e.response_as(request_id.to_str().unwrap_or_default(), errors)
         }
     };
+    // A versioned route marks each of its responses (Deprecation, Sunset, Vary).
+    decor.version = target.and_then(|t| prepared.versions[t.route].as_ref());
     decor.apply(resp.headers_mut());
 
     // 5. Response decoration. A `101 Switching Protocols` keeps the headers that say
@@ -134,16 +136,17 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
 }
 
 /// Headers policies add to the response, whatever it is (a 429 must carry CORS headers
-/// too, or the page cannot read it).
+/// too, or the page cannot read it), and those of the route's API version.
 #[derive(Default)]
-struct Decor {
+struct Decor<'p> {
     cors: Option<HeaderMap>,
     quota: Option<crate::policy::limit::Quota>,
     /// `X-Cache`.
     cache: Option<HeaderValue>,
+    version: Option<&'p crate::version::VersionHeaders>,
 }
 
-impl Decor {
+impl Decor<'_> {
     fn apply(self, headers: &mut HeaderMap) {
         if let Some(cors) = self.cors {
             // Only `Vary` has several values here; it adds to the response's own.
@@ -160,6 +163,9 @@ impl Decor {
         }
         if let Some(c) = self.cache {
             headers.insert(cache::X_CACHE, c);
+        }
+        if let Some(v) = self.version {
+            v.apply(headers);
         }
     }
 }
@@ -199,7 +205,7 @@ async fn serve(
     metrics: &Metrics,
     request_id: &HeaderValue,
     target: &mut Option<gatehouse_router::Target>,
-    decor: &mut Decor,
+    decor: &mut Decor<'_>,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, body) = req.into_parts();
 
@@ -429,6 +435,12 @@ async fn serve(
             let addr = upstream.pick().ok_or(GatewayError::Unavailable)?;
             let timeout = rule.timeout_ms.unwrap_or(upstream.spec.timeouts.request_ms);
 
+            // Path versioning: the upstream sees the path without the version prefix.
+            let matched = &rule.matches[t.matched];
+            let normalized = match matched.strip_prefix {
+                Some(_) => Cow::Owned(matched.forwarded_path(&normalized).into_owned()),
+                None => normalized,
+            };
             let transform = policies.and_then(|p| p.request.as_ref());
             // What the request transform reads, as the client sent it: the forwarded
             // target (the normalized path with the query as received, unless a
@@ -443,13 +455,9 @@ async fn serve(
                     rid: request_id.to_str().unwrap_or_default(),
                 };
                 let path_and_query = match transform {
-                    Some(tr) if tr.path.is_some() || tr.edits_query() => transformed_target(
-                        tr,
-                        &rule.matches[t.matched].path,
-                        &normalized,
-                        &original,
-                        &received,
-                    )?,
+                    Some(tr) if tr.path.is_some() || tr.edits_query() => {
+                        transformed_target(tr, matched, &normalized, &original, &received)?
+                    }
                     _ => match &normalized {
                         Cow::Borrowed(_) => original.clone(),
                         Cow::Owned(path) => {
@@ -777,10 +785,11 @@ fn preflight(h: HeaderMap) -> Response<Body> {
     resp
 }
 
-/// The forwarded path and query under a request transform.
+/// The forwarded path and query under a request transform. `normalized` is the path
+/// already without any version prefix, so a rewrite works as if the route had none.
 fn transformed_target(
     tr: &RequestTransform,
-    matched: &gatehouse_table::PathMatch,
+    matched: &gatehouse_table::Match,
     normalized: &str,
     original: &PathAndQuery,
     ctx: &TemplateCtx<'_>,
@@ -790,9 +799,13 @@ fn transformed_target(
         Some(PathRewrite::Full(parts)) => Cow::Owned(render_path(parts, ctx)),
         Some(PathRewrite::Prefix(replacement)) => {
             // What the match covered: its prefix for Prefix, the whole path for the
-            // others (Exact, Template, Regex), nothing for a match-everything rule.
-            let covered = match matched {
-                gatehouse_table::PathMatch::Prefix(p) => p.trim_end_matches('/').len(),
+            // others (Exact, Template, Regex), nothing for a match-everything rule;
+            // a version prefix (already stripped) does not count.
+            let stripped = matched.strip_prefix.as_ref().map_or(0, String::len);
+            let covered = match &matched.path {
+                gatehouse_table::PathMatch::Prefix(p) => {
+                    p.trim_end_matches('/').len().saturating_sub(stripped)
+                }
                 gatehouse_table::PathMatch::Any => 0,
                 _ => normalized.len(),
             };

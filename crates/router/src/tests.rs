@@ -43,6 +43,7 @@ fn mk_route(id: &str, hosts: &[&str], matches: Vec<Match>) -> Route {
             action: Action::default(),
             ..Default::default()
         }],
+        version: None,
     }
 }
 

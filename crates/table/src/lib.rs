@@ -90,6 +90,49 @@ pub struct Route {
     pub hosts: Vec<String>,
     /// The rules, in the order written.
     pub rules: Vec<Rule>,
+    /// API versioning (`spec.version`). The version's request condition is already
+    /// compiled into the matches (a path prefix, a header or query condition); what is
+    /// left here is what every response of the route carries, and what `explain` shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+}
+
+/// The API version a route serves, with its response headers ready to send.
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Version {
+    /// The version's name, e.g. `v2`.
+    pub name: String,
+    /// How a request names it.
+    pub scheme: VersionScheme,
+    /// The route also serves requests that name no version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
+    /// Every response carries `Deprecation: true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deprecated: bool,
+    /// The `Sunset` header value (RFC 8594): an IMF-fixdate, converted by the compiler
+    /// from the RFC 3339 instant written (`Wed, 30 Jun 2027 00:00:00 GMT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sunset: Option<String>,
+    /// The request header that selects the version, added to every response's `Vary`
+    /// (Header scheme: that header; MediaType: `Accept`), so caches key on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vary: Option<String>,
+}
+
+/// How a request names the API version.
+#[derive(Clone, Copy, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersionScheme {
+    /// The first path segment (`/v2/users`), removed before the upstream.
+    #[default]
+    Path,
+    /// A request header (`Api-Version: v2`).
+    Header,
+    /// A query parameter (`?version=v2`).
+    Query,
+    /// The `Accept` header: a `version=v2` parameter or a `vnd.*.v2` vendor type.
+    MediaType,
 }
 
 /// One rule of a route.
@@ -147,6 +190,36 @@ pub struct Match {
     /// Accept `%2F` / `%5C` in the path.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_encoded_slashes: bool,
+    /// Path versioning: the version prefix (`/v2`) this match's path starts with. It is
+    /// removed from the path forwarded upstream; see [`Match::forwarded_path`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_prefix: Option<String>,
+}
+
+impl Match {
+    /// The path sent upstream for a normalized request path this match selected: the
+    /// path itself, or without the version prefix when the match has one (`/v2/users/7`
+    /// → `/users/7`, `/v2` → `/`). A path that does not start with the prefix (never
+    /// the case for a path this match selected) is returned unchanged.
+    pub fn forwarded_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        use std::borrow::Cow;
+        let Some(rest) = self
+            .strip_prefix
+            .as_deref()
+            .and_then(|prefix| path.strip_prefix(prefix))
+        else {
+            return Cow::Borrowed(path);
+        };
+        if rest.is_empty() {
+            Cow::Borrowed("/")
+        } else if rest.starts_with('/') {
+            Cow::Borrowed(rest)
+        } else {
+            // Only a Regex that can match text not starting with `/` gets here
+            // (`/v2(?:.*)` on `/v2x`); the upstream still gets a path.
+            Cow::Owned(format!("/{rest}"))
+        }
+    }
 }
 
 /// A path condition, on the normalized path.
@@ -584,6 +657,14 @@ mod tests {
                     },
                     ..Default::default()
                 }],
+                version: Some(Version {
+                    name: "v2".into(),
+                    scheme: VersionScheme::Header,
+                    default: true,
+                    deprecated: true,
+                    sunset: Some("Wed, 30 Jun 2027 00:00:00 GMT".into()),
+                    vary: Some("Api-Version".into()),
+                }),
             }],
             upstreams: vec![Upstream {
                 id: "shop/users".into(),
@@ -603,5 +684,21 @@ mod tests {
         assert!(back.upstream("shop/users").is_some());
         assert!(back.route("shop/users").is_some());
         assert!(back.route("shop/nope").is_none());
+    }
+
+    #[test]
+    fn forwarded_paths_lose_the_version_prefix() {
+        let versioned = Match {
+            path: PathMatch::Prefix("/v2".into()),
+            strip_prefix: Some("/v2".into()),
+            ..Default::default()
+        };
+        assert_eq!(versioned.forwarded_path("/v2/users/7"), "/users/7");
+        assert_eq!(versioned.forwarded_path("/v2"), "/");
+        assert_eq!(versioned.forwarded_path("/v2/"), "/");
+        assert_eq!(versioned.forwarded_path("/v2x"), "/x");
+        assert_eq!(versioned.forwarded_path("/other"), "/other");
+        let plain = Match::default();
+        assert_eq!(plain.forwarded_path("/v2/users"), "/v2/users");
     }
 }
