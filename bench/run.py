@@ -6,6 +6,12 @@ same wrk command; rounds are interleaved (A B C D, A B C D, ...) and medians rep
 because on a shared 2-core machine only ratios measured in the same run mean anything.
 CPU time per request is the proxy processes' utime+stime over the run divided by the
 requests served (steadier than requests/s). Direct = wrk straight to the upstream.
+
+Two more Gatehouse rows, same process: "policies" (a local rate limit that never refuses
+plus a cache that misses and stores on every request, metrics on as always) and
+"cache-hit" (every request answered from the cache). Their ratios to the plain
+Gatehouse route are printed last, with the targets of the policies issue: policies cost
+at most 10% more CPU per request; a hit is served at least 1.5x faster.
 """
 import os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
@@ -56,10 +62,11 @@ def wait_port(port, timeout=10):
             time.sleep(0.05)
     sys.exit(f"bench: nothing listens on {port}")
 
-def wrk(port):
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}", "--latency", f"http://127.0.0.1:{port}/api/bench"],
-        capture_output=True, text=True).stdout
+def wrk(port, path="/api/bench", headers=()):
+    args = ["wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}", "--latency"]
+    for h in headers:
+        args += ["-H", h]
+    out = subprocess.run(args + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -120,22 +127,25 @@ backend be
         ha = start(["haproxy", "-f", f"{work}/haproxy.cfg"])
         for port in (GATEHOUSE, NGINX, HAPROXY):
             wait_port(port)
+        plain = ("/api/bench", ())
         targets = {
-            "direct": (UPSTREAM, lambda: []),
-            "gatehouse": (GATEHOUSE, lambda: [gh.pid]),
-            "nginx": (NGINX, lambda: [ng.pid] + children(ng.pid)),
-            "haproxy": (HAPROXY, lambda: [ha.pid] + children(ha.pid)),
+            "direct": (UPSTREAM, lambda: [], plain),
+            "gatehouse": (GATEHOUSE, lambda: [gh.pid], plain),
+            "nginx": (NGINX, lambda: [ng.pid] + children(ng.pid), plain),
+            "haproxy": (HAPROXY, lambda: [ha.pid] + children(ha.pid), plain),
+            "policies": (GATEHOUSE, lambda: [gh.pid], ("/policies/bench", ("Cache-Control: no-cache",))),
+            "cache-hit": (GATEHOUSE, lambda: [gh.pid], ("/cached/bench", ())),
         }
         results = {name: [] for name in targets}
         for rnd in range(ROUNDS):
-            for name, (port, pids) in targets.items():
+            for name, (port, pids, (path, headers)) in targets.items():
                 before = cpu_ticks(pids())
-                rps, total, lat, errors = wrk(port)
+                rps, total, lat, errors = wrk(port, path, headers)
                 used = cpu_ticks(pids()) - before
                 cpu_us = used * 1e6 / TICK / total if total and pids() else 0.0
                 results[name].append((rps, cpu_us, lat["50%"], lat["99%"], errors))
                 print(f"round {rnd + 1} {name:9} {rps:10.0f} req/s  {cpu_us:6.1f} CPU-µs/req  p99 {lat['99%']:.2f} ms  errors {errors}", flush=True)
-        rss = {name: peak_rss_kb(pids()) for name, (_, pids) in targets.items()}
+        rss = {name: peak_rss_kb(pids()) for name, (_, pids, _) in targets.items()}
         med = {n: [statistics.median(x[i] for x in r) for i in range(4)] + [sum(x[4] for x in r)]
                for n, r in results.items()}
         base = med["nginx"]
@@ -146,6 +156,12 @@ backend be
             rss_txt = f"{rss[n] // 1024} MiB" if rss[n] else "-"
             print(f"{n:10} {rps:10.0f} {cpu:11.1f} {p50:8.2f} {p99:8.2f} {rss_txt:>9} {rps / base[0]:14.2f} {cpu_ratio:>12} {p99 / base[3]:12.2f}"
                   + (f"  ({errs} non-2xx)" if errs else ""))
+        g, pol, hit = med["gatehouse"], med["policies"], med["cache-hit"]
+        print()
+        print("Gatehouse policies, relative to its plain route (same process, same run):")
+        if g[1] and pol[1] and hit[1]:
+            print(f"  policies  CPU-µs/req x{pol[1] / g[1]:.2f} (target <= 1.10)   req/s x{pol[0] / g[0]:.2f}")
+            print(f"  cache-hit req/s x{hit[0] / g[0]:.2f} (target >= 1.50)   CPU-µs/req x{hit[1] / g[1]:.2f}   p99 x{hit[3] / g[3]:.2f}")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

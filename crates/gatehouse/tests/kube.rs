@@ -784,6 +784,90 @@ fn a_consumer_secret_change_is_compiled_and_pushed() {
     });
 }
 
+/// The response to `GET path` (host `e2e.test`), when one came.
+async fn fetch(addr: SocketAddr, path: &str) -> Option<common::RawResponse> {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        common::try_send_raw(
+            addr,
+            common::request_head("GET", "e2e.test", &path, &[("Connection", "close")]).as_bytes(),
+        )
+        .ok()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[test]
+fn an_api_policy_applies_to_the_routes_that_reference_it_and_counts_them() {
+    with_cluster("api-policy", |cluster| async move {
+        let world = World::new(&cluster, "policy").await;
+        world.echo_service("svc").await;
+        world
+            .apply(json!({
+                "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ApiPolicy",
+                "metadata": {"name": "stamp"},
+                "spec": {"responseTransform": {"headers": {"set": {"X-Policy": "stamp"}}}},
+            }))
+            .await;
+        world
+            .apply(json!({
+                "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ApiRoute",
+                "metadata": {"name": "r"},
+                "spec": {"policyRefs": [{"name": "stamp"}], "rules": [prefix_rule("/r", "svc")]},
+            }))
+            .await;
+        world
+            .route("plain", json!([prefix_rule("/plain", "svc")]))
+            .await;
+        converge(
+            "the policy applies to the route that references it",
+            || async {
+                fetch(world.http, "/r")
+                    .await
+                    .is_some_and(|r| r.status == 200 && r.header("x-policy") == Some("stamp"))
+            },
+        )
+        .await;
+        converge(
+            "the route without the reference is served without it",
+            || async {
+                fetch(world.http, "/plain")
+                    .await
+                    .is_some_and(|r| r.status == 200 && r.header("x-policy").is_none())
+            },
+        )
+        .await;
+        converge("the ApiPolicy counts one attached route", || async {
+            world
+                .get_object("gatehouse.dev/v1alpha1", "ApiPolicy", "stamp")
+                .await
+                .is_some_and(|o| o["status"]["attachedRoutes"] == 1)
+                && world
+                    .condition_is("ApiPolicy", "stamp", "Accepted", "True", "Accepted")
+                    .await
+        })
+        .await;
+
+        // The policy changes: every route referencing it follows.
+        world
+            .apply(json!({
+                "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ApiPolicy",
+                "metadata": {"name": "stamp"},
+                "spec": {"rateLimit": {"limits": [{"requests": 1, "period": "1h"}], "key": {"type": "Route"}}},
+            }))
+            .await;
+        converge("the changed policy limits the route", || async {
+            fetch(world.http, "/r")
+                .await
+                .is_some_and(|r| r.status == 429)
+        })
+        .await;
+        assert_eq!(get(world.http, "/plain").await, 200);
+    });
+}
+
 /// The hash of the table the world's proxy runs (over its admin socket).
 async fn running_hash(world: &World) -> Option<String> {
     let proxy = gatehouse_controller::push::Proxy::new(&world.socket);
