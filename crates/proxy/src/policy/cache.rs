@@ -84,11 +84,11 @@ pub struct CachePolicy {
     store: ResponseCache,
 }
 
-/// A cache key.
+/// A cache key: cheap to clone (the miss-collapsing map and its guard hold copies).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     route: Arc<str>,
-    text: Box<str>,
+    text: Arc<str>,
 }
 
 /// A stored response.
@@ -212,10 +212,14 @@ impl CachePolicy {
         let head = *method == Method::HEAD;
         let method_class = if head { "GET" } else { method.as_str() };
         let mut text = String::with_capacity(self.tag.len() + host.len() + path.len() + 64);
-        for part in [&*self.tag, method_class, &host.to_ascii_lowercase(), path] {
-            text.push_str(part);
-            text.push('\0');
-        }
+        text.push_str(&self.tag);
+        text.push('\0');
+        text.push_str(method_class);
+        text.push('\0');
+        text.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+        text.push('\0');
+        text.push_str(path);
+        text.push('\0');
         if let Some(q) = query {
             text.push('?');
             text.push_str(q);

@@ -429,16 +429,30 @@ impl Buckets {
                 quota,
             };
         }
-        // Charge every limit as of the moment the request goes.
+        // Charge every limit as of the moment the request goes: in place for a known
+        // key (no allocation on the common path), else a new bucket.
         let at = now + wait;
-        let new: Box<[u64]> = (0..limits.len())
-            .map(|i| tat(i).max(at) + limits[i].interval)
-            .collect();
-        let quota = quota(limits, |i| new[i], at, false);
-        if shard.tats.len() >= (shard.swept_at * 2).max(1024) {
-            sweep(&mut shard, now);
-        }
-        shard.tats.insert(key.into(), new);
+        let charge = |i: usize, tat: u64| tat.max(at) + limits[i].interval;
+        let quota = match shard.tats.get_mut(key) {
+            Some(tats) if tats.len() == limits.len() => {
+                for (i, t) in tats.iter_mut().enumerate() {
+                    *t = charge(i, *t);
+                }
+                let tats: &[u64] = tats;
+                quota(limits, |i| tats[i], at, false)
+            }
+            // A new key (the buckets are per configuration, so a stored one always has
+            // one time per limit).
+            _ => {
+                let new: Box<[u64]> = (0..limits.len()).map(|i| charge(i, 0)).collect();
+                let quota = quota(limits, |i| new[i], at, false);
+                if shard.tats.len() >= (shard.swept_at * 2).max(1024) {
+                    sweep(&mut shard, now);
+                }
+                shard.tats.insert(key.into(), new);
+                quota
+            }
+        };
         Decision::Allowed {
             wait: Duration::from_nanos(wait),
             quota,
