@@ -384,7 +384,7 @@ async fn serve(
                     metrics.count(labels, Counter::CacheHit);
                     Ok(cache::answer(entry, head))
                 };
-                if read && let Some(entry) = c.store().get(&key, max_age).await {
+                if read && let Some(entry) = c.store().get(&key, max_age) {
                     return hit(&entry, decor);
                 }
                 if store {
@@ -393,7 +393,7 @@ async fn serve(
                         Err(under_way) if read => {
                             let wait = Duration::from_millis(rule.timeout_ms.unwrap_or(30_000));
                             cache::wait_for_fill(under_way, wait).await;
-                            if let Some(entry) = c.store().get(&key, max_age).await {
+                            if let Some(entry) = c.store().get(&key, max_age) {
                                 return hit(&entry, decor);
                             }
                         }

@@ -332,7 +332,7 @@ impl CachePolicy {
             initial_age,
             ttl,
         });
-        self.store.cache.insert(key, entry).await;
+        self.store.cache.insert(key, entry);
         Ok((Response::from_parts(parts, full(body)), true))
     }
 }
@@ -442,7 +442,9 @@ impl CacheControl {
 /// The process-wide response store: cheap to clone.
 #[derive(Clone)]
 pub struct ResponseCache {
-    cache: moka::future::Cache<Key, Arc<Entry>>,
+    /// Synchronous: nothing here waits on I/O, and the sync flavour's insert is the
+    /// cheaper one (no write-op scheduling through a future).
+    cache: moka::sync::Cache<Key, Arc<Entry>>,
     /// Keys being fetched, for miss collapsing: followers wait until the sender drops.
     filling: Arc<Mutex<FxHashMap<Key, watch::Receiver<()>>>>,
 }
@@ -471,7 +473,7 @@ pub const DEFAULT_CAPACITY: u64 = 256 * 1024 * 1024;
 impl ResponseCache {
     /// A store of at most `capacity` bytes (bodies, headers and keys).
     pub fn new(capacity: u64) -> ResponseCache {
-        let cache = moka::future::Cache::builder()
+        let cache = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|k: &Key, e: &Arc<Entry>| e.weight(k))
             .expire_after(PerEntryTtl)
@@ -484,8 +486,8 @@ impl ResponseCache {
     }
 
     /// A fresh entry for `key` no older than `max_age` seconds.
-    pub async fn get(&self, key: &Key, max_age: Option<u64>) -> Option<Arc<Entry>> {
-        let entry = self.cache.get(key).await?;
+    pub fn get(&self, key: &Key, max_age: Option<u64>) -> Option<Arc<Entry>> {
+        let entry = self.cache.get(key)?;
         if max_age.is_some_and(|max| entry.age() > max) {
             return None;
         }
@@ -703,8 +705,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn the_store_stays_within_its_capacity() {
+    #[test]
+    fn the_store_stays_within_its_capacity() {
         let store = ResponseCache::new(20_000);
         for i in 0..50 {
             let key = Key {
@@ -719,9 +721,9 @@ mod tests {
                 initial_age: 0,
                 ttl: Duration::from_secs(60),
             });
-            store.cache.insert(key, entry).await;
+            store.cache.insert(key, entry);
         }
-        store.cache.run_pending_tasks().await;
+        store.cache.run_pending_tasks();
         let (entries, bytes) = store.usage();
         assert!(bytes <= 20_000, "{bytes} bytes held");
         assert!((1..50).contains(&entries), "{entries} entries held");
