@@ -300,19 +300,7 @@ fn concurrent_misses_for_one_key_collapse_into_one_upstream_request() {
 
 #[test]
 fn lint_reports_no_unsupported_value_for_cache() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("c.yaml"),
-        MANIFESTS.replace("@ECHO@", "8080"),
-    )
-    .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["lint", "-f"])
-        .arg(dir.path())
-        .output()
-        .expect("lint runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = common::lint(&MANIFESTS.replace("@ECHO@", "8080"), &[]);
+    assert!(ok, "{text}");
     assert!(!text.contains("UnsupportedValue"), "{text}");
 }

@@ -166,30 +166,15 @@ fn redis_down_fails_open_or_closed_as_configured() {
 #[test]
 fn without_redis_global_limits_count_per_replica_and_say_so() {
     // The compiler says so (lint, and the run's log/status)...
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("g.yaml"),
-        MANIFESTS.replace("@ECHO@", "8080"),
-    )
-    .expect("write");
-    let lint = |flags: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["lint", "-f"])
-            .arg(dir.path())
-            .args(flags)
-            .env_remove("GATEHOUSE_REDIS")
-            .output()
-            .expect("lint runs");
-        assert!(out.status.success());
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-    };
-    let text = lint(&[]);
+    let manifests = MANIFESTS.replace("@ECHO@", "8080");
+    let (ok, text) = common::lint(&manifests, &[]);
+    assert!(ok, "{text}");
     assert!(!text.contains("UnsupportedValue"), "{text}");
     assert!(
         text.contains("Degraded") && text.contains("rateLimit.scope"),
         "{text}"
     );
-    let text = lint(&["--redis", "redis://redis.example:6379"]);
+    let (_, text) = common::lint(&manifests, &["--redis", "redis://redis.example:6379"]);
     assert!(!text.contains("Degraded"), "{text}");
 
     // ...and the limit still holds, per replica.

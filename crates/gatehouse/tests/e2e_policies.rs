@@ -254,23 +254,12 @@ fn get(gw: &Gateway, host: &str, target: &str, headers: &[(&str, &str)]) -> RawR
 
 #[test]
 fn lint_reports_no_unsupported_value_for_these_policies() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("p.yaml"),
-        MANIFESTS
-            .replace("@ECHO@", "8080")
-            .replace("@FAILING@", "8081")
-            .replace("@CLOSED@", "8082"),
-    )
-    .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["lint", "-f"])
-        .arg(dir.path())
-        .output()
-        .expect("lint runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
+    let text = MANIFESTS
+        .replace("@ECHO@", "8080")
+        .replace("@FAILING@", "8081")
+        .replace("@CLOSED@", "8082");
+    let (ok, text) = common::lint(&text, &[]);
+    assert!(ok, "{text}");
     assert!(!text.contains("UnsupportedValue"), "{text}");
 }
 

@@ -927,20 +927,7 @@ async fn respond_with_policies(
         };
         if !violations.is_empty() {
             count(Counter::ValidationResponse);
-            let listed: Vec<String> = violations
-                .iter()
-                .map(|v| {
-                    format!(
-                        "{}: {}",
-                        if v.pointer.is_empty() {
-                            "/"
-                        } else {
-                            &v.pointer
-                        },
-                        v.message
-                    )
-                })
-                .collect();
+            let listed: Vec<String> = violations.iter().map(ToString::to_string).collect();
             tracing::warn!(
                 rid = ctx.rid,
                 report_only = checks.report_only,

@@ -255,6 +255,23 @@ impl Gateway {
     }
 }
 
+/// `gatehouse lint` over `text` (written to a fresh folder) with `flags`: whether it
+/// exited 0, and what it printed (stdout, then stderr).
+pub fn lint(text: &str, flags: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("manifests.yaml"), text).expect("write manifests");
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["lint", "-f"])
+        .arg(dir.path())
+        .args(flags)
+        .env_remove("GATEHOUSE_REDIS")
+        .output()
+        .expect("lint runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// `gatehouse run -f dir` on free ports with two workers, once it is ready; stderr is
 /// captured. Returns the process and the traffic and admin addresses.
 pub fn run_gatehouse(dir: &Path) -> (Running, SocketAddr, SocketAddr) {

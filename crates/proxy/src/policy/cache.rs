@@ -281,7 +281,7 @@ impl CachePolicy {
         if !self.respect {
             return Some(self.ttl);
         }
-        let cc = CacheControl::parse_response(headers);
+        let cc = CacheControl::parse(headers);
         if cc.no_store || cc.private || cc.no_cache {
             return None;
         }
@@ -432,10 +432,6 @@ impl CacheControl {
             cc.no_cache = true;
         }
         cc
-    }
-
-    fn parse_response(headers: &HeaderMap) -> CacheControl {
-        CacheControl::parse(headers)
     }
 }
 

@@ -152,11 +152,7 @@ pub fn render(
                 status.as_u16()
             );
             for v in violations {
-                text.push_str(&format!(
-                    "  {}: {}\n",
-                    display_pointer(&v.pointer),
-                    v.message
-                ));
+                text.push_str(&format!("  {v}\n"));
             }
             Rendered {
                 content_type: HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -164,11 +160,6 @@ pub fn render(
             }
         }
     }
-}
-
-/// The whole document's pointer (`""`) is shown as `/`.
-fn display_pointer(p: &str) -> &str {
-    if p.is_empty() { "/" } else { p }
 }
 
 #[cfg(test)]

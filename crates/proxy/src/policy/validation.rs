@@ -55,6 +55,18 @@ pub struct Violation {
     pub message: String,
 }
 
+/// `pointer: message`, the whole document's pointer (`""`) shown as `/`.
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pointer = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
+        write!(f, "{pointer}: {}", self.message)
+    }
+}
+
 /// Violations listed in one answer at most (a huge invalid array stays a small answer).
 const MAX_VIOLATIONS: usize = 20;
 
