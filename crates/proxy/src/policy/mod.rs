@@ -4,9 +4,13 @@
 //!
 //! ```text
 //! request:  CORS (preflight answered here) → rate limit → concurrency limit
-//!           → request transform → backend
-//! response: response transform → error formatting → CORS and RateLimit-* headers
+//!           → request validation → cache lookup → request transform → backend
+//! response: response validation → response transform → cache store
+//!           → error formatting → CORS, RateLimit-* and X-Cache headers
 //! ```
+//!
+//! Process-wide backends live in [`PolicyStates`] too: the Redis client of global rate
+//! limits (`--redis`) and the response cache (`--cache-capacity`).
 //!
 //! A rule without policies carries `None` and pays nothing. Nothing here parses text per
 //! request: durations, templates and header names are parsed at prepare time, and a slot
