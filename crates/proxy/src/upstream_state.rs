@@ -7,7 +7,7 @@
 //! its state as it is; a changed endpoint list is swapped into the same state, so a
 //! config change never resets what the gateway has learned about its upstreams.
 //!
-//! DNS endpoints are resolved by a [`Resolver`] thread (hickory, the system's
+//! DNS endpoints are resolved by a `Resolver` thread (hickory, the system's
 //! `resolv.conf` and hosts file) and re-resolved when the answer's TTL runs out
 //! (clamped to 1 s..5 min). A failed lookup keeps the last answer and retries in 5 s.
 //! The first lookup of a new name happens before the table that needs it is served.
