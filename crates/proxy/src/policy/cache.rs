@@ -538,13 +538,6 @@ pub struct Fill {
     _done: watch::Sender<()>,
 }
 
-impl Fill {
-    /// The key being filled.
-    pub fn key(&self) -> &Key {
-        &self.key
-    }
-}
-
 impl Drop for Fill {
     fn drop(&mut self) {
         self.filling

@@ -356,11 +356,6 @@ impl RateLimit {
                 }),
         }
     }
-
-    /// Whether the counts are shared through Redis.
-    pub fn is_global(&self) -> bool {
-        matches!(self.backend, Backend::Global { .. })
-    }
 }
 
 /// Nanoseconds on a process-wide monotonic clock.
