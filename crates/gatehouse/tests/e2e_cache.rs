@@ -56,9 +56,7 @@ spec:
 
 fn start() -> Gateway {
     let upstreams = upstream_runtime();
-    let echo = upstreams
-        .block_on(gatehouse_testkit::spawn_echo())
-        .expect("echo upstream");
+    let echo = common::spawn_echo(&upstreams);
     let text = MANIFESTS.replace("@ECHO@", &echo.port().to_string());
     Gateway::serve(upstreams, &[("cache.yaml", text)])
 }

@@ -52,9 +52,7 @@ spec:
 /// A replica of the gateway over [`MANIFESTS`], with `flags`.
 fn replica(flags: &[&str]) -> Gateway {
     let upstreams = upstream_runtime();
-    let echo = upstreams
-        .block_on(gatehouse_testkit::spawn_echo())
-        .expect("echo upstream");
+    let echo = common::spawn_echo(&upstreams);
     let text = MANIFESTS.replace("@ECHO@", &echo.port().to_string());
     Gateway::serve_with(upstreams, &[("global.yaml", text)], flags)
 }

@@ -229,9 +229,7 @@ fn failing_upstream(runtime: &tokio::runtime::Runtime) -> SocketAddr {
 /// `gatehouse run` over [`MANIFESTS`], with its upstreams.
 fn start() -> Gateway {
     let upstreams = upstream_runtime();
-    let echo = upstreams
-        .block_on(gatehouse_testkit::spawn_echo())
-        .expect("echo upstream");
+    let echo = common::spawn_echo(&upstreams);
     let failing = failing_upstream(&upstreams);
     let closed = free_port();
     let text = MANIFESTS

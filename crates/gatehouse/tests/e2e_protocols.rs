@@ -119,9 +119,7 @@ spec:
 /// `gatehouse run` over [`GATEWAY`] and [`EXTRA`], with the echo upstream.
 fn start() -> Gateway {
     let upstreams = upstream_runtime();
-    let echo = upstreams
-        .block_on(gatehouse_testkit::spawn_echo())
-        .expect("echo upstream");
+    let echo = common::spawn_echo(&upstreams);
     let gateway = GATEWAY.replace("@ECHO@", &echo.port().to_string());
     Gateway::serve(
         upstreams,

@@ -552,9 +552,7 @@ const FILES: [(&str, &str); 10] = [
 /// `gatehouse run` over [`FILES`], with its upstreams.
 fn start() -> Gateway {
     let upstreams = upstream_runtime();
-    let echo = upstreams
-        .block_on(gatehouse_testkit::spawn_echo())
-        .expect("echo upstream");
+    let echo = common::spawn_echo(&upstreams);
     let alpha = canned_upstream(&upstreams, "", "alpha");
     let beta = canned_upstream(&upstreams, "", "beta");
     let hop = canned_upstream(

@@ -182,9 +182,7 @@ fn manifests(echo: u16, closed: u16, varying: u16) -> String {
 /// `gatehouse run` over [`MANIFESTS`], with its upstreams.
 fn start() -> Gateway {
     let upstreams = upstream_runtime();
-    let echo = upstreams
-        .block_on(gatehouse_testkit::spawn_echo())
-        .expect("echo upstream");
+    let echo = common::spawn_echo(&upstreams);
     let varying = canned_upstream(&upstreams, "vary: Origin\r\n", "varying");
     let text = manifests(echo.port(), free_port().port(), varying.port());
     Gateway::serve(upstreams, &[("versions.yaml", text)])

@@ -63,6 +63,13 @@ impl Drop for Running {
     }
 }
 
+/// An echo upstream (`gatehouse_testkit::spawn_echo`) on `runtime`: its address.
+pub fn spawn_echo(runtime: &tokio::runtime::Runtime) -> SocketAddr {
+    runtime
+        .block_on(gatehouse_testkit::spawn_echo())
+        .expect("echo upstream")
+}
+
 /// A runtime for upstreams, with one worker thread; the caller keeps it alive.
 pub fn upstream_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -75,9 +82,7 @@ pub fn upstream_runtime() -> tokio::runtime::Runtime {
 /// The echo upstream, on a runtime the caller keeps alive.
 pub fn echo_upstream() -> (tokio::runtime::Runtime, SocketAddr) {
     let runtime = upstream_runtime();
-    let echo = runtime
-        .block_on(gatehouse_testkit::spawn_echo())
-        .expect("echo upstream");
+    let echo = spawn_echo(&runtime);
     (runtime, echo)
 }
 
