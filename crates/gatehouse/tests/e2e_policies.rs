@@ -415,17 +415,26 @@ fn delay_mode_throttles_instead_of_rejecting() {
 #[test]
 fn concurrency_limit_answers_503_while_the_slot_is_taken() {
     let gw = gateway();
-    // Hold the only slot: a request whose chunked body is not finished yet.
-    let mut held = TcpStream::connect(gw.http).expect("connect");
-    held.write_all(
-        b"POST /one-at-a-time HTTP/1.1\r\nHost: limits.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n",
-    )
-    .expect("write");
-    held.flush().expect("flush");
-    assert!(
-        common::eventually(|| get(gw.as_ref(), "limits.test", "/one-at-a-time", &[]).status == 503),
-        "the second request was not refused while the first held the slot"
-    );
+    // Hold the only slot: a request whose chunked body is not finished yet. A probe
+    // sent before the gateway has read that request can take the slot itself, and the
+    // held request is then the one refused: let that attempt end and start over.
+    let mut held = None;
+    for _ in 0..20 {
+        let mut conn = TcpStream::connect(gw.http).expect("connect");
+        conn.write_all(
+            b"POST /one-at-a-time HTTP/1.1\r\nHost: limits.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n",
+        )
+        .expect("write");
+        conn.flush().expect("flush");
+        if get(gw.as_ref(), "limits.test", "/one-at-a-time", &[]).status == 503 {
+            held = Some(conn);
+            break;
+        }
+        // Let this attempt end (served or refused) so that it holds nothing.
+        conn.write_all(b"0\r\n\r\n").expect("finish the body");
+        let _ = read_response(&mut BufReader::new(conn), false);
+    }
+    let mut held = held.expect("the second request was not refused while the first held the slot");
     let r = get(gw.as_ref(), "limits.test", "/one-at-a-time", &[]);
     if r.status == 503 {
         assert_problem(&r, 503);
