@@ -21,8 +21,11 @@
 //! policy field after layering, with the layer it came from. A policy's typed,
 //! precompiled form is built by the proxy when it prepares a table, off the request path.
 
+pub mod patch;
 pub mod schema;
 pub mod text;
+
+pub use patch::{PatchError, RankUpdate, TablePatch};
 
 use std::collections::BTreeMap;
 
