@@ -139,6 +139,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let mut changes = store.subscribe();
     let mut recheck = tokio::time::interval(RECHECK);
     let mut compiled: Option<Arc<Output>> = None;
+    // The table the proxy acknowledged last (its version aside): the base of patches.
+    let mut pushed: Option<Arc<Output>> = None;
     let mut programmed = Programmed::No("not pushed yet".into());
     let mut version = 0u64;
     loop {
@@ -178,16 +180,37 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         }
         let Some(out) = &compiled else { continue };
 
-        // Push when the proxy runs anything else (a change here, or a restarted proxy).
+        // Push when the proxy runs anything else (a change here, or a restarted proxy):
+        // the difference from what it runs when that is the table pushed last, else the
+        // whole table.
         programmed = match proxy.running().await {
             Ok(running) if running.hash == out.table.hash => Programmed::Yes,
             Ok(running) => {
                 version = version.max(running.version) + 1;
-                let mut table = out.table.clone();
-                table.version = version;
-                match proxy.push(&table).await {
-                    Ok(_) => {
-                        tracing::info!(version, hash = %table.hash, "pushed");
+                let patched = match &pushed {
+                    Some(base) if base.table.hash == running.hash => {
+                        let mut patch = base.table.diff(&out.table);
+                        patch.version = version;
+                        match proxy.patch(&patch).await {
+                            Ok(_) => Some(Ok(())),
+                            Err(PushError::OtherBase { .. }) => None,
+                            Err(e) => Some(Err(e)),
+                        }
+                    }
+                    _ => None,
+                };
+                let result = match patched {
+                    Some(done) => done,
+                    None => {
+                        let mut table = out.table.clone();
+                        table.version = version;
+                        proxy.push(&table).await.map(|_| ())
+                    }
+                };
+                match result {
+                    Ok(()) => {
+                        tracing::info!(version, hash = %out.table.hash, "pushed");
+                        pushed = Some(out.clone());
                         Programmed::Yes
                     }
                     Err(e) => {
@@ -196,7 +219,9 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
                     }
                 }
             }
-            Err(e @ PushError::Unreachable { .. }) | Err(e @ PushError::Refused { .. }) => {
+            Err(e @ PushError::Unreachable { .. })
+            | Err(e @ PushError::Refused { .. })
+            | Err(e @ PushError::OtherBase { .. }) => {
                 if programmed == Programmed::Yes || changed {
                     tracing::warn!(error = %e, "proxy unreachable; will retry");
                 }

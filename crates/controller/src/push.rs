@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gatehouse_table::Table;
+use gatehouse_table::{Table, TablePatch};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -22,6 +22,12 @@ pub enum PushError {
         path: PathBuf,
         /// What failed.
         message: String,
+    },
+    /// The proxy runs another table than the patch's base: send the whole table.
+    #[error("proxy runs another table than the patch was made for: {}", reasons.join("; "))]
+    OtherBase {
+        /// The proxy's reasons.
+        reasons: Vec<String>,
     },
     /// The proxy refused the table; the running one stays.
     #[error("proxy refused the table: {}", reasons.join("; "))]
@@ -116,22 +122,45 @@ impl Proxy {
     pub async fn push(&self, table: &Table) -> Result<Running, PushError> {
         let body = serde_json::to_vec(table).map_err(|e| self.unreachable(e))?;
         let (status, v) = self.exchange(Method::PUT, Bytes::from(body)).await?;
+        self.answered(status, &v, "PUT", || Running {
+            version: table.version,
+            hash: table.hash.clone(),
+        })
+    }
+
+    /// Sends `patch`; `Ok` once the proxy applied it, [`PushError::OtherBase`] when the
+    /// proxy does not run the patch's base table (the whole table is needed then).
+    pub async fn patch(&self, patch: &TablePatch) -> Result<Running, PushError> {
+        let body = serde_json::to_vec(patch).map_err(|e| self.unreachable(e))?;
+        let (status, v) = self.exchange(Method::PATCH, Bytes::from(body)).await?;
+        self.answered(status, &v, "PATCH", || Running {
+            version: patch.version,
+            hash: patch.hash.clone(),
+        })
+    }
+
+    fn answered(
+        &self,
+        status: StatusCode,
+        v: &serde_json::Value,
+        method: &str,
+        running: impl FnOnce() -> Running,
+    ) -> Result<Running, PushError> {
+        let reasons = || {
+            v["reasons"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         match status {
-            StatusCode::OK => Ok(Running {
-                version: table.version,
-                hash: table.hash.clone(),
-            }),
-            StatusCode::UNPROCESSABLE_ENTITY => Err(PushError::Refused {
-                reasons: v["reasons"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|r| r.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }),
-            other => Err(self.unreachable(format!("PUT /config answered {other}"))),
+            StatusCode::OK => Ok(running()),
+            StatusCode::CONFLICT => Err(PushError::OtherBase { reasons: reasons() }),
+            StatusCode::UNPROCESSABLE_ENTITY => Err(PushError::Refused { reasons: reasons() }),
+            other => Err(self.unreachable(format!("{method} /config answered {other}"))),
         }
     }
 }

@@ -184,6 +184,72 @@ fn pushed_tables_are_served_refusals_change_nothing_and_restarts_serve_the_last_
 }
 
 #[test]
+fn patches_apply_to_their_base_only_and_what_they_make_is_persisted() {
+    let (_upstream, echo) = echo_upstream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("admin.sock");
+    let (proxy, http, _admin) = start_proxy(dir.path());
+    let mut first = compile(&manifests(echo, "/v1"));
+    first.version = 1;
+    let mut second = compile(&manifests(echo, "/v2"));
+    second.version = 2;
+    let patch = |from: &gatehouse_table::Table, to: &gatehouse_table::Table| {
+        serde_json::to_vec(&from.diff(to)).expect("patch JSON")
+    };
+
+    // No table yet: a patch has nothing to apply to.
+    let (code, v) = socket_request(&socket, "PATCH", patch(&first, &second));
+    assert_eq!(code, StatusCode::CONFLICT, "{v}");
+
+    assert_eq!(push(&socket, &first).0, StatusCode::OK);
+    // The patch from the running table: only the changed route crosses the socket.
+    let body = patch(&first, &second);
+    assert!(
+        !String::from_utf8_lossy(&body).contains("\"upstreams\""),
+        "the unchanged upstream is not sent"
+    );
+    let (code, v) = socket_request(&socket, "PATCH", body);
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["version"].as_u64(), v["hash"].as_str()),
+        (Some(2), Some(second.hash.as_str()))
+    );
+    assert_eq!(status(http, "/v1/x"), 404);
+    assert_eq!(status(http, "/v2/x"), 200);
+    let (_, v) = socket_request(&socket, "GET", Vec::new());
+    assert_eq!(v["hash"], second.hash.as_str());
+
+    // A patch made for another table is refused with 409 and changes nothing; one that
+    // does not decode, or does not fit, with 422.
+    let (code, v) = socket_request(&socket, "PATCH", patch(&first, &second));
+    assert_eq!(code, StatusCode::CONFLICT, "{v}");
+    let (code, _) = socket_request(&socket, "PATCH", b"{\"format\":".to_vec());
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut misfit = second.diff(&first);
+    misfit.removed_routes = vec!["default/nothing-here".into()];
+    let (code, v) = socket_request(&socket, "PATCH", serde_json::to_vec(&misfit).expect("JSON"));
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(status(http, "/v2/x"), 200);
+
+    // The patched table reaches the state directory, and a restart serves it.
+    let saved = dir.path().join("state/table.json");
+    assert!(
+        eventually(|| std::fs::read(&saved)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<gatehouse_table::Table>(&b).ok())
+            .is_some_and(|t| t == second)),
+        "the patched table is persisted"
+    );
+    drop(proxy);
+    let (_proxy, http, _admin) = start_proxy(dir.path());
+    assert!(
+        eventually(|| status(http, "/v2/x") == 200),
+        "served after a restart"
+    );
+    assert_eq!(status(http, "/v1/x"), 404);
+}
+
+#[test]
 fn the_metrics_listener_serves_only_probes_and_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_proxy, _, admin, metrics) = spawn_proxy(dir.path(), Path::new("off"));

@@ -138,6 +138,64 @@ pub struct Shared {
     policy_states: policy::PolicyStates,
     /// Request and config metrics.
     pub metrics: metrics::Metrics,
+    /// Tables replaced, until nothing else holds them (see [`Retired`]).
+    retired: Retired,
+}
+
+/// Where replaced tables go to be dropped. Freeing a 10,000-route table takes
+/// milliseconds: neither the apply (a push waits for it) nor a worker's request (the
+/// last holder of an `Arc` frees it) should pay for it. Each replaced table is handed
+/// to one background thread, which keeps it until it holds the last reference and then
+/// frees it there.
+#[derive(Debug)]
+struct Retired {
+    to_reaper: std::sync::Mutex<Option<std::sync::mpsc::Sender<Arc<Prepared>>>>,
+}
+
+/// How often the reaper looks for tables nothing else holds any more.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Retired {
+    fn new() -> Retired {
+        Retired {
+            to_reaper: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn retire(&self, table: Arc<Prepared>) {
+        let mut to_reaper = self
+            .to_reaper
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sender = to_reaper.get_or_insert_with(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Arc<Prepared>>();
+            let spawned = std::thread::Builder::new()
+                .name("gatehouse-reaper".into())
+                .spawn(move || reap(rx));
+            if let Err(e) = spawned {
+                // Without the thread, the sends below fail and tables drop in place.
+                tracing::warn!(error = %e, "no thread to free replaced tables");
+            }
+            tx
+        });
+        if let Err(std::sync::mpsc::SendError(table)) = sender.send(table) {
+            *to_reaper = None;
+            drop(table);
+        }
+    }
+}
+
+fn reap(rx: std::sync::mpsc::Receiver<Arc<Prepared>>) {
+    let mut held: Vec<Arc<Prepared>> = Vec::new();
+    loop {
+        match rx.recv_timeout(REAP_EVERY) {
+            Ok(table) => held.push(table),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        // Only this thread holds these: no one can take a new reference to them.
+        held.retain(|t| Arc::strong_count(t) > 1);
+    }
 }
 
 /// What a proxy process is given besides its table: the command-line choices.
@@ -189,6 +247,7 @@ impl Shared {
             regexes: std::sync::Mutex::new(regexes),
             policy_states,
             metrics,
+            retired: Retired::new(),
         });
         shared
             .metrics
@@ -217,7 +276,8 @@ impl Shared {
             &self.metrics,
         )
         .map(|p| {
-            self.current.store(Arc::new(p));
+            let old = self.current.swap(Arc::new(p));
+            self.retired.retire(old);
             self.policy_states.commit(round);
         });
         drop(regexes);
