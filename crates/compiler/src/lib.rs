@@ -301,6 +301,97 @@ const PARALLEL_THRESHOLD: usize = 512;
 
 /// Compiles the inputs.
 pub fn compile(inputs: &Inputs) -> Output {
+    compile_with(inputs, None)
+}
+
+/// A compiler that remembers each ApiRoute's compiled form, and compiles again only
+/// the routes whose spec changed, or all of them when anything a route may read
+/// changed (an Upstream accepted or not, an ApiPolicy, the keys of a Secret, `redis`).
+/// Conflicts, ranks, the hash and the statuses are always computed over the whole
+/// table. [`Incremental::compile`] returns exactly what [`compile`] returns for the same
+/// inputs; the controller keeps one between compilations.
+#[derive(Debug, Default)]
+pub struct Incremental {
+    memo: Memo,
+}
+
+impl Incremental {
+    /// Compiles `inputs`, reusing what did not change since the last call.
+    pub fn compile(&mut self, inputs: &Inputs) -> Output {
+        compile_with(inputs, Some(&mut self.memo))
+    }
+}
+
+/// What compiling a route read besides the route. While it is unchanged, a route whose
+/// spec is unchanged compiles to what it compiled to before.
+#[derive(Debug, Default, PartialEq)]
+struct World {
+    redis: bool,
+    /// Upstream ids and whether each was accepted, sorted.
+    upstreams: Vec<(String, bool)>,
+    /// ApiPolicies (`None`: invalid), sorted.
+    policies: Vec<((String, String), Option<Policies>)>,
+    /// Secrets and their keys, sorted.
+    secrets: Vec<((String, String), Vec<String>)>,
+}
+
+impl World {
+    fn of(index: &Index<'_>) -> World {
+        let mut upstreams: Vec<(String, bool)> = index
+            .upstreams
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        upstreams.sort_unstable();
+        let own = |(ns, name): &(&str, &str)| (ns.to_string(), name.to_string());
+        let mut policies: Vec<_> = index
+            .policies
+            .iter()
+            .map(|(k, v)| (own(k), v.cloned()))
+            .collect();
+        policies.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut secrets: Vec<_> = index
+            .secrets
+            .iter()
+            .map(|(k, s)| {
+                let mut keys: Vec<String> = s
+                    .data
+                    .iter()
+                    .flat_map(|d| d.keys())
+                    .chain(s.string_data.iter().flat_map(|d| d.keys()))
+                    .cloned()
+                    .collect();
+                keys.sort_unstable();
+                keys.dedup();
+                (own(k), keys)
+            })
+            .collect();
+        secrets.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        World {
+            redis: index.redis,
+            upstreams,
+            policies,
+            secrets,
+        }
+    }
+}
+
+/// One route as last compiled: its spec and age, and what compiling it gave.
+#[derive(Debug)]
+struct Remembered {
+    spec: gatehouse_api::ApiRouteSpec,
+    created: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    draft: Option<route::RouteDraft>,
+    found: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Default)]
+struct Memo {
+    world: World,
+    routes: HashMap<ObjectRef, Remembered>,
+}
+
+fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
     let mut diags = Vec::new();
     let routes = unique(&inputs.routes, Kind::ApiRoute, &mut diags);
     let upstreams = unique(&inputs.upstreams, Kind::Upstream, &mut diags);
@@ -442,13 +533,30 @@ pub fn compile(inputs: &Inputs) -> Output {
         .collect();
     generations.append(&mut upstream_generations);
     generations.append(&mut policy_generations);
+    // What routes compiled to last time still holds while the world they read is the
+    // same; else they all compile again.
+    if let Some(memo) = memo.as_deref_mut() {
+        let world = World::of(&index);
+        if memo.world != world {
+            memo.routes.clear();
+            memo.world = world;
+        }
+    }
+    let remembered = memo.as_deref().map(|m| &m.routes);
     let compile_one = |regex: &mut gatehouse_router::RegexChecker, r: &&ApiRoute| {
         let (ns, name) = ns_name(*r);
         let object = ObjectRef::new(Kind::ApiRoute, ns, name);
+        if let Some(before) = remembered.and_then(|m| m.get(&object))
+            && before.spec == r.spec
+            && before.created == r.metadata.creation_timestamp
+        {
+            let draft = before.draft.clone().map(|d| (object, d));
+            return (draft, before.found.clone(), true);
+        }
         let mut found = Vec::new();
         let mut sink = diagnostics::Sink::new(object.clone(), &mut found);
         let draft = route::compile(r, &index, regex, &mut sink);
-        (draft.map(|d| (object, d)), found)
+        (draft.map(|d| (object, d)), found, false)
     };
     let results: Vec<_> = if routes.len() < PARALLEL_THRESHOLD {
         let mut regex = gatehouse_router::RegexChecker::default();
@@ -459,8 +567,29 @@ pub fn compile(inputs: &Inputs) -> Output {
             .map_init(gatehouse_router::RegexChecker::default, compile_one)
             .collect()
     };
+    if let Some(memo) = memo {
+        // Keep exactly the routes of these inputs: the reused as they were, the
+        // compiled as they are now.
+        let mut kept = HashMap::default();
+        kept.reserve(routes.len());
+        for (r, (draft, found, reused)) in routes.iter().zip(&results) {
+            let (ns, name) = ns_name(*r);
+            let object = ObjectRef::new(Kind::ApiRoute, ns, name);
+            let entry = match memo.routes.remove(&object) {
+                Some(before) if *reused => before,
+                _ => Remembered {
+                    spec: r.spec.clone(),
+                    created: r.metadata.creation_timestamp.clone(),
+                    draft: draft.as_ref().map(|(_, d)| d.clone()),
+                    found: found.clone(),
+                },
+            };
+            kept.insert(object, entry);
+        }
+        memo.routes = kept;
+    }
     let mut drafts = Vec::with_capacity(results.len());
-    for (draft, mut found) in results {
+    for (draft, mut found, _) in results {
         drafts.extend(draft);
         diags.append(&mut found);
     }

@@ -24,7 +24,7 @@ use crate::values::{
 use crate::{Index, policy, support, version};
 
 /// A route that compiled, before ranks and conflicts.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct RouteDraft {
     pub created: Option<Time>,
     pub route: table::Route,

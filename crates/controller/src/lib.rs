@@ -3,8 +3,8 @@
 //! ```text
 //!  kube watchers (per kind × namespace scope) ──▶ Store ──change──▶ compile loop
 //!                                                                    │ coalesce ~20 ms
-//!                                                                    │ compile (pure)
-//!                                                                    ├─▶ push to the proxy (Unix socket)
+//!                                                                    │ compile (pure; unchanged routes reused)
+//!                                                                    ├─▶ push the difference to the proxy (Unix socket)
 //!                                                                    └─▶ status (Lease holder only, SSA)
 //! ```
 //!
@@ -138,6 +138,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     ));
     let mut changes = store.subscribe();
     let mut recheck = tokio::time::interval(RECHECK);
+    // Routes whose spec did not change are not compiled again.
+    let mut incremental = gatehouse_compiler::Incremental::default();
     let mut compiled: Option<Arc<Output>> = None;
     // The table the proxy acknowledged last (its version aside): the base of patches.
     let mut pushed: Option<Arc<Output>> = None;
@@ -167,8 +169,13 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             });
             let Some(inputs) = inputs else { continue };
             let started = std::time::Instant::now();
-            let out =
-                tokio::task::spawn_blocking(move || gatehouse_compiler::compile(&inputs)).await?;
+            let mut compiler = std::mem::take(&mut incremental);
+            let (out, compiler) = tokio::task::spawn_blocking(move || {
+                let out = compiler.compile(&inputs);
+                (out, compiler)
+            })
+            .await?;
+            incremental = compiler;
             tracing::info!(
                 routes = out.table.routes.len(),
                 diagnostics = out.diagnostics.len(),
