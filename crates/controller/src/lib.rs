@@ -259,6 +259,7 @@ async fn write_status(
 ) {
     let mut retry = tokio::time::interval(RECHECK);
     let mut newer = false;
+    let mut verified = status::Verified::default();
     loop {
         if !newer {
             tokio::select! {
@@ -273,7 +274,7 @@ async fn write_status(
         let Some((out, programmed)) = snapshots.borrow_and_update().clone() else {
             continue;
         };
-        let writes = status::pending(&out, &programmed, &store.lock());
+        let writes = status::pending(&out, &programmed, &store.lock(), &mut verified);
         let mut writes = futures_util::stream::iter(writes)
             .map(|w| {
                 let (client, recorder) = (&client, &recorder);
