@@ -567,7 +567,7 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
             .map_init(gatehouse_router::RegexChecker::default, compile_one)
             .collect()
     };
-    if let Some(memo) = memo {
+    if let Some(memo) = memo.as_deref_mut() {
         // Keep exactly the routes of these inputs: the reused as they were, the
         // compiled as they are now.
         let mut kept = HashMap::default();
@@ -594,11 +594,24 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         diags.append(&mut found);
     }
     let accepted = resolve_conflicts_and_rank(drafts, &mut diags);
+    if let Some(memo) = memo {
+        // Remember each route with the ranks it got, so that next time only routes
+        // whose ranks move are copied.
+        for (object, d) in &accepted {
+            if let Some(Remembered {
+                draft: Some(kept), ..
+            }) = memo.routes.get_mut(object)
+                && !std::sync::Arc::ptr_eq(&kept.route, &d.route)
+            {
+                kept.route = d.route.clone();
+            }
+        }
+    }
 
     // Attached routes per policy.
     let mut attached: BTreeMap<String, u32> = BTreeMap::new();
-    for d in &accepted {
-        for p in &d.policy_refs {
+    for (_, d) in &accepted {
+        for p in d.policy_refs.iter() {
             *attached.entry(p.clone()).or_default() += 1;
         }
     }
@@ -608,7 +621,7 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         version: 0,
         hash: String::new(),
         // In parallel: taking each route out drops the draft's precedence keys.
-        routes: accepted.into_par_iter().map(|d| d.route).collect(),
+        routes: accepted.into_par_iter().map(|(_, d)| d.route).collect(),
         upstreams: table_upstreams,
         consumers: consumers.into_values().collect(),
     };
@@ -791,7 +804,7 @@ fn status_of(object: &ObjectRef, generation: Option<i64>, diags: &[Diagnostic]) 
 fn resolve_conflicts_and_rank(
     mut drafts: Vec<(ObjectRef, route::RouteDraft)>,
     diags: &mut Vec<Diagnostic>,
-) -> Vec<route::RouteDraft> {
+) -> Vec<(ObjectRef, route::RouteDraft)> {
     // Oldest first; objects without a timestamp (standalone files) after, by name.
     drafts.sort_by(|(a, da), (b, db)| {
         (da.created.is_none(), &da.created, &a.namespace, &a.name).cmp(&(
@@ -882,7 +895,7 @@ fn resolve_conflicts_and_rank(
                 }
             }
             if conflicts.is_empty() {
-                for keys in &d.keys {
+                for keys in d.keys.iter() {
                     for k in keys {
                         for (h, hh) in &host_keys {
                             let slot = owners.entry((*hh, k.signature_hash)).or_insert((
@@ -920,23 +933,23 @@ fn resolve_conflicts_and_rank(
     for &i in &accepted_idx {
         keep[i] = true;
     }
-    let mut accepted: Vec<route::RouteDraft> = drafts
+    let mut accepted: Vec<(ObjectRef, route::RouteDraft)> = drafts
         .into_iter()
         .zip(keep)
-        .filter_map(|((_, d), keep)| keep.then_some(d))
+        .filter_map(|(d, keep)| keep.then_some(d))
         .collect();
 
     // Each route's matches occupy a slice of one flat, route-major array of ranks.
     let mut offsets = Vec::with_capacity(accepted.len() + 1);
     let mut total = 0usize;
-    for d in &accepted {
+    for (_, d) in &accepted {
         offsets.push(total);
         total += d.keys.iter().map(Vec::len).sum::<usize>();
     }
     let mut entries: Vec<(RankKey, usize)> = accepted
         .par_iter()
         .enumerate()
-        .flat_map_iter(|(age, d)| {
+        .flat_map_iter(|(age, (_, d))| {
             let base = offsets[age];
             d.keys
                 .iter()
@@ -963,15 +976,21 @@ fn resolve_conflicts_and_rank(
     for (rank, (_, at)) in entries.into_iter().enumerate() {
         ranks[at] = rank as u32;
     }
-    accepted.par_iter_mut().enumerate().for_each(|(age, d)| {
-        let mut at = offsets[age];
-        for rule in &mut d.route.rules {
-            for m in &mut rule.matches {
-                m.rank = ranks[at];
-                at += 1;
+    accepted
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(age, (_, d))| {
+            let mine = &ranks[offsets[age]..];
+            let current = d.route.rules.iter().flat_map(|r| r.matches.iter());
+            if current.zip(mine).any(|(m, rank)| m.rank != *rank) {
+                // Copied (when shared with a remembered draft) only when its ranks moved.
+                let route = std::sync::Arc::make_mut(&mut d.route);
+                let matches = route.rules.iter_mut().flat_map(|r| r.matches.iter_mut());
+                for (m, rank) in matches.zip(mine) {
+                    m.rank = *rank;
+                }
             }
-        }
-    });
+        });
     accepted
 }
 

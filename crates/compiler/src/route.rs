@@ -23,15 +23,17 @@ use crate::values::{
 };
 use crate::{Index, policy, support, version};
 
-/// A route that compiled, before ranks and conflicts.
+/// A route that compiled, before ranks and conflicts. Cheap to clone: what it holds
+/// is shared, so a draft remembered by [`crate::Incremental`] is reused without a copy.
 #[derive(Clone, Debug)]
 pub(crate) struct RouteDraft {
     pub created: Option<Time>,
-    pub route: table::Route,
+    /// Copied only when its ranks change.
+    pub route: std::sync::Arc<table::Route>,
     /// Per rule, per match: what precedence and conflicts need.
-    pub keys: Vec<Vec<MatchKey>>,
+    pub keys: std::sync::Arc<Vec<Vec<MatchKey>>>,
     /// `namespace/name` of the ApiPolicies it references (resolved or not).
-    pub policy_refs: BTreeSet<String>,
+    pub policy_refs: std::sync::Arc<BTreeSet<String>>,
 }
 
 /// Precedence facts of one match.
@@ -356,14 +358,14 @@ pub(crate) fn compile(
 
     valid.get().then(|| RouteDraft {
         created: r.metadata.creation_timestamp.clone(),
-        route: table::Route {
+        route: std::sync::Arc::new(table::Route {
             id,
             hosts: hosts.into_iter().collect(),
             rules,
             version: version.map(|plan| plan.table),
-        },
-        keys,
-        policy_refs,
+        }),
+        keys: std::sync::Arc::new(keys),
+        policy_refs: std::sync::Arc::new(policy_refs),
     })
 }
 

@@ -155,7 +155,8 @@ fn pushed_tables_are_served_refusals_change_nothing_and_restarts_serve_the_last_
     );
     let mut unbuildable = compile(&manifests(echo, "/v2"));
     unbuildable.version = 8;
-    unbuildable.routes[0].rules[0].matches[0].path = gatehouse_table::PathMatch::Regex("(".into());
+    std::sync::Arc::make_mut(&mut unbuildable.routes[0]).rules[0].matches[0].path =
+        gatehouse_table::PathMatch::Regex("(".into());
     let (code, v) = push(&socket, &unbuildable);
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(status(http, "/v1/x"), 200);

@@ -92,7 +92,7 @@ impl Prepared {
         let versions = table
             .routes
             .iter()
-            .map(crate::version::VersionHeaders::prepare)
+            .map(|r| crate::version::VersionHeaders::prepare(r))
             .collect::<Result<Vec<_>, _>>()?;
         let router = Router::build(&table, regexes)?;
         let upstreams = table

@@ -264,7 +264,8 @@ spec:
     // A table the data plane cannot build (here a regex no compiler would have let
     // through) is refused whole; the running one keeps serving.
     let mut broken = shared.table().as_ref().clone();
-    broken.routes[0].rules[0].matches[0].path = gatehouse_table::PathMatch::Regex("(".into());
+    std::sync::Arc::make_mut(&mut broken.routes[0]).rules[0].matches[0].path =
+        gatehouse_table::PathMatch::Regex("(".into());
     assert!(shared.apply(broken).is_err());
     assert_eq!(
         send(proxy, "GET", "/v2", &[]).await.status,

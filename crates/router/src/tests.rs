@@ -49,7 +49,7 @@ fn mk_route(id: &str, hosts: &[&str], matches: Vec<Match>) -> Route {
 
 fn table(routes: Vec<Route>) -> Table {
     Table {
-        routes,
+        routes: routes.into_iter().map(std::sync::Arc::new).collect(),
         ..Default::default()
     }
 }

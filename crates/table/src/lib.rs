@@ -28,6 +28,7 @@ pub mod text;
 pub use patch::{PatchError, RankUpdate, TablePatch};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,8 +46,9 @@ pub struct Table {
     pub version: u64,
     /// Lowercase hex SHA-256 of the table's content (everything but `version` and `hash`).
     pub hash: String,
-    /// Routes, sorted by id.
-    pub routes: Vec<Route>,
+    /// Routes, sorted by id. Shared: a table made from another (a patch, a compilation
+    /// that reused unchanged routes) holds the same routes, not copies.
+    pub routes: Vec<Arc<Route>>,
     /// Upstreams, sorted by id.
     pub upstreams: Vec<Upstream>,
     /// Consumers, sorted by id.
@@ -77,7 +79,7 @@ impl Table {
         self.routes
             .binary_search_by(|r| r.id.as_str().cmp(id))
             .ok()
-            .map(|i| &self.routes[i])
+            .map(|i| &*self.routes[i])
     }
 }
 
@@ -632,7 +634,7 @@ mod tests {
     fn round_trips_through_json() {
         let table = Table {
             format: FORMAT,
-            routes: vec![Route {
+            routes: vec![Arc::new(Route {
                 id: "shop/users".into(),
                 hosts: vec!["api.example.com".into()],
                 rules: vec![Rule {
@@ -668,7 +670,7 @@ mod tests {
                     sunset: Some("Wed, 30 Jun 2027 00:00:00 GMT".into()),
                     vary: Some("Api-Version".into()),
                 }),
-            }],
+            })],
             upstreams: vec![Upstream {
                 id: "shop/users".into(),
                 endpoints: vec![Endpoint {

@@ -13,6 +13,8 @@
 //! path changes moves the ranks of many others: a route whose only change is its ranks
 //! travels as those numbers alone ([`RankUpdate`]).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{Consumer, FORMAT, Match, Route, Rule, Table, Upstream};
@@ -31,7 +33,7 @@ pub struct TablePatch {
     pub hash: String,
     /// Routes added or changed, whole, sorted by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub routes: Vec<Route>,
+    pub routes: Vec<Arc<Route>>,
     /// Routes whose only change is their ranks, sorted by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ranks: Vec<RankUpdate>,
@@ -91,7 +93,7 @@ impl Table {
         };
         for change in walk(&self.routes, &next.routes, |r| &r.id) {
             match change {
-                Change::Kept(old, new) if old == new => {}
+                Change::Kept(old, new) if Arc::ptr_eq(old, new) || old == new => {}
                 Change::Kept(old, new) if same_but_ranks(old, new) => {
                     patch.ranks.push(RankUpdate {
                         id: new.id.clone(),
@@ -142,7 +144,7 @@ impl Table {
                     ))
                 })?;
             from += found;
-            set_ranks(&mut routes[from], &update.ranks)?;
+            set_ranks(Arc::make_mut(&mut routes[from]), &update.ranks)?;
         }
         let upstreams = apply(
             &self.upstreams,
@@ -339,8 +341,8 @@ mod tests {
     use super::*;
     use crate::{Endpoint, PathMatch};
 
-    fn route(id: &str, path: &str, rank: u32) -> Route {
-        Route {
+    fn route(id: &str, path: &str, rank: u32) -> Arc<Route> {
+        Arc::new(Route {
             id: id.into(),
             rules: vec![Rule {
                 name: "rule-0".into(),
@@ -352,7 +354,7 @@ mod tests {
                 ..Default::default()
             }],
             ..Default::default()
-        }
+        })
     }
 
     fn upstream(id: &str, port: u16) -> Upstream {
@@ -368,7 +370,7 @@ mod tests {
         }
     }
 
-    fn table(hash: &str, routes: Vec<Route>, upstreams: Vec<Upstream>) -> Table {
+    fn table(hash: &str, routes: Vec<Arc<Route>>, upstreams: Vec<Upstream>) -> Table {
         Table {
             format: FORMAT,
             version: 1,
@@ -408,7 +410,7 @@ mod tests {
         let patch = before.diff(&after);
         assert_eq!(patch.base, "a");
         assert_eq!(patch.hash, "b");
-        let ids = |rs: &[Route]| rs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let ids = |rs: &[Arc<Route>]| rs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&patch.routes), ["ns/d"]);
         assert_eq!(
             patch.ranks,
