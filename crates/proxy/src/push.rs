@@ -6,8 +6,10 @@
 //!   cannot be prepared). A refused table never replaces the running one.
 //! - `PATCH /config` with a JSON [`TablePatch`]: the same answers, plus 409 when the
 //!   running table is not the patch's base (the controller then sends the whole table).
-//!   A one-route change to a 10,000-route table crosses the socket in a few hundred
-//!   bytes instead of megabytes, and the proxy parses only that.
+//!   A one-route change to a 10,000-route table crosses the socket in a few kilobytes
+//!   instead of 7 MB, and the proxy decodes only that. The proxy takes the resulting
+//!   hash from the patch: `diff` and `patched` are exact inverses (tested), and hashing
+//!   the whole table again would cost what the patch saves.
 //! - `GET /config`: `{"version","hash"}` of the running table (empty hash before the
 //!   first one), so a controller can tell that a restarted proxy needs its table again.
 //!
