@@ -550,13 +550,12 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
             && before.spec == r.spec
             && before.created == r.metadata.creation_timestamp
         {
-            let draft = before.draft.clone().map(|d| (object, d));
-            return (draft, before.found.clone(), true);
+            return (object, before.draft.clone(), before.found.clone(), true);
         }
         let mut found = Vec::new();
         let mut sink = diagnostics::Sink::new(object.clone(), &mut found);
         let draft = route::compile(r, &index, regex, &mut sink);
-        (draft.map(|d| (object, d)), found, false)
+        (object, draft, found, false)
     };
     let results: Vec<_> = if routes.len() < PARALLEL_THRESHOLD {
         let mut regex = gatehouse_router::RegexChecker::default();
@@ -572,25 +571,23 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         // compiled as they are now.
         let mut kept = HashMap::default();
         kept.reserve(routes.len());
-        for (r, (draft, found, reused)) in routes.iter().zip(&results) {
-            let (ns, name) = ns_name(*r);
-            let object = ObjectRef::new(Kind::ApiRoute, ns, name);
-            let entry = match memo.routes.remove(&object) {
+        for (r, (object, draft, found, reused)) in routes.iter().zip(&results) {
+            let entry = match memo.routes.remove(object) {
                 Some(before) if *reused => before,
                 _ => Remembered {
                     spec: r.spec.clone(),
                     created: r.metadata.creation_timestamp.clone(),
-                    draft: draft.as_ref().map(|(_, d)| d.clone()),
+                    draft: draft.clone(),
                     found: found.clone(),
                 },
             };
-            kept.insert(object, entry);
+            kept.insert(object.clone(), entry);
         }
         memo.routes = kept;
     }
     let mut drafts = Vec::with_capacity(results.len());
-    for (draft, mut found, _) in results {
-        drafts.extend(draft);
+    for (object, draft, mut found, _) in results {
+        drafts.extend(draft.map(|d| (object, d)));
         diags.append(&mut found);
     }
     let accepted = resolve_conflicts_and_rank(drafts, &mut diags);

@@ -120,23 +120,33 @@ impl Proxy {
 
     /// Pushes `table`; `Ok` once the proxy applied it.
     pub async fn push(&self, table: &Table) -> Result<Running, PushError> {
-        let body = serde_json::to_vec(table).map_err(|e| self.unreachable(e))?;
-        let (status, v) = self.exchange(Method::PUT, Bytes::from(body)).await?;
-        self.answered(status, &v, "PUT", || Running {
+        let running = Running {
             version: table.version,
             hash: table.hash.clone(),
-        })
+        };
+        self.send(Method::PUT, table, running).await
     }
 
     /// Sends `patch`; `Ok` once the proxy applied it, [`PushError::OtherBase`] when the
     /// proxy does not run the patch's base table (the whole table is needed then).
     pub async fn patch(&self, patch: &TablePatch) -> Result<Running, PushError> {
-        let body = serde_json::to_vec(patch).map_err(|e| self.unreachable(e))?;
-        let (status, v) = self.exchange(Method::PATCH, Bytes::from(body)).await?;
-        self.answered(status, &v, "PATCH", || Running {
+        let running = Running {
             version: patch.version,
             hash: patch.hash.clone(),
-        })
+        };
+        self.send(Method::PATCH, patch, running).await
+    }
+
+    /// Sends `body` as JSON; `running` is what the proxy runs once it accepted it.
+    async fn send(
+        &self,
+        method: Method,
+        body: &impl serde::Serialize,
+        running: Running,
+    ) -> Result<Running, PushError> {
+        let body = serde_json::to_vec(body).map_err(|e| self.unreachable(e))?;
+        let (status, v) = self.exchange(method.clone(), Bytes::from(body)).await?;
+        self.answered(status, &v, method.as_str(), running)
     }
 
     fn answered(
@@ -144,7 +154,7 @@ impl Proxy {
         status: StatusCode,
         v: &serde_json::Value,
         method: &str,
-        running: impl FnOnce() -> Running,
+        running: Running,
     ) -> Result<Running, PushError> {
         let reasons = || {
             v["reasons"]
@@ -157,7 +167,7 @@ impl Proxy {
                 .unwrap_or_default()
         };
         match status {
-            StatusCode::OK => Ok(running()),
+            StatusCode::OK => Ok(running),
             StatusCode::CONFLICT => Err(PushError::OtherBase { reasons: reasons() }),
             StatusCode::UNPROCESSABLE_ENTITY => Err(PushError::Refused { reasons: reasons() }),
             other => Err(self.unreachable(format!("{method} /config answered {other}"))),

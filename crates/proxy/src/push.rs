@@ -262,13 +262,9 @@ async fn answer(
             )
         }
         ("PUT", "/config") => {
-            let bytes = match read(req).await {
-                Ok(b) => b,
+            let (bytes, table) = match read::<Table>(req, "table").await {
+                Ok(read) => read,
                 Err(reason) => return refused(vec![reason]),
-            };
-            let table: Table = match serde_json::from_slice(&bytes) {
-                Ok(t) => t,
-                Err(e) => return refused(vec![format!("the table does not decode: {e}")]),
             };
             if table.format != FORMAT {
                 return refused(vec![format!(
@@ -287,13 +283,9 @@ async fn answer(
             applied(version, hash, persisted)
         }
         ("PATCH", "/config") => {
-            let bytes = match read(req).await {
-                Ok(b) => b,
+            let (_, patch) = match read::<TablePatch>(req, "patch").await {
+                Ok(read) => read,
                 Err(reason) => return refused(vec![reason]),
-            };
-            let patch: TablePatch = match serde_json::from_slice(&bytes) {
-                Ok(p) => p,
-                Err(e) => return refused(vec![format!("the patch does not decode: {e}")]),
             };
             if !state.is_ready() {
                 return other_base("this proxy has no table yet".into());
@@ -323,13 +315,22 @@ async fn answer(
     }
 }
 
-async fn read(req: Request<Incoming>) -> Result<bytes::Bytes, String> {
-    match Limited::new(req.into_body(), MAX_TABLE_BYTES)
+/// The body, and the `what` (table or patch) it holds; why not when it cannot be read
+/// or does not decode.
+async fn read<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    what: &str,
+) -> Result<(bytes::Bytes, T), String> {
+    let bytes = match Limited::new(req.into_body(), MAX_TABLE_BYTES)
         .collect()
         .await
     {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) => Err(format!("reading the body: {e}")),
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Err(format!("reading the {what}: {e}")),
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Ok((bytes, value)),
+        Err(e) => Err(format!("the {what} does not decode: {e}")),
     }
 }
 
