@@ -110,8 +110,8 @@ pub fn inputs(routes: usize, upstreams: usize) -> Inputs {
         })
         .collect();
     Inputs {
-        routes: routes_v,
-        upstreams: upstreams_v,
+        routes: routes_v.into_iter().map(std::sync::Arc::new).collect(),
+        upstreams: upstreams_v.into_iter().map(std::sync::Arc::new).collect(),
         ..Default::default()
     }
 }

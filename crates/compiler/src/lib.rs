@@ -33,6 +33,7 @@ mod version;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
@@ -50,21 +51,22 @@ use sha2::{Digest, Sha256};
 pub use diagnostics::{ConditionType, Diagnostic, Kind, ObjectRef, Reason, Severity};
 pub use upstream::SERVICE_NAME_LABEL;
 
-/// Everything the compiler reads.
+/// Everything the compiler reads. Objects are shared (`Arc`): the controller's store
+/// hands the same objects to every compilation without copying them.
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
     /// ApiRoutes.
-    pub routes: Vec<ApiRoute>,
+    pub routes: Vec<Arc<ApiRoute>>,
     /// Upstreams.
-    pub upstreams: Vec<Upstream>,
+    pub upstreams: Vec<Arc<Upstream>>,
     /// ApiPolicies.
-    pub policies: Vec<ApiPolicy>,
+    pub policies: Vec<Arc<ApiPolicy>>,
     /// Consumer Secrets and Secrets referenced by routes, upstreams and policies.
-    pub secrets: Vec<Secret>,
+    pub secrets: Vec<Arc<Secret>>,
     /// Services named by Upstreams.
-    pub services: Vec<Service>,
+    pub services: Vec<Arc<Service>>,
     /// EndpointSlices of those Services.
-    pub endpoint_slices: Vec<EndpointSlice>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// Whether the data plane counts `scope: Global` rate limits in Redis (`--redis`).
     /// Without it they count per replica, and the compiler says so.
     pub redis: bool,
@@ -95,12 +97,12 @@ impl Inputs {
                 continue;
             }
             match d.object {
-                Object::ApiRoute(o) => inputs.routes.push(*o),
-                Object::Upstream(o) => inputs.upstreams.push(*o),
-                Object::ApiPolicy(o) => inputs.policies.push(*o),
-                Object::Secret(o) => inputs.secrets.push(*o),
-                Object::Service(o) => inputs.services.push(*o),
-                Object::EndpointSlice(o) => inputs.endpoint_slices.push(*o),
+                Object::ApiRoute(o) => inputs.routes.push(Arc::from(o)),
+                Object::Upstream(o) => inputs.upstreams.push(Arc::from(o)),
+                Object::ApiPolicy(o) => inputs.policies.push(Arc::from(o)),
+                Object::Secret(o) => inputs.secrets.push(Arc::from(o)),
+                Object::Service(o) => inputs.services.push(Arc::from(o)),
+                Object::EndpointSlice(o) => inputs.endpoint_slices.push(Arc::from(o)),
             }
         }
         (inputs, diags)
@@ -251,18 +253,18 @@ fn ns_name<K: Resource>(k: &K) -> (&str, &str) {
 /// the same object in standalone mode) are reported; the kept one is chosen by content,
 /// so the choice does not depend on input order.
 fn unique<'a, K: Resource + Serialize>(
-    items: &'a [K],
+    items: &'a [Arc<K>],
     kind: Kind,
     diags: &mut Vec<Diagnostic>,
-) -> Vec<&'a K> {
-    let mut sorted: Vec<&K> = items.iter().collect();
-    sorted.sort_by(|a, b| ns_name(*a).cmp(&ns_name(*b)));
-    let mut out: Vec<&K> = Vec::with_capacity(sorted.len());
+) -> Vec<&'a Arc<K>> {
+    let mut sorted: Vec<&Arc<K>> = items.iter().collect();
+    sorted.sort_by(|a, b| ns_name(&***a).cmp(&ns_name(&***b)));
+    let mut out: Vec<&Arc<K>> = Vec::with_capacity(sorted.len());
     let mut i = 0;
     while i < sorted.len() {
-        let key = ns_name(sorted[i]);
+        let key = ns_name(&**sorted[i]);
         let mut j = i + 1;
-        while j < sorted.len() && ns_name(sorted[j]) == key {
+        while j < sorted.len() && ns_name(&**sorted[j]) == key {
             j += 1;
         }
         if j - i == 1 {
@@ -272,7 +274,7 @@ fn unique<'a, K: Resource + Serialize>(
             // input order, and report the others.
             let keep = sorted[i..j]
                 .iter()
-                .min_by_key(|k| serde_json::to_string(**k).unwrap_or_default())
+                .min_by_key(|k| serde_json::to_string(&***k).unwrap_or_default())
                 .copied();
             out.extend(keep);
             for _ in 1..(j - i) {
@@ -376,29 +378,49 @@ impl World {
     }
 }
 
-/// One route as last compiled: its spec and age, and what compiling it gave.
+/// One route as last compiled: the object, and what compiling it gave.
 #[derive(Debug)]
 struct Remembered {
-    spec: gatehouse_api::ApiRouteSpec,
-    created: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    source: Arc<ApiRoute>,
     draft: Option<route::RouteDraft>,
     found: Vec<Diagnostic>,
+    /// The compilation that last saw this route: entries not seen by the current one
+    /// are forgotten at its end.
+    seen: u64,
+}
+
+impl Remembered {
+    /// Whether `r` compiles to what this entry holds: the same object, or one with the
+    /// same spec and age (a status or metadata update).
+    fn holds_for(&self, r: &Arc<ApiRoute>) -> bool {
+        Arc::ptr_eq(&self.source, r)
+            || (self.source.spec == r.spec
+                && self.source.metadata.creation_timestamp == r.metadata.creation_timestamp)
+    }
 }
 
 #[derive(Debug, Default)]
 struct Memo {
     world: World,
     routes: HashMap<ObjectRef, Remembered>,
+    /// Digest of each route of the last table, by the route's address (the `Arc` kept
+    /// here holds that address for it): a route shared with the previous table is not
+    /// digested again.
+    digests: HashMap<usize, (Arc<table::Route>, [u8; 32])>,
+    round: u64,
 }
 
 fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
     let mut diags = Vec::new();
+    fn plain<K>(arcs: Vec<&Arc<K>>) -> Vec<&K> {
+        arcs.into_iter().map(|a| &**a).collect()
+    }
     let routes = unique(&inputs.routes, Kind::ApiRoute, &mut diags);
-    let upstreams = unique(&inputs.upstreams, Kind::Upstream, &mut diags);
-    let policies = unique(&inputs.policies, Kind::ApiPolicy, &mut diags);
-    let secrets = unique(&inputs.secrets, Kind::Secret, &mut diags);
-    let services = unique(&inputs.services, Kind::Service, &mut diags);
-    let mut slices: Vec<&EndpointSlice> = inputs.endpoint_slices.iter().collect();
+    let upstreams = plain(unique(&inputs.upstreams, Kind::Upstream, &mut diags));
+    let policies = plain(unique(&inputs.policies, Kind::ApiPolicy, &mut diags));
+    let secrets = plain(unique(&inputs.secrets, Kind::Secret, &mut diags));
+    let services = plain(unique(&inputs.services, Kind::Service, &mut diags));
+    let mut slices: Vec<&EndpointSlice> = inputs.endpoint_slices.iter().map(|s| &**s).collect();
     slices.sort_by(|a, b| ns_name(*a).cmp(&ns_name(*b)));
 
     let mut index = Index {
@@ -524,7 +546,7 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
     let mut generations: Vec<(ObjectRef, Option<i64>)> = routes
         .par_iter()
         .map(|r| {
-            let (ns, name) = ns_name(*r);
+            let (ns, name) = ns_name(&***r);
             (
                 ObjectRef::new(Kind::ApiRoute, ns, name),
                 r.metadata.generation,
@@ -543,12 +565,11 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         }
     }
     let remembered = memo.as_deref().map(|m| &m.routes);
-    let compile_one = |regex: &mut gatehouse_router::RegexChecker, r: &&ApiRoute| {
-        let (ns, name) = ns_name(*r);
+    let compile_one = |regex: &mut gatehouse_router::RegexChecker, r: &&Arc<ApiRoute>| {
+        let (ns, name) = ns_name(&***r);
         let object = ObjectRef::new(Kind::ApiRoute, ns, name);
         if let Some(before) = remembered.and_then(|m| m.get(&object))
-            && before.spec == r.spec
-            && before.created == r.metadata.creation_timestamp
+            && before.holds_for(r)
         {
             return (object, before.draft.clone(), before.found.clone(), true);
         }
@@ -569,21 +590,23 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
     if let Some(memo) = memo.as_deref_mut() {
         // Keep exactly the routes of these inputs: the reused as they were, the
         // compiled as they are now.
-        let mut kept = HashMap::default();
-        kept.reserve(routes.len());
+        memo.round += 1;
+        let round = memo.round;
         for (r, (object, draft, found, reused)) in routes.iter().zip(&results) {
-            let entry = match memo.routes.remove(object) {
-                Some(before) if *reused => before,
-                _ => Remembered {
-                    spec: r.spec.clone(),
-                    created: r.metadata.creation_timestamp.clone(),
-                    draft: draft.clone(),
-                    found: found.clone(),
-                },
-            };
-            kept.insert(object.clone(), entry);
+            match memo.routes.get_mut(object) {
+                Some(before) if *reused => before.seen = round,
+                _ => {
+                    let entry = Remembered {
+                        source: Arc::clone(r),
+                        draft: draft.clone(),
+                        found: found.clone(),
+                        seen: round,
+                    };
+                    memo.routes.insert(object.clone(), entry);
+                }
+            }
         }
-        memo.routes = kept;
+        memo.routes.retain(|_, r| r.seen == round);
     }
     let mut drafts = Vec::with_capacity(results.len());
     for (object, draft, mut found, _) in results {
@@ -591,7 +614,7 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         diags.append(&mut found);
     }
     let accepted = resolve_conflicts_and_rank(drafts, &mut diags);
-    if let Some(memo) = memo {
+    if let Some(memo) = memo.as_deref_mut() {
         // Remember each route with the ranks it got, so that next time only routes
         // whose ranks move are copied.
         for (object, d) in &accepted {
@@ -627,8 +650,22 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
     diags.sort();
     diags.dedup();
     // The hash and the statuses are independent; statuses are independent per object.
-    let (hash, statuses) = rayon::join(
-        || content_hash(&table),
+    // Routes shared with the previous table keep their digest.
+    let digests = memo.as_deref().map(|m| &m.digests);
+    let (route_digests, statuses) = rayon::join(
+        || -> Vec<[u8; 32]> {
+            table
+                .routes
+                .par_iter()
+                .map(|r| {
+                    let known = digests.and_then(|d| d.get(&(Arc::as_ptr(r) as usize)));
+                    match known {
+                        Some((_, digest)) => *digest,
+                        None => route_digest(r),
+                    }
+                })
+                .collect()
+        },
         || -> BTreeMap<ObjectRef, ObjectStatus> {
             generations
                 .into_par_iter()
@@ -653,7 +690,15 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
                 .collect()
         },
     );
-    table.hash = hash;
+    table.hash = hash_with_route_digests(&table, &route_digests);
+    if let Some(memo) = memo {
+        memo.digests = table
+            .routes
+            .iter()
+            .zip(route_digests)
+            .map(|(r, d)| (Arc::as_ptr(r) as usize, (r.clone(), d)))
+            .collect();
+    }
     Output {
         table,
         diagnostics: diags,
@@ -664,23 +709,27 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
 /// SHA-256 of the table's content (everything but `version` and `hash`), over the
 /// canonical encoding of [`Table::hash_content`].
 pub fn content_hash(table: &Table) -> String {
-    // Each route is digested on its own (in parallel); the table's digest covers the
-    // format, every route digest in order, the upstreams and the consumers.
-    let routes: Vec<[u8; 32]> = table
-        .routes
-        .par_iter()
-        .map(|r| {
-            let mut h = DigestHasher::new();
-            std::hash::Hash::hash(r, &mut h);
-            h.finish_digest()
-        })
-        .collect();
+    let routes: Vec<[u8; 32]> = table.routes.par_iter().map(|r| route_digest(r)).collect();
+    hash_with_route_digests(table, &routes)
+}
+
+/// The digest of one route, which [`content_hash`] covers in table order.
+fn route_digest(route: &table::Route) -> [u8; 32] {
+    let mut h = DigestHasher::new();
+    std::hash::Hash::hash(route, &mut h);
+    h.finish_digest()
+}
+
+/// [`content_hash`] given the digest of every route, in table order.
+fn hash_with_route_digests(table: &Table, routes: &[[u8; 32]]) -> String {
+    // The table's digest covers the format, every route digest in order, the upstreams
+    // and the consumers.
     let mut h = DigestHasher::new();
     {
         use std::hash::{Hash, Hasher};
         table.format.hash(&mut h);
         h.write_usize(routes.len());
-        for d in &routes {
+        for d in routes {
             h.write(d);
         }
         table.upstreams.hash(&mut h);

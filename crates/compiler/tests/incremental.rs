@@ -2,6 +2,8 @@
 //! since its last call: a route's spec, its age, the routes present, and everything a
 //! route reads besides itself (Upstreams, ApiPolicies, Secrets, `redis`).
 
+use std::sync::Arc;
+
 use gatehouse_api::manifest;
 use gatehouse_api::route::{PathMatch, PathMatchType};
 use gatehouse_compiler::{Incremental, Inputs, Output, compile};
@@ -31,7 +33,7 @@ fn set_path(inputs: &mut Inputs, route: usize, value: &str) {
     if let Some(m) = inputs
         .routes
         .get_mut(route)
-        .and_then(|r| r.spec.rules.first_mut())
+        .and_then(|r| Arc::make_mut(r).spec.rules.first_mut())
         .and_then(|rule| rule.matches.first_mut())
     {
         m.path = Some(PathMatch {
@@ -51,20 +53,26 @@ fn changes(base: Inputs) {
     set_path(&mut inputs, 0, "/moved");
     same(&mut inc, &inputs, "a route's path changed");
 
+    if let Some(r) = inputs.routes.first_mut() {
+        // A status write: another object, the same spec.
+        Arc::make_mut(r).metadata.resource_version = Some("status-write".into());
+        same(&mut inc, &inputs, "a route's status changed");
+    }
+
     if inputs.routes.len() > 2 {
         // The second route now has the first one's match: one of them is Conflicted.
         let first = inputs.routes[0].spec.clone();
-        inputs.routes[1].spec = first;
+        Arc::make_mut(&mut inputs.routes[1]).spec = first;
         same(&mut inc, &inputs, "a route copied another");
         inputs.routes.remove(2);
         same(&mut inc, &inputs, "a route was removed");
         let mut added = base.routes[2].clone();
-        added.metadata.name = Some("added".into());
+        Arc::make_mut(&mut added).metadata.name = Some("added".into());
         inputs.routes.push(added);
         same(&mut inc, &inputs, "a route was added");
     }
     if let Some(r) = inputs.routes.last_mut() {
-        r.metadata.creation_timestamp =
+        Arc::make_mut(r).metadata.creation_timestamp =
             Some(Time("2020-01-01T00:00:00Z".parse().expect("timestamp")));
         same(&mut inc, &inputs, "a route's age changed");
     }

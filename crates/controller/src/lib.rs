@@ -155,10 +155,12 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             }
             _ = recheck.tick() => false,
         };
+        let woke = std::time::Instant::now();
         if changed {
             // Let a burst settle, then compile once.
             tokio::time::sleep(config.coalesce).await;
             changes.borrow_and_update();
+            let settled = woke.elapsed();
             let inputs = {
                 let objects = store.lock();
                 objects.synced(&scopes).then(|| objects.inputs())
@@ -168,6 +170,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
                 i
             });
             let Some(inputs) = inputs else { continue };
+            let copied = woke.elapsed() - settled;
             let started = std::time::Instant::now();
             let mut compiler = std::mem::take(&mut incremental);
             let (out, compiler) = tokio::task::spawn_blocking(move || {
@@ -181,6 +184,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
                 diagnostics = out.diagnostics.len(),
                 hash = %out.table.hash,
                 took_ms = started.elapsed().as_millis() as u64,
+                settled_ms = settled.as_millis() as u64,
+                copied_ms = copied.as_millis() as u64,
                 "compiled"
             );
             compiled = Some(Arc::new(out));
@@ -206,6 +211,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
                     }
                     _ => None,
                 };
+                let by_patch = patched.is_some();
                 let result = match patched {
                     Some(done) => done,
                     None => {
@@ -216,7 +222,13 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
                 };
                 match result {
                     Ok(()) => {
-                        tracing::info!(version, hash = %out.table.hash, "pushed");
+                        tracing::info!(
+                            version,
+                            hash = %out.table.hash,
+                            by_patch,
+                            since_wake_ms = woke.elapsed().as_millis() as u64,
+                            "pushed"
+                        );
                         pushed = Some(out.clone());
                         Programmed::Yes
                     }

@@ -22,9 +22,10 @@ pub type Key = (String, String);
 /// The objects of one kind.
 #[derive(Debug)]
 pub struct Kind<K> {
-    objects: BTreeMap<Key, K>,
+    /// Shared: the compiler's inputs are these objects, not copies.
+    objects: BTreeMap<Key, Arc<K>>,
     /// Objects of a relist in progress, by scope.
-    relisting: HashMap<Option<String>, BTreeMap<Key, K>>,
+    relisting: HashMap<Option<String>, BTreeMap<Key, Arc<K>>>,
     /// Scopes whose first list has completed.
     synced: Vec<Option<String>>,
     /// Only a generation change matters (our CRDs, which have a status subresource).
@@ -42,13 +43,15 @@ impl<K> Kind<K> {
     }
 
     /// The objects.
-    pub fn objects(&self) -> impl Iterator<Item = &K> {
+    pub fn objects(&self) -> impl Iterator<Item = &Arc<K>> {
         self.objects.values()
     }
 
     /// One object.
     pub fn get(&self, namespace: &str, name: &str) -> Option<&K> {
-        self.objects.get(&(namespace.to_string(), name.to_string()))
+        self.objects
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|o| &**o)
     }
 }
 
@@ -59,7 +62,7 @@ fn key<K: Resource>(o: &K) -> Key {
     )
 }
 
-impl<K: Resource + Clone> Kind<K> {
+impl<K: Resource> Kind<K> {
     /// Applies one watch event of `scope`; returns whether the table may change.
     pub fn apply(&mut self, scope: &Option<String>, event: Event<K>) -> bool {
         match event {
@@ -70,7 +73,7 @@ impl<K: Resource + Clone> Kind<K> {
                         old.meta().generation != o.meta().generation
                             || old.meta().labels != o.meta().labels
                     });
-                self.objects.insert(k, o);
+                self.objects.insert(k, Arc::new(o));
                 matters
             }
             Event::Delete(o) => self.objects.remove(&key(&o)).is_some(),
@@ -82,7 +85,7 @@ impl<K: Resource + Clone> Kind<K> {
                 self.relisting
                     .entry(scope.clone())
                     .or_default()
-                    .insert(key(&o), o);
+                    .insert(key(&o), Arc::new(o));
                 false
             }
             Event::InitDone => {
@@ -145,7 +148,8 @@ impl Objects {
             && self.slices.synced(scopes)
     }
 
-    /// The compiler's inputs.
+    /// The compiler's inputs: the stored objects themselves, shared (a 10,000-route
+    /// copy would hold the lock, and cost more than compiling).
     pub fn inputs(&self) -> gatehouse_compiler::Inputs {
         gatehouse_compiler::Inputs {
             routes: self.routes.objects().cloned().collect(),

@@ -1050,9 +1050,12 @@ async fn propagation(cluster: &Cluster, routes: usize, samples: usize) {
         started.elapsed()
     );
     let mut took = Vec::with_capacity(samples);
+    // PROPAGATION_TRACE=1: each write's wall-clock start, to line up with the logs.
+    let trace = std::env::var_os("PROPAGATION_TRACE").is_some();
     for s in 0..samples {
         let path = format!("/moved-{s}");
         let t0 = std::time::Instant::now();
+        let wall = std::time::SystemTime::now();
         world
             .route(
                 &format!("r{}", s % routes),
@@ -1070,6 +1073,16 @@ async fn propagation(cluster: &Cluster, routes: usize, samples: usize) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         took.push(t0.elapsed());
+        if trace {
+            let at = wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            eprintln!(
+                "sample {s}: written at {at:.3}, served after {:.1} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+        }
     }
     took.sort();
     let pct = |p: f64| took[((took.len() as f64 * p).ceil() as usize).clamp(1, took.len()) - 1];

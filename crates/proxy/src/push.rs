@@ -262,6 +262,7 @@ async fn answer(
             )
         }
         ("PUT", "/config") => {
+            let started = std::time::Instant::now();
             let (bytes, table) = match read::<Table>(req, "table").await {
                 Ok(read) => read,
                 Err(reason) => return refused(vec![reason]),
@@ -273,16 +274,24 @@ async fn answer(
                 )]);
             }
             let (version, hash) = (table.version, table.hash.clone());
+            let read = started.elapsed();
             if let Err(reason) = apply(state, table) {
                 return refused(vec![reason]);
             }
+            let prepared = started.elapsed() - read;
             let persisted = match store {
                 Some(store) => store.save(Content::Bytes(bytes), true).await,
                 None => false,
             };
-            applied(version, hash, persisted)
+            let timings = Timings {
+                read,
+                patched: std::time::Duration::ZERO,
+                prepared,
+            };
+            applied(version, hash, persisted, timings)
         }
         ("PATCH", "/config") => {
+            let started = std::time::Instant::now();
             let (_, patch) = match read::<TablePatch>(req, "patch").await {
                 Ok(read) => read,
                 Err(reason) => return refused(vec![reason]),
@@ -290,6 +299,7 @@ async fn answer(
             if !state.is_ready() {
                 return other_base("this proxy has no table yet".into());
             }
+            let read = started.elapsed();
             let running = state.shared().table();
             let table = match running.patched(patch) {
                 Ok(t) => t,
@@ -297,16 +307,23 @@ async fn answer(
                 Err(e) => return refused(vec![e.to_string()]),
             };
             drop(running);
+            let patched = started.elapsed() - read;
             let (version, hash) = (table.version, table.hash.clone());
             if let Err(reason) = apply(state, table) {
                 return refused(vec![reason]);
             }
+            let prepared = started.elapsed() - read - patched;
             if let Some(store) = store {
                 store
                     .save(Content::Table(state.shared().table()), false)
                     .await;
             }
-            applied(version, hash, false)
+            let timings = Timings {
+                read,
+                patched,
+                prepared,
+            };
+            applied(version, hash, false, timings)
         }
         _ => json(
             StatusCode::NOT_FOUND,
@@ -345,8 +362,25 @@ fn apply(state: &AdminState, table: Table) -> Result<(), String> {
     Ok(())
 }
 
-fn applied(version: u64, hash: String, persisted: bool) -> Response<Body> {
-    tracing::info!(version, %hash, persisted, "table applied");
+/// Where applying a pushed table went: reading and decoding the body, patching the
+/// running table (PATCH only), preparing and swapping it in.
+struct Timings {
+    read: std::time::Duration,
+    patched: std::time::Duration,
+    prepared: std::time::Duration,
+}
+
+fn applied(version: u64, hash: String, persisted: bool, took: Timings) -> Response<Body> {
+    let us = |d: std::time::Duration| d.as_micros() as u64;
+    tracing::info!(
+        version,
+        %hash,
+        persisted,
+        read_us = us(took.read),
+        patched_us = us(took.patched),
+        prepared_us = us(took.prepared),
+        "table applied"
+    );
     json(
         StatusCode::OK,
         &serde_json::json!({ "version": version, "hash": hash, "persisted": persisted }),
