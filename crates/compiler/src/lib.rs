@@ -12,9 +12,9 @@
 //!    ├─▶ consumers   (Secrets labelled gatehouse.dev/consumer)
 //!    ├─▶ ApiPolicies (validated; referenced by routes)
 //!    ├─▶ Upstreams   (defaults, static endpoints or Service → EndpointSlices)
-//!    ├─▶ ApiRoutes   (matches, actions, references, policy layering)   route.rs
+//!    ├─▶ ApiRoutes   (matches + ranks, actions, references, layering)  route.rs
 //!    │     └─ API versioning folded into the matches                  version.rs
-//!    ├─▶ conflicts + ranks over all accepted routes                   precedence
+//!    ├─▶ conflicts over all compiled routes (the older wins)          resolve_conflicts
 //!    └─▶ Table (+ hash)  ·  Diagnostics  ·  per-object status
 //! ```
 //!
@@ -31,7 +31,6 @@ mod upstream;
 pub mod values;
 mod version;
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -309,9 +308,10 @@ pub fn compile(inputs: &Inputs) -> Output {
 /// A compiler that remembers each ApiRoute's compiled form, and compiles again only
 /// the routes whose spec changed, or all of them when anything a route may read
 /// changed (an Upstream accepted or not, an ApiPolicy, the keys of a Secret, `redis`).
-/// Conflicts, ranks, the hash and the statuses are always computed over the whole
-/// table. [`Incremental::compile`] returns exactly what [`compile`] returns for the same
-/// inputs; the controller keeps one between compilations.
+/// Conflicts and statuses are always decided over the whole set; the hash digests
+/// again only the routes that changed. [`Incremental::compile`] returns exactly what
+/// [`compile`] returns for the same inputs; the controller keeps one between
+/// compilations.
 #[derive(Debug, Default)]
 pub struct Incremental {
     memo: Memo,
@@ -613,20 +613,7 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         drafts.extend(draft.map(|d| (object, d)));
         diags.append(&mut found);
     }
-    let accepted = resolve_conflicts_and_rank(drafts, &mut diags);
-    if let Some(memo) = memo.as_deref_mut() {
-        // Remember each route with the ranks it got, so that next time only routes
-        // whose ranks move are copied.
-        for (object, d) in &accepted {
-            if let Some(Remembered {
-                draft: Some(kept), ..
-            }) = memo.routes.get_mut(object)
-                && !std::sync::Arc::ptr_eq(&kept.route, &d.route)
-            {
-                kept.route = d.route.clone();
-            }
-        }
-    }
+    let accepted = resolve_conflicts(drafts, &mut diags);
 
     // Attached routes per policy.
     let mut attached: BTreeMap<String, u32> = BTreeMap::new();
@@ -845,9 +832,10 @@ fn status_of(object: &ObjectRef, generation: Option<i64>, diags: &[Diagnostic]) 
     }
 }
 
-/// Rejects the newer of two routes with an identical host + match, then ranks every
-/// match of the accepted routes by the contract's precedence.
-fn resolve_conflicts_and_rank(
+/// Rejects the newer of two routes with an identical host + match. Precedence needs
+/// no pass over all routes: each match's rank is its own (see `route::MatchKey::rank`),
+/// and ties go to the older route (`table::Route::created`), which the router orders.
+fn resolve_conflicts(
     mut drafts: Vec<(ObjectRef, route::RouteDraft)>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<(ObjectRef, route::RouteDraft)> {
@@ -970,84 +958,14 @@ fn resolve_conflicts_and_rank(
         }
     }
 
-    // Ranks: Exact < Template/Prefix < Regex; more literal characters; more
-    // conditions; older; namespace/name (already the order of `drafts`); rule; match.
-    // Entries carry their position in a flat, route-major array of matches; ranks are
-    // filled into that compact array, then written back in one sequential pass.
-    // Keep the accepted drafts, still oldest first (`accepted_idx` is ascending).
+    // Keep the accepted drafts (`accepted_idx` is ascending).
     let mut keep = vec![false; drafts.len()];
     for &i in &accepted_idx {
         keep[i] = true;
     }
-    let mut accepted: Vec<(ObjectRef, route::RouteDraft)> = drafts
+    drafts
         .into_iter()
         .zip(keep)
         .filter_map(|(d, keep)| keep.then_some(d))
-        .collect();
-
-    // Each route's matches occupy a slice of one flat, route-major array of ranks.
-    let mut offsets = Vec::with_capacity(accepted.len() + 1);
-    let mut total = 0usize;
-    for (_, d) in &accepted {
-        offsets.push(total);
-        total += d.keys.iter().map(Vec::len).sum::<usize>();
-    }
-    let mut entries: Vec<(RankKey, usize)> = accepted
-        .par_iter()
-        .enumerate()
-        .flat_map_iter(|(age, (_, d))| {
-            let base = offsets[age];
-            d.keys
-                .iter()
-                .enumerate()
-                .flat_map(|(ri, ks)| ks.iter().enumerate().map(move |(mi, k)| (ri, mi, k)))
-                .enumerate()
-                .map(move |(j, (ri, mi, k))| {
-                    let key = (
-                        k.class,
-                        Reverse(k.literal_len),
-                        Reverse(k.conditions),
-                        Reverse(k.versioned),
-                        age,
-                        ri,
-                        mi,
-                    );
-                    (key, base + j)
-                })
-        })
-        .collect();
-    // Keys are unique (they end in age, rule, match), so an unstable sort is exact.
-    entries.par_sort_unstable_by_key(|e| e.0);
-    let mut ranks = vec![0u32; total];
-    for (rank, (_, at)) in entries.into_iter().enumerate() {
-        ranks[at] = rank as u32;
-    }
-    accepted
-        .par_iter_mut()
-        .enumerate()
-        .for_each(|(age, (_, d))| {
-            let mine = &ranks[offsets[age]..];
-            let current = d.route.rules.iter().flat_map(|r| r.matches.iter());
-            if current.zip(mine).any(|(m, rank)| m.rank != *rank) {
-                // Copied (when shared with a remembered draft) only when its ranks moved.
-                let route = std::sync::Arc::make_mut(&mut d.route);
-                let matches = route.rules.iter_mut().flat_map(|r| r.matches.iter_mut());
-                for (m, rank) in matches.zip(mine) {
-                    m.rank = *rank;
-                }
-            }
-        });
-    accepted
+        .collect()
 }
-
-/// Precedence of one match: path class, literal length and conditions (more first),
-/// versioned first, age, rule, match.
-type RankKey = (
-    u8,
-    Reverse<usize>,
-    Reverse<usize>,
-    Reverse<bool>,
-    usize,
-    usize,
-    usize,
-);

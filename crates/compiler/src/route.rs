@@ -1,6 +1,6 @@
-//! ApiRoute → draft `table::Route`: hosts, matches, actions, references and policy
-//! layering. Ranks and conflicts are decided afterwards over all routes
-//! (`precedence.rs`), because they depend on the other routes.
+//! ApiRoute → draft `table::Route`: hosts, matches with their ranks, actions,
+//! references and policy layering. Conflicts are decided afterwards over all routes
+//! (`resolve_conflicts` in `lib.rs`), because they depend on the other routes.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,12 +23,11 @@ use crate::values::{
 };
 use crate::{Index, policy, support, version};
 
-/// A route that compiled, before ranks and conflicts. Cheap to clone: what it holds
-/// is shared, so a draft remembered by [`crate::Incremental`] is reused without a copy.
+/// A route that compiled, before conflicts. Cheap to clone: what it holds is shared,
+/// so a draft remembered by [`crate::Incremental`] is reused without a copy.
 #[derive(Clone, Debug)]
 pub(crate) struct RouteDraft {
     pub created: Option<Time>,
-    /// Copied only when its ranks change.
     pub route: std::sync::Arc<table::Route>,
     /// Per rule, per match: what precedence and conflicts need.
     pub keys: std::sync::Arc<Vec<Vec<MatchKey>>>,
@@ -53,6 +52,21 @@ pub(crate) struct MatchKey {
     /// precedence it beats a match without one, so a request naming the version goes to
     /// that version rather than to a `default` one.
     pub versioned: bool,
+}
+
+impl MatchKey {
+    /// The match's [`table::Match::rank`]: path kind, then longer literal, then more
+    /// conditions, then versioned, packed so that lower wins. Literal lengths past
+    /// 65,535 and condition counts past 255 compare as those (far beyond what the CRD
+    /// admits).
+    pub fn rank(&self) -> u32 {
+        let literal = 0xFFFF - self.literal_len.min(0xFFFF) as u32;
+        let conditions = 0xFF - self.conditions.min(0xFF) as u32;
+        (u32::from(self.class) << 25)
+            | (literal << 9)
+            | (conditions << 1)
+            | u32::from(!self.versioned)
+    }
 }
 
 pub(crate) fn compile(
@@ -356,10 +370,20 @@ pub(crate) fn compile(
         }
     }
 
+    for (rule, keys) in rules.iter_mut().zip(&keys) {
+        for (m, key) in rule.matches.iter_mut().zip(keys) {
+            m.rank = key.rank();
+        }
+    }
     valid.get().then(|| RouteDraft {
         created: r.metadata.creation_timestamp.clone(),
         route: std::sync::Arc::new(table::Route {
             id,
+            created: r
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second()),
             hosts: hosts.into_iter().collect(),
             rules,
             version: version.map(|plan| plan.table),

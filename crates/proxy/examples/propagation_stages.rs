@@ -71,6 +71,7 @@ fn main() {
     };
 
     let (mut compile, mut diff, mut patched, mut applied) = (vec![], vec![], vec![], vec![]);
+    let mut sent = vec![];
     for s in 0..changes {
         let i = (s * 7919) % n;
         inputs.routes[i] = route(i, &format!("/moved-{s}"));
@@ -81,6 +82,7 @@ fn main() {
         let t = Instant::now();
         let patch = last.table.diff(&out.table);
         diff.push(t.elapsed());
+        sent.push(patch.routes.len());
 
         let t = Instant::now();
         let table = match shared.table().patched(patch) {
@@ -102,5 +104,11 @@ fn main() {
         median(diff),
         median(patched),
         median(applied),
+    );
+    sent.sort();
+    println!(
+        "routes in the patch: median {}, max {}",
+        sent[sent.len() / 2],
+        sent[sent.len() - 1]
     );
 }

@@ -7,7 +7,7 @@ use gatehouse_table::{PathMatch, Segment, Table};
 use regex::RegexSet;
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::matcher::{CacheRound, CompiledMatch, CompiledPath, Headers};
+use crate::matcher::{CacheRound, CompiledMatch, CompiledPath, Headers, Order};
 use crate::normalize::segments;
 use crate::{HostVerdict, Request, RouterError};
 
@@ -243,10 +243,10 @@ impl Bucket {
         path: &str,
         allow: &mut Vec<&'m str>,
     ) -> Option<usize> {
-        let mut best: Option<(u32, usize)> = None;
+        let mut best: Option<(Order, usize)> = None;
         self.candidates(path, &mut |idx| {
             let m = &matches[idx];
-            if best.is_some_and(|(rank, _)| m.rank >= rank) {
+            if best.is_some_and(|(order, _)| m.order >= order) {
                 return;
             }
             if !m.headers_match(req.headers) || !m.query_matches(req.query) {
@@ -256,7 +256,7 @@ impl Bucket {
                 allow.extend(m.methods.iter().map(String::as_str));
                 return;
             }
-            best = Some((m.rank, idx));
+            best = Some((m.order, idx));
         });
         best.map(|(_, idx)| idx)
     }

@@ -13,8 +13,10 @@
 //!
 //! Precedence: buckets are tried most specific host first (exact, then wildcards from
 //! the longest suffix, then routes for any host); within a bucket the lowest
-//! [`gatehouse_table::Match::rank`] wins. The compiler assigns ranks (path kind, literal
-//! length, condition count, age, name): this crate only compares them.
+//! [`gatehouse_table::Match::rank`] wins (the compiler gives each match its own: path
+//! kind, literal length, conditions, version), then the older route
+//! ([`gatehouse_table::Route::created`], then namespace/name), then rule and match
+//! order. The age order is the one thing this crate derives, once per table.
 //!
 //! What it must not know: policies, upstreams, Kubernetes. It owns path normalization
 //! and matching; nothing else.
@@ -126,7 +128,8 @@ pub enum HostVerdict {
 pub struct MatchReport {
     /// Where the match is.
     pub target: Target,
-    /// Its precedence rank.
+    /// Its place among all matches of the table in precedence order (host aside):
+    /// 0 goes first.
     pub rank: u32,
     /// Host.
     pub host: HostVerdict,
@@ -157,8 +160,9 @@ impl Router {
     /// success the cache holds exactly this router's regexes; on error it is unchanged.
     pub fn build(table: &Table, cache: &mut RegexCache) -> Result<Router, RouterError> {
         let mut round = matcher::CacheRound::new(cache);
+        let ages = age_order(table);
         let mut matches = Vec::new();
-        for (ri, route) in table.routes.iter().enumerate() {
+        for ((ri, route), age) in table.routes.iter().enumerate().zip(ages) {
             for (ui, rule) in route.rules.iter().enumerate() {
                 for (mi, m) in rule.matches.iter().enumerate() {
                     let target = Target {
@@ -166,7 +170,7 @@ impl Router {
                         rule: ui,
                         matched: mi,
                     };
-                    matches.push(CompiledMatch::compile(target, m, &mut round)?);
+                    matches.push(CompiledMatch::compile(target, age, m, &mut round)?);
                 }
             }
         }
@@ -220,12 +224,12 @@ impl Router {
             .map(|n| n.path.into_owned())
             .unwrap_or_default();
         let host = index::normalize_host(req.host);
-        let mut out: Vec<MatchReport> = self
+        let out: Vec<MatchReport> = self
             .matches
             .iter()
             .map(|m| MatchReport {
                 target: m.target,
-                rank: m.rank,
+                rank: 0,
                 host: index::host_verdict(&table.routes[m.target.route].hosts, &host),
                 path: m.path_matches(&path),
                 method: m.method_matches(req.method),
@@ -233,9 +237,37 @@ impl Router {
                 query: m.query_matches(req.query),
             })
             .collect();
-        out.sort_by_key(|r| r.rank);
-        out
+        // Every match goes into `out` in `self.matches` order: sort by `order`, then
+        // number the places.
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_unstable_by_key(|&i| self.matches[i].order);
+        let mut sorted: Vec<Option<MatchReport>> = out.into_iter().map(Some).collect();
+        order
+            .into_iter()
+            .enumerate()
+            .filter_map(|(place, i)| {
+                let mut r = sorted[i].take()?;
+                r.rank = place as u32;
+                Some(r)
+            })
+            .collect()
     }
+}
+
+/// Each route's place in age order: older first ([`gatehouse_table::Route::created`];
+/// none after any), then namespace, then name.
+fn age_order(table: &Table) -> Vec<u32> {
+    fn key(r: &gatehouse_table::Route) -> (bool, Option<i64>, &str, &str) {
+        let (ns, name) = r.id.split_once('/').unwrap_or(("", r.id.as_str()));
+        (r.created.is_none(), r.created, ns, name)
+    }
+    let mut by_age: Vec<usize> = (0..table.routes.len()).collect();
+    by_age.sort_unstable_by(|&a, &b| key(&table.routes[a]).cmp(&key(&table.routes[b])));
+    let mut ages = vec![0u32; by_age.len()];
+    for (place, i) in by_age.into_iter().enumerate() {
+        ages[i] = place as u32;
+    }
+    ages
 }
 
 #[cfg(test)]

@@ -237,9 +237,13 @@ impl Cond {
     }
 }
 
+/// Precedence within a host bucket: the match's rank, its route's place in age order
+/// (older first, then namespace/name), rule, match. Lower wins; no two are equal.
+pub(crate) type Order = (u32, u32, u32, u32);
+
 #[derive(Debug)]
 pub(crate) struct CompiledMatch {
-    pub rank: u32,
+    pub order: Order,
     pub target: Target,
     pub path: CompiledPath,
     pub methods: Vec<String>,
@@ -249,8 +253,10 @@ pub(crate) struct CompiledMatch {
 }
 
 impl CompiledMatch {
+    /// `age` is the route's place in age order.
     pub fn compile(
         target: Target,
+        age: u32,
         m: &table::Match,
         cache: &mut CacheRound<'_>,
     ) -> Result<Self, RouterError> {
@@ -271,7 +277,7 @@ impl CompiledMatch {
                 .collect()
         };
         Ok(CompiledMatch {
-            rank: m.rank,
+            order: (m.rank, age, target.rule as u32, target.matched as u32),
             target,
             path,
             methods: m.methods.clone(),

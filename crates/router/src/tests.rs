@@ -43,6 +43,7 @@ fn mk_route(id: &str, hosts: &[&str], matches: Vec<Match>) -> Route {
             action: Action::default(),
             ..Default::default()
         }],
+        created: None,
         version: None,
     }
 }
@@ -444,17 +445,19 @@ fn index_agrees_with_brute_force_on_random_tables() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for _ in 0..300 {
         let mut routes = Vec::new();
-        let mut rank = 0;
         for i in 0..(1 + rng.next() % 6) {
             let nh = rng.next() % 3;
             let hs: Vec<&str> = (0..nh).map(|_| rng.pick(&hosts)).collect();
+            // Few distinct ranks and ages, so that ties are common.
             let ms: Vec<Match> = (0..(1 + rng.next() % 3))
                 .map(|_| {
-                    rank += 1 + (rng.next() % 3) as u32;
+                    let rank = (rng.next() % 3) as u32;
                     random_match(&mut rng, rank)
                 })
                 .collect();
-            let mut r = mk_route(&format!("ns/r{i}"), &hs, ms);
+            let ns = rng.pick(&["a", "a-b", "b"]);
+            let mut r = mk_route(&format!("{ns}/r{i}"), &hs, ms);
+            r.created = [None, Some(1), Some(2)][(rng.next() % 3) as usize];
             r.hosts.sort();
             r.hosts.dedup();
             routes.push(r);
@@ -481,19 +484,44 @@ fn index_agrees_with_brute_force_on_random_tables() {
                 Lookup::Matched(s) => Some(s.target),
                 _ => None,
             };
-            // Brute force: most specific host class first, then lowest rank.
+            // Brute force: most specific host class first, then lowest rank, then the
+            // older route (no time: last), namespace, name, rule, match.
             let specificity = |v: &HostVerdict| match v {
                 HostVerdict::Exact => 0usize,
                 HostVerdict::Wildcard(p) => 1000 - p.len(),
                 HostVerdict::Any => 10_000,
                 HostVerdict::Mismatch => usize::MAX,
             };
-            let want = router
-                .diagnose(&t, &req)
-                .into_iter()
-                .filter(MatchReport::matched)
-                .min_by_key(|r| (specificity(&r.host), r.rank))
+            let precedence = |r: &MatchReport| {
+                let route = &t.routes[r.target.route];
+                let rank = route.rules[r.target.rule].matches[r.target.matched].rank;
+                let (ns, name) = route.id.split_once('/').expect("ns/name");
+                (
+                    specificity(&r.host),
+                    rank,
+                    route.created.is_none(),
+                    route.created,
+                    ns.to_string(),
+                    name.to_string(),
+                    r.target.rule,
+                    r.target.matched,
+                )
+            };
+            let reports = router.diagnose(&t, &req);
+            let want = reports
+                .iter()
+                .filter(|r| r.matched())
+                .min_by_key(|r| precedence(r))
                 .map(|r| r.target);
+            // `diagnose` numbers places in that order (host aside), from 0.
+            let host_aside = |r: &MatchReport| {
+                let (_, rank, none, created, ns, name, rule, matched) = precedence(r);
+                (rank, none, created, ns, name, rule, matched)
+            };
+            for (place, pair) in reports.windows(2).enumerate() {
+                assert_eq!(pair[0].rank as usize, place);
+                assert!(host_aside(&pair[0]) < host_aside(&pair[1]));
+            }
             assert_eq!(
                 got, want,
                 "host {host} path {path} method {method} table {t:#?}"

@@ -9,8 +9,8 @@
 //! It owns the shape of that value and nothing else. It knows no Kubernetes type (no
 //! `ObjectMeta`, no `Secret`): names are plain `namespace/name` ids, durations are
 //! milliseconds, defaults are already applied, references are resolved, and every
-//! precedence decision is frozen into [`Match::rank`]. The proxy never has to
-//! re-derive a decision the compiler made.
+//! precedence fact is in the table: [`Match::rank`] and [`Route::created`]. The proxy
+//! never has to re-derive a decision the compiler made.
 //!
 //! Every collection is ordered (vectors sorted by id, `BTreeMap`s), so the same inputs
 //! serialize to byte-identical JSON. [`Table::hash`] identifies the content: the
@@ -25,7 +25,7 @@ pub mod patch;
 pub mod schema;
 pub mod text;
 
-pub use patch::{PatchError, RankUpdate, TablePatch};
+pub use patch::{PatchError, TablePatch};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,7 +33,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 /// Schema version of the table format itself; bumped on incompatible changes.
-pub const FORMAT: u32 = 1;
+/// 2: [`Match::rank`] is the match's own precedence, and ties go to the older route
+/// ([`Route::created`]); in 1 it was a position among all matches of the table.
+pub const FORMAT: u32 = 2;
 
 /// The whole compiled configuration.
 #[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
@@ -91,6 +93,12 @@ impl Table {
 pub struct Route {
     /// `namespace/name`.
     pub id: String,
+    /// When the ApiRoute was created (Unix seconds); `None` for one without a creation
+    /// time (a file in standalone mode). Among matches of equal [`Match::rank`], the
+    /// older route's wins, then the one first by namespace, then name; `None` comes
+    /// after every time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
     /// Host patterns, lowercase: exact names and `*.suffix` wildcards. Empty: any host.
     pub hosts: Vec<String>,
     /// The rules, in the order written.
@@ -178,8 +186,12 @@ pub struct Blocker {
 #[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Match {
-    /// Precedence among all matches of the table: lower wins. Host specificity is
-    /// applied before it, by the router's host index.
+    /// This match's own precedence, from the match alone: path kind (Exact, then
+    /// Prefix and Template, then Regex), longer literal path, more conditions, carrying
+    /// the route's API version; lower wins. Host specificity is applied before it (the
+    /// router's host index); equal ranks go by the route's age ([`Route::created`],
+    /// then namespace/name), then rule and match order. Because it depends on nothing
+    /// else, a change to one route never changes another route.
     pub rank: u32,
     /// The path condition.
     pub path: PathMatch,
@@ -636,6 +648,7 @@ mod tests {
             format: FORMAT,
             routes: vec![Arc::new(Route {
                 id: "shop/users".into(),
+                created: Some(1_790_000_000),
                 hosts: vec!["api.example.com".into()],
                 rules: vec![Rule {
                     name: "get-user".into(),

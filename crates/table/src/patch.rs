@@ -9,15 +9,15 @@
 //! A patch names the table it applies to ([`TablePatch::base`]) and the one it makes
 //! ([`TablePatch::hash`]); applied to any other table it is refused, and the sender falls
 //! back to the whole table. Routes and upstreams travel by id: added or changed ones
-//! whole, removed ones by id. Ranks are dense over the whole table, so one route whose
-//! path changes moves the ranks of many others: a route whose only change is its ranks
-//! travels as those numbers alone ([`RankUpdate`]).
+//! whole, removed ones by id. A route's content depends on that route alone (its ranks
+//! too: see [`Match::rank`](crate::Match::rank)), so a one-route change is a one-route
+//! patch.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Consumer, FORMAT, Match, Route, Rule, Table, Upstream};
+use crate::{Consumer, FORMAT, Route, Table, Upstream};
 
 /// What turns the table `base` into the table `hash`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -34,9 +34,6 @@ pub struct TablePatch {
     /// Routes added or changed, whole, sorted by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Arc<Route>>,
-    /// Routes whose only change is their ranks, sorted by id.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ranks: Vec<RankUpdate>,
     /// Ids of routes removed, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed_routes: Vec<String>,
@@ -49,15 +46,6 @@ pub struct TablePatch {
     /// Every consumer, when any changed; `None`: unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers: Option<Vec<Consumer>>,
-}
-
-/// A route's new ranks, one per match, rule by rule in order.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RankUpdate {
-    /// The route.
-    pub id: String,
-    /// Its ranks.
-    pub ranks: Vec<u32>,
 }
 
 /// Why a patch does not apply.
@@ -74,8 +62,7 @@ pub enum PatchError {
     /// A format this build does not read.
     #[error("table format {0} (this build reads {FORMAT})")]
     Format(u32),
-    /// It does not fit the table (a rank update for a route that is not there, or with
-    /// the wrong number of ranks; ids out of order).
+    /// It does not fit the table (removes what is not there, ids out of order).
     #[error("the patch does not fit its base table: {0}")]
     Mismatch(String),
 }
@@ -94,12 +81,6 @@ impl Table {
         for change in walk(&self.routes, &next.routes, |r| &r.id) {
             match change {
                 Change::Kept(old, new) if Arc::ptr_eq(old, new) || old == new => {}
-                Change::Kept(old, new) if same_but_ranks(old, new) => {
-                    patch.ranks.push(RankUpdate {
-                        id: new.id.clone(),
-                        ranks: ranks(new),
-                    });
-                }
                 Change::Kept(_, new) | Change::Added(new) => patch.routes.push(new.clone()),
                 Change::Removed(old) => patch.removed_routes.push(old.id.clone()),
             }
@@ -126,26 +107,13 @@ impl Table {
                 running: self.hash.clone(),
             });
         }
-        let mut routes = apply(
+        let routes = apply(
             &self.routes,
             patch.routes,
             &patch.removed_routes,
             |r| &r.id,
             "route",
         )?;
-        let mut from = 0;
-        for update in &patch.ranks {
-            let found = routes[from..]
-                .binary_search_by(|r| r.id.as_str().cmp(&update.id))
-                .map_err(|_| {
-                    PatchError::Mismatch(format!(
-                        "ranks for route {}, which is not in the table (or out of order)",
-                        update.id
-                    ))
-                })?;
-            from += found;
-            set_ranks(Arc::make_mut(&mut routes[from]), &update.ranks)?;
-        }
         let upstreams = apply(
             &self.upstreams,
             patch.upstreams,
@@ -251,95 +219,10 @@ fn apply<T: Clone>(
     Ok(out)
 }
 
-/// A route's ranks, rule by rule, match by match.
-fn ranks(route: &Route) -> Vec<u32> {
-    route
-        .rules
-        .iter()
-        .flat_map(|r| r.matches.iter().map(|m| m.rank))
-        .collect()
-}
-
-fn set_ranks(route: &mut Route, ranks: &[u32]) -> Result<(), PatchError> {
-    let count: usize = route.rules.iter().map(|r| r.matches.len()).sum();
-    if count != ranks.len() {
-        return Err(PatchError::Mismatch(format!(
-            "route {} has {count} matches, the patch gives {} ranks",
-            route.id,
-            ranks.len()
-        )));
-    }
-    let mut ranks = ranks.iter();
-    for m in route.rules.iter_mut().flat_map(|r| r.matches.iter_mut()) {
-        if let Some(&rank) = ranks.next() {
-            m.rank = rank;
-        }
-    }
-    Ok(())
-}
-
-/// Equal in everything but their matches' ranks. Written out field by field
-/// (destructured, so a new field cannot be forgotten here).
-fn same_but_ranks(a: &Route, b: &Route) -> bool {
-    let Route {
-        id,
-        hosts,
-        rules,
-        version,
-    } = a;
-    *id == b.id
-        && *hosts == b.hosts
-        && *version == b.version
-        && rules.len() == b.rules.len()
-        && rules
-            .iter()
-            .zip(&b.rules)
-            .all(|(x, y)| rule_but_ranks(x, y))
-}
-
-fn rule_but_ranks(a: &Rule, b: &Rule) -> bool {
-    let Rule {
-        name,
-        matches,
-        action,
-        timeout_ms,
-        policies,
-        blocked,
-    } = a;
-    *name == b.name
-        && *action == b.action
-        && *timeout_ms == b.timeout_ms
-        && *policies == b.policies
-        && *blocked == b.blocked
-        && matches.len() == b.matches.len()
-        && matches
-            .iter()
-            .zip(&b.matches)
-            .all(|(x, y)| match_but_rank(x, y))
-}
-
-fn match_but_rank(a: &Match, b: &Match) -> bool {
-    let Match {
-        rank: _,
-        path,
-        methods,
-        headers,
-        query_params,
-        allow_encoded_slashes,
-        strip_prefix,
-    } = a;
-    *path == b.path
-        && *methods == b.methods
-        && *headers == b.headers
-        && *query_params == b.query_params
-        && *allow_encoded_slashes == b.allow_encoded_slashes
-        && *strip_prefix == b.strip_prefix
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Endpoint, PathMatch};
+    use crate::{Endpoint, Match, PathMatch, Rule};
 
     fn route(id: &str, path: &str, rank: u32) -> Arc<Route> {
         Arc::new(Route {
@@ -394,10 +277,10 @@ mod tests {
         );
         let mut after = table(
             "b",
-            // a: unchanged; b: ranks only; c: removed; d: added; e: changed whole.
+            // a: unchanged; b: changed; c: removed; d: added.
             vec![
                 route("ns/a", "/a", 0),
-                route("ns/b", "/b", 2),
+                route("ns/b", "/b2", 1),
                 route("ns/d", "/d", 1),
             ],
             vec![upstream("ns/x", 81), upstream("ns/z", 80)],
@@ -411,14 +294,7 @@ mod tests {
         assert_eq!(patch.base, "a");
         assert_eq!(patch.hash, "b");
         let ids = |rs: &[Arc<Route>]| rs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
-        assert_eq!(ids(&patch.routes), ["ns/d"]);
-        assert_eq!(
-            patch.ranks,
-            [RankUpdate {
-                id: "ns/b".into(),
-                ranks: vec![2]
-            }]
-        );
+        assert_eq!(ids(&patch.routes), ["ns/b", "ns/d"]);
         assert_eq!(patch.removed_routes, ["ns/c"]);
         assert_eq!(
             patch.upstreams,
@@ -441,28 +317,22 @@ mod tests {
             vec![upstream("ns/x", 80)],
         );
         let patch = t.diff(&t);
-        assert!(patch.routes.is_empty() && patch.ranks.is_empty());
+        assert!(patch.routes.is_empty());
         assert!(patch.removed_routes.is_empty() && patch.upstreams.is_empty());
         assert!(patch.consumers.is_none());
         assert_eq!(t.patched(patch).expect("applies"), t);
     }
 
     #[test]
-    fn a_changed_path_travels_whole_and_shifted_ranks_as_numbers() {
-        let before = table(
-            "a",
-            vec![route("ns/a", "/a", 0), route("ns/b", "/b", 1)],
-            vec![],
-        );
-        let after = table(
-            "b",
-            vec![route("ns/a", "/moved", 1), route("ns/b", "/b", 0)],
-            vec![],
-        );
+    fn a_route_shared_with_the_base_is_not_compared_and_not_sent() {
+        let shared = route("ns/a", "/a", 0);
+        let before = table("a", vec![shared.clone(), route("ns/b", "/b", 0)], vec![]);
+        let after = table("b", vec![shared, route("ns/b", "/moved", 0)], vec![]);
         let patch = before.diff(&after);
-        assert_eq!(patch.routes, [route("ns/a", "/moved", 1)]);
-        assert_eq!(patch.ranks.len(), 1);
-        assert_eq!(before.patched(patch).expect("applies"), after);
+        assert_eq!(patch.routes, [route("ns/b", "/moved", 0)]);
+        let patched = before.patched(patch).expect("applies");
+        assert!(Arc::ptr_eq(&patched.routes[0], &before.routes[0]));
+        assert_eq!(patched, after);
     }
 
     #[test]
@@ -493,25 +363,7 @@ mod tests {
             f(&mut p);
             p
         };
-        let cases: [(&str, TablePatch); 5] = [
-            (
-                "ranks for an unknown route",
-                patch(&|p| {
-                    p.ranks = vec![RankUpdate {
-                        id: "ns/zz".into(),
-                        ranks: vec![1],
-                    }]
-                }),
-            ),
-            (
-                "too many ranks",
-                patch(&|p| {
-                    p.ranks = vec![RankUpdate {
-                        id: "ns/a".into(),
-                        ranks: vec![1, 2],
-                    }]
-                }),
-            ),
+        let cases: [(&str, TablePatch); 3] = [
             (
                 "removing what is not there",
                 patch(&|p| p.removed_routes = vec!["ns/zz".into()]),
