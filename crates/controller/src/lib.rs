@@ -286,7 +286,7 @@ async fn write_status(
         let Some((out, programmed)) = snapshots.borrow_and_update().clone() else {
             continue;
         };
-        let writes = status::pending(&out, &programmed, &store.lock(), &mut verified);
+        let writes = status::pending(&out, &programmed, || store.lock(), &mut verified);
         let mut writes = futures_util::stream::iter(writes)
             .map(|w| {
                 let (client, recorder) = (&client, &recorder);

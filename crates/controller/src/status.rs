@@ -189,61 +189,72 @@ pub struct Write {
     pub transitions: Vec<(String, String, String, String)>,
 }
 
+/// Objects compared per hold of the store's lock: the watches, and the compile loop
+/// taking its inputs, wait at most that long for a pass over 10,000 statuses.
+const PER_LOCK: usize = 256;
+
 /// Status writes that `out` and `programmed` call for: objects whose live status
-/// differs. `verified` remembers the objects found equal (see [`Verified`]).
-pub fn pending(
+/// differs. `verified` remembers the objects found equal (see [`Verified`]). `lock`
+/// gives the watched objects; it is taken for [`PER_LOCK`] objects at a time (each
+/// object is compared on its own, so the pass needs no single view of all of them).
+pub fn pending<G: std::ops::Deref<Target = Objects>>(
     out: &Output,
     programmed: &Programmed,
-    objects: &Objects,
+    lock: impl Fn() -> G,
     verified: &mut Verified,
 ) -> Vec<Write> {
     let mut writes = Vec::new();
     let mut still = std::collections::HashMap::with_capacity(out.statuses.len());
-    for (object, s) in &out.statuses {
-        let version = live_version(objects, object).unwrap_or_default();
-        if let Some(entry) = verified.objects.remove(object)
-            && entry.0 == *s
-            && entry.1 == *programmed
-            && entry.2 == version
-        {
-            still.insert(object.clone(), entry);
-            continue;
+    let statuses: Vec<(&ObjectRef, &ObjectStatus)> = out.statuses.iter().collect();
+    for chunk in statuses.chunks(PER_LOCK) {
+        let objects = lock();
+        let objects = &*objects;
+        for &(object, s) in chunk {
+            let version = live_version(objects, object).unwrap_or_default();
+            if let Some(entry) = verified.objects.remove(object)
+                && entry.0 == *s
+                && entry.1 == *programmed
+                && entry.2 == version
+            {
+                still.insert(object.clone(), entry);
+                continue;
+            }
+            let Some((live_status, live_conditions)) = live(objects, object) else {
+                continue;
+            };
+            let want = desired(object, s, programmed, &live_conditions);
+            if want == live_status {
+                still.insert(
+                    object.clone(),
+                    (s.clone(), programmed.clone(), version.to_string()),
+                );
+                continue;
+            }
+            let wanted: Vec<Condition> =
+                serde_json::from_value(want["conditions"].clone()).unwrap_or_default();
+            let transitions = wanted
+                .iter()
+                .filter(|c| {
+                    !live_conditions
+                        .iter()
+                        .any(|l| l.type_ == c.type_ && l.status == c.status && l.reason == c.reason)
+                })
+                .map(|c| {
+                    (
+                        c.type_.clone(),
+                        c.status.clone(),
+                        c.reason.clone(),
+                        c.message.clone(),
+                    )
+                })
+                .collect();
+            writes.push(Write {
+                object: object.clone(),
+                uid: uid(objects, object),
+                status: want,
+                transitions,
+            });
         }
-        let Some((live_status, live_conditions)) = live(objects, object) else {
-            continue;
-        };
-        let want = desired(object, s, programmed, &live_conditions);
-        if want == live_status {
-            still.insert(
-                object.clone(),
-                (s.clone(), programmed.clone(), version.to_string()),
-            );
-            continue;
-        }
-        let wanted: Vec<Condition> =
-            serde_json::from_value(want["conditions"].clone()).unwrap_or_default();
-        let transitions = wanted
-            .iter()
-            .filter(|c| {
-                !live_conditions
-                    .iter()
-                    .any(|l| l.type_ == c.type_ && l.status == c.status && l.reason == c.reason)
-            })
-            .map(|c| {
-                (
-                    c.type_.clone(),
-                    c.status.clone(),
-                    c.reason.clone(),
-                    c.message.clone(),
-                )
-            })
-            .collect();
-        writes.push(Write {
-            object: object.clone(),
-            uid: uid(objects, object),
-            status: want,
-            transitions,
-        });
     }
     verified.objects = still;
     writes
@@ -407,33 +418,34 @@ mod tests {
         };
         let mut verified = Verified::default();
         // No status yet: one write.
-        let writes = pending(&out, &Programmed::Yes, &cached(None, "1"), &mut verified);
+        let fresh = cached(None, "1");
+        let writes = pending(&out, &Programmed::Yes, || &fresh, &mut verified);
         assert_eq!(writes.len(), 1);
         let written = writes[0].status.clone();
         assert!(verified.objects.is_empty());
         // Written (a new resourceVersion): equal, and remembered as such.
         let objects = cached(Some(&written), "2");
-        assert!(pending(&out, &Programmed::Yes, &objects, &mut verified).is_empty());
+        assert!(pending(&out, &Programmed::Yes, || &objects, &mut verified).is_empty());
         assert_eq!(verified.objects.len(), 1);
-        assert!(pending(&out, &Programmed::Yes, &objects, &mut verified).is_empty());
+        assert!(pending(&out, &Programmed::Yes, || &objects, &mut verified).is_empty());
         // Someone else rewrote the status: compared again, and written back.
         let clobbered = cached(Some(&json!({ "observedGeneration": 1 })), "3");
-        let writes = pending(&out, &Programmed::Yes, &clobbered, &mut verified);
+        let writes = pending(&out, &Programmed::Yes, || &clobbered, &mut verified);
         assert_eq!(writes.len(), 1);
         // A new answer from the compiler is compared too, even at the same version.
         let objects = cached(Some(&written), "4");
-        assert!(pending(&out, &Programmed::Yes, &objects, &mut verified).is_empty());
+        assert!(pending(&out, &Programmed::Yes, || &objects, &mut verified).is_empty());
         let refused = Output {
             statuses: [(route(), status(false))].into_iter().collect(),
             ..Default::default()
         };
         assert_eq!(
-            pending(&refused, &Programmed::Yes, &objects, &mut verified).len(),
+            pending(&refused, &Programmed::Yes, || &objects, &mut verified).len(),
             1
         );
         // Deleted objects are forgotten.
         let gone = Output::default();
-        assert!(pending(&gone, &Programmed::Yes, &objects, &mut verified).is_empty());
+        assert!(pending(&gone, &Programmed::Yes, || &objects, &mut verified).is_empty());
         assert!(verified.objects.is_empty());
     }
 
