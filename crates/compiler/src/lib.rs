@@ -594,7 +594,14 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         let round = memo.round;
         for (r, (object, draft, found, reused)) in routes.iter().zip(&results) {
             match memo.routes.get_mut(object) {
-                Some(before) if *reused => before.seen = round,
+                Some(before) if *reused => {
+                    before.seen = round;
+                    // The same spec in a newer object (a status write): remember that
+                    // one, so that next time the address alone says it is unchanged.
+                    if !Arc::ptr_eq(&before.source, r) {
+                        before.source = Arc::clone(r);
+                    }
+                }
                 _ => {
                     let entry = Remembered {
                         source: Arc::clone(r),

@@ -224,31 +224,28 @@ impl Router {
             .map(|n| n.path.into_owned())
             .unwrap_or_default();
         let host = index::normalize_host(req.host);
-        let out: Vec<MatchReport> = self
+        let mut out: Vec<(matcher::Order, MatchReport)> = self
             .matches
             .iter()
-            .map(|m| MatchReport {
-                target: m.target,
-                rank: 0,
-                host: index::host_verdict(&table.routes[m.target.route].hosts, &host),
-                path: m.path_matches(&path),
-                method: m.method_matches(req.method),
-                headers: m.headers_match(req.headers),
-                query: m.query_matches(req.query),
+            .map(|m| {
+                let report = MatchReport {
+                    target: m.target,
+                    rank: 0,
+                    host: index::host_verdict(&table.routes[m.target.route].hosts, &host),
+                    path: m.path_matches(&path),
+                    method: m.method_matches(req.method),
+                    headers: m.headers_match(req.headers),
+                    query: m.query_matches(req.query),
+                };
+                (m.order, report)
             })
             .collect();
-        // Every match goes into `out` in `self.matches` order: sort by `order`, then
-        // number the places.
-        let mut order: Vec<usize> = (0..out.len()).collect();
-        order.sort_unstable_by_key(|&i| self.matches[i].order);
-        let mut sorted: Vec<Option<MatchReport>> = out.into_iter().map(Some).collect();
-        order
-            .into_iter()
+        out.sort_unstable_by_key(|(order, _)| *order);
+        out.into_iter()
             .enumerate()
-            .filter_map(|(place, i)| {
-                let mut r = sorted[i].take()?;
-                r.rank = place as u32;
-                Some(r)
+            .map(|(place, (_, mut report))| {
+                report.rank = place as u32;
+                report
             })
             .collect()
     }
