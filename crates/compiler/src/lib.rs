@@ -257,7 +257,10 @@ fn unique<'a, K: Resource + Serialize>(
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<&'a Arc<K>> {
     let mut sorted: Vec<&Arc<K>> = items.iter().collect();
-    sorted.sort_by(|a, b| ns_name(&***a).cmp(&ns_name(&***b)));
+    // The controller's store hands them over in this order already.
+    if !sorted.is_sorted_by(|a, b| ns_name(&***a) <= ns_name(&***b)) {
+        sorted.sort_by(|a, b| ns_name(&***a).cmp(&ns_name(&***b)));
+    }
     let mut out: Vec<&Arc<K>> = Vec::with_capacity(sorted.len());
     let mut i = 0;
     while i < sorted.len() {
@@ -639,7 +642,8 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         upstreams: table_upstreams,
         consumers: consumers.into_values().collect(),
     };
-    table.routes.sort_by(|a, b| a.id.cmp(&b.id));
+    // Ids are unique (one route per namespace/name).
+    table.routes.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     table.upstreams.sort_by(|a, b| a.id.cmp(&b.id));
     diags.sort();
     diags.dedup();
@@ -847,7 +851,8 @@ fn resolve_conflicts(
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<(ObjectRef, route::RouteDraft)> {
     // Oldest first; objects without a timestamp (standalone files) after, by name.
-    drafts.sort_by(|(a, da), (b, db)| {
+    // Keys end in namespace/name, which are unique: an unstable sort is exact.
+    drafts.sort_unstable_by(|(a, da), (b, db)| {
         (da.created.is_none(), &da.created, &a.namespace, &a.name).cmp(&(
             db.created.is_none(),
             &db.created,

@@ -79,22 +79,33 @@ impl Prepared {
         round: &mut crate::policy::StatesRound,
         metrics: &crate::metrics::Metrics,
     ) -> Result<Prepared, PrepareError> {
-        let policies = table
-            .routes
-            .iter()
-            .map(|r| {
-                r.rules
-                    .iter()
-                    .map(|rule| crate::policy::prepare(&r.id, rule, policy_states, round))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let versions = table
-            .routes
-            .iter()
-            .map(|r| crate::version::VersionHeaders::prepare(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        let router = Router::build(&table, regexes)?;
+        // The router (most of the work) is built beside the rest, on a second thread.
+        let (router, policies, versions) = std::thread::scope(|scope| {
+            let previous: &RegexCache = regexes;
+            let router = scope.spawn(|| Router::build_from(&table, previous));
+            let policies = table
+                .routes
+                .iter()
+                .map(|r| {
+                    r.rules
+                        .iter()
+                        .map(|rule| crate::policy::prepare(&r.id, rule, policy_states, round))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>();
+            let versions = table
+                .routes
+                .iter()
+                .map(|r| crate::version::VersionHeaders::prepare(r))
+                .collect::<Result<Vec<_>, _>>();
+            let router = match router.join() {
+                Ok(built) => built,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            (router, policies, versions)
+        });
+        // Errors in the order they were checked before the router had its own thread.
+        let (policies, versions, (router, next_regexes)) = (policies?, versions?, router?);
         let upstreams = table
             .upstreams
             .iter()
@@ -124,6 +135,8 @@ impl Prepared {
                     .collect()
             })
             .collect();
+        // Nothing below fails: the cache now holds exactly this table's regexes.
+        *regexes = next_regexes;
         Ok(Prepared {
             table: Arc::new(table),
             router,

@@ -159,6 +159,17 @@ impl Router {
     /// [`Router::new`], reusing the regexes `cache` holds from the previous build. On
     /// success the cache holds exactly this router's regexes; on error it is unchanged.
     pub fn build(table: &Table, cache: &mut RegexCache) -> Result<Router, RouterError> {
+        let (router, next) = Router::build_from(table, cache)?;
+        *cache = next;
+        Ok(router)
+    }
+
+    /// [`Router::build`] without touching `cache`: returns the cache that would replace
+    /// it, for a caller that decides later (when the rest of its table is prepared too).
+    pub fn build_from(
+        table: &Table,
+        cache: &RegexCache,
+    ) -> Result<(Router, RegexCache), RouterError> {
         let mut round = matcher::CacheRound::new(cache);
         let ages = age_order(table);
         let mut matches = Vec::new();
@@ -175,8 +186,7 @@ impl Router {
             }
         }
         let hosts = HostIndex::build(table, &matches, &mut round)?;
-        *cache = round.finish();
-        Ok(Router { matches, hosts })
+        Ok((Router { matches, hosts }, round.finish()))
     }
 
     /// Selects the rule for a request.
@@ -258,10 +268,16 @@ fn age_order(table: &Table) -> Vec<u32> {
         let (ns, name) = r.id.split_once('/').unwrap_or(("", r.id.as_str()));
         (r.created.is_none(), r.created, ns, name)
     }
-    let mut by_age: Vec<usize> = (0..table.routes.len()).collect();
-    by_age.sort_unstable_by(|&a, &b| key(&table.routes[a]).cmp(&key(&table.routes[b])));
+    // Keys computed once, not per comparison; they end in the index, so they are unique.
+    let mut by_age: Vec<_> = table
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (key(r), i))
+        .collect();
+    by_age.sort_unstable();
     let mut ages = vec![0u32; by_age.len()];
-    for (place, i) in by_age.into_iter().enumerate() {
+    for (place, (_, i)) in by_age.into_iter().enumerate() {
         ages[i] = place as u32;
     }
     ages
