@@ -286,7 +286,26 @@ async fn write_status(
         let Some((out, programmed)) = snapshots.borrow_and_update().clone() else {
             continue;
         };
-        let writes = status::pending(&out, &programmed, || store.lock(), &mut verified);
+        // A pass over every status is synchronous work: off the async threads, so that
+        // it never holds up the compile loop or the watches.
+        let pass = {
+            let (out, store) = (out.clone(), store.clone());
+            let mut kept = std::mem::take(&mut verified);
+            tokio::task::spawn_blocking(move || {
+                let writes = status::pending(&out, &programmed, || store.lock(), &mut kept);
+                (writes, kept)
+            })
+        };
+        let writes = match pass.await {
+            Ok((writes, kept)) => {
+                verified = kept;
+                writes
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the status pass failed; comparing every status again next time");
+                continue;
+            }
+        };
         let mut writes = futures_util::stream::iter(writes)
             .map(|w| {
                 let (client, recorder) = (&client, &recorder);
