@@ -853,12 +853,9 @@ fn resolve_conflicts(
     // Oldest first; objects without a timestamp (standalone files) after, by name.
     // Keys end in namespace/name, which are unique: an unstable sort is exact.
     drafts.sort_unstable_by(|(a, da), (b, db)| {
-        (da.created.is_none(), &da.created, &a.namespace, &a.name).cmp(&(
-            db.created.is_none(),
-            &db.created,
-            &b.namespace,
-            &b.name,
-        ))
+        // The route's own creation second, as the router orders ties: the two agree.
+        let (ca, cb) = (da.route.created, db.route.created);
+        (ca.is_none(), ca, &a.namespace, &a.name).cmp(&(cb.is_none(), cb, &b.namespace, &b.name))
     });
     // Conflicts are rare: first look for any repeated (host, match) in parallel, on
     // compact hashed keys; only then run the exact, order-dependent pass below.

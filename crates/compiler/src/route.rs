@@ -15,7 +15,6 @@ use gatehouse_table::{
     self as table, Action, BackendRef, Blocker, MirrorRef, PathMatch, PolicyField, PolicySlot,
     Segment, Template, TemplatePart, ValueMatch, ValueMatchKind,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::diagnostics::{Reason, Sink};
 use crate::values::{
@@ -27,7 +26,6 @@ use crate::{Index, policy, support, version};
 /// so a draft remembered by [`crate::Incremental`] is reused without a copy.
 #[derive(Clone, Debug)]
 pub(crate) struct RouteDraft {
-    pub created: Option<Time>,
     pub route: std::sync::Arc<table::Route>,
     /// Per rule, per match: what precedence and conflicts need.
     pub keys: std::sync::Arc<Vec<Vec<MatchKey>>>,
@@ -376,7 +374,6 @@ pub(crate) fn compile(
         }
     }
     valid.get().then(|| RouteDraft {
-        created: r.metadata.creation_timestamp.clone(),
         route: std::sync::Arc::new(table::Route {
             id,
             created: r
