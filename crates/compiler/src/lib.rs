@@ -26,6 +26,7 @@ pub mod diagnostics;
 pub mod explain;
 mod policy;
 mod route;
+mod routes_only;
 mod support;
 mod upstream;
 pub mod values;
@@ -176,7 +177,7 @@ pub struct ObjectStatus {
 }
 
 /// The compiler's answer.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Output {
     /// The routing table of everything accepted.
     pub table: Table,
@@ -323,7 +324,18 @@ pub struct Incremental {
 impl Incremental {
     /// Compiles `inputs`, reusing what did not change since the last call.
     pub fn compile(&mut self, inputs: &Inputs) -> Output {
+        if let Some(out) = routes_only::compile(inputs, &mut self.memo) {
+            self.memo.routes_only = true;
+            return out;
+        }
+        self.memo.routes_only = false;
         compile_with(inputs, Some(&mut self.memo))
+    }
+
+    /// Whether the last compilation took the short path: only routes changed, and none
+    /// of them shares a host and match with another route (see `routes_only.rs`).
+    pub fn last_was_routes_only(&self) -> bool {
+        self.memo.routes_only
     }
 }
 
@@ -411,6 +423,10 @@ struct Memo {
     /// digested again.
     digests: HashMap<usize, (Arc<table::Route>, [u8; 32])>,
     round: u64,
+    /// The base of the short path, when the last compilation can be one.
+    last: Option<routes_only::Last>,
+    /// Whether the last compilation took the short path.
+    routes_only: bool,
 }
 
 fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
@@ -423,6 +439,12 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
     let policies = plain(unique(&inputs.policies, Kind::ApiPolicy, &mut diags));
     let secrets = plain(unique(&inputs.secrets, Kind::Secret, &mut diags));
     let services = plain(unique(&inputs.services, Kind::Service, &mut diags));
+    // The short path starts only from inputs without duplicates, routes in order.
+    let base_ok = diags.is_empty()
+        && inputs
+            .routes
+            .windows(2)
+            .all(|w| ns_name(&*w[0]) < ns_name(&*w[1]));
     let mut slices: Vec<&EndpointSlice> = inputs.endpoint_slices.iter().map(|s| &**s).collect();
     slices.sort_by(|a, b| ns_name(*a).cmp(&ns_name(*b)));
 
@@ -623,6 +645,16 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         drafts.extend(draft.map(|d| (object, d)));
         diags.append(&mut found);
     }
+    let claims = (memo.is_some() && base_ok).then(|| {
+        let mut counts: HashMap<(u64, u64), u32> = HashMap::default();
+        counts.reserve(drafts.len());
+        for (_, d) in &drafts {
+            for claim in routes_only::claims(d) {
+                *counts.entry(claim).or_default() += 1;
+            }
+        }
+        counts
+    });
     let accepted = resolve_conflicts(drafts, &mut diags);
 
     // Attached routes per policy.
@@ -689,19 +721,29 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         },
     );
     table.hash = hash_with_route_digests(&table, &route_digests);
-    if let Some(memo) = memo {
-        memo.digests = table
-            .routes
-            .iter()
-            .zip(route_digests)
-            .map(|(r, d)| (Arc::as_ptr(r) as usize, (r.clone(), d)))
-            .collect();
-    }
-    Output {
+    let out = Output {
         table,
         diagnostics: diags,
         statuses,
+    };
+    if let Some(memo) = memo {
+        memo.digests = out
+            .table
+            .routes
+            .iter()
+            .zip(&route_digests)
+            .map(|(r, d)| (Arc::as_ptr(r) as usize, (r.clone(), *d)))
+            .collect();
+        memo.last = claims.map(|claims| routes_only::Last {
+            redis: inputs.redis,
+            others: routes_only::others(inputs),
+            routes: inputs.routes.clone(),
+            output: out.clone(),
+            digests: route_digests,
+            claims,
+        });
     }
+    out
 }
 
 /// SHA-256 of the table's content (everything but `version` and `hash`), over the

@@ -134,3 +134,112 @@ fn a_large_table_compiles_alike_through_a_run_of_changes() {
     }
     changes(inputs_of(&yaml));
 }
+
+/// One route of the short-path test, as YAML: `path` decides its match, `policy`
+/// whether it references the ApiPolicy, `regex` a Regex path (possibly invalid).
+fn route_yaml(name: &str, path: &str, policy: bool, hosts: &str) -> String {
+    let refs = if policy {
+        "  policyRefs: [{name: limits}]\n"
+    } else {
+        ""
+    };
+    let path = if let Some(re) = path.strip_prefix("re:") {
+        format!("{{type: Regex, value: \"{re}\"}}")
+    } else {
+        format!("{{type: Prefix, value: {path}}}")
+    };
+    format!(
+        "---\napiVersion: gatehouse.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: {name}, namespace: ns, generation: 1}}\nspec:\n  hosts: {hosts}\n{refs}  rules:\n    - matches: [{{path: {path}}}]\n      backends: [{{upstream: svc}}]\n"
+    )
+}
+
+fn route_of(name: &str, path: &str, policy: bool, hosts: &str) -> Arc<gatehouse_api::ApiRoute> {
+    let inputs = inputs_of(&route_yaml(name, path, policy, hosts));
+    inputs.routes[0].clone()
+}
+
+/// Controller-shaped inputs (routes in namespace/name order, other objects unchanged
+/// between compilations) through random route edits: most take the short path, and
+/// every output equals a full compilation's, conflicts and policy counts included.
+#[test]
+fn route_edits_take_the_short_path_and_compile_alike() {
+    let mut yaml = String::from(
+        "---\napiVersion: gatehouse.dev/v1alpha1\nkind: Upstream\nmetadata: {name: svc, namespace: ns}\nspec:\n  endpoints: [{host: 10.0.0.1, port: 8080}]\n---\napiVersion: gatehouse.dev/v1alpha1\nkind: ApiPolicy\nmetadata: {name: limits, namespace: ns}\nspec:\n  rateLimit: {limits: [{requests: 10, period: 1s}]}\n",
+    );
+    for r in 0..300 {
+        yaml.push_str(&route_yaml(
+            &format!("r{r:04}"),
+            &format!("/r{r}"),
+            r % 7 == 0,
+            "[]",
+        ));
+    }
+    let (mut inputs, problems) = {
+        let parsed = manifest::parse("input.yaml", &yaml);
+        Inputs::from_documents(parsed.documents)
+    };
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(inputs.routes.len(), 300);
+    inputs
+        .routes
+        .sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut inc = Incremental::default();
+    same(&mut inc, &inputs, "first");
+    // A small deterministic generator (xorshift): the run is the same every time.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut short = 0;
+    for step in 0..300 {
+        let i = next(inputs.routes.len());
+        let name = inputs.routes[i].metadata.name.clone().unwrap_or_default();
+        let what = next(9);
+        match what {
+            // A new path of its own.
+            0 | 1 => inputs.routes[i] = route_of(&name, &format!("/s{step}"), next(2) == 0, "[]"),
+            // Another route's path: a conflict (the whole path), or back out of one.
+            2 => {
+                let other = format!("/r{}", next(300));
+                inputs.routes[i] = route_of(&name, &other, false, "[]");
+            }
+            // A status write.
+            3 => {
+                Arc::make_mut(&mut inputs.routes[i])
+                    .metadata
+                    .resource_version = Some(format!("rv{step}"));
+            }
+            // Removed.
+            4 => {
+                inputs.routes.remove(i);
+            }
+            // Added where its name sorts.
+            5 => {
+                let added = format!("r{:04}x{step}", next(300));
+                let at = inputs
+                    .routes
+                    .partition_point(|r| r.metadata.name.as_deref() < Some(added.as_str()));
+                let route = route_of(&added, &format!("/a{step}"), next(3) == 0, "[]");
+                inputs.routes.insert(at, route);
+            }
+            // An invalid regex, then a valid one.
+            6 => inputs.routes[i] = route_of(&name, "re:/bad/([", false, "[]"),
+            7 => inputs.routes[i] = route_of(&name, &format!("re:/re{step}/[0-9]+"), true, "[]"),
+            // The same path on a host of its own: no conflict.
+            _ => {
+                let path = format!("/r{}", next(300));
+                inputs.routes[i] = route_of(&name, &path, false, "[a.example.com]");
+            }
+        }
+        same(
+            &mut inc,
+            &inputs,
+            &format!("step {step} (edit {what} of {name})"),
+        );
+        short += usize::from(inc.last_was_routes_only());
+    }
+    assert!(short > 150, "{short} of 300 edits took the short path");
+}

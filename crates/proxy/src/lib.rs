@@ -234,6 +234,7 @@ impl Shared {
         let mut round = policy::StatesRound::default();
         let prepared = Prepared::new(
             table,
+            None,
             &states,
             &mut regexes,
             &policy_states,
@@ -267,8 +268,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut round = policy::StatesRound::default();
+        let previous = self.current.load_full();
         let result = Prepared::new(
             table,
+            Some(&previous),
             &self.states,
             &mut regexes,
             &self.policy_states,

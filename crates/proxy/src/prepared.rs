@@ -53,14 +53,14 @@ pub struct Prepared {
     /// Upstreams by id.
     pub upstreams: HashMap<String, PreparedUpstream>,
     /// Weighted round-robin position of each rule's backends, `[route][rule]`.
-    pub rule_counters: Vec<Vec<AtomicUsize>>,
+    pub rule_counters: Vec<Arc<[AtomicUsize]>>,
     /// Metric labels of each rule, `[route][rule]`.
-    pub labels: Vec<Vec<crate::metrics::RuleLabels>>,
+    pub labels: Vec<Arc<[crate::metrics::RuleLabels]>>,
     /// Policies of each rule, `[route][rule]`; `None` for a rule without any.
-    pub policies: Vec<Vec<Option<Box<crate::policy::RulePolicies>>>>,
+    pub policies: Vec<Arc<[Option<Box<crate::policy::RulePolicies>>]>>,
     /// Response headers of each route's API version, `[route]`; `None` for a route
     /// without a version (or one that adds no header).
-    pub versions: Vec<Option<crate::version::VersionHeaders>>,
+    pub versions: Vec<Option<Arc<crate::version::VersionHeaders>>>,
     /// Metric labels of requests no rule matched.
     pub unmatched: crate::metrics::RuleLabels,
 }
@@ -71,8 +71,14 @@ impl Prepared {
     /// `states` is touched, so a refused table changes nothing.
     /// Policy state is taken from `policy_states` into `round`, which the caller
     /// commits once the table is in place.
+    ///
+    /// A route that is the same object (`Arc`) as one of `previous` keeps that route's
+    /// prepared parts (policies, version headers, metric labels, round-robin
+    /// positions), which depend on nothing else: a one-route change prepares one route.
+    /// Only the router is built whole.
     pub fn new(
         table: Table,
+        previous: Option<&Prepared>,
         states: &States,
         regexes: &mut RegexCache,
         policy_states: &crate::policy::PolicyStates,
@@ -80,32 +86,18 @@ impl Prepared {
         metrics: &crate::metrics::Metrics,
     ) -> Result<Prepared, PrepareError> {
         // The router (most of the work) is built beside the rest, on a second thread.
-        let (router, policies, versions) = std::thread::scope(|scope| {
-            let previous: &RegexCache = regexes;
-            let router = scope.spawn(|| Router::build_from(&table, previous));
-            let policies = table
-                .routes
-                .iter()
-                .map(|r| {
-                    r.rules
-                        .iter()
-                        .map(|rule| crate::policy::prepare(&r.id, rule, policy_states, round))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .collect::<Result<Vec<_>, _>>();
-            let versions = table
-                .routes
-                .iter()
-                .map(|r| crate::version::VersionHeaders::prepare(r))
-                .collect::<Result<Vec<_>, _>>();
+        let (router, parts) = std::thread::scope(|scope| {
+            let cache: &RegexCache = regexes;
+            let router = scope.spawn(|| Router::build_from(&table, cache));
+            let parts = RouteParts::of(&table, previous, policy_states, round, metrics);
             let router = match router.join() {
                 Ok(built) => built,
                 Err(panic) => std::panic::resume_unwind(panic),
             };
-            (router, policies, versions)
+            (router, parts)
         });
         // Errors in the order they were checked before the router had its own thread.
-        let (policies, versions, (router, next_regexes)) = (policies?, versions?, router?);
+        let (parts, (router, next_regexes)) = (parts?, router?);
         let upstreams = table
             .upstreams
             .iter()
@@ -120,32 +112,86 @@ impl Prepared {
                 )
             })
             .collect();
-        let rule_counters = table
-            .routes
-            .iter()
-            .map(|r| r.rules.iter().map(|_| AtomicUsize::new(0)).collect())
-            .collect();
-        let labels = table
-            .routes
-            .iter()
-            .map(|r| {
-                r.rules
-                    .iter()
-                    .map(|rule| metrics.labels(&r.id, &rule.name))
-                    .collect()
-            })
-            .collect();
         // Nothing below fails: the cache now holds exactly this table's regexes.
         *regexes = next_regexes;
         Ok(Prepared {
             table: Arc::new(table),
             router,
             upstreams,
-            rule_counters,
-            labels,
-            policies,
-            versions,
+            rule_counters: parts.counters,
+            labels: parts.labels,
+            policies: parts.policies,
+            versions: parts.versions,
             unmatched: metrics.labels("", ""),
         })
+    }
+}
+
+/// The parts of a [`Prepared`] that each depend on one route alone, `[route]`.
+struct RouteParts {
+    counters: Vec<Arc<[AtomicUsize]>>,
+    labels: Vec<Arc<[crate::metrics::RuleLabels]>>,
+    policies: Vec<Arc<[Option<Box<crate::policy::RulePolicies>>]>>,
+    versions: Vec<Option<Arc<crate::version::VersionHeaders>>>,
+}
+
+impl RouteParts {
+    /// Each route's parts: `previous`'s when it holds the same route object (its policy
+    /// state carried into `round` as preparing would), else prepared now.
+    fn of(
+        table: &Table,
+        previous: Option<&Prepared>,
+        policy_states: &crate::policy::PolicyStates,
+        round: &mut crate::policy::StatesRound,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<RouteParts, PrepareError> {
+        let n = table.routes.len();
+        let mut parts = RouteParts {
+            counters: Vec::with_capacity(n),
+            labels: Vec::with_capacity(n),
+            policies: Vec::with_capacity(n),
+            versions: Vec::with_capacity(n),
+        };
+        let known: rustc_hash::FxHashMap<usize, usize> = previous
+            .map(|p| {
+                p.table
+                    .routes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (Arc::as_ptr(r) as usize, i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for r in &table.routes {
+            let before = previous.zip(known.get(&(Arc::as_ptr(r) as usize)));
+            if let Some((p, &i)) = before {
+                for rule in &r.rules {
+                    crate::policy::keep(&r.id, rule, policy_states, round);
+                }
+                parts.counters.push(p.rule_counters[i].clone());
+                parts.labels.push(p.labels[i].clone());
+                parts.policies.push(p.policies[i].clone());
+                parts.versions.push(p.versions[i].clone());
+                continue;
+            }
+            let policies = r
+                .rules
+                .iter()
+                .map(|rule| crate::policy::prepare(&r.id, rule, policy_states, round))
+                .collect::<Result<Arc<[_]>, _>>()?;
+            let version = crate::version::VersionHeaders::prepare(r)?;
+            parts.policies.push(policies);
+            parts.versions.push(version.map(Arc::new));
+            parts
+                .counters
+                .push(r.rules.iter().map(|_| AtomicUsize::new(0)).collect());
+            parts.labels.push(
+                r.rules
+                    .iter()
+                    .map(|rule| metrics.labels(&r.id, &rule.name))
+                    .collect(),
+            );
+        }
+        Ok(parts)
     }
 }

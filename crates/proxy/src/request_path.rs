@@ -113,7 +113,7 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         }
     };
     // A versioned route marks each of its responses (Deprecation, Sunset, Vary).
-    decor.version = target.and_then(|t| prepared.versions[t.route].as_ref());
+    decor.version = target.and_then(|t| prepared.versions[t.route].as_deref());
     decor.apply(resp.headers_mut());
 
     // 5. Response decoration. A `101 Switching Protocols` keeps the headers that say

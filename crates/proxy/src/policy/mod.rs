@@ -150,6 +150,45 @@ impl PolicyStates {
     }
 }
 
+/// The key of a policy's state: the rule and the policy as configured (its source
+/// included, so two layers with equal text still count apart).
+fn state_key(route: &str, rule: &Rule, slot: &PolicySlot) -> String {
+    format!("{route}\0{}\0{}\0{}", rule.name, slot.source, slot.config)
+}
+
+/// Carries a rule's policy state into `round` as [`prepare`] would, for a rule whose
+/// prepared policies are kept from the previous table (the same route object).
+pub fn keep(route: &str, rule: &Rule, states: &PolicyStates, round: &mut StatesRound) {
+    for (field, slot) in &rule.policies {
+        let key = || state_key(route, rule, slot);
+        match field {
+            PolicyField::RateLimit => {
+                let state = states
+                    .rate
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&key())
+                    .cloned();
+                if let Some(state) = state {
+                    round.rate.insert(key(), state);
+                }
+            }
+            PolicyField::ConcurrencyLimit => {
+                let state = states
+                    .concurrency
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&key())
+                    .cloned();
+                if let Some(state) = state {
+                    round.concurrency.insert(key(), state);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Prepares a rule's policies; `None` when it has none the request path acts on.
 pub fn prepare(
     route: &str,
@@ -168,9 +207,7 @@ pub fn prepare(
             field: field.as_str(),
             message,
         };
-        // The state key: the rule and the policy as configured (its source included, so
-        // two layers with equal text still count apart).
-        let state_key = || format!("{route}\0{}\0{}\0{}", rule.name, slot.source, slot.config);
+        let key = || state_key(route, rule, slot);
         match field {
             PolicyField::Cors => out.cors = Some(cors::Cors::prepare(decode(slot).map_err(fail)?)),
             PolicyField::RateLimit => {
@@ -185,9 +222,9 @@ pub fn prepare(
                 let prepared = limit::RateLimit::prepare(
                     &config,
                     states.global.as_ref(),
-                    &stable_tag(&state_key()),
+                    &stable_tag(&key()),
                     |n| {
-                        carry(&states.rate, &mut round.rate, state_key(), || {
+                        carry(&states.rate, &mut round.rate, key(), || {
                             limit::Buckets::new(n)
                         })
                     },
@@ -197,12 +234,9 @@ pub fn prepare(
             }
             PolicyField::ConcurrencyLimit => {
                 let config: limit::ConcurrencyConfig = decode(slot).map_err(fail)?;
-                let in_flight = carry(
-                    &states.concurrency,
-                    &mut round.concurrency,
-                    state_key(),
-                    || limit::InFlight::new(config.max_in_flight),
-                );
+                let in_flight = carry(&states.concurrency, &mut round.concurrency, key(), || {
+                    limit::InFlight::new(config.max_in_flight)
+                });
                 out.concurrency =
                     Some(limit::Concurrency::prepare(&config, in_flight).map_err(fail)?);
             }
@@ -232,7 +266,7 @@ pub fn prepare(
                     cache::CachePolicy::prepare(
                         &config,
                         route,
-                        &stable_tag(&state_key()),
+                        &stable_tag(&key()),
                         states.cache.clone(),
                     )
                     .map_err(fail)?,

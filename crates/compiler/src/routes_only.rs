@@ -1,0 +1,297 @@
+//! The incremental compiler's short path: when only ApiRoutes changed since the last
+//! compilation (every other input is the same object as then), and none of the changed
+//! routes shares a host + match with any other route before or after the change, the
+//! new output is the last one with those routes replaced. Nothing else can differ:
+//!
+//! - no other route reads a route, so every other draft stands;
+//! - a route that shares no (host, match) with another is in no conflict, and puts no
+//!   other route in one, so every other route keeps its acceptance;
+//! - the table's routes, its digests, the diagnostics and the statuses of the changed
+//!   routes are replaced in place, and each ApiPolicy's count of attached routes moves
+//!   by what the changed routes referenced before and after.
+//!
+//! Anything else (a shared match, too many changes, inputs out of order, another kind
+//! changed) takes the whole path in `compile_with`, which also records what this path
+//! starts from. `tests/incremental.rs` checks both against a full compilation.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use gatehouse_api::ApiRoute;
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::route::RouteDraft;
+use crate::{Index, Inputs, Kind, Memo, ObjectRef, Output, Remembered, diagnostics, ns_name};
+
+/// More changed routes than this take the whole path: the short path's work grows with
+/// each one (a table insert is a move of every route after it).
+const MOST_CHANGES: usize = 64;
+
+/// What the short path starts from: the last compilation, when it could serve as a base.
+#[derive(Debug)]
+pub(crate) struct Last {
+    pub redis: bool,
+    /// The address of every input besides routes, kind by kind ([`others`]).
+    pub others: Vec<usize>,
+    /// The route inputs, in namespace/name order without duplicates.
+    pub routes: Vec<Arc<ApiRoute>>,
+    pub output: Output,
+    /// The digest of each route of `output.table`, in table order.
+    pub digests: Vec<[u8; 32]>,
+    /// How many routes claim each (host, match signature), by hashes; rejected ones
+    /// included. A hash collision only ever sends a change down the whole path.
+    pub claims: HashMap<(u64, u64), u32>,
+}
+
+/// The addresses of every input besides routes: equal lists mean the same objects.
+pub(crate) fn others(inputs: &Inputs) -> Vec<usize> {
+    fn add<K>(out: &mut Vec<usize>, list: &[Arc<K>]) {
+        out.extend(list.iter().map(|a| Arc::as_ptr(a) as usize));
+        out.push(usize::MAX);
+    }
+    let mut out = Vec::new();
+    add(&mut out, &inputs.upstreams);
+    add(&mut out, &inputs.policies);
+    add(&mut out, &inputs.secrets);
+    add(&mut out, &inputs.services);
+    add(&mut out, &inputs.endpoint_slices);
+    out
+}
+
+/// The (host, match signature) pairs a draft claims, by hashes, each once.
+pub(crate) fn claims(d: &RouteDraft) -> Vec<(u64, u64)> {
+    let hosts: Vec<u64> = if d.route.hosts.is_empty() {
+        vec![0]
+    } else {
+        d.route.hosts.iter().map(|h| crate::fx_hash(h)).collect()
+    };
+    let mut out: Vec<(u64, u64)> = d
+        .keys
+        .iter()
+        .flatten()
+        .flat_map(|k| hosts.iter().map(move |h| (*h, k.signature_hash)))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// One changed route: what it was and what it is (`None`: absent).
+struct Change<'a> {
+    object: ObjectRef,
+    old: Option<Arc<ApiRoute>>,
+    new: Option<&'a Arc<ApiRoute>>,
+}
+
+/// The routes that differ between `last` and `now` (both by address), or `None` when
+/// `now` is not in strict namespace/name order or too much changed.
+fn changes<'a>(last: &[Arc<ApiRoute>], now: &'a [Arc<ApiRoute>]) -> Option<Vec<Change<'a>>> {
+    if !now.windows(2).all(|w| ns_name(&*w[0]) < ns_name(&*w[1])) {
+        return None;
+    }
+    let object = |r: &ApiRoute| {
+        let (ns, name) = ns_name(r);
+        ObjectRef::new(Kind::ApiRoute, ns, name)
+    };
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let (old, new) = match (last.get(i), now.get(j)) {
+            (None, None) => break,
+            (Some(o), Some(n)) if Arc::ptr_eq(o, n) => {
+                i += 1;
+                j += 1;
+                continue;
+            }
+            (Some(o), Some(n)) => match ns_name(&**o).cmp(&ns_name(&**n)) {
+                std::cmp::Ordering::Equal => (Some(o), Some(n)),
+                std::cmp::Ordering::Less => (Some(o), None),
+                std::cmp::Ordering::Greater => (None, Some(n)),
+            },
+            (o, n) => (o, n),
+        };
+        i += usize::from(old.is_some());
+        j += usize::from(new.is_some());
+        let Some(named) = new.or(old) else { break };
+        out.push(Change {
+            object: object(named),
+            old: old.cloned(),
+            new,
+        });
+        if out.len() > MOST_CHANGES {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// The short path: `Some(output)` when only routes changed and none of them shares a
+/// match with another route; else `None`, and the caller compiles the whole set.
+pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
+    let last = memo.last.as_ref()?;
+    if last.redis != inputs.redis || last.others != others(inputs) {
+        return None;
+    }
+    let changed = changes(&last.routes, &inputs.routes)?;
+    if changed.is_empty() {
+        return Some(last.output.clone());
+    }
+
+    // What each changed route compiles to now, against the index of the same objects
+    // as last time (rebuilt from them and from what the memo keeps of them).
+    let mut index = Index {
+        redis: inputs.redis,
+        ..Index::default()
+    };
+    for s in &inputs.secrets {
+        index.secrets.insert(ns_name(&**s), &**s);
+    }
+    for ((ns, name), p) in &memo.world.policies {
+        index
+            .policies
+            .insert((ns.as_str(), name.as_str()), p.as_ref());
+    }
+    index.upstreams = memo.world.upstreams.iter().cloned().collect();
+    let mut regex = gatehouse_router::RegexChecker::default();
+    let mut compiled: Vec<Option<(Option<RouteDraft>, Vec<diagnostics::Diagnostic>)>> =
+        Vec::with_capacity(changed.len());
+    for c in &changed {
+        let Some(r) = c.new else {
+            compiled.push(None);
+            continue;
+        };
+        if let Some(before) = memo.routes.get(&c.object)
+            && before.holds_for(r)
+        {
+            compiled.push(Some((before.draft.clone(), before.found.clone())));
+            continue;
+        }
+        let mut found = Vec::new();
+        let mut sink = diagnostics::Sink::new(c.object.clone(), &mut found);
+        let draft = crate::route::compile(r, &index, &mut regex, &mut sink);
+        compiled.push(Some((draft, found)));
+    }
+    drop(index);
+
+    // Claims: every one the changed routes held must have been theirs alone, and every
+    // one they hold now must be theirs alone. Checked on a copy of the counts of the
+    // claims involved, so that a refusal changes nothing.
+    let mut counts: HashMap<(u64, u64), u32> = HashMap::default();
+    let mut olds: Vec<Option<RouteDraft>> = Vec::with_capacity(changed.len());
+    for c in &changed {
+        let old = match &c.old {
+            Some(_) => memo.routes.get(&c.object)?.draft.clone(),
+            None => None,
+        };
+        for claim in old.iter().flat_map(claims) {
+            let n = counts
+                .entry(claim)
+                .or_insert_with(|| last.claims.get(&claim).copied().unwrap_or(0));
+            if *n != 1 {
+                return None;
+            }
+            *n -= 1;
+        }
+        olds.push(old);
+    }
+    for (draft, _) in compiled.iter().flatten() {
+        for claim in draft.iter().flat_map(claims) {
+            let n = counts
+                .entry(claim)
+                .or_insert_with(|| last.claims.get(&claim).copied().unwrap_or(0));
+            if *n != 0 {
+                return None;
+            }
+            *n += 1;
+        }
+    }
+
+    // From here on nothing refuses: the last output becomes the new one.
+    let Some(last) = memo.last.as_mut() else {
+        return None;
+    };
+    for (claim, n) in counts {
+        if n == 0 {
+            last.claims.remove(&claim);
+        } else {
+            last.claims.insert(claim, n);
+        }
+    }
+    let out = &mut last.output;
+    let objects: BTreeSet<&ObjectRef> = changed.iter().map(|c| &c.object).collect();
+    out.diagnostics.retain(|d| !objects.contains(&d.object));
+    let mut attached: HashMap<String, i64> = HashMap::default();
+    for ((c, old), now) in changed.iter().zip(&olds).zip(&compiled) {
+        // Out of the table, then in again where its id sorts.
+        if let Some(old) = old {
+            let routes = &out.table.routes;
+            if let Ok(at) = routes.binary_search_by(|r| r.id.as_str().cmp(&old.route.id)) {
+                out.table.routes.remove(at);
+                last.digests.remove(at);
+            }
+            memo.digests.remove(&(Arc::as_ptr(&old.route) as usize));
+            for p in old.policy_refs.iter() {
+                *attached.entry(p.clone()).or_default() -= 1;
+            }
+        }
+        match now {
+            None => {
+                out.statuses.remove(&c.object);
+                memo.routes.remove(&c.object);
+            }
+            Some((draft, found)) => {
+                if let Some(d) = draft {
+                    let routes = &out.table.routes;
+                    let at = routes
+                        .binary_search_by(|r| r.id.as_str().cmp(&d.route.id))
+                        .unwrap_or_else(|at| at);
+                    let digest = crate::route_digest(&d.route);
+                    out.table.routes.insert(at, d.route.clone());
+                    last.digests.insert(at, digest);
+                    memo.digests
+                        .insert(Arc::as_ptr(&d.route) as usize, (d.route.clone(), digest));
+                    for p in d.policy_refs.iter() {
+                        *attached.entry(p.clone()).or_default() += 1;
+                    }
+                }
+                out.diagnostics.extend(found.iter().cloned());
+                if let Some(r) = c.new {
+                    memo.routes.insert(
+                        c.object.clone(),
+                        Remembered {
+                            source: r.clone(),
+                            draft: draft.clone(),
+                            found: found.clone(),
+                            seen: memo.round,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    out.diagnostics.sort();
+    out.diagnostics.dedup();
+    for (c, now) in changed.iter().zip(&compiled) {
+        if let (Some(r), Some(_)) = (c.new, now) {
+            let from = out.diagnostics.partition_point(|d| d.object < c.object);
+            let to = from + out.diagnostics[from..].partition_point(|d| d.object == c.object);
+            let st = crate::status_of(&c.object, r.metadata.generation, &out.diagnostics[from..to]);
+            out.statuses.insert(c.object.clone(), st);
+        }
+    }
+    for (policy, delta) in attached {
+        let Some((ns, name)) = policy.split_once('/') else {
+            continue;
+        };
+        if let Some(st) = out
+            .statuses
+            .get_mut(&ObjectRef::new(Kind::ApiPolicy, ns, name))
+            && let Some(n) = st.attached_routes.as_mut()
+        {
+            *n = (i64::from(*n) + delta).max(0) as u32;
+        }
+    }
+    out.table.hash = crate::hash_with_route_digests(&out.table, &last.digests);
+    last.routes = inputs.routes.clone();
+    Some(last.output.clone())
+}
