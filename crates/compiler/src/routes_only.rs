@@ -207,9 +207,7 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
     }
 
     // From here on nothing refuses: the last output becomes the new one.
-    let Some(last) = memo.last.as_mut() else {
-        return None;
-    };
+    let last = memo.last.as_mut()?;
     for (claim, n) in counts {
         if n == 0 {
             last.claims.remove(&claim);

@@ -122,52 +122,53 @@ fn desired(
     status
 }
 
-/// The `resourceVersion` of `object` in the watch cache.
-fn live_version<'o>(objects: &'o Objects, object: &ObjectRef) -> Option<&'o str> {
-    let (ns, name) = (object.namespace.as_str(), object.name.as_str());
-    match object.kind {
-        Kind::ApiRoute => objects
-            .routes
-            .get(ns, name)?
-            .metadata
-            .resource_version
-            .as_deref(),
-        Kind::Upstream => objects
-            .upstreams
-            .get(ns, name)?
-            .metadata
-            .resource_version
-            .as_deref(),
-        Kind::ApiPolicy => objects
-            .policies
-            .get(ns, name)?
-            .metadata
-            .resource_version
-            .as_deref(),
-        _ => None,
-    }
-}
-
 /// Objects whose live status was found to be what the compiler's answer calls for:
-/// while neither that answer nor the object (its `resourceVersion`) changes, the
-/// object is not compared again. Comparing means serializing both statuses; doing it
-/// for 10,000 objects after every one-route change would hold the watch cache for
-/// tens of milliseconds and delay the next change.
+/// while neither that answer nor the object changes, the object is not compared
+/// again. Comparing means serializing both statuses; doing it for 10,000 objects after
+/// every one-route change would cost tens of milliseconds of CPU on every change.
+///
+/// Keyed by the address of the watched object found equal (the entry holds it, so the
+/// address stays its own): a watch event replaces the object, and so the key.
 #[derive(Debug, Default)]
 pub struct Verified {
-    objects: std::collections::HashMap<ObjectRef, (ObjectStatus, Programmed, String)>,
+    objects: std::collections::HashMap<usize, Seen>,
 }
 
-/// The live status and conditions of `object`, from the watch cache.
-fn live(objects: &Objects, object: &ObjectRef) -> Option<(Value, Vec<Condition>)> {
-    let (ns, name) = (object.namespace.as_str(), object.name.as_str());
-    let status = match object.kind {
-        Kind::ApiRoute => serde_json::to_value(&objects.routes.get(ns, name)?.status),
-        Kind::Upstream => serde_json::to_value(&objects.upstreams.get(ns, name)?.status),
-        Kind::ApiPolicy => serde_json::to_value(&objects.policies.get(ns, name)?.status),
-        _ => return None,
+/// An object found to show the status `status` with `programmed`.
+#[derive(Debug)]
+struct Seen {
+    _object: std::sync::Arc<dyn std::any::Any + Send + Sync>,
+    status: ObjectStatus,
+    programmed: Programmed,
+}
+
+/// Our kinds, as the status pass reads them.
+trait Statused: kube::Resource + Send + Sync + 'static {
+    /// The live status, as JSON.
+    fn status_json(&self) -> Option<Value>;
+}
+
+impl Statused for gatehouse_api::ApiRoute {
+    fn status_json(&self) -> Option<Value> {
+        serde_json::to_value(&self.status).ok()
     }
-    .ok()?;
+}
+
+impl Statused for gatehouse_api::Upstream {
+    fn status_json(&self) -> Option<Value> {
+        serde_json::to_value(&self.status).ok()
+    }
+}
+
+impl Statused for gatehouse_api::ApiPolicy {
+    fn status_json(&self) -> Option<Value> {
+        serde_json::to_value(&self.status).ok()
+    }
+}
+
+/// The live status and conditions of `object`.
+fn live<K: Statused>(object: &K) -> Option<(Value, Vec<Condition>)> {
+    let status = object.status_json()?;
     let conditions = status
         .get("conditions")
         .and_then(|c| serde_json::from_value(c.clone()).ok())
@@ -189,85 +190,133 @@ pub struct Write {
     pub transitions: Vec<(String, String, String, String)>,
 }
 
-/// Objects compared per hold of the store's lock: the watches, and the compile loop
-/// taking its inputs, wait at most that long for a pass over 10,000 statuses.
-const PER_LOCK: usize = 256;
+/// The watched objects of one kind in namespace/name order (the store's), walked
+/// alongside the compiler's statuses of that kind (the same order).
+struct Cursor<K> {
+    objects: Vec<std::sync::Arc<K>>,
+    at: usize,
+}
+
+impl<K: Statused> Cursor<K> {
+    fn new<'a>(objects: impl Iterator<Item = &'a std::sync::Arc<K>>) -> Cursor<K> {
+        Cursor {
+            objects: objects.cloned().collect(),
+            at: 0,
+        }
+    }
+
+    /// The object named by `object`, moving past the ones before it.
+    fn find(&mut self, object: &ObjectRef) -> Option<&std::sync::Arc<K>> {
+        let want = (object.namespace.as_str(), object.name.as_str());
+        fn key<K: kube::Resource>(o: &K) -> (&str, &str) {
+            let m = o.meta();
+            (
+                m.namespace.as_deref().unwrap_or_default(),
+                m.name.as_deref().unwrap_or_default(),
+            )
+        }
+        while self.objects.get(self.at).is_some_and(|o| key(&**o) < want) {
+            self.at += 1;
+        }
+        self.objects.get(self.at).filter(|o| key(&***o) == want)
+    }
+}
 
 /// Status writes that `out` and `programmed` call for: objects whose live status
 /// differs. `verified` remembers the objects found equal (see [`Verified`]). `lock`
-/// gives the watched objects; it is taken for [`PER_LOCK`] objects at a time (each
-/// object is compared on its own, so the pass needs no single view of all of them).
+/// gives the watched objects; it is held only while the objects of our kinds are taken
+/// (shared, not copied), so the watches and the compile loop never wait on this pass.
 pub fn pending<G: std::ops::Deref<Target = Objects>>(
     out: &Output,
     programmed: &Programmed,
     lock: impl Fn() -> G,
     verified: &mut Verified,
 ) -> Vec<Write> {
-    let mut writes = Vec::new();
-    let mut still = std::collections::HashMap::with_capacity(out.statuses.len());
-    let statuses: Vec<(&ObjectRef, &ObjectStatus)> = out.statuses.iter().collect();
-    for chunk in statuses.chunks(PER_LOCK) {
+    let (mut routes, mut upstreams, mut policies) = {
         let objects = lock();
-        let objects = &*objects;
-        for &(object, s) in chunk {
-            let version = live_version(objects, object).unwrap_or_default();
-            if let Some(entry) = verified.objects.remove(object)
-                && entry.0 == *s
-                && entry.1 == *programmed
-                && entry.2 == version
-            {
-                still.insert(object.clone(), entry);
-                continue;
-            }
-            let Some((live_status, live_conditions)) = live(objects, object) else {
-                continue;
-            };
-            let want = desired(object, s, programmed, &live_conditions);
-            if want == live_status {
-                still.insert(
-                    object.clone(),
-                    (s.clone(), programmed.clone(), version.to_string()),
-                );
-                continue;
-            }
-            let wanted: Vec<Condition> =
-                serde_json::from_value(want["conditions"].clone()).unwrap_or_default();
-            let transitions = wanted
-                .iter()
-                .filter(|c| {
-                    !live_conditions
-                        .iter()
-                        .any(|l| l.type_ == c.type_ && l.status == c.status && l.reason == c.reason)
-                })
-                .map(|c| {
-                    (
-                        c.type_.clone(),
-                        c.status.clone(),
-                        c.reason.clone(),
-                        c.message.clone(),
-                    )
-                })
-                .collect();
-            writes.push(Write {
-                object: object.clone(),
-                uid: uid(objects, object),
-                status: want,
-                transitions,
-            });
-        }
+        (
+            Cursor::new(objects.routes.objects()),
+            Cursor::new(objects.upstreams.objects()),
+            Cursor::new(objects.policies.objects()),
+        )
+    };
+    let mut writes = Vec::new();
+    let mut still = std::collections::HashMap::with_capacity(verified.objects.len());
+    for (object, s) in &out.statuses {
+        let compared = match object.kind {
+            Kind::ApiRoute => routes
+                .find(object)
+                .map(|o| compare(object, s, programmed, o, verified, &mut still)),
+            Kind::Upstream => upstreams
+                .find(object)
+                .map(|o| compare(object, s, programmed, o, verified, &mut still)),
+            Kind::ApiPolicy => policies
+                .find(object)
+                .map(|o| compare(object, s, programmed, o, verified, &mut still)),
+            _ => None,
+        };
+        writes.extend(compared.flatten());
     }
     verified.objects = still;
     writes
 }
 
-fn uid(objects: &Objects, object: &ObjectRef) -> Option<String> {
-    let (ns, name) = (object.namespace.as_str(), object.name.as_str());
-    match object.kind {
-        Kind::ApiRoute => objects.routes.get(ns, name)?.metadata.uid.clone(),
-        Kind::Upstream => objects.upstreams.get(ns, name)?.metadata.uid.clone(),
-        Kind::ApiPolicy => objects.policies.get(ns, name)?.metadata.uid.clone(),
-        _ => None,
+/// One object: `None` when its live status is what `s` calls for (remembered in
+/// `still`), else the write that makes it so.
+fn compare<K: Statused>(
+    object: &ObjectRef,
+    s: &ObjectStatus,
+    programmed: &Programmed,
+    live_object: &std::sync::Arc<K>,
+    verified: &mut Verified,
+    still: &mut std::collections::HashMap<usize, Seen>,
+) -> Option<Write> {
+    let address = std::sync::Arc::as_ptr(live_object) as *const () as usize;
+    if let Some(seen) = verified.objects.remove(&address)
+        && seen.status == *s
+        && seen.programmed == *programmed
+    {
+        still.insert(address, seen);
+        return None;
     }
+    let (live_status, live_conditions) = live(&**live_object)?;
+    let want = desired(object, s, programmed, &live_conditions);
+    if want == live_status {
+        let held: std::sync::Arc<dyn std::any::Any + Send + Sync> = live_object.clone();
+        still.insert(
+            address,
+            Seen {
+                _object: held,
+                status: s.clone(),
+                programmed: programmed.clone(),
+            },
+        );
+        return None;
+    }
+    let wanted: Vec<Condition> =
+        serde_json::from_value(want["conditions"].clone()).unwrap_or_default();
+    let transitions = wanted
+        .iter()
+        .filter(|c| {
+            !live_conditions
+                .iter()
+                .any(|l| l.type_ == c.type_ && l.status == c.status && l.reason == c.reason)
+        })
+        .map(|c| {
+            (
+                c.type_.clone(),
+                c.status.clone(),
+                c.reason.clone(),
+                c.message.clone(),
+            )
+        })
+        .collect();
+    Some(Write {
+        object: object.clone(),
+        uid: live_object.meta().uid.clone(),
+        status: want,
+        transitions,
+    })
 }
 
 /// At most `max` bytes (an Event's note is limited to 1 KiB), cut at a char boundary.

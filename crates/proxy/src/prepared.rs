@@ -195,3 +195,83 @@ impl RouteParts {
         Ok(parts)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{PolicyStates, StatesRound};
+
+    fn table() -> Table {
+        let route = |id: &str, path: &str, policies: serde_json::Value| {
+            serde_json::json!({
+                "id": id, "hosts": [],
+                "rules": [{
+                    "name": "r",
+                    "matches": [{"rank": 1, "path": {"type": "prefix", "value": path}}],
+                    "action": {"type": "respond", "status": 200, "contentType": "text/plain", "body": "ok"},
+                    "policies": policies,
+                }],
+            })
+        };
+        let limit = serde_json::json!({"rateLimit": {"source": "rule", "config": {
+            "limits": [{"requests": 10, "period": "1s"}], "key": {"type": "ClientIp"}}}});
+        serde_json::from_value(serde_json::json!({
+            "format": gatehouse_table::FORMAT, "version": 1, "hash": "",
+            "routes": [route("ns/limited", "/limited", limit), route("ns/other", "/other", serde_json::json!({}))],
+            "upstreams": [], "consumers": [],
+        }))
+        .expect("a table")
+    }
+
+    fn prepare(
+        table: Table,
+        previous: Option<&Prepared>,
+        policy_states: &PolicyStates,
+        regexes: &mut RegexCache,
+    ) -> Prepared {
+        let mut round = StatesRound::default();
+        let states = States::default();
+        let metrics = crate::metrics::Metrics::default();
+        let p = Prepared::new(
+            table,
+            previous,
+            &states,
+            regexes,
+            policy_states,
+            &mut round,
+            &metrics,
+        )
+        .expect("prepared");
+        policy_states.commit(round);
+        p
+    }
+
+    #[test]
+    fn a_route_kept_from_the_running_table_keeps_its_parts_and_its_limit_state() {
+        let policy_states = PolicyStates::default();
+        let mut regexes = RegexCache::default();
+        let first = prepare(table(), None, &policy_states, &mut regexes);
+        assert_eq!(policy_states.rate_states(), 1);
+
+        // "other" changes; "limited" is the same object.
+        let mut next = (*first.table).clone();
+        Arc::make_mut(&mut next.routes[1]).rules[0].matches[0].path =
+            gatehouse_table::PathMatch::Prefix("/moved".into());
+        let second = prepare(next, Some(&first), &policy_states, &mut regexes);
+        assert!(Arc::ptr_eq(&first.policies[0], &second.policies[0]), "kept");
+        assert!(Arc::ptr_eq(&first.labels[0], &second.labels[0]));
+        assert!(
+            !Arc::ptr_eq(&first.policies[1], &second.policies[1]),
+            "prepared again"
+        );
+        assert_eq!(
+            policy_states.rate_states(),
+            1,
+            "the kept route's limit state is still carried"
+        );
+
+        // Without the running table, everything is prepared again.
+        let third = prepare((*second.table).clone(), None, &policy_states, &mut regexes);
+        assert!(!Arc::ptr_eq(&second.policies[0], &third.policies[0]));
+    }
+}

@@ -140,6 +140,15 @@ fn carry<T>(
 }
 
 impl PolicyStates {
+    /// How many rate-limit states are kept.
+    #[cfg(test)]
+    pub(crate) fn rate_states(&self) -> usize {
+        self.rate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// Keeps exactly the states of the table just applied.
     pub fn commit(&self, round: StatesRound) {
         *self.rate.lock().unwrap_or_else(PoisonError::into_inner) = round.rate;
