@@ -109,16 +109,24 @@ impl HostIndex {
     }
 }
 
+/// A node of the segment trie. Kept small (a table of 10,000 prefixes is a node each):
+/// the matches ending here share one list, each marked with how it ends.
 #[derive(Debug, Default)]
 struct Node {
     children: HashMap<String, Node>,
     param: Option<Box<Node>>,
-    /// Prefix matches ending here: this node and everything below.
-    prefix: Vec<usize>,
-    /// Templates ending exactly here.
-    exact: Vec<usize>,
-    /// Templates with `{*rest}` here: zero or more further segments.
-    rest: Vec<usize>,
+    ends: Vec<(End, u32)>,
+}
+
+/// How a match ends at a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// A Prefix match: this node and everything below.
+    Prefix,
+    /// A Template ending exactly here.
+    Exact,
+    /// A Template with `{*rest}` here: zero or more further segments.
+    Rest,
 }
 
 impl Node {
@@ -127,11 +135,37 @@ impl Node {
         let mut node = self;
         for s in segs {
             node = match s {
-                Some(l) => node.children.entry(l.to_string()).or_default(),
+                Some(l) => {
+                    // A segment's text is copied once, when its node is created.
+                    if !node.children.contains_key(l) {
+                        node.children.insert(l.to_string(), Node::default());
+                    }
+                    match node.children.get_mut(l) {
+                        Some(child) => child,
+                        None => unreachable!("the child was just inserted"),
+                    }
+                }
                 None => node.param.get_or_insert_with(Default::default),
             };
         }
         node
+    }
+
+    fn end(&mut self, end: End, idx: usize) {
+        self.ends.push((end, idx as u32));
+    }
+
+    /// Matches that hold with further segments below this node.
+    fn open(&self) -> impl Iterator<Item = usize> + '_ {
+        self.ends
+            .iter()
+            .filter(|(end, _)| *end != End::Exact)
+            .map(|(_, idx)| *idx as usize)
+    }
+
+    /// Matches that hold when the path ends at this node.
+    fn all(&self) -> impl Iterator<Item = usize> + '_ {
+        self.ends.iter().map(|(_, idx)| *idx as usize)
     }
 }
 
@@ -155,11 +189,11 @@ impl Bucket {
         for &idx in ids {
             let m = &matches[idx];
             match &m.path {
-                CompiledPath::Any => b.trie.prefix.push(idx),
+                CompiledPath::Any => b.trie.end(End::Prefix, idx),
                 CompiledPath::Exact(p) => b.exact.entry(p.clone()).or_default().push(idx),
                 CompiledPath::Prefix(p) => {
                     let segs = segments(if p.is_empty() { "/" } else { p }).map(Some);
-                    b.trie.descend(segs).prefix.push(idx);
+                    b.trie.descend(segs).end(End::Prefix, idx);
                 }
                 CompiledPath::Template(t) => {
                     let segs = t.segments.iter().map(|s| match s {
@@ -167,11 +201,14 @@ impl Bucket {
                         Segment::Param(_) => None,
                     });
                     let node = b.trie.descend(segs);
-                    if t.rest.is_some() {
-                        node.rest.push(idx);
-                    } else {
-                        node.exact.push(idx);
-                    }
+                    node.end(
+                        if t.rest.is_some() {
+                            End::Rest
+                        } else {
+                            End::Exact
+                        },
+                        idx,
+                    );
                 }
                 CompiledPath::Regex(_) => {
                     let t = m.target;
@@ -203,7 +240,7 @@ impl Bucket {
         let mut next: Vec<&Node> = Vec::new();
         for seg in segments(path) {
             for n in &active {
-                n.prefix.iter().chain(&n.rest).copied().for_each(&mut *f);
+                n.open().for_each(&mut *f);
                 if let Some(c) = n.children.get(seg) {
                     next.push(c);
                 }
@@ -220,12 +257,7 @@ impl Bucket {
             }
         }
         for n in &active {
-            n.prefix
-                .iter()
-                .chain(&n.exact)
-                .chain(&n.rest)
-                .copied()
-                .for_each(&mut *f);
+            n.all().for_each(&mut *f);
         }
         if let Some(set) = &self.regex {
             for i in set.matches(path).iter() {

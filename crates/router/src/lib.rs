@@ -172,7 +172,13 @@ impl Router {
     ) -> Result<(Router, RegexCache), RouterError> {
         let mut round = matcher::CacheRound::new(cache);
         let ages = age_order(table);
-        let mut matches = Vec::new();
+        let count = table
+            .routes
+            .iter()
+            .flat_map(|r| &r.rules)
+            .map(|rule| rule.matches.len())
+            .sum();
+        let mut matches = Vec::with_capacity(count);
         for ((ri, route), age) in table.routes.iter().enumerate().zip(ages) {
             for (ui, rule) in route.rules.iter().enumerate() {
                 for (mi, m) in rule.matches.iter().enumerate() {
