@@ -83,8 +83,17 @@ struct Change<'a> {
     new: Option<&'a Arc<ApiRoute>>,
 }
 
-/// The routes that differ between `last` and `now` (both by address), or `None` when
-/// `now` is not in strict namespace/name order or too much changed.
+/// Whether `new` compiles to exactly what `old` did, status included: the same spec, age
+/// and generation (a status write, or a change to labels or annotations).
+fn same_output(old: &ApiRoute, new: &ApiRoute) -> bool {
+    old.metadata.generation == new.metadata.generation
+        && old.metadata.creation_timestamp == new.metadata.creation_timestamp
+        && old.spec == new.spec
+}
+
+/// The routes that differ between `last` and `now` in what they compile to (objects
+/// at the same address, or with the same output, do not), or `None` when `now` is not in
+/// strict namespace/name order or too much changed.
 fn changes<'a>(last: &[Arc<ApiRoute>], now: &'a [Arc<ApiRoute>]) -> Option<Vec<Change<'a>>> {
     if !now.windows(2).all(|w| ns_name(&*w[0]) < ns_name(&*w[1])) {
         return None;
@@ -104,6 +113,12 @@ fn changes<'a>(last: &[Arc<ApiRoute>], now: &'a [Arc<ApiRoute>]) -> Option<Vec<C
                 continue;
             }
             (Some(o), Some(n)) => match ns_name(&**o).cmp(&ns_name(&**n)) {
+                // After a status write: nothing to compile, and not a change.
+                std::cmp::Ordering::Equal if same_output(o, n) => {
+                    i += 1;
+                    j += 1;
+                    continue;
+                }
                 std::cmp::Ordering::Equal => (Some(o), Some(n)),
                 std::cmp::Ordering::Less => (Some(o), None),
                 std::cmp::Ordering::Greater => (None, Some(n)),
@@ -134,6 +149,9 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
     }
     let changed = changes(&last.routes, &inputs.routes)?;
     if changed.is_empty() {
+        let last = memo.last.as_mut()?;
+        // The same objects, or newer ones with the same output.
+        last.routes.clone_from(&inputs.routes);
         return Some(last.output.clone());
     }
 

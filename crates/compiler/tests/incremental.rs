@@ -197,7 +197,7 @@ fn route_edits_take_the_short_path_and_compile_alike() {
     for step in 0..300 {
         let i = next(inputs.routes.len());
         let name = inputs.routes[i].metadata.name.clone().unwrap_or_default();
-        let what = next(9);
+        let what = next(10);
         match what {
             // A new path of its own.
             0 | 1 => inputs.routes[i] = route_of(&name, &format!("/s{step}"), next(2) == 0, "[]"),
@@ -228,6 +228,19 @@ fn route_edits_take_the_short_path_and_compile_alike() {
             // An invalid regex, then a valid one.
             6 => inputs.routes[i] = route_of(&name, "re:/bad/([", false, "[]"),
             7 => inputs.routes[i] = route_of(&name, &format!("re:/re{step}/[0-9]+"), true, "[]"),
+            // Status writes to every route, then a path change: still the short path.
+            9 => {
+                for r in &mut inputs.routes {
+                    Arc::make_mut(r).metadata.resource_version = Some(format!("rv{step}"));
+                }
+                same(
+                    &mut inc,
+                    &inputs,
+                    &format!("step {step}: every status written"),
+                );
+                assert!(inc.last_was_routes_only(), "status writes alone");
+                inputs.routes[i] = route_of(&name, &format!("/t{step}"), false, "[]");
+            }
             // The same path on a host of its own: no conflict.
             _ => {
                 let path = format!("/r{}", next(300));
