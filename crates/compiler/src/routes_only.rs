@@ -85,10 +85,18 @@ struct Change<'a> {
 
 /// Whether `new` compiles to exactly what `old` did, status included: the same spec, age
 /// and generation (a status write, or a change to labels or annotations).
+///
+/// For an object from the API server (it has a `uid`), the same `uid` and generation
+/// mean the same spec: the server counts every spec change of a resource with a status
+/// subresource in `metadata.generation`, and ours have one. Objects from files are
+/// compared field by field.
 fn same_output(old: &ApiRoute, new: &ApiRoute) -> bool {
-    old.metadata.generation == new.metadata.generation
-        && old.metadata.creation_timestamp == new.metadata.creation_timestamp
-        && old.spec == new.spec
+    let (o, n) = (&old.metadata, &new.metadata);
+    if o.generation != n.generation || o.creation_timestamp != n.creation_timestamp {
+        return false;
+    }
+    let served = o.uid.is_some() && o.uid == n.uid && o.generation.is_some();
+    served || old.spec == new.spec
 }
 
 /// The routes that differ between `last` and `now` in what they compile to (objects

@@ -108,6 +108,8 @@ pub enum RouterError {
 pub struct Router {
     matches: Vec<CompiledMatch>,
     hosts: HostIndex,
+    /// Each route's place in age order.
+    ages: Vec<u32>,
 }
 
 /// How the host of a request relates to a route's hosts.
@@ -170,8 +172,23 @@ impl Router {
         table: &Table,
         cache: &RegexCache,
     ) -> Result<(Router, RegexCache), RouterError> {
+        Router::build_after(table, cache, None)
+    }
+
+    /// [`Router::build_from`], taking the age order from `previous` (the router built
+    /// for the table given with it) when both tables hold routes of the same ids and
+    /// creation times in the same places, which is what most changes keep: then there
+    /// is nothing to sort.
+    pub fn build_after(
+        table: &Table,
+        cache: &RegexCache,
+        previous: Option<(&Table, &Router)>,
+    ) -> Result<(Router, RegexCache), RouterError> {
         let mut round = matcher::CacheRound::new(cache);
-        let ages = age_order(table);
+        let ages = match previous {
+            Some((before, router)) if same_ages(before, table) => router.ages.clone(),
+            _ => age_order(table),
+        };
         let count = table
             .routes
             .iter()
@@ -179,7 +196,7 @@ impl Router {
             .map(|rule| rule.matches.len())
             .sum();
         let mut matches = Vec::with_capacity(count);
-        for ((ri, route), age) in table.routes.iter().enumerate().zip(ages) {
+        for ((ri, route), &age) in table.routes.iter().enumerate().zip(&ages) {
             for (ui, rule) in route.rules.iter().enumerate() {
                 for (mi, m) in rule.matches.iter().enumerate() {
                     let target = Target {
@@ -192,7 +209,12 @@ impl Router {
             }
         }
         let hosts = HostIndex::build(table, &matches, &mut round)?;
-        Ok((Router { matches, hosts }, round.finish()))
+        let router = Router {
+            matches,
+            hosts,
+            ages,
+        };
+        Ok((router, round.finish()))
     }
 
     /// Selects the rule for a request.
@@ -265,6 +287,17 @@ impl Router {
             })
             .collect()
     }
+}
+
+/// Whether the two tables order their routes alike by age: the same route, or one of
+/// the same id and creation time, at every place.
+fn same_ages(before: &Table, now: &Table) -> bool {
+    before.routes.len() == now.routes.len()
+        && before
+            .routes
+            .iter()
+            .zip(&now.routes)
+            .all(|(a, b)| std::sync::Arc::ptr_eq(a, b) || (a.created == b.created && a.id == b.id))
 }
 
 /// Each route's place in age order: older first ([`gatehouse_table::Route::created`];
