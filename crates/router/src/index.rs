@@ -96,17 +96,33 @@ impl HostIndex {
         Ok(index)
     }
 
-    /// The buckets that may serve `host`, most specific first.
-    pub fn buckets_for<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Bucket> + 'a {
-        let exact = self.exact.get(host);
-        let wild = host
-            .match_indices('.')
-            .filter_map(move |(i, _)| self.wildcard.get(&host[i + 1..]));
-        exact
-            .into_iter()
-            .chain(wild)
-            .chain(std::iter::once(&self.any))
+    /// This index's bucket at `level`, if it has one.
+    pub fn bucket(&self, level: Level<'_>) -> Option<&Bucket> {
+        match level {
+            Level::Exact(host) => self.exact.get(host),
+            Level::Wildcard(suffix) => self.wildcard.get(suffix),
+            Level::Any => Some(&self.any),
+        }
     }
+}
+
+/// Where a host's routes may be, most specific first: listed exactly, under `*.` each
+/// suffix from the longest, any host.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Level<'h> {
+    Exact(&'h str),
+    Wildcard(&'h str),
+    Any,
+}
+
+/// The levels that may serve `host`, most specific first.
+pub(crate) fn levels(host: &str) -> impl Iterator<Item = Level<'_>> + '_ {
+    std::iter::once(Level::Exact(host))
+        .chain(
+            host.match_indices('.')
+                .map(move |(i, _)| Level::Wildcard(&host[i + 1..])),
+        )
+        .chain(std::iter::once(Level::Any))
 }
 
 /// A node of the segment trie. Kept small (a table of 10,000 prefixes is a node each):
@@ -266,19 +282,24 @@ impl Bucket {
         }
     }
 
-    /// The best full match in this bucket; methods of path matches that failed only on
-    /// the method are added to `allow`.
+    /// Makes `best` the better of it and this bucket's best full match; matches of
+    /// routes `masked` says are stale are passed over. Methods of path matches that
+    /// failed only on the method are added to `allow`.
     pub fn best<'m, H: Headers + ?Sized>(
         &self,
         matches: &'m [CompiledMatch],
+        masked: &[bool],
         req: &Request<'_, H>,
         path: &str,
         allow: &mut Vec<&'m str>,
-    ) -> Option<usize> {
-        let mut best: Option<(Order, usize)> = None;
+        best: &mut Option<(Order, &'m CompiledMatch)>,
+    ) {
         self.candidates(path, &mut |idx| {
             let m = &matches[idx];
             if best.is_some_and(|(order, _)| m.order >= order) {
+                return;
+            }
+            if masked.get(m.target.route).copied().unwrap_or(false) {
                 return;
             }
             if !m.headers_match(req.headers) || !m.query_matches(req.query) {
@@ -288,8 +309,7 @@ impl Bucket {
                 allow.extend(m.methods.iter().map(String::as_str));
                 return;
             }
-            best = Some((m.order, idx));
+            *best = Some((m.order, m));
         });
-        best.map(|(_, idx)| idx)
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! Built once per table, off the request path; consulted for every request by the proxy
 //! and, through [`Router::diagnose`], by `gatehouse explain`, so the two can never
-//! disagree.
+//! disagree. A table that keeps every route's place, id and age (a route's matches
+//! changed, say) is built on the previous router: its index of the whole table (the
+//! base) is shared, and only the routes changed since it are indexed, in an overlay
+//! whose matches replace theirs (see [`Router::build_after`]).
 //!
 //! ```text
 //!  request ──normalize──▶ host index ──▶ bucket: exact-path map ─┐
@@ -16,7 +19,9 @@
 //! [`gatehouse_table::Match::rank`] wins (the compiler gives each match its own: path
 //! kind, literal length, conditions, version), then the older route
 //! ([`gatehouse_table::Route::created`], then namespace/name), then rule and match
-//! order. The age order is the one thing this crate derives, once per table.
+//! order. The age order is the one thing this crate derives, once per base. With an
+//! overlay, each host level is the union of the base's bucket (less the changed
+//! routes) and the overlay's, so precedence is the same as for a router built whole.
 //!
 //! What it must not know: policies, upstreams, Kubernetes. It owns path normalization
 //! and matching; nothing else.
@@ -104,12 +109,44 @@ pub enum RouterError {
 }
 
 /// The prepared matcher for one table.
+///
+/// A router built after another whose table had the same routes in the same places
+/// (same ids and ages), with at most [`OVERLAY_MOST`] of them changed since that one's
+/// base was built, shares the base and indexes only the changed routes, in an overlay:
+/// a one-route change costs one route, not the whole index. Requests consult both,
+/// level by level, and pass over the base's matches of the changed routes.
 #[derive(Debug)]
 pub struct Router {
+    base: std::sync::Arc<Base>,
+    overlay: Option<Overlay>,
+}
+
+/// Changed routes since the base beyond this many rebuild the whole index.
+pub const OVERLAY_MOST: usize = 256;
+
+/// Compiled matches and their index.
+#[derive(Debug)]
+struct Layer {
     matches: Vec<CompiledMatch>,
     hosts: HostIndex,
+}
+
+/// The index of a whole table, and what it was built from.
+#[derive(Debug)]
+struct Base {
+    layer: Layer,
+    /// The table's routes: a route at the same address is unchanged.
+    routes: Vec<std::sync::Arc<gatehouse_table::Route>>,
     /// Each route's place in age order.
     ages: Vec<u32>,
+}
+
+/// The routes changed since the base.
+#[derive(Debug)]
+struct Overlay {
+    layer: Layer,
+    /// `[route]`: the base's matches of this route are stale.
+    masked: Vec<bool>,
 }
 
 /// How the host of a request relates to a route's hosts.
@@ -175,46 +212,88 @@ impl Router {
         Router::build_after(table, cache, None)
     }
 
-    /// [`Router::build_from`], taking the age order from `previous` (the router built
-    /// for the table given with it) when both tables hold routes of the same ids and
-    /// creation times in the same places, which is what most changes keep: then there
-    /// is nothing to sort.
+    /// [`Router::build_from`], after `previous` (the router built for the table given
+    /// with it). When `table` holds routes of the same ids and creation times in the
+    /// same places as the previous router's base, and at most [`OVERLAY_MOST`] of them
+    /// are other objects than the base's, the base is shared and only those are
+    /// indexed: a one-route change costs one route. Else the whole table is indexed
+    /// (taking the age order from `previous` when the ages cannot differ). On a shared
+    /// base, the returned cache keeps the previous one's regexes besides the overlay's,
+    /// since the base uses them; a whole build keeps exactly its own.
     pub fn build_after(
         table: &Table,
         cache: &RegexCache,
         previous: Option<(&Table, &Router)>,
     ) -> Result<(Router, RegexCache), RouterError> {
+        // On the previous router's base, when the routes kept their places and ages
+        // and few changed since it was built.
+        if let Some((_, before)) = previous
+            && let Some(changed) = before.changed_since_base(table)
+        {
+            // The cache keeps the base's regexes beside the overlay's.
+            let mut round = matcher::CacheRound::new(cache);
+            let layer = Layer::build(table, &before.base_ages(), &changed, &mut round)?;
+            let mut next = round.finish();
+            next.keep_from(cache);
+            let mut masked = vec![false; table.routes.len()];
+            for &i in &changed {
+                masked[i] = true;
+            }
+            let router = Router {
+                base: before.base.clone(),
+                overlay: Some(Overlay { layer, masked }),
+            };
+            return Ok((router, next));
+        }
         let mut round = matcher::CacheRound::new(cache);
         let ages = match previous {
-            Some((before, router)) if same_ages(before, table) => router.ages.clone(),
+            Some((before, router)) if same_ages(before, table) => router.base_ages(),
             _ => age_order(table),
         };
-        let count = table
-            .routes
-            .iter()
-            .flat_map(|r| &r.rules)
-            .map(|rule| rule.matches.len())
-            .sum();
-        let mut matches = Vec::with_capacity(count);
-        for ((ri, route), &age) in table.routes.iter().enumerate().zip(&ages) {
-            for (ui, rule) in route.rules.iter().enumerate() {
-                for (mi, m) in rule.matches.iter().enumerate() {
-                    let target = Target {
-                        route: ri,
-                        rule: ui,
-                        matched: mi,
-                    };
-                    matches.push(CompiledMatch::compile(target, age, m, &mut round)?);
-                }
-            }
-        }
-        let hosts = HostIndex::build(table, &matches, &mut round)?;
+        let all: Vec<usize> = (0..table.routes.len()).collect();
+        let layer = Layer::build(table, &ages, &all, &mut round)?;
         let router = Router {
-            matches,
-            hosts,
-            ages,
+            base: std::sync::Arc::new(Base {
+                layer,
+                routes: table.routes.clone(),
+                ages,
+            }),
+            overlay: None,
         };
         Ok((router, round.finish()))
+    }
+
+    /// The age order of the base's table.
+    fn base_ages(&self) -> Vec<u32> {
+        self.base.ages.clone()
+    }
+
+    /// The places of the routes of `table` that differ from the base's, when `table`
+    /// has the base's routes in the same places with the same ids and ages, and at
+    /// most [`OVERLAY_MOST`] of them differ.
+    fn changed_since_base(&self, table: &Table) -> Option<Vec<usize>> {
+        let base = &self.base;
+        if base.routes.len() != table.routes.len() {
+            return None;
+        }
+        let mut changed = Vec::new();
+        for (i, (a, b)) in base.routes.iter().zip(&table.routes).enumerate() {
+            if std::sync::Arc::ptr_eq(a, b) {
+                continue;
+            }
+            if a.id != b.id || a.created != b.created || changed.len() == OVERLAY_MOST {
+                return None;
+            }
+            changed.push(i);
+        }
+        Some(changed)
+    }
+
+    /// The layers to consult: the base (with the changed routes masked), the overlay.
+    fn layers(&self) -> impl Iterator<Item = (&Layer, &[bool])> {
+        let masked: &[bool] = self.overlay.as_ref().map_or(&[], |o| &o.masked);
+        std::iter::once((&self.base.layer, masked))
+            .chain(self.overlay.as_ref().map(|o| (&o.layer, &[][..])))
     }
 
     /// Selects the rule for a request.
@@ -225,10 +304,15 @@ impl Router {
         };
         let host = index::normalize_host(req.host);
         let mut allow: Vec<&str> = Vec::new();
-        for bucket in self.hosts.buckets_for(&host) {
-            let best = bucket.best(&self.matches, req, &normalized.path, &mut allow);
-            if let Some(idx) = best {
-                let m = &self.matches[idx];
+        for level in index::levels(&host) {
+            let mut best = None;
+            for (layer, masked) in self.layers() {
+                if let Some(bucket) = layer.hosts.bucket(level) {
+                    let path = &normalized.path;
+                    bucket.best(&layer.matches, masked, req, path, &mut allow, &mut best);
+                }
+            }
+            if let Some((_, m)) = best {
                 if normalized.encoded_slash && !m.allow_encoded_slashes {
                     return Lookup::BadPath(BadPath::EncodedSlash);
                 }
@@ -263,8 +347,13 @@ impl Router {
             .unwrap_or_default();
         let host = index::normalize_host(req.host);
         let mut out: Vec<(matcher::Order, MatchReport)> = self
-            .matches
-            .iter()
+            .layers()
+            .flat_map(|(layer, masked)| {
+                layer
+                    .matches
+                    .iter()
+                    .filter(move |m| !masked.get(m.target.route).copied().unwrap_or(false))
+            })
             .map(|m| {
                 let report = MatchReport {
                     target: m.target,
@@ -286,6 +375,38 @@ impl Router {
                 report
             })
             .collect()
+    }
+}
+
+impl Layer {
+    /// The matches of the routes at `places` (ascending), indexed.
+    fn build(
+        table: &Table,
+        ages: &[u32],
+        places: &[usize],
+        round: &mut matcher::CacheRound<'_>,
+    ) -> Result<Layer, RouterError> {
+        let count = places
+            .iter()
+            .flat_map(|&i| &table.routes[i].rules)
+            .map(|rule| rule.matches.len())
+            .sum();
+        let mut matches = Vec::with_capacity(count);
+        for &ri in places {
+            let (route, age) = (&table.routes[ri], ages[ri]);
+            for (ui, rule) in route.rules.iter().enumerate() {
+                for (mi, m) in rule.matches.iter().enumerate() {
+                    let target = Target {
+                        route: ri,
+                        rule: ui,
+                        matched: mi,
+                    };
+                    matches.push(CompiledMatch::compile(target, age, m, round)?);
+                }
+            }
+        }
+        let hosts = HostIndex::build(table, &matches, round)?;
+        Ok(Layer { matches, hosts })
     }
 }
 

@@ -129,6 +129,21 @@ impl RegexCache {
     pub fn len(&self) -> (usize, usize) {
         (self.single.len(), self.sets.len())
     }
+
+    /// Adds what `other` holds and this cache does not: a router on a shared base uses
+    /// the base's regexes too.
+    pub(crate) fn keep_from(&mut self, other: &RegexCache) {
+        for (k, v) in &other.single {
+            if !self.single.contains_key(k) {
+                self.single.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in &other.sets {
+            if !self.sets.contains_key(k) {
+                self.sets.insert(k.clone(), v.clone());
+            }
+        }
+    }
 }
 
 /// One build's view of a [`RegexCache`]: reads the previous entries, collects the ones

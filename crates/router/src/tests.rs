@@ -481,7 +481,29 @@ fn index_agrees_with_brute_force_on_random_tables() {
         }
         let (after, _) = Router::build_after(&next, &RegexCache::default(), Some((&t, &router)))
             .expect("router");
+        if next.routes[k].created == t.routes[k].created {
+            assert!(after.overlay.is_some(), "one route changed: an overlay");
+        }
         agrees(&next, &after, &mut rng);
+
+        // Another route changes too: the overlay holds both (the base is shared).
+        let mut again = next.clone();
+        let k2 = (rng.next() as usize) % again.routes.len();
+        for rule in &mut std::sync::Arc::make_mut(&mut again.routes[k2]).rules {
+            for m in &mut rule.matches {
+                let rank = (rng.next() % 3) as u32;
+                *m = random_match(&mut rng, rank);
+            }
+        }
+        let (last, _) = Router::build_after(&again, &RegexCache::default(), Some((&next, &after)))
+            .expect("router");
+        if after.overlay.is_some() {
+            assert!(
+                std::sync::Arc::ptr_eq(&last.base, &after.base),
+                "the base is shared"
+            );
+        }
+        agrees(&again, &last, &mut rng);
     }
 }
 
