@@ -75,7 +75,8 @@ impl Prepared {
     /// A route that is the same object (`Arc`) as one of `previous` keeps that route's
     /// prepared parts (policies, version headers, metric labels, round-robin
     /// positions), which depend on nothing else: a one-route change prepares one route.
-    /// Only the router is built whole.
+    /// The router is built on the previous one when the routes keep their places (see
+    /// [`Router::build_after`]).
     pub fn new(
         table: Table,
         previous: Option<&Prepared>,
@@ -85,8 +86,8 @@ impl Prepared {
         round: &mut crate::policy::StatesRound,
         metrics: &crate::metrics::Metrics,
     ) -> Result<Prepared, PrepareError> {
-        // On this thread: a second one was measured to save nothing at 10,000 routes
-        // (its start and its fresh heap cost what it saved), and cost CPU beside.
+        // All on this thread: building the router on a second one was measured to save
+        // nothing at 10,000 routes (its start and its fresh heap cost what it saved).
         let parts = RouteParts::of(&table, previous, policy_states, round, metrics)?;
         let before = previous.map(|p| (&*p.table, &p.router));
         let (router, next_regexes) = Router::build_after(&table, regexes, before)?;
@@ -104,7 +105,7 @@ impl Prepared {
                 )
             })
             .collect();
-        // Nothing below fails: the cache now holds exactly this table's regexes.
+        // Nothing below fails: the cache now holds this router's regexes.
         *regexes = next_regexes;
         Ok(Prepared {
             table: Arc::new(table),
