@@ -203,33 +203,31 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
     // one they hold now must be theirs alone. Checked on a copy of the counts of the
     // claims involved, so that a refusal changes nothing.
     let mut counts: HashMap<(u64, u64), u32> = HashMap::default();
+    // Moves a claim's count from `from` to `to`; false when it was not `from`.
+    let mut step = |claim: (u64, u64), from: u32, to: u32| {
+        let n = counts
+            .entry(claim)
+            .or_insert_with(|| last.claims.get(&claim).copied().unwrap_or(0));
+        let moved = *n == from;
+        if moved {
+            *n = to;
+        }
+        moved
+    };
     let mut olds: Vec<Option<RouteDraft>> = Vec::with_capacity(changed.len());
     for c in &changed {
         let old = match &c.old {
             Some(_) => memo.routes.get(&c.object)?.draft.clone(),
             None => None,
         };
-        for claim in old.iter().flat_map(claims) {
-            let n = counts
-                .entry(claim)
-                .or_insert_with(|| last.claims.get(&claim).copied().unwrap_or(0));
-            if *n != 1 {
-                return None;
-            }
-            *n -= 1;
+        if !old.iter().flat_map(claims).all(|claim| step(claim, 1, 0)) {
+            return None;
         }
         olds.push(old);
     }
-    for (draft, _) in compiled.iter().flatten() {
-        for claim in draft.iter().flat_map(claims) {
-            let n = counts
-                .entry(claim)
-                .or_insert_with(|| last.claims.get(&claim).copied().unwrap_or(0));
-            if *n != 0 {
-                return None;
-            }
-            *n += 1;
-        }
+    let new = compiled.iter().flatten().flat_map(|(draft, _)| draft);
+    if !new.flat_map(claims).all(|claim| step(claim, 0, 1)) {
+        return None;
     }
 
     // From here on nothing refuses: the last output becomes the new one.

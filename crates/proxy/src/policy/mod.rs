@@ -171,30 +171,28 @@ pub fn keep(route: &str, rule: &Rule, states: &PolicyStates, round: &mut StatesR
     for (field, slot) in &rule.policies {
         let key = || state_key(route, rule, slot);
         match field {
-            PolicyField::RateLimit => {
-                let state = states
-                    .rate
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&key())
-                    .cloned();
-                if let Some(state) = state {
-                    round.rate.insert(key(), state);
-                }
-            }
+            PolicyField::RateLimit => keep_state(&states.rate, &mut round.rate, key()),
             PolicyField::ConcurrencyLimit => {
-                let state = states
-                    .concurrency
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&key())
-                    .cloned();
-                if let Some(state) = state {
-                    round.concurrency.insert(key(), state);
-                }
+                keep_state(&states.concurrency, &mut round.concurrency, key())
             }
             _ => {}
         }
+    }
+}
+
+/// The previous table's state under `key`, recorded in `next` too, when it had one.
+fn keep_state<T>(
+    prev: &Mutex<FxHashMap<String, Arc<T>>>,
+    next: &mut FxHashMap<String, Arc<T>>,
+    key: String,
+) {
+    let state = prev
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .cloned();
+    if let Some(state) = state {
+        next.insert(key, state);
     }
 }
 
