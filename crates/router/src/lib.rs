@@ -232,7 +232,7 @@ impl Router {
         {
             // The cache keeps the base's regexes beside the overlay's.
             let mut round = matcher::CacheRound::new(cache);
-            let layer = Layer::build(table, &before.base_ages(), &changed, &mut round)?;
+            let layer = Layer::build(table, &before.base.ages, &changed, &mut round)?;
             let mut next = round.finish();
             next.keep_from(cache);
             let mut masked = vec![false; table.routes.len()];
@@ -247,7 +247,7 @@ impl Router {
         }
         let mut round = matcher::CacheRound::new(cache);
         let ages = match previous {
-            Some((before, router)) if same_ages(before, table) => router.base_ages(),
+            Some((before, router)) if same_ages(before, table) => router.base.ages.clone(),
             _ => age_order(table),
         };
         let all: Vec<usize> = (0..table.routes.len()).collect();
@@ -261,11 +261,6 @@ impl Router {
             overlay: None,
         };
         Ok((router, round.finish()))
-    }
-
-    /// The age order of the base's table.
-    fn base_ages(&self) -> Vec<u32> {
-        self.base.ages.clone()
     }
 
     /// The places of the routes of `table` that differ from the base's, when `table`
