@@ -736,7 +736,7 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
             .collect();
         memo.last = claims.map(|claims| routes_only::Last {
             redis: inputs.redis,
-            others: routes_only::others(inputs),
+            others: routes_only::Others::of(inputs),
             routes: inputs.routes.clone(),
             output: out.clone(),
             digests: route_digests,

@@ -31,8 +31,8 @@ const MOST_CHANGES: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Last {
     pub redis: bool,
-    /// The address of every input besides routes, kind by kind ([`others`]).
-    pub others: Vec<usize>,
+    /// Every input besides routes, as given then ([`Others`]).
+    pub others: Others,
     /// The route inputs, in namespace/name order without duplicates.
     pub routes: Vec<Arc<ApiRoute>>,
     pub output: Output,
@@ -43,19 +43,40 @@ pub(crate) struct Last {
     pub claims: HashMap<(u64, u64), u32>,
 }
 
-/// The addresses of every input besides routes: equal lists mean the same objects.
-pub(crate) fn others(inputs: &Inputs) -> Vec<usize> {
-    fn add<K>(out: &mut Vec<usize>, list: &[Arc<K>]) {
-        out.extend(list.iter().map(|a| Arc::as_ptr(a) as usize));
-        out.push(usize::MAX);
+/// Every input besides routes. Held, not only their addresses: an address is the
+/// same object only while the object lives (a freed one's address can be reused by a
+/// newer object).
+#[derive(Debug)]
+pub(crate) struct Others {
+    upstreams: Vec<Arc<gatehouse_api::Upstream>>,
+    policies: Vec<Arc<gatehouse_api::ApiPolicy>>,
+    secrets: Vec<Arc<k8s_openapi::api::core::v1::Secret>>,
+    services: Vec<Arc<k8s_openapi::api::core::v1::Service>>,
+    slices: Vec<Arc<k8s_openapi::api::discovery::v1::EndpointSlice>>,
+}
+
+impl Others {
+    pub(crate) fn of(inputs: &Inputs) -> Others {
+        Others {
+            upstreams: inputs.upstreams.clone(),
+            policies: inputs.policies.clone(),
+            secrets: inputs.secrets.clone(),
+            services: inputs.services.clone(),
+            slices: inputs.endpoint_slices.clone(),
+        }
     }
-    let mut out = Vec::new();
-    add(&mut out, &inputs.upstreams);
-    add(&mut out, &inputs.policies);
-    add(&mut out, &inputs.secrets);
-    add(&mut out, &inputs.services);
-    add(&mut out, &inputs.endpoint_slices);
-    out
+
+    /// Whether `inputs` has the same objects besides routes, in the same order.
+    fn same(&self, inputs: &Inputs) -> bool {
+        fn same<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| Arc::ptr_eq(a, b))
+        }
+        same(&self.upstreams, &inputs.upstreams)
+            && same(&self.policies, &inputs.policies)
+            && same(&self.secrets, &inputs.secrets)
+            && same(&self.services, &inputs.services)
+            && same(&self.slices, &inputs.endpoint_slices)
+    }
 }
 
 /// The (host, match signature) pairs a draft claims, by hashes, each once.
@@ -152,7 +173,7 @@ fn changes<'a>(last: &[Arc<ApiRoute>], now: &'a [Arc<ApiRoute>]) -> Option<Vec<C
 /// match with another route; else `None`, and the caller compiles the whole set.
 pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
     let last = memo.last.as_ref()?;
-    if last.redis != inputs.redis || last.others != others(inputs) {
+    if last.redis != inputs.redis || !last.others.same(inputs) {
         return None;
     }
     let changed = changes(&last.routes, &inputs.routes)?;
