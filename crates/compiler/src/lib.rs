@@ -901,25 +901,14 @@ fn resolve_conflicts(
     });
     // Conflicts are rare: first look for any repeated (host, match) in parallel, on
     // compact hashed keys; only then run the exact, order-dependent pass below.
+    // The same claims the short path counts (`routes_only::claims`).
     let mut keys: Vec<(u64, u64, u32)> = drafts
         .par_iter()
         .enumerate()
         .flat_map_iter(|(i, (_, d))| {
-            let hosts: Vec<u64> = if d.route.hosts.is_empty() {
-                vec![0]
-            } else {
-                d.route.hosts.iter().map(|h| fx_hash(h)).collect()
-            };
-            d.keys
-                .iter()
-                .flatten()
-                .flat_map(move |k| {
-                    hosts
-                        .clone()
-                        .into_iter()
-                        .map(move |h| (h, k.signature_hash, i as u32))
-                })
-                .collect::<Vec<_>>()
+            routes_only::claims(d)
+                .into_iter()
+                .map(move |(h, s)| (h, s, i as u32))
         })
         .collect();
     keys.par_sort_unstable();
