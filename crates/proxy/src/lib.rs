@@ -4,117 +4,73 @@
 //!  Table ──Prepared::new (off the request path)──▶ ArcSwap<Prepared> ──load──▶ request path
 //!                                                                   (one per request, no lock)
 //!  worker thread × cores: current-thread tokio runtime + SO_REUSEPORT listener + its own
-//!  upstream connection pool; nothing on the request path is shared but the table.
+//!  upstream connection pool and counters
 //! ```
 //!
-//! What it owns: listeners, the request path (`request_path.rs`, in the fixed order of
-//! `DESIGN.md`), upstream connections, gateway errors (`problem.rs`). What it must not
-//! know: Kubernetes and manifests; it only ever sees a `gatehouse_table::Table`.
+//! What it owns: listeners, the request path, upstream connections, gateway errors.
+//! What it must not know: Kubernetes, manifests and the compiler; it only ever sees a
+//! `gatehouse_table::Table`.
 //!
-//! API versions need no step of their own: the compiler folded them into the table's
+//! Where things are:
+//!
+//! ```text
+//!  listener/    the one accept loop (traffic workers, admin, push), limits, HTTP/1.1 + h2c; TLS next
+//!  phases.rs    the request path: the ordered list of phases over one per-request context
+//!  routing.rs   phase 2, route lookup          backend.rs   phase 5, respond | redirect | upstream
+//!  policy/      one file per policy, each holding its phases: cors, limit, validation, cache,
+//!               transform, errors; waf, authentication, authorization next
+//!  upstream/    balance (sees the request), state, resolve (DNS), pool; health, breaker, retry next
+//!  admin/       health, metrics, config, explain, cache purge; push (the controller's socket)
+//!  prepared.rs  a table made ready: the router, upstreams, one PreparedRule per rule
+//!  request_id.rs, traceparent.rs, template.rs, respond.rs, forward.rs, tunnel.rs, body.rs
+//! ```
+//!
+//! What is shared between workers, and why: the prepared table (read only, swapped
+//! atomically); upstream state kept across tables (`upstream/state.rs`: an endpoint
+//! schedule read per request, written only when endpoints or DNS answers change);
+//! policy state that must be one per rule across workers (rate-limit buckets,
+//! concurrency permits, the response cache, whose fill locks are sharded by key).
+//! Round-robin positions and metrics are per worker.
+//!
+//! API versions need no phase of their own: the compiler folded them into the table's
 //! matches; `version.rs` prepares the response headers a versioned route adds
-//! (`Deprecation`, `Sunset`, `Vary`), and the request path strips a Path version's
-//! prefix before forwarding.
-//!
-//! Per-upstream state (endpoint schedule, DNS answers, round-robin position) lives in
-//! `upstream_state.rs` and outlives table swaps. Policies arrive in later slices; until
-//! then the compiler blocks rules that use them and the request path answers 503.
+//! (`Deprecation`, `Sunset`, `Vary`), and the request transform strips a Path
+//! version's prefix before forwarding.
 
 pub mod admin;
+mod backend;
+mod body;
+mod forward;
 mod headers;
+pub mod listener;
 pub mod metrics;
+mod phases;
 pub mod policy;
-mod pool;
 pub mod prepared;
 mod problem;
-pub mod push;
-mod request_path;
-mod server;
-pub mod upstream_state;
+mod request_id;
+mod respond;
+mod routing;
+mod template;
+mod traceparent;
+mod tunnel;
+pub mod upstream;
 pub mod version;
+mod worker;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use gatehouse_table::Table;
-use http_body_util::{Either, Full};
 
+pub use admin::push::{PushListening, StateDir, serve_push};
 pub use admin::{AdminListening, AdminState, ExplainFn, Surface, serve_admin, serve_surface};
+pub(crate) use body::full;
+pub use body::{Body, Streamed};
+pub use listener::{Listening, serve};
 pub use prepared::{PrepareError, Prepared};
-pub use push::{PushListening, StateDir, serve_push};
-pub use server::{Listening, serve};
-
-/// Every response body: generated (`Full`) or streamed from an upstream.
-pub type Body = Either<Full<Bytes>, Streamed>;
-
-/// An upstream's response body, streamed to the client, holding whatever must live as
-/// long as the response does (a concurrency-limit permit). A policy that read the start
-/// of it (the cache, finding it too large to store) puts that part back to be sent first.
-#[derive(Debug)]
-pub struct Streamed {
-    replay: Option<Bytes>,
-    body: hyper::body::Incoming,
-    _held: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl Streamed {
-    pub(crate) fn new(
-        body: hyper::body::Incoming,
-        held: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) -> Streamed {
-        Streamed {
-            replay: None,
-            body,
-            _held: held,
-        }
-    }
-
-    /// Sends `bytes` before the rest of the body.
-    pub(crate) fn replay(&mut self, bytes: Bytes) {
-        self.replay = Some(bytes);
-    }
-}
-
-impl hyper::body::Body for Streamed {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        if let Some(bytes) = this.replay.take() {
-            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(bytes))));
-        }
-        std::pin::Pin::new(&mut this.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.replay.is_none() && self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        let inner = self.body.size_hint();
-        let Some(r) = &self.replay else {
-            return inner;
-        };
-        let n = r.len() as u64;
-        let mut hint = hyper::body::SizeHint::new();
-        hint.set_lower(inner.lower() + n);
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper + n);
-        }
-        hint
-    }
-}
-
-pub(crate) fn full(bytes: Bytes) -> Body {
-    Either::Left(Full::new(bytes))
-}
 
 /// A worker's handle on the table: cloning the `Rc` is a plain increment, where
 /// cloning the `Arc` would be an atomic one on a line every worker writes.
@@ -130,7 +86,7 @@ thread_local! {
 pub struct Shared {
     current: ArcSwap<Prepared>,
     /// Upstream state carried from table to table.
-    states: upstream_state::States,
+    states: upstream::state::States,
     /// Regexes carried from table to table. Locked only while a table is prepared
     /// (which also keeps two applies from interleaving), never on the request path.
     regexes: std::sync::Mutex<gatehouse_router::RegexCache>,
@@ -243,7 +199,7 @@ impl Shared {
     pub fn with_options(table: Table, options: Options) -> Result<Arc<Shared>, PrepareError> {
         let started = std::time::Instant::now();
         let version = table.version;
-        let states = upstream_state::States::default();
+        let states = upstream::state::States::default();
         let metrics = metrics::Metrics::default();
         let mut regexes = gatehouse_router::RegexCache::default();
         let policy_states =
@@ -251,12 +207,14 @@ impl Shared {
         let mut round = policy::StatesRound::default();
         let prepared = Prepared::new(
             table,
-            None,
-            &states,
-            &mut regexes,
-            &policy_states,
-            &mut round,
-            &metrics,
+            prepared::Context {
+                previous: None,
+                states: &states,
+                regexes: &mut regexes,
+                policy_states: &policy_states,
+                round: &mut round,
+                metrics: &metrics,
+            },
         )?;
         policy_states.commit(round);
         let shared = Arc::new(Shared {
@@ -288,12 +246,14 @@ impl Shared {
         let previous = self.current.load_full();
         let result = Prepared::new(
             table,
-            Some(&previous),
-            &self.states,
-            &mut regexes,
-            &self.policy_states,
-            &mut round,
-            &self.metrics,
+            prepared::Context {
+                previous: Some(&previous),
+                states: &self.states,
+                regexes: &mut regexes,
+                policy_states: &self.policy_states,
+                round: &mut round,
+                metrics: &self.metrics,
+            },
         )
         .map(|p| {
             let old = self.current.swap(Arc::new(p));

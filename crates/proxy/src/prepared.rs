@@ -1,17 +1,21 @@
 //! A table made ready for the request path, off the request path: the router built,
-//! upstreams indexed with their live state (endpoints resolved to socket addresses).
-//! Refused as a whole when anything fails, so the running table is never replaced by a
-//! broken one.
+//! upstreams with their live state (endpoints resolved to socket addresses), and one
+//! [`PreparedRule`] per rule holding everything a request to it needs, with its
+//! upstreams as indices into [`Prepared::upstreams`]: nothing on the request path is
+//! looked up by name. Refused as a whole when anything fails, so the running table is
+//! never replaced by a broken one.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
-use gatehouse_router::{RegexCache, Router, RouterError};
-use gatehouse_table::{Table, Upstream};
+use gatehouse_router::{RegexCache, Router, RouterError, Target};
+use gatehouse_table::{Action, Route, Rule, Table, Upstream};
 
-use crate::upstream_state::{States, UpstreamState};
+use crate::metrics::{Metrics, RuleLabels};
+use crate::policy::{self, PolicyStates, RulePolicies, StatesRound};
+use crate::upstream::PreparedUpstream;
+use crate::upstream::state::States;
+use crate::version::VersionHeaders;
+use crate::worker::WorkerCounter;
 
 /// Why a table cannot be applied.
 #[derive(Debug, thiserror::Error)]
@@ -27,22 +31,6 @@ pub enum PrepareError {
     Version(#[from] crate::version::VersionError),
 }
 
-/// One upstream, ready to pick endpoints from.
-#[derive(Debug)]
-pub struct PreparedUpstream {
-    /// The table's upstream.
-    pub spec: Upstream,
-    /// Its live state, shared with the tables before and after this one.
-    pub state: Arc<UpstreamState>,
-}
-
-impl PreparedUpstream {
-    /// The next endpoint (weighted round robin); `None` when there is none.
-    pub fn pick(&self) -> Option<SocketAddr> {
-        self.state.pick()
-    }
-}
-
 /// The table the request path reads.
 #[derive(Debug)]
 pub struct Prepared {
@@ -50,149 +38,230 @@ pub struct Prepared {
     pub table: Arc<Table>,
     /// The matcher.
     pub router: Router,
-    /// Upstreams by id.
-    pub upstreams: HashMap<String, PreparedUpstream>,
-    /// Weighted round-robin position of each rule's backends, `[route][rule]`.
-    pub rule_counters: Vec<Arc<[AtomicUsize]>>,
-    /// Metric labels of each rule, `[route][rule]`.
-    pub labels: Vec<Arc<[crate::metrics::RuleLabels]>>,
-    /// Policies of each rule, `[route][rule]`; `None` for a rule without any.
-    pub policies: Vec<Arc<[Option<Box<crate::policy::RulePolicies>>]>>,
-    /// Response headers of each route's API version, `[route]`; `None` for a route
-    /// without a version (or one that adds no header).
-    pub versions: Vec<Option<Arc<crate::version::VersionHeaders>>>,
+    /// Upstreams, in the table's order; rules name them by index.
+    pub upstreams: Vec<PreparedUpstream>,
+    /// Each route's rules, `[route][rule]`.
+    pub routes: Vec<Arc<[PreparedRule]>>,
     /// Metric labels of requests no rule matched.
-    pub unmatched: crate::metrics::RuleLabels,
+    pub unmatched: RuleLabels,
+}
+
+/// Everything a request to one rule needs, prepared once per table.
+#[derive(Debug)]
+pub struct PreparedRule {
+    /// The table's route.
+    route: Arc<Route>,
+    /// Which of its rules.
+    index: usize,
+    /// The rule cannot be served as written (the compiler's blockers): 503.
+    pub blocked: bool,
+    /// Its metric labels.
+    pub labels: RuleLabels,
+    /// Its policies; `None` for a rule without any.
+    pub policies: Option<Arc<RulePolicies>>,
+    /// Response headers of the route's API version.
+    pub version: Option<Arc<VersionHeaders>>,
+    /// Its weighted backends.
+    pub backends: Box<[Backend]>,
+    /// Position in the backends' weights, per worker; `None` with one backend or none.
+    pub next_backend: Option<Arc<WorkerCounter>>,
+}
+
+/// One weighted backend of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    /// Index in [`Prepared::upstreams`]; `None` when the upstream is missing (its share
+    /// is answered 503).
+    pub upstream: Option<u32>,
+    /// Share of traffic.
+    pub weight: u32,
+}
+
+impl PreparedRule {
+    /// The table's rule.
+    pub fn spec(&self) -> &Rule {
+        &self.route.rules[self.index]
+    }
+
+    /// The route's id.
+    pub fn route_id(&self) -> &str {
+        &self.route.id
+    }
+
+    /// The same rule over another upstream list.
+    fn with_upstreams(&self, upstreams: &[Upstream]) -> PreparedRule {
+        PreparedRule {
+            route: self.route.clone(),
+            index: self.index,
+            blocked: self.blocked,
+            labels: self.labels,
+            policies: self.policies.clone(),
+            version: self.version.clone(),
+            backends: backends(self.spec(), upstreams),
+            next_backend: self.next_backend.clone(),
+        }
+    }
+}
+
+/// A rule's backends, with their upstreams as indices into `upstreams`.
+fn backends(rule: &Rule, upstreams: &[Upstream]) -> Box<[Backend]> {
+    let Action::Backends { backends, .. } = &rule.action else {
+        return Box::default();
+    };
+    backends
+        .iter()
+        .map(|b| Backend {
+            upstream: if b.missing {
+                None
+            } else {
+                upstreams
+                    .binary_search_by(|u| u.id.as_str().cmp(&b.upstream))
+                    .ok()
+                    .and_then(|i| u32::try_from(i).ok())
+            },
+            weight: b.weight,
+        })
+        .collect()
+}
+
+/// What preparing a table reads besides the table.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// The running table, whose unchanged routes keep their prepared rules.
+    pub previous: Option<&'a Prepared>,
+    /// Upstream state, kept across tables.
+    pub states: &'a States,
+    /// Regexes of the previous router.
+    pub regexes: &'a mut RegexCache,
+    /// Policy state kept across tables; this table's is taken into `round`.
+    pub policy_states: &'a PolicyStates,
+    /// The policy state this table uses, committed once it is applied.
+    pub round: &'a mut StatesRound,
+    /// Where label sets are interned.
+    pub metrics: &'a Metrics,
 }
 
 impl Prepared {
-    /// Prepares `table`, taking upstream state from `states` and compiled regexes from
-    /// `regexes` (the previous table's). Everything that can fail happens before
-    /// `states` is touched, so a refused table changes nothing.
-    /// Policy state is taken from `policy_states` into `round`, which the caller
-    /// commits once the table is in place.
+    /// Prepares `table`. Everything that can fail happens before upstream state is
+    /// touched, so a refused table changes nothing. Policy state is taken into
+    /// `cx.round`, which the caller commits once the table is in place.
     ///
-    /// A route that is the same object (`Arc`) as one of `previous` keeps that route's
-    /// prepared parts (policies, version headers, metric labels, round-robin
+    /// A route that is the same object (`Arc`) as one of the running table keeps that
+    /// route's prepared rules (policies, version headers, metric labels, round-robin
     /// positions), which depend on nothing else: a one-route change prepares one route.
     /// The router is built on the previous one when the routes keep their places (see
     /// [`Router::build_after`]).
-    pub fn new(
-        table: Table,
-        previous: Option<&Prepared>,
-        states: &States,
-        regexes: &mut RegexCache,
-        policy_states: &crate::policy::PolicyStates,
-        round: &mut crate::policy::StatesRound,
-        metrics: &crate::metrics::Metrics,
-    ) -> Result<Prepared, PrepareError> {
+    pub fn new(table: Table, mut cx: Context<'_>) -> Result<Prepared, PrepareError> {
         // All on this thread: building the router on a second one was measured to save
         // nothing at 10,000 routes (its start and its fresh heap cost what it saved).
-        let parts = RouteParts::of(&table, previous, policy_states, round, metrics)?;
-        let before = previous.map(|p| (&*p.table, &p.router));
-        let (router, next_regexes) = Router::build_after(&table, regexes, before)?;
+        let routes = prepare_routes(&table, &mut cx)?;
+        let before = cx.previous.map(|p| (&*p.table, &p.router));
+        let (router, next_regexes) = Router::build_after(&table, cx.regexes, before)?;
         let upstreams = table
             .upstreams
             .iter()
-            .zip(states.sync(&table.upstreams))
-            .map(|(u, state)| {
-                (
-                    u.id.clone(),
-                    PreparedUpstream {
-                        spec: u.clone(),
-                        state,
-                    },
-                )
+            .zip(cx.states.sync(&table.upstreams))
+            .map(|(u, state)| PreparedUpstream {
+                spec: u.clone(),
+                state,
             })
             .collect();
         // Nothing below fails: the cache now holds this router's regexes.
-        *regexes = next_regexes;
+        *cx.regexes = next_regexes;
         Ok(Prepared {
             table: Arc::new(table),
             router,
             upstreams,
-            rule_counters: parts.counters,
-            labels: parts.labels,
-            policies: parts.policies,
-            versions: parts.versions,
-            unmatched: metrics.labels("", ""),
+            routes,
+            unmatched: cx.metrics.labels("", ""),
         })
+    }
+
+    /// The rule at `target`.
+    pub(crate) fn rule(&self, target: Target) -> &PreparedRule {
+        &self.routes[target.route][target.rule]
     }
 }
 
-/// The parts of a [`Prepared`] that each depend on one route alone, `[route]`.
-struct RouteParts {
-    counters: Vec<Arc<[AtomicUsize]>>,
-    labels: Vec<Arc<[crate::metrics::RuleLabels]>>,
-    policies: Vec<Arc<[Option<Box<crate::policy::RulePolicies>>]>>,
-    versions: Vec<Option<Arc<crate::version::VersionHeaders>>>,
-}
-
-impl RouteParts {
-    /// Each route's parts: `previous`'s when it holds the same route object (its policy
-    /// state carried into `round` as preparing would), else prepared now.
-    fn of(
-        table: &Table,
-        previous: Option<&Prepared>,
-        policy_states: &crate::policy::PolicyStates,
-        round: &mut crate::policy::StatesRound,
-        metrics: &crate::metrics::Metrics,
-    ) -> Result<RouteParts, PrepareError> {
-        let n = table.routes.len();
-        let mut parts = RouteParts {
-            counters: Vec::with_capacity(n),
-            labels: Vec::with_capacity(n),
-            policies: Vec::with_capacity(n),
-            versions: Vec::with_capacity(n),
-        };
-        let known: rustc_hash::FxHashMap<usize, usize> = previous
-            .map(|p| {
-                p.table
-                    .routes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| (Arc::as_ptr(r) as usize, i))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for r in &table.routes {
-            let before = previous.zip(known.get(&(Arc::as_ptr(r) as usize)));
-            if let Some((p, &i)) = before {
-                for rule in &r.rules {
-                    crate::policy::keep(&r.id, rule, policy_states, round);
-                }
-                parts.counters.push(p.rule_counters[i].clone());
-                parts.labels.push(p.labels[i].clone());
-                parts.policies.push(p.policies[i].clone());
-                parts.versions.push(p.versions[i].clone());
-                continue;
-            }
-            let policies = r
-                .rules
+/// Each route's rules: the running table's when it holds the same route object (its
+/// policy state carried into `round` as preparing would), else prepared now.
+fn prepare_routes(
+    table: &Table,
+    cx: &mut Context<'_>,
+) -> Result<Vec<Arc<[PreparedRule]>>, PrepareError> {
+    let previous = cx.previous;
+    let same_upstreams = previous.is_some_and(|p| {
+        p.table.upstreams.len() == table.upstreams.len()
+            && p.table
+                .upstreams
                 .iter()
-                .map(|rule| crate::policy::prepare(&r.id, rule, policy_states, round))
-                .collect::<Result<Arc<[_]>, _>>()?;
-            let version = crate::version::VersionHeaders::prepare(r)?;
-            parts.policies.push(policies);
-            parts.versions.push(version.map(Arc::new));
-            parts
-                .counters
-                .push(r.rules.iter().map(|_| AtomicUsize::new(0)).collect());
-            parts.labels.push(
-                r.rules
+                .zip(&table.upstreams)
+                .all(|(a, b)| a.id == b.id)
+    });
+    let known: rustc_hash::FxHashMap<usize, usize> = previous
+        .map(|p| {
+            p.table
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (Arc::as_ptr(r) as usize, i))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(table.routes.len());
+    for r in &table.routes {
+        let kept = previous.zip(known.get(&(Arc::as_ptr(r) as usize)));
+        let Some((p, &i)) = kept else {
+            out.push(prepare_route(r, table, cx)?);
+            continue;
+        };
+        for rule in &r.rules {
+            policy::keep(&r.id, rule, cx.policy_states, cx.round);
+        }
+        if same_upstreams {
+            out.push(p.routes[i].clone());
+        } else {
+            out.push(
+                p.routes[i]
                     .iter()
-                    .map(|rule| metrics.labels(&r.id, &rule.name))
+                    .map(|rule| rule.with_upstreams(&table.upstreams))
                     .collect(),
             );
         }
-        Ok(parts)
     }
+    Ok(out)
+}
+
+/// One route's rules, prepared.
+fn prepare_route(
+    r: &Arc<Route>,
+    table: &Table,
+    cx: &mut Context<'_>,
+) -> Result<Arc<[PreparedRule]>, PrepareError> {
+    let version = VersionHeaders::prepare(r)?.map(Arc::new);
+    r.rules
+        .iter()
+        .enumerate()
+        .map(|(index, rule)| {
+            let policies = policy::prepare(&r.id, rule, cx.policy_states, cx.round)?;
+            let backends = backends(rule, &table.upstreams);
+            Ok(PreparedRule {
+                route: r.clone(),
+                index,
+                blocked: !rule.blocked.is_empty(),
+                labels: cx.metrics.labels(&r.id, &rule.name),
+                policies: policies.map(Arc::from),
+                version: version.clone(),
+                next_backend: (backends.len() > 1).then(Arc::default),
+                backends,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{PolicyStates, StatesRound};
 
     fn table() -> Table {
         let route = |id: &str, path: &str, policies: serde_json::Value| {
@@ -227,12 +296,14 @@ mod tests {
         let metrics = crate::metrics::Metrics::default();
         let p = Prepared::new(
             table,
-            previous,
-            &states,
-            regexes,
-            policy_states,
-            &mut round,
-            &metrics,
+            Context {
+                previous,
+                states: &states,
+                regexes,
+                policy_states,
+                round: &mut round,
+                metrics: &metrics,
+            },
         )
         .expect("prepared");
         policy_states.commit(round);
@@ -251,10 +322,16 @@ mod tests {
         Arc::make_mut(&mut next.routes[1]).rules[0].matches[0].path =
             gatehouse_table::PathMatch::Prefix("/moved".into());
         let second = prepare(next, Some(&first), &policy_states, &mut regexes);
-        assert!(Arc::ptr_eq(&first.policies[0], &second.policies[0]), "kept");
-        assert!(Arc::ptr_eq(&first.labels[0], &second.labels[0]));
+        let policies =
+            |p: &Prepared, route: usize| p.routes[route][0].policies.clone().expect("policies");
         assert!(
-            !Arc::ptr_eq(&first.policies[1], &second.policies[1]),
+            Arc::ptr_eq(&policies(&first, 0), &policies(&second, 0)),
+            "kept"
+        );
+        assert!(Arc::ptr_eq(&first.routes[0], &second.routes[0]));
+        assert_eq!(first.routes[0][0].labels, second.routes[0][0].labels);
+        assert!(
+            !Arc::ptr_eq(&first.routes[1], &second.routes[1]),
             "prepared again"
         );
         assert_eq!(
@@ -265,6 +342,6 @@ mod tests {
 
         // Without the running table, everything is prepared again.
         let third = prepare((*second.table).clone(), None, &policy_states, &mut regexes);
-        assert!(!Arc::ptr_eq(&second.policies[0], &third.policies[0]));
+        assert!(!Arc::ptr_eq(&policies(&second, 0), &policies(&third, 0)));
     }
 }

@@ -5,7 +5,7 @@
 //! any other. What the request path does for a versioned route is
 //!
 //! - Path scheme: forward the path without the version prefix
-//!   ([`gatehouse_table::Match::forwarded_path`], in `request_path.rs`, step 4);
+//!   ([`gatehouse_table::Match::forwarded_path`], in `policy/transform.rs`, phase 5);
 //! - every response of the route (upstream answers, gateway errors, redirects, fixed
 //!   responses) carries the headers prepared here: `Deprecation: true`, `Sunset`
 //!   (an IMF-fixdate the compiler computed) and the selecting header in `Vary`.

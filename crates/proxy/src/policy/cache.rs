@@ -36,6 +36,14 @@ use gatehouse_table::text::parse_duration;
 use crate::problem::GatewayError;
 use crate::{Body, full};
 
+use std::ops::ControlFlow;
+
+use http::request::Parts;
+
+use crate::metrics::Counter;
+use crate::phases::{Ctx, Phase};
+use crate::routing::Routed;
+
 /// `cache` as configured.
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -442,7 +450,39 @@ pub struct ResponseCache {
     /// cheaper one (no write-op scheduling through a future).
     cache: moka::sync::Cache<Key, Arc<Entry>>,
     /// Keys being fetched, for miss collapsing: followers wait until the sender drops.
-    filling: Arc<Mutex<FxHashMap<Key, watch::Receiver<()>>>>,
+    filling: Arc<FillLocks>,
+}
+
+/// Keys being fetched, in shards by key hash: misses of different keys on different
+/// workers rarely take the same lock, and each hold is one map operation.
+#[derive(Debug)]
+struct FillLocks {
+    shards: Box<[Mutex<FillShard>]>,
+}
+
+/// Keys being fetched, with what followers wait on.
+type FillShard = FxHashMap<Key, watch::Receiver<()>>;
+
+/// Shards of [`FillLocks`]: a few per core of a large machine.
+const FILL_SHARDS: usize = 64;
+
+impl Default for FillLocks {
+    fn default() -> FillLocks {
+        FillLocks {
+            shards: (0..FILL_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+impl FillLocks {
+    /// The shard of `key`, locked.
+    fn lock(&self, key: &Key) -> std::sync::MutexGuard<'_, FillShard> {
+        use std::hash::BuildHasher;
+        let h = rustc_hash::FxBuildHasher.hash_one(key);
+        self.shards[(h as usize) % self.shards.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -494,7 +534,7 @@ impl ResponseCache {
     /// response is stored or dropped), or gets a receiver that completes when the one
     /// fetching it is done (`Err`).
     pub fn begin_fill(&self, key: &Key) -> Result<Fill, watch::Receiver<()>> {
-        let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut filling = self.filling.lock(key);
         if let Some(rx) = filling.get(key) {
             return Err(rx.clone());
         }
@@ -534,22 +574,109 @@ impl ResponseCache {
 #[derive(Debug)]
 pub struct Fill {
     key: Key,
-    filling: Arc<Mutex<FxHashMap<Key, watch::Receiver<()>>>>,
+    filling: Arc<FillLocks>,
     _done: watch::Sender<()>,
 }
 
 impl Drop for Fill {
     fn drop(&mut self) {
-        self.filling
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
+        self.filling.lock(&self.key).remove(&self.key);
     }
 }
 
 /// Waits until the fill `rx` watches is over (its sender dropped), at most `timeout`.
 pub async fn wait_for_fill(mut rx: watch::Receiver<()>, timeout: Duration) {
     let _ = tokio::time::timeout(timeout, async { while rx.changed().await.is_ok() {} }).await;
+}
+
+// === phases ===
+
+/// A miss whose response is to be stored: the key, and the right to fetch it for every
+/// request of the same key that waits (dropped once the response is stored or not).
+pub(crate) struct Filling<'p> {
+    policy: &'p CachePolicy,
+    key: Key,
+    _fill: Option<Fill>,
+}
+
+/// Phase 4, cache lookup, for upstream-bound rules (the others answer without one): a
+/// hit answers here; a miss may wait for a fetch of the same key already under way.
+pub(crate) async fn lookup<'t>(
+    cx: &mut Ctx<'t>,
+    parts: &Parts,
+    routed: &Routed<'_>,
+) -> Phase<Option<Filling<'t>>> {
+    let Some((rule, c)) = cx.rule.zip(cx.policies().and_then(|p| p.cache.as_ref())) else {
+        return Ok(ControlFlow::Continue(None));
+    };
+    if !matches!(rule.spec().action, gatehouse_table::Action::Backends { .. }) {
+        return Ok(ControlFlow::Continue(None));
+    }
+    let found = c.lookup(
+        &parts.method,
+        &parts.headers,
+        routed.host.as_str(),
+        &routed.path,
+        routed.target.query(),
+        None,
+    );
+    let (key, read, max_age, store) = match found {
+        Lookup::Bypass => {
+            cx.decor.cache = Some(BYPASS);
+            cx.count(Counter::CacheBypass);
+            return Ok(ControlFlow::Continue(None));
+        }
+        Lookup::Cacheable {
+            key,
+            read,
+            max_age,
+            store,
+        } => (key, read, max_age, store),
+    };
+    let head = parts.method == Method::HEAD;
+    if read && let Some(entry) = c.store().get(&key, max_age) {
+        return Ok(ControlFlow::Break(hit(cx, &entry, head)));
+    }
+    let mut filling = None;
+    if store {
+        let fill = match c.store().begin_fill(&key) {
+            Ok(fill) => Some(fill),
+            Err(under_way) if read => {
+                let wait = Duration::from_millis(rule.spec().timeout_ms.unwrap_or(30_000));
+                wait_for_fill(under_way, wait).await;
+                if let Some(entry) = c.store().get(&key, max_age) {
+                    return Ok(ControlFlow::Break(hit(cx, &entry, head)));
+                }
+                None
+            }
+            Err(_) => None,
+        };
+        filling = Some(Filling {
+            policy: c,
+            key,
+            _fill: fill,
+        });
+    }
+    cx.decor.cache = Some(MISS);
+    cx.count(Counter::CacheMiss);
+    Ok(ControlFlow::Continue(filling))
+}
+
+fn hit(cx: &mut Ctx<'_>, entry: &Entry, head: bool) -> Response<Body> {
+    cx.decor.cache = Some(HIT);
+    cx.count(Counter::CacheHit);
+    answer(entry, head)
+}
+
+/// Phase 6, cache store, before waiting misses of the same key are woken.
+pub(crate) async fn store(
+    filling: Option<Filling<'_>>,
+    resp: Response<Body>,
+) -> Result<Response<Body>, GatewayError> {
+    match filling {
+        Some(f) => Ok(f.policy.store_response(f.key, resp).await?.0),
+        None => Ok(resp),
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,14 @@
 //!   allowed, is answered `403` problem+json without CORS headers.
 
 use http::{HeaderMap, HeaderValue, Method, header};
+use std::ops::ControlFlow;
+
+use http::Response;
+use http::request::Parts;
+
+use crate::phases::{Ctx, Phase};
+use crate::problem::GatewayError;
+use crate::{Body, full};
 
 /// `cors` as configured.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -246,6 +254,31 @@ impl Cors {
         }
         Verdict::Decorate(h)
     }
+}
+
+// === phase ===
+
+/// Phase 3, CORS: an allowed preflight is answered here (204), a refused one is 403; an
+/// actual request from an allowed origin has its response decorated.
+pub(crate) fn on_request(cx: &mut Ctx<'_>, parts: &Parts) -> Phase {
+    let Some(cors) = cx.policies().and_then(|p| p.cors.as_ref()) else {
+        return Ok(ControlFlow::Continue(()));
+    };
+    match cors.check(&parts.method, &parts.headers) {
+        Verdict::None | Verdict::Foreign => {}
+        Verdict::Preflight(h) => return Ok(ControlFlow::Break(preflight(h))),
+        Verdict::Refused(why) => return Err(GatewayError::CorsRefused(why)),
+        Verdict::Decorate(h) => cx.decor.cors = Some(h),
+    }
+    Ok(ControlFlow::Continue(()))
+}
+
+/// The answer to an allowed preflight.
+pub(crate) fn preflight(h: HeaderMap) -> Response<Body> {
+    let mut resp = Response::new(full(bytes::Bytes::new()));
+    *resp.status_mut() = http::StatusCode::NO_CONTENT;
+    *resp.headers_mut() = h;
+    resp
 }
 
 #[cfg(test)]

@@ -9,6 +9,13 @@ use super::validation::Violation;
 use http::{HeaderValue, StatusCode};
 use rustc_hash::FxHashMap;
 
+use std::ops::ControlFlow;
+
+use http::{Response, header};
+
+use crate::phases::Ctx;
+use crate::{Body, full};
+
 /// `errors` as configured.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -160,6 +167,46 @@ pub fn render(
             }
         }
     }
+}
+
+// === phase ===
+
+/// Phase 6, error formatting of an upstream answer: a fixed body for its status
+/// (`overrides`), or the gateway's format instead of the upstream's body
+/// (`replaceUpstream`). `Break` holds the replaced response, whose upstream body is
+/// dropped unread; `Continue` the response as it was.
+pub(crate) fn replace_upstream(
+    cx: &Ctx<'_>,
+    resp: Response<Body>,
+) -> ControlFlow<Response<Body>, Response<Body>> {
+    let Some(e) = cx
+        .policies()
+        .and_then(|p| p.errors.as_ref())
+        .filter(|e| e.replaces(resp.status()))
+    else {
+        return ControlFlow::Continue(resp);
+    };
+    let (mut parts, _) = resp.into_parts();
+    let rendered = e.override_for(parts.status).unwrap_or_else(|| {
+        render(
+            e.format,
+            parts.status,
+            parts.status.canonical_reason().unwrap_or("Error"),
+            &format!("The upstream answered {}.", parts.status.as_u16()),
+            cx.rid(),
+            &[],
+        )
+    });
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, rendered.content_type);
+    parts.headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(rendered.body.len()),
+    );
+    ControlFlow::Break(Response::from_parts(parts, full(rendered.body)))
 }
 
 #[cfg(test)]

@@ -34,6 +34,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use gatehouse_table::text::parse_duration;
 
 use super::global_limit::{GlobalError, GlobalLimiter, Limit, MAX_PERIOD};
+use http::request::Parts;
+
+use crate::metrics::Counter;
+use crate::phases::Ctx;
+use crate::problem::GatewayError;
 
 /// `rateLimit` as configured.
 #[derive(Debug, serde::Deserialize)]
@@ -554,6 +559,55 @@ impl Concurrency {
         .await;
         queued.fetch_sub(1, Ordering::AcqRel);
         permit.ok().and_then(Result::ok)
+    }
+}
+
+// === phases ===
+
+/// Phase 4, rate limit: every limit must allow the request (429 otherwise, or a wait
+/// when throttling). A global limit that cannot reach Redis follows its failure mode.
+pub(crate) async fn rate_limit(cx: &mut Ctx<'_>, parts: &Parts) -> Result<(), GatewayError> {
+    let Some(limit) = cx.policies().and_then(|p| p.rate_limit.as_ref()) else {
+        return Ok(());
+    };
+    let client = Client {
+        ip: cx.peer.addr.ip(),
+        consumer: None,
+        claims: None,
+    };
+    let key = limit.key_of(client, &parts.headers);
+    match limit.decide(&key).await {
+        Ok(Decision::Allowed { wait, quota }) => {
+            cx.decor.quota = Some(quota);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            Ok(())
+        }
+        Ok(Decision::Rejected { retry_after, quota }) => {
+            Err(GatewayError::RateLimited { retry_after, quota })
+        }
+        Err(Undecided { fail_open, error }) => {
+            tracing::debug!(%error, fail_open, "global rate limit undecided");
+            if fail_open {
+                cx.count(Counter::LimiterFailOpen);
+                Ok(())
+            } else {
+                cx.count(Counter::LimiterFailClosed);
+                Err(GatewayError::LimiterUnavailable)
+            }
+        }
+    }
+}
+
+/// Phase 4, concurrency limit: a permit held until the response body is sent; 503 when
+/// the limit and its queue are full.
+pub(crate) async fn concurrency(
+    cx: &Ctx<'_>,
+) -> Result<Option<OwnedSemaphorePermit>, GatewayError> {
+    match cx.policies().and_then(|p| p.concurrency.as_ref()) {
+        Some(c) => c.acquire().await.map(Some).ok_or(GatewayError::Overloaded),
+        None => Ok(None),
     }
 }
 

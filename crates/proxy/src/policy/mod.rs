@@ -1,5 +1,5 @@
 //! Policies: each rule's effective policy slots (from the table) compiled, when a table
-//! is prepared, into ready-to-run objects; the request path (`request_path.rs`) calls
+//! is prepared, into ready-to-run objects; the request path (`phases.rs`) calls
 //! them in the order `DESIGN.md` fixes:
 //!
 //! ```text

@@ -21,6 +21,22 @@ use serde_json::Value;
 
 use super::HeaderEditsConfig;
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use gatehouse_table::{Match, PathMatch, Protocol};
+use http::Response;
+use http::request::Parts;
+use http::uri::PathAndQuery;
+
+use crate::body::{RequestBody, read_whole};
+use crate::phases::Ctx;
+use crate::problem::GatewayError;
+use crate::routing::Routed;
+use crate::template::{TemplateCtx, render_path};
+use crate::upstream::pool::UpstreamBody;
+use crate::{Body, full};
+
 /// A header value: fixed, or rendered per request.
 #[derive(Debug)]
 enum Text {
@@ -420,6 +436,202 @@ impl ResponseTransform {
             body: c.body.map(BodyEdits::prepare).transpose()?,
         })
     }
+}
+
+// === phases ===
+
+/// What the request transform takes from the request as the client sent it, before
+/// the request is rewritten for the upstream.
+pub(crate) struct Received<'p> {
+    /// Header edits with their values rendered (`${header.x}` reads the client's).
+    headers: Option<(&'p HeaderEdits, Vec<Option<HeaderValue>>)>,
+    /// JSON body edits, when the client sent JSON.
+    body: Option<&'p BodyEdits>,
+}
+
+/// Phase 5, request transform, first half: what it reads from the request as received,
+/// and the upstream's target: the normalized path (without a version prefix) and the
+/// query as received, unless the transform rewrites them.
+pub(crate) fn read_request<'p>(
+    tr: Option<&'p RequestTransform>,
+    matched: &Match,
+    routed: &Routed<'_>,
+    vars: &TemplateCtx<'_>,
+    headers: &HeaderMap,
+) -> Result<(PathAndQuery, Received<'p>), GatewayError> {
+    // Path versioning: the upstream sees the path without the version prefix.
+    let stripped = matched
+        .strip_prefix
+        .as_ref()
+        .map(|_| matched.forwarded_path(&routed.path).into_owned());
+    let path: &str = stripped.as_deref().unwrap_or(&routed.path);
+    let target = match tr {
+        Some(tr) if tr.path.is_some() || tr.edits_query() => {
+            transformed_target(tr, matched, path, routed.target, vars)?
+        }
+        // The path as received, already normalized: the target is forwarded as it came.
+        _ if stripped.is_none() && matches!(routed.path, Cow::Borrowed(_)) => routed.target.clone(),
+        _ => joined_target(path.to_string(), routed.target.query())?,
+    };
+    let received = Received {
+        headers: tr
+            .and_then(|tr| tr.headers.as_ref())
+            .map(|edits| (edits, edits.render(&|p, out| vars.var(p, out)))),
+        body: tr
+            .and_then(|tr| tr.body.as_ref())
+            .filter(|_| is_json(headers)),
+    };
+    Ok((target, received))
+}
+
+/// Phase 5, request transform, second half, on the request rewritten for the upstream:
+/// header edits, the upstream's host, and the JSON body edits (which read the body
+/// whole; any other body streams on within `limit`).
+pub(crate) async fn edit_request(
+    tr: Option<&RequestTransform>,
+    received: Received<'_>,
+    parts: &mut Parts,
+    body: RequestBody,
+    limit: u64,
+    vars: &TemplateCtx<'_>,
+    protocol: Protocol,
+) -> Result<UpstreamBody, GatewayError> {
+    if let Some((edits, values)) = received.headers {
+        edits.apply(&mut parts.headers, values);
+    }
+    if let Some(hostname) = tr.and_then(|tr| tr.hostname.as_ref()) {
+        set_upstream_host(parts, hostname, protocol)?;
+    }
+    let Some(edits) = received.body else {
+        return Ok(body.into_upstream(limit));
+    };
+    let bytes = body.read(limit).await?;
+    let doc: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| GatewayError::BadBody(format!("the request body is not valid JSON: {e}")))?;
+    let edited = Bytes::from(
+        serde_json::to_vec(&edits.apply(doc, &|p, out| vars.var(p, out))).unwrap_or_default(),
+    );
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(edited.len()));
+    Ok(RequestBody::Buffered(edited).into_upstream(limit))
+}
+
+/// `path?query` as a target.
+fn joined_target(path: String, query: Option<&str>) -> Result<PathAndQuery, GatewayError> {
+    let joined = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    PathAndQuery::try_from(joined).map_err(|_| GatewayError::BadPath("unforwardable path".into()))
+}
+
+/// The forwarded path and query under a request transform. `normalized` is the path
+/// already without any version prefix, so a rewrite works as if the route had none.
+fn transformed_target(
+    tr: &RequestTransform,
+    matched: &Match,
+    normalized: &str,
+    original: &PathAndQuery,
+    vars: &TemplateCtx<'_>,
+) -> Result<PathAndQuery, GatewayError> {
+    let path: Cow<'_, str> = match &tr.path {
+        None => Cow::Borrowed(normalized),
+        Some(PathRewrite::Full(parts)) => Cow::Owned(render_path(parts, vars)),
+        Some(PathRewrite::Prefix(replacement)) => {
+            Cow::Owned(replace_prefix(replacement, matched, normalized))
+        }
+    };
+    let query = if tr.edits_query() {
+        tr.query(original.query(), &|p, out| vars.var(p, out))
+    } else {
+        original.query().map(str::to_string)
+    };
+    joined_target(path.into_owned(), query.as_deref())
+}
+
+/// `replacePrefixMatch`: what the match covered replaced by `replacement`.
+fn replace_prefix(replacement: &str, matched: &Match, normalized: &str) -> String {
+    // What the match covered: its prefix for Prefix, the whole path for the others
+    // (Exact, Template, Regex), nothing for a match-everything rule; a version prefix
+    // (already stripped) does not count.
+    let stripped = matched.strip_prefix.as_ref().map_or(0, String::len);
+    let covered = match &matched.path {
+        PathMatch::Prefix(p) => p.trim_end_matches('/').len().saturating_sub(stripped),
+        PathMatch::Any => 0,
+        _ => normalized.len(),
+    };
+    let rest = normalized.get(covered..).unwrap_or("");
+    let joined = match (replacement.ends_with('/'), rest.starts_with('/')) {
+        (true, true) => format!("{replacement}{}", &rest[1..]),
+        (false, false) if !rest.is_empty() => format!("{replacement}/{rest}"),
+        _ => format!("{replacement}{rest}"),
+    };
+    if joined.is_empty() {
+        "/".into()
+    } else {
+        joined
+    }
+}
+
+/// Sends `hostname` as the upstream's `Host` (HTTP/1.1) or `:authority` (HTTP/2).
+fn set_upstream_host(
+    parts: &mut Parts,
+    hostname: &HeaderValue,
+    protocol: Protocol,
+) -> Result<(), GatewayError> {
+    match protocol {
+        Protocol::Http1 => {
+            parts.headers.insert(header::HOST, hostname.clone());
+        }
+        Protocol::Http2 => {
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.authority = http::uri::Authority::try_from(hostname.as_bytes()).ok();
+            parts.uri = http::Uri::from_parts(uri)
+                .map_err(|_| GatewayError::BadPath("unforwardable host".into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Phase 6, response transform: header edits, then edits of an identity-encoded JSON
+/// body (anything else streams through).
+pub(crate) async fn on_response(
+    cx: &Ctx<'_>,
+    resp: Response<Body>,
+    vars: &TemplateCtx<'_>,
+) -> Result<Response<Body>, GatewayError> {
+    let Some(tr) = cx.policies().and_then(|p| p.response.as_ref()) else {
+        return Ok(resp);
+    };
+    let (mut parts, body) = resp.into_parts();
+    if let Some(edits) = &tr.headers {
+        let values = edits.render(&|v, out| vars.var(v, out));
+        edits.apply(&mut parts.headers, values);
+    }
+    let Some(body_edits) = &tr.body else {
+        return Ok(Response::from_parts(parts, body));
+    };
+    if !is_json(&parts.headers) || parts.headers.contains_key(header::CONTENT_ENCODING) {
+        return Ok(Response::from_parts(parts, body));
+    }
+    let bytes = read_whole(body).await.ok_or(GatewayError::BadGateway)?;
+    let edited = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(doc) => Bytes::from(
+            serde_json::to_vec(&body_edits.apply(doc, &|v, out| vars.var(v, out)))
+                .unwrap_or_default(),
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e, "upstream JSON body does not parse; sent unchanged");
+            bytes
+        }
+    };
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(edited.len()));
+    Ok(Response::from_parts(parts, full(edited)))
 }
 
 #[cfg(test)]

@@ -14,6 +14,14 @@ use gatehouse_table::schema::{Validator, compile};
 use http::{HeaderMap, HeaderName, Method, StatusCode, header};
 use serde_json::Value;
 
+use http::Response;
+
+use crate::body::{RequestBody, read_whole};
+use crate::metrics::Counter;
+use crate::phases::{Ctx, Inbound};
+use crate::problem::GatewayError;
+use crate::{Body, full};
+
 /// `validation` as configured.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -271,6 +279,92 @@ fn violations(schema: &Validator, doc: &Value) -> Vec<Violation> {
             message: e.to_string(),
         })
         .collect()
+}
+
+// === phases ===
+
+/// Phase 4, request validation: content type (415), body size (413), required headers
+/// and the JSON Schema (400). A schema reads the body whole, within the rule's limit.
+pub(crate) async fn on_request(cx: &Ctx<'_>, req: &mut Inbound) -> Result<(), GatewayError> {
+    let Some(checks) = cx
+        .policies()
+        .and_then(|p| p.validation.as_ref())
+        .and_then(|v| v.request.as_ref())
+    else {
+        return Ok(());
+    };
+    checks
+        .check_head(&req.parts.method, &req.parts.headers)
+        .map_err(GatewayError::Invalid)?;
+    req.body_limit = checks
+        .max_body_bytes
+        .map_or(req.body_limit, |m| m.min(req.body_limit));
+    if checks.needs_body(&req.parts.headers) {
+        let body = std::mem::replace(&mut req.body, RequestBody::Buffered(bytes::Bytes::new()));
+        let bytes = body.read(req.body_limit).await.map_err(|e| match e {
+            GatewayError::PayloadTooLarge(max) => GatewayError::Invalid(Refusal::TooLarge(max)),
+            other => other,
+        })?;
+        checks.check_body(&bytes).map_err(GatewayError::Invalid)?;
+        req.body = RequestBody::Buffered(bytes);
+    }
+    Ok(())
+}
+
+/// Whether the rule checks upstream responses: then the upstream is asked for an
+/// identity-encoded body (a schema checks what the upstream meant, not its compression).
+pub(crate) fn checks_responses(cx: &Ctx<'_>) -> bool {
+    cx.policies()
+        .and_then(|p| p.validation.as_ref())
+        .is_some_and(|v| v.response.is_some())
+}
+
+/// Phase 6, response validation: an upstream body (of the statuses checked) that fails
+/// the schema is a 502 in `Enforce` mode, a log line and a metric in `Report` mode.
+pub(crate) async fn on_response(
+    cx: &Ctx<'_>,
+    resp: Response<Body>,
+) -> Result<Response<Body>, GatewayError> {
+    let Some(checks) = cx
+        .policies()
+        .and_then(|p| p.validation.as_ref())
+        .and_then(|v| v.response.as_ref())
+        .filter(|c| c.applies_to(resp.status()))
+    else {
+        return Ok(resp);
+    };
+    let (parts, body) = resp.into_parts();
+    let Some(bytes) = read_whole(body).await else {
+        // Too large to check, or cut off: nothing valid to send either way.
+        cx.count(Counter::ValidationResponse);
+        tracing::warn!(
+            rid = cx.rid(),
+            "upstream response unreadable or over 10 MiB; not validated"
+        );
+        return Err(GatewayError::InvalidResponse(Vec::new()));
+    };
+    let violations = if parts.headers.contains_key(header::CONTENT_ENCODING) {
+        vec![Violation {
+            pointer: String::new(),
+            message: "the upstream body is content-encoded".into(),
+        }]
+    } else {
+        checks.check(&bytes)
+    };
+    if !violations.is_empty() {
+        cx.count(Counter::ValidationResponse);
+        let listed: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            rid = cx.rid(),
+            report_only = checks.report_only,
+            violations = %listed.join("; "),
+            "upstream response does not match its schema"
+        );
+        if !checks.report_only {
+            return Err(GatewayError::InvalidResponse(violations));
+        }
+    }
+    Ok(Response::from_parts(parts, full(bytes)))
 }
 
 #[cfg(test)]

@@ -7,28 +7,18 @@
 //! its state as it is; a changed endpoint list is swapped into the same state, so a
 //! config change never resets what the gateway has learned about its upstreams.
 //!
-//! DNS endpoints are resolved by a `Resolver` thread (hickory, the system's
-//! `resolv.conf` and hosts file) and re-resolved when the answer's TTL runs out
-//! (clamped to 1 s..5 min). A failed lookup keeps the last answer and retries in 5 s.
-//! The first lookup of a new name happens before the table that needs it is served.
+//! DNS names among the endpoints are kept resolved by `resolve.rs`; the first lookup of
+//! a new name happens before the table that needs it is served.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use gatehouse_table::Endpoint;
-use tokio::sync::mpsc;
 
-/// Shortest and longest time an answer is used before it is looked up again.
-const MIN_TTL: Duration = Duration::from_secs(1);
-const MAX_TTL: Duration = Duration::from_secs(300);
-/// Wait before retrying a failed lookup.
-const RETRY: Duration = Duration::from_secs(5);
-/// How long applying a table waits for the first answers of its new names.
-const FIRST_LOOKUP: Duration = Duration::from_secs(3);
+use super::resolve;
+use crate::worker::WorkerCounter;
 
 /// The live state of one upstream.
 #[derive(Debug, Default)]
@@ -36,8 +26,8 @@ pub struct UpstreamState {
     /// Endpoint addresses, each repeated by weight (weights are 1..=1000; typical
     /// lists are short), so a round-robin counter over it is weighted.
     schedule: ArcSwap<Vec<SocketAddr>>,
-    /// Round-robin position in `schedule`.
-    next: AtomicUsize,
+    /// Round-robin position in `schedule`, per worker.
+    next: WorkerCounter,
     /// The endpoints as the table defines them, and the last answer for each name.
     inner: Mutex<Inner>,
 }
@@ -55,7 +45,7 @@ impl UpstreamState {
         if schedule.is_empty() {
             return None;
         }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.next.next();
         Some(schedule[n % schedule.len()])
     }
 
@@ -65,7 +55,7 @@ impl UpstreamState {
     }
 
     /// Names among the endpoints (not IP literals).
-    fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         self.inner.lock().map_or_else(
             |_| Vec::new(),
             |inner| {
@@ -99,7 +89,7 @@ impl UpstreamState {
     }
 
     /// Records the answer for `name` and rebuilds the schedule.
-    fn set_answer(&self, name: &str, ips: Vec<IpAddr>) {
+    pub(crate) fn set_answer(&self, name: &str, ips: Vec<IpAddr>) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -126,7 +116,7 @@ impl UpstreamState {
         self.schedule.store(Arc::new(schedule));
     }
 
-    fn has_answer(&self, name: &str) -> bool {
+    pub(crate) fn has_answer(&self, name: &str) -> bool {
         self.inner
             .lock()
             .is_ok_and(|inner| inner.answers.contains_key(name))
@@ -137,7 +127,7 @@ impl UpstreamState {
 #[derive(Debug, Default)]
 pub struct States {
     by_id: Mutex<HashMap<String, Arc<UpstreamState>>>,
-    resolver: Mutex<Option<Resolver>>,
+    resolver: resolve::Resolvers,
 }
 
 impl States {
@@ -171,164 +161,10 @@ impl States {
         *by_id = next;
         drop(by_id);
         if !to_resolve.is_empty() {
-            self.resolve(to_resolve);
+            self.resolver.resolve(to_resolve);
         }
         out
     }
-
-    /// Hands states with names to the resolver thread (started on first use) and
-    /// waits, bounded, for their first answers.
-    fn resolve(&self, states: Vec<Arc<UpstreamState>>) {
-        let Ok(mut resolver) = self.resolver.lock() else {
-            return;
-        };
-        let resolver = match &mut *resolver {
-            Some(r) => r,
-            None => match Resolver::start() {
-                Ok(r) => resolver.insert(r),
-                Err(e) => {
-                    tracing::error!(error = %e, "DNS resolver thread did not start");
-                    return;
-                }
-            },
-        };
-        let deadline = Instant::now() + FIRST_LOOKUP;
-        for state in states {
-            let (done, wait) = std::sync::mpsc::channel();
-            if resolver
-                .register
-                .send((Arc::downgrade(&state), done))
-                .is_err()
-            {
-                tracing::error!("DNS resolver thread is gone");
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let _ = wait.recv_timeout(left);
-        }
-    }
-}
-
-type Registration = (Weak<UpstreamState>, std::sync::mpsc::Sender<()>);
-
-/// The thread that keeps DNS answers fresh.
-#[derive(Debug)]
-struct Resolver {
-    register: mpsc::UnboundedSender<Registration>,
-}
-
-impl Resolver {
-    fn start() -> std::io::Result<Resolver> {
-        let (register, registrations) = mpsc::unbounded_channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("gatehouse-dns".into())
-            .spawn(move || runtime.block_on(resolve_loop(registrations)))?;
-        Ok(Resolver { register })
-    }
-}
-
-/// Looks up a name: the IPs and how long they may be used.
-struct Lookup(Option<hickory_resolver::TokioResolver>);
-
-impl Lookup {
-    fn new() -> Lookup {
-        match hickory_resolver::Resolver::builder_tokio().and_then(|b| b.build()) {
-            Ok(r) => Lookup(Some(r)),
-            Err(e) => {
-                tracing::warn!(error = %e, "no DNS configuration; using the system resolver without TTLs");
-                Lookup(None)
-            }
-        }
-    }
-
-    async fn ips(&self, name: &str) -> Result<(Vec<IpAddr>, Duration), String> {
-        let (mut ips, ttl) = match &self.0 {
-            Some(r) => {
-                let answer = r.lookup_ip(name).await.map_err(|e| e.to_string())?;
-                let ttl = answer
-                    .valid_until()
-                    .saturating_duration_since(Instant::now());
-                (answer.iter().collect::<Vec<_>>(), ttl)
-            }
-            None => {
-                let addrs = tokio::net::lookup_host((name, 0))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                (addrs.map(|a| a.ip()).collect(), Duration::from_secs(30))
-            }
-        };
-        ips.sort();
-        ips.dedup();
-        if ips.is_empty() {
-            return Err("no addresses".into());
-        }
-        Ok((ips, ttl.clamp(MIN_TTL, MAX_TTL)))
-    }
-}
-
-async fn resolve_loop(mut registrations: mpsc::UnboundedReceiver<Registration>) {
-    let lookup = Lookup::new();
-    // Each watched state with the time its names are next due.
-    let mut watched: Vec<(Weak<UpstreamState>, Instant)> = Vec::new();
-    loop {
-        let now = Instant::now();
-        watched.retain(|(w, _)| w.strong_count() > 0);
-        for (weak, due) in &mut watched {
-            if *due > now {
-                continue;
-            }
-            let Some(state) = weak.upgrade() else {
-                continue;
-            };
-            *due = refresh(&lookup, &state).await;
-        }
-        let wake = watched
-            .iter()
-            .map(|(_, due)| *due)
-            .min()
-            .unwrap_or(now + MAX_TTL);
-        tokio::select! {
-            registered = registrations.recv() => {
-                let Some((weak, done)) = registered else { return };
-                if let Some(state) = weak.upgrade() {
-                    let due = refresh(&lookup, &state).await;
-                    // Already watched (a changed endpoint list): just reschedule.
-                    match watched.iter_mut().find(|(w, _)| w.ptr_eq(&weak)) {
-                        Some(entry) => entry.1 = due,
-                        None => watched.push((weak, due)),
-                    }
-                }
-                let _ = done.send(());
-            }
-            _ = tokio::time::sleep_until(wake.into()) => {}
-        }
-    }
-}
-
-/// Looks up every name of `state`; returns when it is next due.
-async fn refresh(lookup: &Lookup, state: &UpstreamState) -> Instant {
-    let mut next = MAX_TTL;
-    for name in state.names() {
-        match lookup.ips(&name).await {
-            Ok((ips, ttl)) => {
-                state.set_answer(&name, ips);
-                next = next.min(ttl);
-            }
-            Err(e) => {
-                let kept = if state.has_answer(&name) {
-                    "keeping the last answer"
-                } else {
-                    "no address yet"
-                };
-                tracing::warn!(name = %name, error = %e, "DNS lookup failed; {kept}");
-                next = next.min(RETRY);
-            }
-        }
-    }
-    Instant::now() + next
 }
 
 #[cfg(test)]

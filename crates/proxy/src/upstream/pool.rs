@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rustc_hash::FxHashMap as HashMap;
 use tokio::net::TcpStream;
 
-use crate::server::LocalExec;
+use crate::listener::http::LocalExec;
 
 /// What upstream-bound requests carry: the client's body, cut off at the body limit.
 pub type UpstreamBody =

@@ -35,13 +35,11 @@ use gatehouse_table::{FORMAT, PatchError, Table, TablePatch};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-use crate::Body;
 use crate::admin::{AdminState, json};
+use crate::{Body, listener};
 
 /// Largest table accepted on the socket.
 const MAX_TABLE_BYTES: usize = 512 * 1024 * 1024;
@@ -196,14 +194,14 @@ impl Persister {
 #[derive(Debug)]
 pub struct PushListening {
     path: PathBuf,
-    stop: watch::Sender<bool>,
+    stop: crate::listener::Stop,
     thread: JoinHandle<()>,
 }
 
 impl PushListening {
     /// Stops the listener and removes the socket file.
     pub fn shutdown(self) {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Some(std::time::Duration::ZERO));
         let _ = self.thread.join();
         let _ = std::fs::remove_file(&self.path);
     }
@@ -226,40 +224,22 @@ pub fn serve_push(
     let listener = std::os::unix::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     listener.set_nonblocking(true)?;
-    let (stop, mut stopped) = watch::channel(false);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (stop, stopped) = watch::channel(None);
     let store = Arc::new(store.map(Persister::start).transpose()?);
-    let thread = std::thread::Builder::new()
-        .name("gatehouse-push".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::UnixListener::from_std(listener) else {
-                    return;
-                };
-                loop {
-                    tokio::select! {
-                        _ = stopped.changed() => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let (state, store) = (state.clone(), store.clone());
-                            tokio::spawn(async move {
-                                let svc = service_fn(move |req| {
-                                    let (state, store) = (state.clone(), store.clone());
-                                    async move {
-                                        Ok::<_, Infallible>(answer(req, &state, store.as_ref().as_ref()).await)
-                                    }
-                                });
-                                let _ = http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), svc)
-                                    .await;
-                            });
-                        }
-                    }
-                }
+    let thread = listener::on_thread("gatehouse-push".into(), move || async move {
+        let Ok(listener) = tokio::net::UnixListener::from_std(listener) else {
+            return;
+        };
+        listener::accept_loop(listener, stopped, move |stream, (), _| {
+            let (state, store) = (state.clone(), store.clone());
+            let svc = service_fn(move |req| {
+                let (state, store) = (state.clone(), store.clone());
+                async move { Ok::<_, Infallible>(answer(req, &state, store.as_ref().as_ref()).await) }
             });
-        })?;
+            listener::serve_http1(stream, svc)
+        })
+        .await;
+    })?;
     Ok(PushListening {
         path: path.to_path_buf(),
         stop,

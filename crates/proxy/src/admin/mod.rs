@@ -13,12 +13,12 @@ use bytes::Bytes;
 use gatehouse_table::Table;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-use crate::{Body, Shared, full};
+pub mod push;
+
+use crate::{Body, Shared, full, listener};
 
 /// Answers `/explain`: (table, method, url, headers) → JSON. Provided by the binary,
 /// which owns the compiler's explain engine.
@@ -99,14 +99,14 @@ impl AdminState {
 pub struct AdminListening {
     /// Bound address.
     pub local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: listener::Stop,
     thread: JoinHandle<()>,
 }
 
 impl AdminListening {
     /// Stops the listener.
     pub fn shutdown(self) {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Some(std::time::Duration::ZERO));
         let _ = self.thread.join();
     }
 }
@@ -135,40 +135,25 @@ pub fn serve_surface(
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
-    let (stop, mut stopped) = watch::channel(false);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let thread = std::thread::Builder::new()
-        .name(match surface {
-            Surface::Admin => "gatehouse-admin".into(),
-            Surface::Probes => "gatehouse-metrics".into(),
-        })
-        .spawn(move || {
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                loop {
-                    tokio::select! {
-                        _ = stopped.changed() => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let state = state.clone();
-                            tokio::spawn(async move {
-                                let svc = service_fn(move |req| {
-                                    let state = state.clone();
-                                    async move { Ok::<_, Infallible>(answer(&req, &state, surface)) }
-                                });
-                                let _ = http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), svc)
-                                    .await;
-                            });
-                        }
-                    }
-                }
+    let (stop, stopped) = watch::channel(None);
+    let name = match surface {
+        Surface::Admin => "gatehouse-admin",
+        Surface::Probes => "gatehouse-metrics",
+    };
+    let thread = listener::on_thread(name.into(), move || async move {
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+            return;
+        };
+        listener::accept_loop(listener, stopped, move |stream, _, _| {
+            let state = state.clone();
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(answer(&req, &state, surface)) }
             });
-        })?;
+            listener::serve_http1(stream, svc)
+        })
+        .await;
+    })?;
     Ok(AdminListening {
         local_addr,
         stop,

@@ -1,0 +1,104 @@
+//! Phase 5, the backend: what a selected rule does with the request. The gateway
+//! answers itself (`respond`, `redirect`), or the request goes upstream: the request
+//! transform reads what it needs from the request as received, the request is rewritten
+//! for the upstream (`forward.rs`), the balancer picks an upstream and an endpoint, and
+//! the exchange sends it. Aggregation and mirroring plug in here next.
+
+use std::time::Duration;
+
+use gatehouse_table::Action;
+use http::{Request, Response, header};
+
+use crate::body::Body;
+use crate::phases::{Ctx, Inbound};
+use crate::policy::{transform, validation};
+use crate::prepared::PreparedRule;
+use crate::problem::GatewayError;
+use crate::routing::Routed;
+use crate::upstream::{self, balance};
+use crate::{forward, respond};
+
+/// Who answered.
+pub(crate) enum Answer {
+    /// The gateway itself: the response phases do not apply.
+    Gateway(Response<Body>),
+    /// An upstream: the response phases apply.
+    Upstream(Response<Body>),
+}
+
+/// Serves the request by the rule's action.
+pub(crate) async fn serve(
+    cx: &Ctx<'_>,
+    req: Inbound,
+    routed: &Routed<'_>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Answer, GatewayError> {
+    let rule = cx.rule.ok_or(GatewayError::NoRoute)?;
+    match &rule.spec().action {
+        Action::Respond(r) => Ok(Answer::Gateway(respond::respond(r))),
+        Action::Redirect(r) => {
+            let vars = routed.templates(cx, Some(&req.parts.headers));
+            let answer = respond::redirect(r, routed.host.as_str(), &routed.path, &vars);
+            Ok(Answer::Gateway(answer))
+        }
+        Action::Aggregate(_) => Err(GatewayError::Blocked),
+        Action::Backends { .. } => upstream(cx, rule, req, routed, permit)
+            .await
+            .map(Answer::Upstream),
+    }
+}
+
+/// To an upstream: balance, request transform, rewrite, exchange.
+async fn upstream(
+    cx: &Ctx<'_>,
+    rule: &PreparedRule,
+    mut req: Inbound,
+    routed: &Routed<'_>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Response<Body>, GatewayError> {
+    let upstream = balance::backend(&cx.table.upstreams, rule, &req.parts)?;
+    if !upstream.spec.blocked.is_empty() {
+        return Err(GatewayError::Blocked);
+    }
+    let addr = upstream.pick().ok_or(GatewayError::Unavailable)?;
+    let timeout = rule
+        .spec()
+        .timeout_ms
+        .unwrap_or(upstream.spec.timeouts.request_ms);
+    let protocol = upstream.spec.protocol;
+    let tr = cx.policies().and_then(|p| p.request.as_ref());
+    let (target, received) = transform::read_request(
+        tr,
+        &rule.spec().matches[routed.matched],
+        routed,
+        &routed.templates(cx, Some(&req.parts.headers)),
+        &req.parts.headers,
+    )?;
+    forward::rewrite(
+        &mut req.parts,
+        target,
+        routed.host,
+        cx.peer,
+        cx.request_id,
+        protocol,
+    )?;
+    // Templates evaluated from here on (bodies) see no request headers: those now
+    // belong to the upstream request.
+    let vars = routed.templates(cx, None);
+    let body = transform::edit_request(
+        tr,
+        received,
+        &mut req.parts,
+        req.body,
+        req.body_limit,
+        &vars,
+        protocol,
+    )
+    .await?;
+    if validation::checks_responses(cx) {
+        // A schema checks what the upstream meant, not its compression.
+        req.parts.headers.remove(header::ACCEPT_ENCODING);
+    }
+    let req = Request::from_parts(req.parts, body);
+    upstream::exchange(req, addr, upstream, Duration::from_millis(timeout), permit).await
+}

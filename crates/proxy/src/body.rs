@@ -1,0 +1,127 @@
+//! Bodies: every response body the gateway sends ([`Body`]), an upstream's streamed
+//! one ([`Streamed`]), and the client's request body as the phases see it
+//! ([`RequestBody`]: streamed until a policy needs it whole).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+
+use crate::problem::GatewayError;
+
+/// Every response body: generated (`Full`) or streamed from an upstream.
+pub type Body = Either<Full<Bytes>, Streamed>;
+
+/// A generated body.
+pub(crate) fn full(bytes: Bytes) -> Body {
+    Either::Left(Full::new(bytes))
+}
+
+/// An upstream's response body, streamed to the client, holding whatever must live as
+/// long as the response does (a concurrency-limit permit). A policy that read the start
+/// of it (the cache, finding it too large to store) puts that part back to be sent first.
+#[derive(Debug)]
+pub struct Streamed {
+    replay: Option<Bytes>,
+    body: Incoming,
+    _held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Streamed {
+    pub(crate) fn new(body: Incoming, held: Option<tokio::sync::OwnedSemaphorePermit>) -> Streamed {
+        Streamed {
+            replay: None,
+            body,
+            _held: held,
+        }
+    }
+
+    /// Sends `bytes` before the rest of the body.
+    pub(crate) fn replay(&mut self, bytes: Bytes) {
+        self.replay = Some(bytes);
+    }
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if let Some(bytes) = this.replay.take() {
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(bytes))));
+        }
+        std::pin::Pin::new(&mut this.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.replay.is_none() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let inner = self.body.size_hint();
+        let Some(r) = &self.replay else {
+            return inner;
+        };
+        let n = r.len() as u64;
+        let mut hint = hyper::body::SizeHint::new();
+        hint.set_lower(inner.lower() + n);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + n);
+        }
+        hint
+    }
+}
+
+/// The client's request body: streamed as it arrives, or already read by a policy.
+pub(crate) enum RequestBody {
+    Streamed(Incoming),
+    Buffered(Bytes),
+}
+
+impl RequestBody {
+    /// The whole body, at most `limit` bytes (else 413).
+    pub async fn read(self, limit: u64) -> Result<Bytes, GatewayError> {
+        let body = match self {
+            RequestBody::Buffered(b) => return Ok(b),
+            RequestBody::Streamed(body) => body,
+        };
+        match http_body_util::Limited::new(body, limit as usize)
+            .collect()
+            .await
+        {
+            Ok(b) => Ok(b.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(GatewayError::PayloadTooLarge(limit))
+            }
+            Err(_) => Err(GatewayError::BadBody(
+                "the request body could not be read".into(),
+            )),
+        }
+    }
+
+    /// The body as sent upstream: streamed within `limit`, or the bytes read.
+    pub fn into_upstream(self, limit: u64) -> crate::upstream::pool::UpstreamBody {
+        match self {
+            RequestBody::Streamed(b) => {
+                Either::Left(http_body_util::Limited::new(b, limit as usize))
+            }
+            RequestBody::Buffered(b) => Either::Right(Full::new(b)),
+        }
+    }
+}
+
+/// Largest upstream response body a response policy reads whole.
+pub(crate) const MAX_RESPONSE_EDIT_BYTES: usize = 10 * 1024 * 1024;
+
+/// A response body read whole, up to [`MAX_RESPONSE_EDIT_BYTES`]; `None` when it is
+/// larger or breaks off.
+pub(crate) async fn read_whole(body: Body) -> Option<Bytes> {
+    http_body_util::Limited::new(body, MAX_RESPONSE_EDIT_BYTES)
+        .collect()
+        .await
+        .ok()
+        .map(http_body_util::Collected::to_bytes)
+}

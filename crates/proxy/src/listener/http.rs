@@ -1,0 +1,50 @@
+//! HTTP on an accepted connection: HTTP/1.1 and h2c (prior knowledge) with the
+//! listener's bounds for traffic, plain HTTP/1.1 for the admin surfaces. TLS comes
+//! next, in front of the same builder.
+
+use std::time::Duration;
+
+use hyper_util::rt::TokioTimer;
+use hyper_util::server::conn::auto;
+
+use super::limits::MAX_REQUEST_HEAD;
+
+/// The parser's buffer: twice [`MAX_REQUEST_HEAD`], so a head between the two gets the
+/// request path's problem+json 431.
+const PARSER_BUFFER: usize = 2 * MAX_REQUEST_HEAD;
+/// A client must send its whole request head within this time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent streams a client may open on one HTTP/2 connection.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Runs hyper's background tasks (HTTP/2 streams, upstream connections) on the
+/// thread's `LocalSet`, so they stay on the thread that owns their connection.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: std::future::Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// The connection builder of a traffic worker: HTTP/1.1 and h2c, with the limits.
+pub(crate) fn traffic() -> auto::Builder<LocalExec> {
+    let mut builder = auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(PARSER_BUFFER)
+        .writev(false)
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(PARSER_BUFFER as u32)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(HEADER_READ_TIMEOUT);
+    builder
+}

@@ -1,0 +1,240 @@
+//! Listeners. One accept loop ([`accept_loop`]) serves every socket the proxy listens
+//! on: the traffic workers, the admin and metrics surfaces, and the push socket. What
+//! differs is only what serves an accepted connection.
+//!
+//! Traffic runs thread per core: each worker binds the same address with `SO_REUSEPORT`
+//! (the kernel spreads connections), runs a current-thread runtime and serves its
+//! connections on a `LocalSet`, so connection state, upstream pools and per-worker
+//! counters stay on it. Each connection speaks HTTP/1.1 or, when it opens with the
+//! HTTP/2 preface, h2c (`http.rs`); HTTP/1.1 connections may be upgraded (WebSocket).
+//! TLS (rustls, SNI from the table) plugs in here next, in front of the same builder.
+//!
+//! Stopping sends a drain deadline: the loop stops accepting, open connections finish
+//! the response in flight, and the thread ends once they are done or the deadline
+//! passes.
+
+pub mod http;
+pub mod limits;
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use crate::headers::Peer;
+use crate::{Shared, phases, worker};
+
+/// Sends a listener's drain deadline; `None` until it stops.
+pub(crate) type Stop = watch::Sender<Option<Duration>>;
+/// Watches for the drain deadline.
+pub(crate) type Stopped = watch::Receiver<Option<Duration>>;
+
+/// A socket connections are accepted from.
+pub(crate) trait Accept: 'static {
+    /// A connection.
+    type Io: AsyncRead + AsyncWrite + Unpin + 'static;
+    /// Who is at the other end.
+    type Peer: 'static;
+    /// The next connection.
+    fn next(&self) -> impl Future<Output = io::Result<(Self::Io, Self::Peer)>>;
+}
+
+impl Accept for tokio::net::TcpListener {
+    type Io = tokio::net::TcpStream;
+    type Peer = SocketAddr;
+
+    async fn next(&self) -> io::Result<(Self::Io, SocketAddr)> {
+        let (stream, peer) = self.accept().await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, peer))
+    }
+}
+
+impl Accept for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+    type Peer = ();
+
+    async fn next(&self) -> io::Result<(Self::Io, ())> {
+        let (stream, _) = self.accept().await?;
+        Ok((stream, ()))
+    }
+}
+
+/// Accepts connections until told to stop, serving each with `serve` on this thread;
+/// then waits for the open ones up to the drain deadline.
+pub(crate) async fn accept_loop<L, F, Fut>(listener: L, mut stop: Stopped, serve: F)
+where
+    L: Accept,
+    F: Fn(L::Io, L::Peer, Stopped) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    let active = Rc::new(Cell::new(0usize));
+    let idle = Rc::new(tokio::sync::Notify::new());
+    let drain = loop {
+        tokio::select! {
+            _ = stop.changed() => break (*stop.borrow()).unwrap_or_default(),
+            accepted = listener.next() => {
+                let (io, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let served = serve(io, peer, stop.clone());
+                let (active, idle) = (active.clone(), idle.clone());
+                active.set(active.get() + 1);
+                tokio::task::spawn_local(async move {
+                    served.await;
+                    active.set(active.get() - 1);
+                    if active.get() == 0 {
+                        idle.notify_one();
+                    }
+                });
+            }
+        }
+    };
+    drop(listener);
+    if active.get() > 0 {
+        let _ = tokio::time::timeout(drain, idle.notified()).await;
+    }
+}
+
+/// Runs `run` on a thread of its own, on a current-thread runtime and a `LocalSet`.
+pub(crate) fn on_thread<F, Fut>(name: String, run: F) -> io::Result<JoinHandle<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new().name(name).spawn(move || {
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, run());
+    })
+}
+
+/// Serves an accepted connection over plain HTTP/1.1 (the admin surfaces).
+pub(crate) async fn serve_http1<I, S>(io: I, svc: S)
+where
+    I: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + 'static,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: 'static,
+{
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+}
+
+/// Running traffic listeners.
+#[derive(Debug)]
+pub struct Listening {
+    /// The bound address (the real port when 0 was asked for).
+    pub local_addr: SocketAddr,
+    stop: Stop,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Listening {
+    /// Drains: stops accepting, lets requests in flight finish (connections close
+    /// after their current response) for up to `drain`, then stops the workers.
+    pub fn shutdown(self, drain: Duration) {
+        let _ = self.stop.send(Some(drain));
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Serves `shared` on `addr` with `workers` threads (at least one).
+pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Result<Listening> {
+    let first = bind(addr)?;
+    let local_addr = first.local_addr()?;
+    let (stop, stopped) = watch::channel(None);
+    let mut listeners = vec![first];
+    for _ in 1..workers.max(1) {
+        listeners.push(bind(local_addr)?);
+    }
+    let mut handles = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (shared, stopped) = (shared.clone(), stopped.clone());
+        handles.push(on_thread(format!("gatehouse-worker-{i}"), move || {
+            traffic_worker(i, listener, shared, stopped)
+        })?);
+    }
+    Ok(Listening {
+        local_addr,
+        stop,
+        workers: handles,
+    })
+}
+
+/// One traffic worker: its accept loop, serving HTTP/1.1 and h2c with the request path.
+async fn traffic_worker(
+    index: usize,
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    stopped: Stopped,
+) {
+    worker::enter(index);
+    shared.metrics.register_worker();
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "listener setup failed");
+            return;
+        }
+    };
+    let builder = Rc::new(http::traffic());
+    // Cloned per request: an `Rc`, so no atomic traffic between workers.
+    let shared = Rc::new(shared);
+    accept_loop(listener, stopped, move |stream, client, mut stop| {
+        let (shared, builder) = (shared.clone(), builder.clone());
+        async move {
+            let peer = Rc::new(Peer::new(client));
+            let svc = service_fn(move |req| {
+                let (shared, peer) = (shared.clone(), peer.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(phases::handle(req, &peer, &shared).await)
+                }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = stop.changed() => {
+                    // Finish the response in flight, then close.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(%client, error = %e, "connection ended");
+            }
+        }
+    })
+    .await;
+}

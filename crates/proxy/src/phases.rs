@@ -1,0 +1,233 @@
+//! The request path: a fixed list of named phases over one per-request context, in the
+//! order `DESIGN.md` fixes. [`serve`] is that list, one call per phase; each phase's
+//! body lives in the file of its behaviour. A phase that may answer early returns a
+//! [`Phase`]: `Break(response)` ends the request there.
+//!
+//! ```text
+//!  1. listener limits        listener/limits.rs   431, 413
+//!  2. route lookup           routing.rs           404, 405 + Allow, 400; 503 for a blocked rule
+//!  3. WAF                    (policy/waf.rs, next)
+//!     CORS                   policy/cors.rs       preflights answered here
+//!     authentication         (policy/authentication.rs, next)
+//!     authorization          (policy/authorization.rs, next)
+//!  4. rate limit             policy/limit.rs      429, or a wait when throttling
+//!     concurrency limit      policy/limit.rs      503
+//!     request validation     policy/validation.rs 415, 413, 400
+//!     cache lookup           policy/cache.rs      a hit answers
+//!  5. backend                backend.rs           respond | redirect | upstream:
+//!                                                 request transform (policy/transform.rs),
+//!                                                 balance → exchange (upstream/)
+//!  6. response               policy/validation.rs → policy/errors.rs → policy/transform.rs
+//!                            → policy/cache.rs (store); then [`finish`]: decorations
+//!                            (CORS, RateLimit-*, X-Cache, version headers), hop-by-hop
+//!                            headers stripped, X-Request-Id, metrics
+//! ```
+//!
+//! The request is taken apart once (`into_parts`); routing borrows from it, and the
+//! parts are then rewritten in place for the upstream, so a plain proxied request
+//! copies no header, path or query.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use crate::body::{Body, RequestBody};
+use crate::headers::{self, Peer, X_REQUEST_ID};
+use crate::metrics::{Counter, Metrics};
+use crate::policy::{RulePolicies, cache, cors, errors, limit, transform, validation};
+use crate::prepared::{Prepared, PreparedRule};
+use crate::problem::GatewayError;
+use crate::routing;
+use crate::{Shared, backend, listener, request_id};
+
+/// What a phase that may answer early returns: `Break` with the answer, or `Continue`
+/// with what the next phases need.
+pub(crate) type Phase<T = ()> = Result<ControlFlow<Response<Body>, T>, GatewayError>;
+
+/// One request's context: what every phase reads, and what phases leave for the
+/// response.
+pub(crate) struct Ctx<'t> {
+    /// The table this request is served by, start to end.
+    pub table: &'t Prepared,
+    /// Where outcomes are counted.
+    pub metrics: &'t Metrics,
+    /// The client end of the connection.
+    pub peer: &'t Peer,
+    /// `X-Request-Id`: the client's, or generated.
+    pub request_id: &'t HeaderValue,
+    /// The rule routing selected; `None` until then (or when none matched).
+    pub rule: Option<&'t PreparedRule>,
+    /// Headers the response carries whatever it is.
+    pub decor: Decor<'t>,
+}
+
+impl<'t> Ctx<'t> {
+    /// The selected rule's policies; `None` before routing or for a rule without any.
+    pub fn policies(&self) -> Option<&'t RulePolicies> {
+        self.rule.and_then(|r| r.policies.as_deref())
+    }
+
+    /// The request id as text.
+    pub fn rid(&self) -> &'t str {
+        self.request_id.to_str().unwrap_or_default()
+    }
+
+    /// Counts `counter` for the selected rule.
+    pub fn count(&self, counter: Counter) {
+        if let Some(rule) = self.rule {
+            self.metrics.count(&rule.labels, counter);
+        }
+    }
+}
+
+/// Headers policies add to the response, whatever it is (a 429 must carry CORS headers
+/// too, or the page cannot read it), and those of the route's API version.
+#[derive(Default)]
+pub(crate) struct Decor<'t> {
+    /// CORS response headers.
+    pub cors: Option<HeaderMap>,
+    /// `RateLimit-*`.
+    pub quota: Option<limit::Quota>,
+    /// `X-Cache`.
+    pub cache: Option<HeaderValue>,
+    /// `Deprecation`, `Sunset`, `Vary` of a versioned route.
+    pub version: Option<&'t crate::version::VersionHeaders>,
+}
+
+impl Decor<'_> {
+    fn apply(self, headers: &mut HeaderMap) {
+        if let Some(cors) = self.cors {
+            // Only `Vary` has several values here; it adds to the response's own.
+            for (name, value) in &cors {
+                if name == header::VARY {
+                    headers.append(header::VARY, value.clone());
+                } else {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        if let Some(q) = self.quota {
+            q.write(headers);
+        }
+        if let Some(c) = self.cache {
+            headers.insert(cache::X_CACHE, c);
+        }
+        if let Some(v) = self.version {
+            v.apply(headers);
+        }
+    }
+}
+
+/// Serves one request.
+pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Response<Body> {
+    let started = Instant::now();
+    let table = shared.prepared();
+    let method = req.method().clone();
+    let request_id = request_id::of(req.headers());
+    let mut cx = Ctx {
+        table: &table,
+        metrics: &shared.metrics,
+        peer,
+        request_id: &request_id,
+        rule: None,
+        decor: Decor::default(),
+    };
+    let resp = match serve(req, &mut cx).await {
+        Ok(resp) => resp,
+        Err(e) => error_response(&cx, e),
+    };
+    finish(cx, resp, &method, started)
+}
+
+/// The phases, in order.
+async fn serve(req: Request<Incoming>, cx: &mut Ctx<'_>) -> Result<Response<Body>, GatewayError> {
+    let (parts, body) = req.into_parts();
+    let mut req = Inbound {
+        parts,
+        body: RequestBody::Streamed(body),
+        body_limit: listener::limits::MAX_BODY_BYTES,
+    };
+    // 1. Listener limits, before any work on the request.
+    listener::limits::check(&req.parts)?;
+    // 2. Route lookup (a CORS preflight for another method of the path answers here).
+    let (host, target) = routing::what_was_asked(&req.parts);
+    let routed = match routing::select(cx, &req.parts, &host, &target)? {
+        ControlFlow::Continue(routed) => routed,
+        ControlFlow::Break(answer) => return Ok(answer),
+    };
+    // 3. WAF → CORS → authentication → authorization.
+    if let ControlFlow::Break(answer) = cors::on_request(cx, &req.parts)? {
+        return Ok(answer);
+    }
+    // 4. Rate limit → concurrency limit → request validation → cache lookup.
+    limit::rate_limit(cx, &req.parts).await?;
+    let permit = limit::concurrency(cx).await?;
+    validation::on_request(cx, &mut req).await?;
+    let fill = match cache::lookup(cx, &req.parts, &routed).await? {
+        ControlFlow::Continue(fill) => fill,
+        ControlFlow::Break(hit) => return Ok(hit),
+    };
+    // 5. Backend: respond | redirect | upstream (request transform, balance, exchange).
+    let resp = match backend::serve(cx, req, &routed, permit).await? {
+        backend::Answer::Gateway(resp) => return Ok(resp),
+        backend::Answer::Upstream(resp) => resp,
+    };
+    // 6. Response: validation → error formatting, or the response transform → cache store.
+    let vars = routed.templates(cx, None);
+    let resp = validation::on_response(cx, resp).await?;
+    let resp = match errors::replace_upstream(cx, resp) {
+        ControlFlow::Break(replaced) => replaced,
+        ControlFlow::Continue(resp) => transform::on_response(cx, resp, &vars).await?,
+    };
+    cache::store(fill, resp).await
+}
+
+/// The client's request as the phases rewrite it for the upstream.
+pub(crate) struct Inbound {
+    /// Method, target, headers: rewritten in place for the upstream.
+    pub parts: http::request::Parts,
+    /// Streamed until a phase needs it whole.
+    pub body: RequestBody,
+    /// Largest body accepted: the listener's, or a rule's smaller one.
+    pub body_limit: u64,
+}
+
+/// The answer for a request that failed: the gateway's error, in the rule's format.
+fn error_response(cx: &Ctx<'_>, e: GatewayError) -> Response<Body> {
+    match e {
+        GatewayError::RateLimited { .. } => cx.count(Counter::RateLimited),
+        GatewayError::Invalid(_) => cx.count(Counter::ValidationRequest),
+        _ => {}
+    }
+    let format = cx.policies().and_then(|p| p.errors.as_ref());
+    e.response_as(cx.rid(), format)
+}
+
+/// Decorates the response (policies' headers, the version's, hop-by-hop headers
+/// stripped, `X-Request-Id`) and counts it.
+fn finish(
+    mut cx: Ctx<'_>,
+    mut resp: Response<Body>,
+    method: &http::Method,
+    started: Instant,
+) -> Response<Body> {
+    // A versioned route marks each of its responses (Deprecation, Sunset, Vary).
+    cx.decor.version = cx.rule.and_then(|r| r.version.as_deref());
+    cx.decor.apply(resp.headers_mut());
+    // A `101 Switching Protocols` keeps the headers that say which protocol the
+    // connection now speaks.
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        headers::strip_hop_by_hop_except_upgrade(resp.headers_mut());
+    } else {
+        headers::strip_hop_by_hop(resp.headers_mut());
+    }
+    resp.headers_mut()
+        .insert(X_REQUEST_ID, cx.request_id.clone());
+    // Counted when the response head is ready.
+    let labels = cx.rule.map_or(&cx.table.unmatched, |r| &r.labels);
+    cx.metrics
+        .record(labels, method, resp.status().as_u16(), started.elapsed());
+    resp
+}
