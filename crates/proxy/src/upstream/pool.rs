@@ -152,13 +152,21 @@ async fn connect_http1(addr: SocketAddr, timeout: Duration) -> Result<H1, SendEr
         .handshake(io)
         .await
         .map_err(|source| SendError::Exchange { addr, source })?;
-    // Driven on this worker; it ends when the peer or the pool drops it.
+    drive(conn, addr, "upstream connection closed");
+    Ok(sender)
+}
+
+/// Drives an upstream connection on this worker; it ends when the peer or the pool
+/// drops it.
+fn drive<C>(conn: C, addr: SocketAddr, closed: &'static str)
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>> + 'static,
+{
     tokio::task::spawn_local(async move {
         if let Err(e) = conn.await {
-            tracing::debug!(%addr, error = %e, "upstream connection closed");
+            tracing::debug!(%addr, error = %e, "{closed}");
         }
     });
-    Ok(sender)
 }
 
 /// HTTP/1.1. When a pooled connection turns out to be closed before the request was
@@ -217,11 +225,7 @@ async fn connect_http2(addr: SocketAddr, timeout: Duration) -> Result<H2, SendEr
         .handshake(io)
         .await
         .map_err(|source| SendError::Exchange { addr, source })?;
-    tokio::task::spawn_local(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection closed");
-        }
-    });
+    drive(conn, addr, "upstream HTTP/2 connection closed");
     Ok(sender)
 }
 
