@@ -23,6 +23,7 @@
 
 pub mod identity;
 pub mod patch;
+pub mod push;
 pub mod schema;
 pub mod text;
 
