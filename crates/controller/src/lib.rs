@@ -97,8 +97,23 @@ fn spawn_watch<K>(
     });
 }
 
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The compilation task did not finish (the compiler panicked): no table from it can
+    /// be trusted, so the controller stops and its restart starts over from the cluster.
+    #[error("compiling {routes} ApiRoute(s)")]
+    Compile {
+        /// How many ApiRoutes were compiled.
+        routes: usize,
+        /// Why the task did not finish.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
 /// Runs the controller until the process ends.
-pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+pub async fn run(client: Client, config: Config) -> Result<(), ControllerError> {
     let store = Store::default();
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
@@ -173,11 +188,13 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             let copied = woke.elapsed() - settled;
             let started = std::time::Instant::now();
             let mut compiler = std::mem::take(&mut incremental);
+            let routes = inputs.routes.len();
             let (out, compiler) = tokio::task::spawn_blocking(move || {
                 let out = compiler.compile(&inputs);
                 (out, compiler)
             })
-            .await?;
+            .await
+            .map_err(|source| ControllerError::Compile { routes, source })?;
             incremental = compiler;
             tracing::info!(
                 routes = out.table.routes.len(),

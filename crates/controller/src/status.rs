@@ -362,8 +362,32 @@ pub async fn announce(recorder: &kube::runtime::events::Recorder, write: &Write)
     }
 }
 
+/// A status the API server did not take.
+#[derive(Debug, thiserror::Error)]
+#[error("writing the status of {object}: {source}")]
+pub struct StatusError {
+    /// Whose status.
+    pub object: ObjectRef,
+    /// The API server's answer.
+    #[source]
+    pub source: kube::Error,
+}
+
 /// Writes one status with server-side apply.
-pub async fn write(client: &Client, object: &ObjectRef, status: Value) -> Result<(), kube::Error> {
+pub async fn write(client: &Client, object: &ObjectRef, status: Value) -> Result<(), StatusError> {
+    apply_status(client, object, status)
+        .await
+        .map_err(|source| StatusError {
+            object: object.clone(),
+            source,
+        })
+}
+
+async fn apply_status(
+    client: &Client,
+    object: &ObjectRef,
+    status: Value,
+) -> Result<(), kube::Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let body = |kind: &str| {
         json!({
