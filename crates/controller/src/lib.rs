@@ -15,6 +15,11 @@
 //!   every [`RECHECK`], so a restarted proxy gets the table again.
 //! - Only the Lease holder writes status (`lease.rs`), and only what changed
 //!   (`status.rs`), with an Event for each condition that changed.
+//!
+//! What it must not know: what the objects mean (the compiler decides; the controller
+//! only hands it the watched objects), the proxy's insides (it speaks HTTP over the
+//! socket with the messages of `gatehouse_table::push`), flags, signals and exit codes
+//! (the binary's). Its errors say which object, Lease or socket they are about.
 
 pub mod lease;
 pub mod push;
