@@ -41,7 +41,7 @@ use rustc_hash::FxHashMap as HashMap;
 use gatehouse_api::consumer::{consumer_from_secret, is_consumer};
 use gatehouse_api::manifest::{Document, Object};
 use gatehouse_api::{ApiPolicy, ApiRoute, Policies, Upstream};
-use gatehouse_table::{self as table, Table};
+use gatehouse_table::{self as table, Address, ByAddress, Table};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Resource;
@@ -418,10 +418,10 @@ impl Remembered {
 struct Memo {
     world: World,
     routes: HashMap<ObjectRef, Remembered>,
-    /// Digest of each route of the last table, by the route's address (the `Arc` kept
-    /// here holds that address for it): a route shared with the previous table is not
-    /// digested again.
-    digests: HashMap<usize, (Arc<table::Route>, [u8; 32])>,
+    /// Digest of each route of the last table, by the route's identity (the key holds
+    /// the route, so its address stays its own): a route shared with the previous table
+    /// is not digested again.
+    digests: HashMap<ByAddress<table::Route>, [u8; 32]>,
     round: u64,
     /// The base of the short path, when the last compilation can be one.
     last: Option<routes_only::Last>,
@@ -688,9 +688,9 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
                 .routes
                 .par_iter()
                 .map(|r| {
-                    let known = digests.and_then(|d| d.get(&(Arc::as_ptr(r) as usize)));
+                    let known = digests.and_then(|d| d.get(&Address::of(r)));
                     match known {
-                        Some((_, digest)) => *digest,
+                        Some(digest) => *digest,
                         None => route_digest(r),
                     }
                 })
@@ -732,7 +732,7 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
             .routes
             .iter()
             .zip(&route_digests)
-            .map(|(r, d)| (Arc::as_ptr(r) as usize, (r.clone(), *d)))
+            .map(|(r, d)| (ByAddress::new(r.clone()), *d))
             .collect();
         memo.last = claims.map(|claims| routes_only::Last {
             redis: inputs.redis,

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use gatehouse_api::ApiRoute;
+use gatehouse_table::{Address, ByAddress};
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::route::RouteDraft;
@@ -272,7 +273,7 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
                 out.table.routes.remove(at);
                 last.digests.remove(at);
             }
-            memo.digests.remove(&(Arc::as_ptr(&old.route) as usize));
+            memo.digests.remove(&Address::of(&old.route));
             for p in old.policy_refs.iter() {
                 *attached.entry(p.clone()).or_default() -= 1;
             }
@@ -291,8 +292,7 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
                     let digest = crate::route_digest(&d.route);
                     out.table.routes.insert(at, d.route.clone());
                     last.digests.insert(at, digest);
-                    memo.digests
-                        .insert(Arc::as_ptr(&d.route) as usize, (d.route.clone(), digest));
+                    memo.digests.insert(ByAddress::new(d.route.clone()), digest);
                     for p in d.policy_refs.iter() {
                         *attached.entry(p.clone()).or_default() += 1;
                     }

@@ -24,6 +24,17 @@ pub const DURATION: Duration = Duration::from_secs(15);
 /// How often the holder renews (and others check).
 pub const RENEW: Duration = Duration::from_secs(2);
 
+/// A round of the election that could not read or write the Lease.
+#[derive(Debug, thiserror::Error)]
+#[error("Lease {namespace}/{LEASE_NAME}: {source}")]
+pub struct LeaseError {
+    /// The Lease's namespace.
+    pub namespace: String,
+    /// The API server's answer.
+    #[source]
+    pub source: kube::Error,
+}
+
 /// Whether this replica holds the Lease now.
 #[derive(Debug, Clone, Default)]
 pub struct Leadership(Arc<AtomicBool>);
@@ -64,7 +75,13 @@ pub async fn elect(client: Client, namespace: String, identity: String, leadersh
     let api: Api<Lease> = Api::namespaced(client, &namespace);
     let mut last_renewal = tokio::time::Instant::now();
     loop {
-        match try_hold(&api, &identity).await {
+        let round = try_hold(&api, &identity)
+            .await
+            .map_err(|source| LeaseError {
+                namespace: namespace.clone(),
+                source,
+            });
+        match round {
             Ok(true) => {
                 if !leadership.0.swap(true, Ordering::AcqRel) {
                     tracing::info!(%identity, lease = LEASE_NAME, %namespace, "became leader: writing status");

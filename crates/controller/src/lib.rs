@@ -15,6 +15,11 @@
 //!   every [`RECHECK`], so a restarted proxy gets the table again.
 //! - Only the Lease holder writes status (`lease.rs`), and only what changed
 //!   (`status.rs`), with an Event for each condition that changed.
+//!
+//! What it must not know: what the objects mean (the compiler decides; the controller
+//! only hands it the watched objects), the proxy's insides (it speaks HTTP over the
+//! socket with the messages of `gatehouse_table::push`), flags, signals and exit codes
+//! (the binary's). Its errors say which object, Lease or socket they are about.
 
 pub mod lease;
 pub mod push;
@@ -97,8 +102,23 @@ fn spawn_watch<K>(
     });
 }
 
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The compilation task did not finish (the compiler panicked): no table from it can
+    /// be trusted, so the controller stops and its restart starts over from the cluster.
+    #[error("compiling {routes} ApiRoute(s)")]
+    Compile {
+        /// How many ApiRoutes were compiled.
+        routes: usize,
+        /// Why the task did not finish.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
 /// Runs the controller until the process ends.
-pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+pub async fn run(client: Client, config: Config) -> Result<(), ControllerError> {
     let store = Store::default();
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
@@ -173,11 +193,13 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             let copied = woke.elapsed() - settled;
             let started = std::time::Instant::now();
             let mut compiler = std::mem::take(&mut incremental);
+            let routes = inputs.routes.len();
             let (out, compiler) = tokio::task::spawn_blocking(move || {
                 let out = compiler.compile(&inputs);
                 (out, compiler)
             })
-            .await?;
+            .await
+            .map_err(|source| ControllerError::Compile { routes, source })?;
             incremental = compiler;
             tracing::info!(
                 routes = out.table.routes.len(),

@@ -6,6 +6,7 @@
 //! the same, so an unchanged status compares equal and is never rewritten.
 
 use gatehouse_compiler::{Kind, ObjectRef, ObjectStatus, Output};
+use gatehouse_table::{Address, ByAddress};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -127,17 +128,19 @@ fn desired(
 /// again. Comparing means serializing both statuses; doing it for 10,000 objects after
 /// every one-route change would cost tens of milliseconds of CPU on every change.
 ///
-/// Keyed by the address of the watched object found equal (the entry holds it, so the
+/// Keyed by the watched object found equal, by its identity (the key holds it, so its
 /// address stays its own): a watch event replaces the object, and so the key.
 #[derive(Debug, Default)]
 pub struct Verified {
-    objects: std::collections::HashMap<usize, Seen>,
+    objects: std::collections::HashMap<Watched, Seen>,
 }
 
-/// An object found to show the status `status` with `programmed`.
+/// A watched object of any of our kinds, by identity.
+type Watched = ByAddress<dyn std::any::Any + Send + Sync>;
+
+/// What an object was found to show: the status `status` with `programmed`.
 #[derive(Debug)]
 struct Seen {
-    _object: std::sync::Arc<dyn std::any::Any + Send + Sync>,
     status: ObjectStatus,
     programmed: Programmed,
 }
@@ -269,14 +272,13 @@ fn compare<K: Statused>(
     programmed: &Programmed,
     live_object: &std::sync::Arc<K>,
     verified: &mut Verified,
-    still: &mut std::collections::HashMap<usize, Seen>,
+    still: &mut std::collections::HashMap<Watched, Seen>,
 ) -> Option<Write> {
-    let address = std::sync::Arc::as_ptr(live_object) as *const () as usize;
-    if let Some(seen) = verified.objects.remove(&address)
+    if let Some((key, seen)) = verified.objects.remove_entry(&Address::of(live_object))
         && seen.status == *s
         && seen.programmed == *programmed
     {
-        still.insert(address, seen);
+        still.insert(key, seen);
         return None;
     }
     let (live_status, live_conditions) = live(&**live_object)?;
@@ -284,9 +286,8 @@ fn compare<K: Statused>(
     if want == live_status {
         let held: std::sync::Arc<dyn std::any::Any + Send + Sync> = live_object.clone();
         still.insert(
-            address,
+            ByAddress::new(held),
             Seen {
-                _object: held,
                 status: s.clone(),
                 programmed: programmed.clone(),
             },
@@ -361,8 +362,32 @@ pub async fn announce(recorder: &kube::runtime::events::Recorder, write: &Write)
     }
 }
 
+/// A status the API server did not take.
+#[derive(Debug, thiserror::Error)]
+#[error("writing the status of {object}: {source}")]
+pub struct StatusError {
+    /// Whose status.
+    pub object: ObjectRef,
+    /// The API server's answer.
+    #[source]
+    pub source: kube::Error,
+}
+
 /// Writes one status with server-side apply.
-pub async fn write(client: &Client, object: &ObjectRef, status: Value) -> Result<(), kube::Error> {
+pub async fn write(client: &Client, object: &ObjectRef, status: Value) -> Result<(), StatusError> {
+    apply_status(client, object, status)
+        .await
+        .map_err(|source| StatusError {
+            object: object.clone(),
+            source,
+        })
+}
+
+async fn apply_status(
+    client: &Client,
+    object: &ObjectRef,
+    status: Value,
+) -> Result<(), kube::Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let body = |kind: &str| {
         json!({

@@ -24,7 +24,7 @@ pub struct ControllerArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// How long a burst of changes may settle before compiling.
-    #[arg(long, default_value = "20ms", value_parser = crate::run::parse_drain)]
+    #[arg(long, default_value = "20ms", value_parser = crate::data_plane::parse_duration)]
     pub coalesce: Duration,
     /// The Redis the proxy beside it uses for `scope: Global` rate limits (the same
     /// `GATEHOUSE_REDIS` as the proxy's). The controller never connects to it: it only

@@ -1,12 +1,15 @@
-//! Flags every command that serves traffic shares (`run`, `proxy`): the backends
-//! policies use, turned into the proxy's [`Options`].
+//! What every command that serves traffic shares (`run`, `proxy`): the backends
+//! policies use, turned into the proxy's [`Options`]; the traffic and admin listeners;
+//! `/explain` on the admin listener.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use gatehouse_proxy::Options;
 use gatehouse_proxy::policy::global_limit::GlobalLimiter;
 use gatehouse_proxy::policy::limit::GlobalBackend;
+use gatehouse_proxy::{AdminListening, AdminState, ExplainFn, Listening, Options};
 
 /// Policy backends of the data plane.
 #[derive(Debug, Clone, clap::Args)]
@@ -17,7 +20,7 @@ pub struct DataPlaneArgs {
     pub redis: Option<String>,
     /// How long a global rate-limit check may wait for Redis before the policy's
     /// `failureMode` applies.
-    #[arg(long, default_value = "100ms", value_parser = crate::run::parse_drain)]
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub redis_timeout: Duration,
     /// Bytes the response cache holds at most (bodies, headers and keys); least
     /// recently and least frequently used entries go first.
@@ -42,4 +45,39 @@ impl DataPlaneArgs {
             cache_capacity: self.cache_capacity,
         })
     }
+}
+
+/// Opens the traffic listener on `http` (`workers` threads, default one per core) and the
+/// admin listener on `admin`, both serving `state`'s table.
+pub fn listen(
+    http: SocketAddr,
+    admin: SocketAddr,
+    workers: Option<usize>,
+    state: &Arc<AdminState>,
+) -> Result<(Listening, AdminListening)> {
+    let workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let listening = gatehouse_proxy::serve(http, state.shared().clone(), workers)
+        .with_context(|| format!("listening on {http}"))?;
+    let admin = gatehouse_proxy::serve_admin(admin, state.clone())
+        .with_context(|| format!("admin listener on {admin}"))?;
+    Ok((listening, admin))
+}
+
+/// `/explain` on the admin listener: the compiler's explain engine over the running table.
+pub fn explain_fn() -> ExplainFn {
+    Arc::new(
+        |table, method, url, headers| match gatehouse_router::Router::new(table) {
+            Ok(router) => serde_json::to_value(gatehouse_compiler::explain::explain(
+                table, &router, method, url, headers,
+            ))
+            .unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        },
+    )
+}
+
+/// A duration flag (`20s`, `100ms`), as manifests write durations.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    gatehouse_compiler::values::parse_duration(s).map(Duration::from_millis)
 }

@@ -1,6 +1,8 @@
-//! `gatehouse`: the one binary. It only wires the crates together; every decision lives
-//! in a library crate (`gatehouse-compiler` for what manifests mean, `gatehouse-router`
-//! for matching).
+//! `gatehouse`: the one binary. It only wires the crates together (flags, listeners,
+//! signals, exit codes); every decision lives in a library crate (`gatehouse-compiler`
+//! for what manifests mean, `gatehouse-router` for matching, `gatehouse-standalone` for
+//! what `run` does with a folder of manifests and its changes, `gatehouse-controller`
+//! for the control plane).
 
 mod check;
 mod controller;

@@ -11,9 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use gatehouse_proxy::{
-    AdminState, Shared, StateDir, Surface, serve, serve_admin, serve_push, serve_surface,
-};
+use gatehouse_proxy::{AdminState, Shared, StateDir, Surface, serve_push, serve_surface};
 use gatehouse_table::Table;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -41,7 +39,7 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub workers: Option<usize>,
     /// On SIGTERM, how long requests in flight may take to finish.
-    #[arg(long, default_value = "20s", value_parser = crate::run::parse_drain)]
+    #[arg(long, default_value = "20s", value_parser = crate::data_plane::parse_duration)]
     pub drain_timeout: Duration,
     /// Policy backends.
     #[command(flatten)]
@@ -76,7 +74,7 @@ pub fn proxy(args: ProxyArgs) -> Result<ExitCode> {
     };
     let shared = Shared::with_options(Table::default(), args.data_plane.options()?)
         .context("preparing an empty table")?;
-    let admin_state = AdminState::new(shared.clone(), Some(crate::run::explain_fn()));
+    let admin_state = AdminState::new(shared.clone(), Some(crate::data_plane::explain_fn()));
     if let Some(store) = &store {
         match store.load() {
             Ok(Some(table)) => {
@@ -97,13 +95,8 @@ pub fn proxy(args: ProxyArgs) -> Result<ExitCode> {
             }
         }
     }
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let listening = serve(args.http, shared.clone(), workers)
-        .with_context(|| format!("listening on {}", args.http))?;
-    let admin = serve_admin(args.admin, admin_state.clone())
-        .with_context(|| format!("admin listener on {}", args.admin))?;
+    let (listening, admin) =
+        crate::data_plane::listen(args.http, args.admin, args.workers, &admin_state)?;
     let metrics = match args.metrics.0 {
         Some(addr) => Some(
             serve_surface(addr, admin_state.clone(), Surface::Probes)

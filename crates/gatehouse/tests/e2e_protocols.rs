@@ -7,7 +7,7 @@
 //! (`spec/api.md`: Upstream `protocol`, endpoint `host`; `spec/runtime.md`: what a client
 //! sees; `docs/standalone.md`: the data plane).
 //!
-//! The same scenarios against the proxy library are `crates/proxy/tests/protocols.rs`.
+//! The same scenarios against the proxy library are `crates/standalone/tests/protocols.rs`.
 //! Each test is a plain `#[test]` that runs its async clients on a runtime of its own:
 //! the shared gateway and its upstream runtime are created and dropped outside it.
 

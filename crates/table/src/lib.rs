@@ -21,10 +21,13 @@
 //! policy field after layering, with the layer it came from. A policy's typed,
 //! precompiled form is built by the proxy when it prepares a table, off the request path.
 
+pub mod identity;
 pub mod patch;
+pub mod push;
 pub mod schema;
 pub mod text;
 
+pub use identity::{Address, ByAddress};
 pub use patch::{PatchError, TablePatch};
 
 use std::collections::BTreeMap;

@@ -13,6 +13,8 @@
 //! - `GET /config`: `{"version","hash"}` of the running table (empty hash before the
 //!   first one), so a controller can tell that a restarted proxy needs its table again.
 //!
+//! The answers are the messages of [`gatehouse_table::push`], which the controller reads.
+//!
 //! Each applied table is persisted (write to a temporary file, fsync, rename), so a
 //! crash mid-write leaves the previous file whole. On start the proxy loads it and
 //! serves before any controller is reachable (static stability). One writer thread
@@ -31,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use gatehouse_table::push::{Applied, NotFound, Refused, Running};
 use gatehouse_table::{FORMAT, PatchError, Table, TablePatch};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -260,9 +263,12 @@ async fn answer(
             } else {
                 String::new()
             };
-            json(
+            message(
                 StatusCode::OK,
-                &serde_json::json!({ "version": table.version, "hash": hash }),
+                &Running {
+                    version: table.version,
+                    hash,
+                },
             )
         }
         ("PUT", "/config") => {
@@ -329,9 +335,11 @@ async fn answer(
             };
             applied(version, hash, false, timings)
         }
-        _ => json(
+        _ => message(
             StatusCode::NOT_FOUND,
-            &serde_json::json!({ "error": "PUT /config, PATCH /config or GET /config" }),
+            &NotFound {
+                error: "PUT /config, PATCH /config or GET /config".into(),
+            },
         ),
     }
 }
@@ -385,23 +393,32 @@ fn applied(version: u64, hash: String, persisted: bool, took: Timings) -> Respon
         prepared_us = us(took.prepared),
         "table applied"
     );
-    json(
+    message(
         StatusCode::OK,
-        &serde_json::json!({ "version": version, "hash": hash, "persisted": persisted }),
+        &Applied {
+            version,
+            hash,
+            persisted,
+        },
     )
 }
 
 /// 409: the patch was made for another table; the whole table is needed.
 fn other_base(reason: String) -> Response<Body> {
-    json(
+    message(
         StatusCode::CONFLICT,
-        &serde_json::json!({ "reasons": [reason] }),
+        &Refused {
+            reasons: vec![reason],
+        },
     )
 }
 
 fn refused(reasons: Vec<String>) -> Response<Body> {
-    json(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        &serde_json::json!({ "reasons": reasons }),
-    )
+    message(StatusCode::UNPROCESSABLE_ENTITY, &Refused { reasons })
+}
+
+/// One of the push answers ([`gatehouse_table::push`]) as the JSON response.
+fn message(status: StatusCode, answer: &impl serde::Serialize) -> Response<Body> {
+    // Plain structs of numbers and strings: they always serialize.
+    json(status, &serde_json::to_value(answer).unwrap_or_default())
 }

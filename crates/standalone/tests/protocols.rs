@@ -1,6 +1,7 @@
 //! Protocols through the proxy over real sockets: h2c clients, HTTP/2 (gRPC-style)
 //! upstreams with trailers, WebSocket upgrades, DNS-named endpoints, and the body limit
-//! on a streamed (chunked) body.
+//! on a streamed (chunked) body. Tables come from manifests through the compiler (which is
+//! why these tests live here: the proxy crate knows no manifest or compiler).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! diff, the proxy's patch of its running table, and preparing and swapping it in.
 //! `make bench-propagation` measures the whole path; this splits the in-process part.
 //!
-//! `cargo run --release -p gatehouse-proxy --example propagation_stages [N] [CHANGES]`
+//! `cargo run --release -p gatehouse-standalone --example propagation_stages [N] [CHANGES]`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
 //! The proxy over real sockets: a real upstream, the proxy's worker threads, a real
-//! HTTP client. Tables come from manifests through the compiler, as in production.
+//! HTTP client. Tables come from manifests through the compiler, as in production
+//! (which is why these tests live here: the proxy crate knows no manifest or compiler).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
