@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use gatehouse_router::{RegexCache, Router, RouterError, Target};
-use gatehouse_table::{Action, Route, Rule, Table, Upstream};
+use gatehouse_table::{Action, Address, Route, Rule, Table, Upstream};
 
 use crate::metrics::{Metrics, RuleLabels};
 use crate::policy::{self, PolicyStates, RulePolicies, StatesRound};
@@ -198,19 +198,20 @@ fn prepare_routes(
                 .zip(&table.upstreams)
                 .all(|(a, b)| a.id == b.id)
     });
-    let known: rustc_hash::FxHashMap<usize, usize> = previous
+    // The running table is borrowed throughout, so the addresses name live routes.
+    let known: rustc_hash::FxHashMap<Address<'_>, usize> = previous
         .map(|p| {
             p.table
                 .routes
                 .iter()
                 .enumerate()
-                .map(|(i, r)| (Arc::as_ptr(r) as usize, i))
+                .map(|(i, r)| (Address::of(r), i))
                 .collect()
         })
         .unwrap_or_default();
     let mut out = Vec::with_capacity(table.routes.len());
     for r in &table.routes {
-        let kept = previous.zip(known.get(&(Arc::as_ptr(r) as usize)));
+        let kept = previous.zip(known.get(&Address::of(r)));
         let Some((p, &i)) = kept else {
             out.push(prepare_route(r, table, cx)?);
             continue;
