@@ -230,8 +230,9 @@ pub fn explain(
             backends,
             policies: rule
                 .policies
-                .iter()
-                .map(|(f, s)| (f.as_str().to_string(), s.source.clone()))
+                .sources()
+                .into_iter()
+                .map(|(f, source)| (f.as_str().to_string(), source.to_string()))
                 .collect(),
             blocked,
             timeout_ms: rule.timeout_ms,
@@ -422,7 +423,7 @@ pub fn render_text(e: &Explanation) -> String {
             Action::Aggregate(a) => {
                 let _ = writeln!(
                     s,
-                    "  aggregate {} call(s), merge {}",
+                    "  aggregate {} call(s), merge {:?}",
                     a.calls.len(),
                     a.merge
                 );

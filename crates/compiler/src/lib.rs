@@ -24,6 +24,7 @@
 
 pub mod diagnostics;
 pub mod explain;
+mod lower;
 mod policy;
 mod route;
 mod routes_only;
@@ -522,8 +523,8 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         policy_generations.push((object.clone(), p.metadata.generation));
         let mut sink = diagnostics::Sink::new(object, &mut diags);
         let ok = policy::validate(&p.spec, "spec", ns, &index, &mut sink);
-        for (field, config) in policy::set_fields(&p.spec) {
-            for part in support::unsupported_policy_parts(field, &config) {
+        for field in policy::set_fields(&p.spec) {
+            for part in support::unsupported_policy_parts(field, &p.spec) {
                 let (path, what) = if part.is_empty() {
                     (
                         format!("spec.{}", field.as_str()),

@@ -20,15 +20,29 @@ const JWT_ALGORITHMS: [&str; 12] = [
     "HS384", "HS512",
 ];
 
-/// The fields a `Policies` value sets, with their configuration as JSON.
-pub(crate) fn set_fields(p: &Policies) -> Vec<(PolicyField, serde_json::Value)> {
-    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(p) else {
-        return Vec::new();
-    };
+/// The fields a `Policies` value sets, in request-path order.
+pub(crate) fn set_fields(p: &Policies) -> Vec<PolicyField> {
     PolicyField::ALL
-        .iter()
-        .filter_map(|f| map.get(f.as_str()).map(|v| (*f, v.clone())))
+        .into_iter()
+        .filter(|f| is_set(p, *f))
         .collect()
+}
+
+/// Whether `p` sets `field`.
+pub(crate) fn is_set(p: &Policies, field: PolicyField) -> bool {
+    match field {
+        PolicyField::Waf => p.waf.is_some(),
+        PolicyField::Cors => p.cors.is_some(),
+        PolicyField::Authentication => p.authentication.is_some(),
+        PolicyField::Authorization => p.authorization.is_some(),
+        PolicyField::RateLimit => p.rate_limit.is_some(),
+        PolicyField::ConcurrencyLimit => p.concurrency_limit.is_some(),
+        PolicyField::Validation => p.validation.is_some(),
+        PolicyField::Cache => p.cache.is_some(),
+        PolicyField::RequestTransform => p.request_transform.is_some(),
+        PolicyField::ResponseTransform => p.response_transform.is_some(),
+        PolicyField::Errors => p.errors.is_some(),
+    }
 }
 
 /// Checks a `Policies` value written at `prefix` (e.g. `spec.rules[0].policies`) in an

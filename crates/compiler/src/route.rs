@@ -12,15 +12,16 @@ use gatehouse_api::route::{
 use gatehouse_api::{ApiRoute, LocalRef, Policies};
 use gatehouse_router::RegexChecker;
 use gatehouse_table::{
-    self as table, Action, BackendRef, Blocker, MirrorRef, PathMatch, PolicyField, PolicySlot,
-    Segment, Template, TemplatePart, ValueMatch, ValueMatchKind,
+    self as table, Action, AggregateMerge, BackendRef, BlockReason, Blocker, MirrorRef, PathMatch,
+    PolicyField, RedirectScheme, RulePolicies, Segment, Template, TemplatePart, ValueMatch,
+    ValueMatchKind,
 };
 
 use crate::diagnostics::{Reason, Sink};
 use crate::values::{
     is_host_pattern, is_token, parse_duration, parse_template, path_params, valid_ident,
 };
-use crate::{Index, policy, support, version};
+use crate::{Index, lower, policy, support, version};
 
 /// A route that compiled, before conflicts. Cheap to clone: what it holds is shared,
 /// so a draft remembered by [`crate::Incremental`] is reused without a copy.
@@ -111,7 +112,7 @@ pub(crate) fn compile(
             );
             route_blocked.push(Blocker {
                 field: format!("ApiRoute {id} spec.tls.secretName"),
-                reason: Reason::SecretNotFound.to_string(),
+                reason: BlockReason::SecretNotFound,
             });
         }
         if !support::ROUTE_TLS {
@@ -272,37 +273,38 @@ pub(crate) fn compile(
                 policies: p,
             });
         }
-        let mut effective: BTreeMap<PolicyField, (PolicySlot, String)> = BTreeMap::new();
+        let mut effective: BTreeMap<PolicyField, &Layer<'_>> = BTreeMap::new();
         for layer in &layers {
-            for (field, config) in policy::set_fields(layer.policies) {
-                let slot = PolicySlot {
-                    source: layer.source.clone(),
-                    config,
-                };
-                effective.insert(field, (slot, format!("{}.{}", layer.field, field.as_str())));
+            for field in policy::set_fields(layer.policies) {
+                effective.insert(field, layer);
             }
         }
-        for (field, (slot, path)) in &effective {
-            for part in support::unsupported_policy_parts(*field, &slot.config) {
+        let mut policies = RulePolicies::default();
+        for (field, layer) in &effective {
+            let path = format!("{}.{}", layer.field, field.as_str());
+            for part in support::unsupported_policy_parts(*field, layer.policies) {
                 let (sub, what) = if part.is_empty() {
                     (String::new(), format!("policy {}", field.as_str()))
                 } else {
                     (format!(".{part}"), format!("{}.{part}", field.as_str()))
                 };
-                let where_ = if slot.source.starts_with("ApiPolicy") {
-                    format!("{} spec.{}{sub}", slot.source, field.as_str())
+                let where_ = if layer.source.starts_with("ApiPolicy") {
+                    format!("{} spec.{}{sub}", layer.source, field.as_str())
                 } else {
                     format!("ApiRoute {id} {path}{sub}")
                 };
                 blocked.push(Blocker {
                     field: where_,
-                    reason: Reason::UnsupportedValue.to_string(),
+                    reason: BlockReason::UnsupportedValue,
                 });
                 sink.error(
                     format!("{path}{sub}"),
                     Reason::UnsupportedValue,
                     format!("{what} is not enforced by this gateway version yet; rule {name:?} answers 503 until it is"),
                 );
+            }
+            if let Err(e) = lower::field(&mut policies, *field, layer.policies, &layer.source) {
+                invalid(sink, path, e);
             }
         }
         if rule.docs.is_some() && !support::DOCS {
@@ -320,10 +322,7 @@ pub(crate) fn compile(
             matches,
             action,
             timeout_ms,
-            policies: effective
-                .into_iter()
-                .map(|(f, (slot, _))| (f, slot))
-                .collect(),
+            policies,
             blocked,
         });
         keys.push(rule_keys);
@@ -412,7 +411,7 @@ fn unsupported(
     );
     blocked.push(Blocker {
         field: format!("ApiRoute {id} {field}"),
-        reason: Reason::UnsupportedValue.to_string(),
+        reason: BlockReason::UnsupportedValue,
     });
 }
 
@@ -450,7 +449,7 @@ fn resolve_refs<'a>(
                 sink.error(format!("{field}[{i}]"), Reason::PolicyNotFound, msg);
                 blocked.push(Blocker {
                     field: format!("ApiRoute {id} {field}[{i}]"),
-                    reason: Reason::PolicyNotFound.to_string(),
+                    reason: BlockReason::PolicyNotFound,
                 });
             }
         }
@@ -871,8 +870,22 @@ fn compile_action(
             );
             valid.set(false);
         }
+        let scheme = match r.scheme.as_deref() {
+            None => None,
+            Some("http") => Some(RedirectScheme::Http),
+            Some("https") => Some(RedirectScheme::Https),
+            Some(_) => {
+                sink.error(
+                    at(".redirect.scheme"),
+                    Reason::Invalid,
+                    "scheme must be http or https",
+                );
+                valid.set(false);
+                None
+            }
+        };
         return Action::Redirect(table::Redirect {
-            scheme: r.scheme.clone(),
+            scheme,
             hostname: r.hostname.clone().map(|h| h.to_ascii_lowercase()),
             port: r.port,
             path,
@@ -989,15 +1002,13 @@ fn compile_aggregate(
     table::Aggregate {
         calls,
         merge: match agg.merge.unwrap_or_default() {
-            MergeStrategy::Keyed => "Keyed",
-            MergeStrategy::Deep => "Deep",
-        }
-        .into(),
+            MergeStrategy::Keyed => AggregateMerge::Keyed,
+            MergeStrategy::Deep => AggregateMerge::Deep,
+        },
         on_error: match agg.on_error.unwrap_or_default() {
-            AggregateOnError::Partial => "Partial",
-            AggregateOnError::Fail => "Fail",
-        }
-        .into(),
+            AggregateOnError::Partial => table::AggregateOnError::Partial,
+            AggregateOnError::Fail => table::AggregateOnError::Fail,
+        },
         timeout_ms,
     }
 }

@@ -4,8 +4,11 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use gatehouse_api::upstream::LoadBalancerPolicy;
 use gatehouse_api::{PortRef, Upstream};
-use gatehouse_table::{self as table, Blocker, Discovery, Endpoint, Protocol, Timeouts};
+use gatehouse_table::{
+    self as table, BlockReason, Blocker, Discovery, Endpoint, LoadBalancer, Protocol, Timeouts,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::diagnostics::{Kind, ObjectRef, Reason, Sink};
@@ -127,7 +130,7 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
             );
             Blocker {
                 field: format!("Upstream {id} {field}"),
-                reason: Reason::UnsupportedValue.to_string(),
+                reason: BlockReason::UnsupportedValue,
             }
         })
         .collect();
@@ -158,7 +161,7 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
             // Never fall back to other trust roots or no client certificate.
             blocked.push(Blocker {
                 field: format!("Upstream {id} {field}"),
-                reason: Reason::SecretNotFound.to_string(),
+                reason: BlockReason::SecretNotFound,
             });
         }
     }
@@ -177,7 +180,14 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
         discovery,
         endpoints,
         timeouts,
-        load_balancer: format!("{lb:?}"),
+        load_balancer: match lb {
+            LoadBalancerPolicy::RoundRobin => LoadBalancer::RoundRobin,
+            LoadBalancerPolicy::LeastRequest => LoadBalancer::LeastRequest,
+            LoadBalancerPolicy::Random => LoadBalancer::Random,
+            LoadBalancerPolicy::RingHash => LoadBalancer::RingHash,
+            LoadBalancerPolicy::Maglev => LoadBalancer::Maglev,
+            LoadBalancerPolicy::PeakEwma => LoadBalancer::PeakEwma,
+        },
         blocked,
     });
     // Endpoints that receive traffic: none when the Upstream is not served.

@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_router::{Lookup, Request as RouteRequest, query_pairs};
-use gatehouse_table::{Action, BackendRef, Protocol, Redirect, Respond, TemplatePart};
+use gatehouse_table::{
+    Action, BackendRef, Protocol, Redirect, RedirectScheme, Respond, TemplatePart,
+};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
@@ -1092,16 +1094,16 @@ fn render_path(parts: &[TemplatePart], ctx: &TemplateCtx<'_>) -> String {
 
 fn redirect(r: &Redirect, host: &str, normalized: &str, ctx: &TemplateCtx<'_>) -> Response<Body> {
     let (req_host, req_port) = split_host_port(host);
-    let scheme = r.scheme.as_deref().unwrap_or("http");
+    let scheme = r.scheme.unwrap_or(RedirectScheme::Http);
     let hostname = r.hostname.as_deref().unwrap_or(req_host);
     // A changed scheme drops the request's port: it belonged to the other scheme.
     let port = r.port.or(if r.scheme.is_some() { None } else { req_port });
-    let default_port = if scheme == "https" { 443 } else { 80 };
+    let default_port = scheme.default_port();
     let path = match &r.path {
         Some(parts) => render_path(parts, ctx),
         None => normalized.to_string(),
     };
-    let mut location = format!("{scheme}://{hostname}");
+    let mut location = format!("{}://{hostname}", scheme.as_str());
     if let Some(p) = port.filter(|p| *p != default_port) {
         location.push_str(&format!(":{p}"));
     }
