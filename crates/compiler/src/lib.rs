@@ -13,7 +13,8 @@
 //!    ├─▶ ApiPolicies (validated; referenced by routes)
 //!    ├─▶ Upstreams   (defaults, static endpoints or Service → EndpointSlices)
 //!    ├─▶ ApiRoutes   (matches + ranks, actions, references, layering)  route.rs
-//!    │     └─ API versioning folded into the matches                  version.rs
+//!    │     ├─ API versioning folded into the matches                  version.rs
+//!    │     └─ effective policies lowered into typed table values      lower.rs
 //!    ├─▶ conflicts over all compiled routes (the older wins)          resolve_conflicts
 //!    └─▶ Table (+ hash)  ·  Diagnostics  ·  per-object status
 //! ```

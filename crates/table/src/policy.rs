@@ -514,3 +514,63 @@ pub struct ErrorOverride {
     /// The body.
     pub body: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rule_policies_serialize_typed_and_list_their_sources() {
+        let policies = RulePolicies {
+            authentication: Some(Unenforced {
+                source: "ApiPolicy shop/jwt".into(),
+            }),
+            rate_limit: Some(Sourced {
+                source: "rule".into(),
+                config: RateLimit {
+                    limits: vec![Limit {
+                        requests: 10,
+                        period_ms: 1_000,
+                    }],
+                    key: RateLimitKey::Header("x-user".into()),
+                    scope: RateLimitScope::Global,
+                    mode: RateLimitMode::Delay,
+                    max_delay_ms: 250,
+                    failure_mode: FailureMode::Closed,
+                },
+            }),
+            ..Default::default()
+        };
+        let value = serde_json::to_value(&policies).expect("serializes");
+        assert_eq!(
+            value,
+            json!({
+                "authentication": {"source": "ApiPolicy shop/jwt"},
+                "rateLimit": {"source": "rule", "config": {
+                    "limits": [{"requests": 10, "periodMs": 1000}],
+                    "key": {"type": "Header", "name": "x-user"},
+                    "scope": "Global",
+                    "mode": "Delay",
+                    "maxDelayMs": 250,
+                    "failureMode": "Closed",
+                }},
+            })
+        );
+        let back: RulePolicies = serde_json::from_value(value).expect("deserializes");
+        assert_eq!(back, policies);
+        assert_eq!(
+            policies.sources(),
+            vec![
+                (PolicyField::Authentication, "ApiPolicy shop/jwt"),
+                (PolicyField::RateLimit, "rule"),
+            ]
+        );
+        assert!(!policies.is_empty());
+        assert!(RulePolicies::default().is_empty());
+        assert_eq!(
+            serde_json::to_value(RateLimitKey::ClientIp).expect("serializes"),
+            json!({"type": "ClientIp"})
+        );
+    }
+}

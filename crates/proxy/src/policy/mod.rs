@@ -287,3 +287,34 @@ pub fn prepare(
         .map(|s| errors::ErrorPolicy::prepare(&s.config));
     Ok(Some(Box::new(out)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_table::policy::{ConcurrencyLimit, Sourced};
+
+    #[test]
+    fn state_keys_name_the_policy_as_configured() {
+        let rule = Rule {
+            name: "r".into(),
+            ..Default::default()
+        };
+        let slot = |source: &str, max_in_flight| Sourced {
+            source: source.into(),
+            config: ConcurrencyLimit {
+                max_in_flight,
+                queue: 0,
+                queue_timeout_ms: 1_000,
+            },
+        };
+        let key = state_key("ns/a", &rule, &slot("rule", 5));
+        assert_eq!(
+            key,
+            "ns/a\0r\0rule\0{\"maxInFlight\":5,\"queue\":0,\"queueTimeoutMs\":1000}"
+        );
+        assert_eq!(key, state_key("ns/a", &rule, &slot("rule", 5)));
+        assert_ne!(key, state_key("ns/a", &rule, &slot("rule", 6)));
+        assert_ne!(key, state_key("ns/a", &rule, &slot("route", 5)));
+        assert_eq!(stable_tag(&key), stable_tag(&key.clone()));
+    }
+}
