@@ -1024,103 +1024,12 @@ fn resolve_conflicts(
         (ca.is_none(), ca, &a.namespace, &a.name).cmp(&(cb.is_none(), cb, &b.namespace, &b.name))
     });
     // Conflicts are rare: first look for any repeated (host, match) in parallel, on
-    // compact hashed keys; only then run the exact, order-dependent pass below.
-    // The same claims the short path counts (`routes_only::claims`).
-    let mut keys: Vec<(u64, u64, u32)> = drafts
-        .par_iter()
-        .enumerate()
-        .flat_map_iter(|(i, (_, d))| {
-            routes_only::claims(d)
-                .into_iter()
-                .map(move |(h, s)| (h, s, i as u32))
-        })
-        .collect();
-    keys.par_sort_unstable();
-    let repeated = keys
-        .windows(2)
-        .any(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1) && w[0].2 != w[1].2);
-    drop(keys);
-
-    let mut accepted_idx = Vec::with_capacity(drafts.len());
-    if !repeated {
-        accepted_idx.extend(0..drafts.len());
+    // compact hashed keys; only then run the exact, order-dependent pass.
+    let accepted_idx: Vec<usize> = if any_repeated_claim(&drafts) {
+        older_claims_win(&drafts, diags)
     } else {
-        // Owner of each (host, match) by hashes; a hit is confirmed on the strings, and a
-        // genuine collision between different signatures falls back to an exact map.
-        let total: usize = drafts
-            .iter()
-            .map(|(_, d)| d.keys.iter().map(Vec::len).sum::<usize>() * d.route.hosts.len().max(1))
-            .sum();
-        let mut owners: HashMap<(u64, u64), (&str, &str, &ObjectRef)> = HashMap::default();
-        owners.reserve(total);
-        let mut exact: HashMap<(&str, &str), &ObjectRef> = HashMap::default();
-        for (i, (object, d)) in drafts.iter().enumerate() {
-            let host_keys: Vec<(&str, u64)> = if d.route.hosts.is_empty() {
-                vec![("", 0)]
-            } else {
-                d.route
-                    .hosts
-                    .iter()
-                    .map(|h| (h.as_str(), fx_hash(h)))
-                    .collect()
-            };
-            let mut conflicts = BTreeSet::new();
-            for (ri, keys) in d.keys.iter().enumerate() {
-                for k in keys {
-                    // The match as written (a versioned route has more in the table).
-                    let mi = k.index;
-                    for (h, hh) in &host_keys {
-                        let winner = match owners.get(&(*hh, k.signature_hash)) {
-                            Some((oh, os, o)) if *oh == *h && *os == k.signature => Some(*o),
-                            Some(_) => exact.get(&(*h, k.signature.as_str())).copied(),
-                            None => None,
-                        };
-                        if let Some(winner) = winner {
-                            let host = if h.is_empty() {
-                                "any host".to_string()
-                            } else {
-                                format!("host {h}")
-                            };
-                            conflicts.insert((
-                                format!("spec.rules[{ri}].matches[{mi}]"),
-                                format!(
-                                    "conflicts with ApiRoute {}, which is older and wins: same {host} and match",
-                                    winner.id()
-                                ),
-                            ));
-                        }
-                    }
-                }
-            }
-            if conflicts.is_empty() {
-                for keys in d.keys.iter() {
-                    for k in keys {
-                        for (h, hh) in &host_keys {
-                            let slot = owners.entry((*hh, k.signature_hash)).or_insert((
-                                h,
-                                k.signature.as_str(),
-                                object,
-                            ));
-                            if slot.0 != *h || slot.1 != k.signature {
-                                exact.insert((h, k.signature.as_str()), object);
-                            }
-                        }
-                    }
-                }
-                accepted_idx.push(i);
-            } else {
-                for (field, message) in conflicts {
-                    diags.push(Diagnostic {
-                        object: object.clone(),
-                        field,
-                        severity: Severity::Error,
-                        reason: Reason::Conflicted,
-                        message,
-                    });
-                }
-            }
-        }
-    }
+        (0..drafts.len()).collect()
+    };
 
     // Keep the accepted drafts (`accepted_idx` is ascending).
     let mut keep = vec![false; drafts.len()];
@@ -1132,4 +1041,130 @@ fn resolve_conflicts(
         .zip(keep)
         .filter_map(|(d, keep)| keep.then_some(d))
         .collect()
+}
+
+/// Whether two routes claim the same (host, match), by hashes (the same claims the
+/// short path counts, `routes_only::claims`): false means no conflict at all.
+fn any_repeated_claim(drafts: &[(ObjectRef, route::RouteDraft)]) -> bool {
+    let mut keys: Vec<(u64, u64, u32)> = drafts
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(i, (_, d))| {
+            routes_only::claims(d)
+                .into_iter()
+                .map(move |(h, s)| (h, s, i as u32))
+        })
+        .collect();
+    keys.par_sort_unstable();
+    keys.windows(2)
+        .any(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1) && w[0].2 != w[1].2)
+}
+
+/// The exact pass, oldest route first: a route any of whose (host, match) an older
+/// accepted route owns is `Conflicted`; the others are accepted and own theirs.
+/// Returns the indexes of the accepted drafts, ascending.
+fn older_claims_win(
+    drafts: &[(ObjectRef, route::RouteDraft)],
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<usize> {
+    let total: usize = drafts
+        .iter()
+        .map(|(_, d)| d.keys.iter().map(Vec::len).sum::<usize>() * d.route.hosts.len().max(1))
+        .sum();
+    let mut owners = Owners::default();
+    owners.by_hash.reserve(total);
+    let mut accepted = Vec::with_capacity(drafts.len());
+    for (i, (object, d)) in drafts.iter().enumerate() {
+        let hosts: Vec<(&str, u64)> = if d.route.hosts.is_empty() {
+            vec![("", 0)]
+        } else {
+            d.route
+                .hosts
+                .iter()
+                .map(|h| (h.as_str(), fx_hash(h)))
+                .collect()
+        };
+        let conflicts = owners.conflicts(d, &hosts);
+        if conflicts.is_empty() {
+            owners.claim(d, &hosts, object);
+            accepted.push(i);
+        } else {
+            for (field, message) in conflicts {
+                diags.push(Diagnostic {
+                    object: object.clone(),
+                    field,
+                    severity: Severity::Error,
+                    reason: Reason::Conflicted,
+                    message,
+                });
+            }
+        }
+    }
+    accepted
+}
+
+/// Owner of each (host, match) by hashes; a hit is confirmed on the strings, and a
+/// genuine collision between different signatures falls back to an exact map.
+#[derive(Default)]
+struct Owners<'a> {
+    by_hash: HashMap<(u64, u64), (&'a str, &'a str, &'a ObjectRef)>,
+    exact: HashMap<(&'a str, &'a str), &'a ObjectRef>,
+}
+
+impl<'a> Owners<'a> {
+    /// The (field, message) of each match of `d` that an accepted route owns on one of
+    /// `hosts`.
+    fn conflicts(
+        &self,
+        d: &route::RouteDraft,
+        hosts: &[(&str, u64)],
+    ) -> BTreeSet<(String, String)> {
+        let mut conflicts = BTreeSet::new();
+        for (ri, keys) in d.keys.iter().enumerate() {
+            for k in keys {
+                // The match as written (a versioned route has more in the table).
+                let mi = k.index;
+                for (h, hh) in hosts {
+                    let winner = match self.by_hash.get(&(*hh, k.signature_hash)) {
+                        Some((oh, os, o)) if *oh == *h && *os == k.signature => Some(*o),
+                        Some(_) => self.exact.get(&(*h, k.signature.as_str())).copied(),
+                        None => None,
+                    };
+                    if let Some(winner) = winner {
+                        let host = if h.is_empty() {
+                            "any host".to_string()
+                        } else {
+                            format!("host {h}")
+                        };
+                        conflicts.insert((
+                            format!("spec.rules[{ri}].matches[{mi}]"),
+                            format!(
+                                "conflicts with ApiRoute {}, which is older and wins: same {host} and match",
+                                winner.id()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        conflicts
+    }
+
+    /// Records `object` as the owner of every (host, match) of `d`.
+    fn claim(&mut self, d: &'a route::RouteDraft, hosts: &[(&'a str, u64)], object: &'a ObjectRef) {
+        for keys in d.keys.iter() {
+            for k in keys {
+                for (h, hh) in hosts {
+                    let slot = self.by_hash.entry((*hh, k.signature_hash)).or_insert((
+                        h,
+                        k.signature.as_str(),
+                        object,
+                    ));
+                    if slot.0 != *h || slot.1 != k.signature {
+                        self.exact.insert((h, k.signature.as_str()), object);
+                    }
+                }
+            }
+        }
+    }
 }
