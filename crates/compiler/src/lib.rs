@@ -416,6 +416,9 @@ impl Remembered {
     }
 }
 
+/// Digests of routes by the route's address, with the route (which holds the address).
+type RouteDigests = HashMap<usize, (Arc<table::Route>, [u8; 32])>;
+
 #[derive(Debug, Default)]
 struct Memo {
     world: World,
@@ -423,7 +426,7 @@ struct Memo {
     /// Digest of each route of the last table, by the route's address (the `Arc` kept
     /// here holds that address for it): a route shared with the previous table is not
     /// digested again.
-    digests: HashMap<usize, (Arc<table::Route>, [u8; 32])>,
+    digests: RouteDigests,
     round: u64,
     /// The base of the short path, when the last compilation can be one.
     last: Option<routes_only::Last>,
@@ -767,10 +770,7 @@ fn attached_routes(accepted: &[(ObjectRef, route::RouteDraft)]) -> BTreeMap<Stri
 
 /// The digest of each route of the table, in order; a route shared with the previous
 /// table (`known`, by address) keeps its digest.
-fn digests_of(
-    table: &Table,
-    known: Option<&HashMap<usize, (Arc<table::Route>, [u8; 32])>>,
-) -> Vec<[u8; 32]> {
+fn digests_of(table: &Table, known: Option<&RouteDigests>) -> Vec<[u8; 32]> {
     table
         .routes
         .par_iter()
