@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use gatehouse_router::{HostVerdict, Lookup, MatchReport, Request, Router};
+use gatehouse_router::{HostVerdict, Lookup, MatchReport, Request, Router, Target};
 use gatehouse_table::{Action, Blocker, PathMatch, Table, ValueMatchKind, Version};
 use serde::Serialize;
 
@@ -164,9 +164,26 @@ pub fn explain(
         query,
         headers,
     };
-    let lookup = router.route(&req);
+    let (outcome, selected) = outcome_of(table, router.route(&req));
+    let effect = selected.map(|t| effect_of(table, t));
     let reports = router.diagnose(table, &req);
-    let (outcome, selected) = match lookup {
+    let near_misses = near_misses(table, &reports, selected, &req);
+    Explanation {
+        request: ExplainedRequest {
+            method: method.clone(),
+            host: host.to_string(),
+            path: path.to_string(),
+            query: query.map(String::from),
+        },
+        outcome,
+        effect,
+        near_misses,
+    }
+}
+
+/// The router's verdict, and the match it selected.
+fn outcome_of(table: &Table, lookup: Lookup<'_>) -> (Outcome, Option<Target>) {
+    match lookup {
         Lookup::Matched(sel) => {
             let route = &table.routes[sel.target.route];
             let rule = &route.rules[sel.target.rule];
@@ -193,52 +210,62 @@ pub fn explain(
             },
             None,
         ),
-    };
+    }
+}
 
-    let effect = selected.map(|t| {
-        let rule = &table.routes[t.route].rules[t.rule];
-        let backends = match &rule.action {
-            Action::Backends { backends, .. } => backends
-                .iter()
-                .map(|b| BackendView {
-                    upstream: b.upstream.clone(),
-                    weight: b.weight,
-                    missing: b.missing,
-                    endpoints: table
-                        .upstream(&b.upstream)
-                        .map(|u| {
-                            u.endpoints
-                                .iter()
-                                .map(|e| format!("{}:{}", e.host, e.port))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let mut blocked = rule.blocked.clone();
-        if let Action::Backends { backends, .. } = &rule.action {
-            for b in backends {
-                if let Some(u) = table.upstream(&b.upstream) {
-                    blocked.extend(u.blocked.iter().cloned());
-                }
+/// What the selected rule does with the request.
+fn effect_of(table: &Table, t: Target) -> Effect {
+    let rule = &table.routes[t.route].rules[t.rule];
+    let backends = match &rule.action {
+        Action::Backends { backends, .. } => backends
+            .iter()
+            .map(|b| BackendView {
+                upstream: b.upstream.clone(),
+                weight: b.weight,
+                missing: b.missing,
+                endpoints: table
+                    .upstream(&b.upstream)
+                    .map(|u| {
+                        u.endpoints
+                            .iter()
+                            .map(|e| format!("{}:{}", e.host, e.port))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut blocked = rule.blocked.clone();
+    if let Action::Backends { backends, .. } = &rule.action {
+        for b in backends {
+            if let Some(u) = table.upstream(&b.upstream) {
+                blocked.extend(u.blocked.iter().cloned());
             }
         }
-        Effect {
-            action: rule.action.clone(),
-            backends,
-            policies: rule
-                .policies
-                .iter()
-                .map(|(f, s)| (f.as_str().to_string(), s.source.clone()))
-                .collect(),
-            blocked,
-            timeout_ms: rule.timeout_ms,
-            version: table.routes[t.route].version.clone(),
-        }
-    });
+    }
+    Effect {
+        action: rule.action.clone(),
+        backends,
+        policies: rule
+            .policies
+            .sources()
+            .into_iter()
+            .map(|(f, source)| (f.as_str().to_string(), source.to_string()))
+            .collect(),
+        blocked,
+        timeout_ms: rule.timeout_ms,
+        version: table.routes[t.route].version.clone(),
+    }
+}
 
+/// The five matches closest to selecting the request, and why each does not.
+fn near_misses(
+    table: &Table,
+    reports: &[MatchReport],
+    selected: Option<Target>,
+    req: &Request<'_, [(String, String)]>,
+) -> Vec<NearMiss> {
     let winner = selected.and_then(|t| reports.iter().find(|r| r.target == t).cloned());
     let mut misses: Vec<(usize, &MatchReport)> = reports
         .iter()
@@ -247,7 +274,7 @@ pub fn explain(
         .collect();
     // Closest first: the right host, then the right path, then fewest failures.
     misses.sort_by_key(|(f, r)| (r.host == HostVerdict::Mismatch, !r.path, *f, r.rank));
-    let near_misses = misses
+    misses
         .into_iter()
         .take(5)
         .map(|(_, r)| {
@@ -258,22 +285,10 @@ pub fn explain(
                 rule: rule.name.clone(),
                 match_index: r.target.matched,
                 rank: r.rank,
-                why: reasons(table, r, &req, winner.as_ref()),
+                why: reasons(table, r, req, winner.as_ref()),
             }
         })
-        .collect();
-
-    Explanation {
-        request: ExplainedRequest {
-            method: method.clone(),
-            host: host.to_string(),
-            path: path.to_string(),
-            query: query.map(String::from),
-        },
-        outcome,
-        effect,
-        near_misses,
-    }
+        .collect()
 }
 
 fn failures(r: &MatchReport) -> usize {
@@ -422,7 +437,7 @@ pub fn render_text(e: &Explanation) -> String {
             Action::Aggregate(a) => {
                 let _ = writeln!(
                     s,
-                    "  aggregate {} call(s), merge {}",
+                    "  aggregate {} call(s), merge {:?}",
                     a.calls.len(),
                     a.merge
                 );

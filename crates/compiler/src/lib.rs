@@ -13,7 +13,8 @@
 //!    ├─▶ ApiPolicies (validated; referenced by routes)
 //!    ├─▶ Upstreams   (defaults, static endpoints or Service → EndpointSlices)
 //!    ├─▶ ApiRoutes   (matches + ranks, actions, references, layering)  route.rs
-//!    │     └─ API versioning folded into the matches                  version.rs
+//!    │     ├─ API versioning folded into the matches                  version.rs
+//!    │     └─ effective policies lowered into typed table values      lower.rs
 //!    ├─▶ conflicts over all compiled routes (the older wins)          resolve_conflicts
 //!    └─▶ Table (+ hash)  ·  Diagnostics  ·  per-object status
 //! ```
@@ -24,6 +25,7 @@
 
 pub mod diagnostics;
 pub mod explain;
+mod lower;
 mod policy;
 mod route;
 mod routes_only;
@@ -414,14 +416,17 @@ impl Remembered {
     }
 }
 
+/// Digests of routes by the route's identity (the key holds the route, so its address
+/// stays its own).
+type RouteDigests = HashMap<ByAddress<table::Route>, [u8; 32]>;
+
 #[derive(Debug, Default)]
 struct Memo {
     world: World,
     routes: HashMap<ObjectRef, Remembered>,
-    /// Digest of each route of the last table, by the route's identity (the key holds
-    /// the route, so its address stays its own): a route shared with the previous table
-    /// is not digested again.
-    digests: HashMap<ByAddress<table::Route>, [u8; 32]>,
+    /// Digest of each route of the last table, by the route's identity: a route shared
+    /// with the previous table is not digested again.
+    digests: RouteDigests,
     round: u64,
     /// The base of the short path, when the last compilation can be one.
     last: Option<routes_only::Last>,
@@ -429,56 +434,146 @@ struct Memo {
     routes_only: bool,
 }
 
+/// The inputs in namespace/name order, each object once (duplicates are reported).
+struct Sorted<'a> {
+    routes: Vec<&'a Arc<ApiRoute>>,
+    upstreams: Vec<&'a Upstream>,
+    policies: Vec<&'a ApiPolicy>,
+    secrets: Vec<&'a Secret>,
+    services: Vec<&'a Service>,
+    slices: Vec<&'a EndpointSlice>,
+}
+
+impl<'a> Sorted<'a> {
+    fn of(inputs: &'a Inputs, diags: &mut Vec<Diagnostic>) -> Sorted<'a> {
+        fn plain<K>(arcs: Vec<&Arc<K>>) -> Vec<&K> {
+            arcs.into_iter().map(|a| &**a).collect()
+        }
+        let mut slices: Vec<&EndpointSlice> = inputs.endpoint_slices.iter().map(|s| &**s).collect();
+        slices.sort_by(|a, b| ns_name(*a).cmp(&ns_name(*b)));
+        Sorted {
+            routes: unique(&inputs.routes, Kind::ApiRoute, diags),
+            upstreams: plain(unique(&inputs.upstreams, Kind::Upstream, diags)),
+            policies: plain(unique(&inputs.policies, Kind::ApiPolicy, diags)),
+            secrets: plain(unique(&inputs.secrets, Kind::Secret, diags)),
+            services: plain(unique(&inputs.services, Kind::Service, diags)),
+            slices,
+        }
+    }
+
+    /// The index of what routes and upstreams look up: Secrets, Services, their
+    /// EndpointSlices. Policies and upstreams are added as they compile.
+    fn index(&self, redis: bool) -> Index<'a> {
+        let mut index = Index {
+            redis,
+            ..Index::default()
+        };
+        index.secrets.reserve(self.secrets.len());
+        index.services.reserve(self.services.len());
+        index.policies.reserve(self.policies.len());
+        index.upstreams.reserve(self.upstreams.len());
+        for s in &self.secrets {
+            index.secrets.insert(ns_name(*s), s);
+        }
+        for s in &self.services {
+            index.services.insert(ns_name(*s), s);
+        }
+        for s in &self.slices {
+            let (ns, _) = ns_name(*s);
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            {
+                index.slices.entry((ns, svc.as_str())).or_default().push(s);
+            }
+        }
+        index
+    }
+}
+
+/// An object that gets a status, with its generation.
+type Generation = (ObjectRef, Option<i64>);
+
 fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
     let mut diags = Vec::new();
-    fn plain<K>(arcs: Vec<&Arc<K>>) -> Vec<&K> {
-        arcs.into_iter().map(|a| &**a).collect()
-    }
-    let routes = unique(&inputs.routes, Kind::ApiRoute, &mut diags);
-    let upstreams = plain(unique(&inputs.upstreams, Kind::Upstream, &mut diags));
-    let policies = plain(unique(&inputs.policies, Kind::ApiPolicy, &mut diags));
-    let secrets = plain(unique(&inputs.secrets, Kind::Secret, &mut diags));
-    let services = plain(unique(&inputs.services, Kind::Service, &mut diags));
+    let sorted = Sorted::of(inputs, &mut diags);
     // The short path starts only from inputs without duplicates, routes in order.
     let base_ok = diags.is_empty()
         && inputs
             .routes
             .windows(2)
             .all(|w| ns_name(&*w[0]) < ns_name(&*w[1]));
-    let mut slices: Vec<&EndpointSlice> = inputs.endpoint_slices.iter().map(|s| &**s).collect();
-    slices.sort_by(|a, b| ns_name(*a).cmp(&ns_name(*b)));
+    let mut index = sorted.index(inputs.redis);
+    let consumers = compile_consumers(&sorted.secrets, &mut diags);
+    let policy_generations = compile_policies(&sorted.policies, &mut index, &mut diags);
+    let upstreams = compile_upstreams(&sorted.upstreams, &mut index, &mut diags);
 
-    let mut index = Index {
-        redis: inputs.redis,
-        ..Index::default()
+    // Every object that gets a status. Each kind's list is in namespace/name order, so
+    // routes + upstreams + policies is in `ObjectRef` order.
+    let mut generations: Vec<Generation> = sorted
+        .routes
+        .par_iter()
+        .map(|r| {
+            let (ns, name) = ns_name(&***r);
+            (
+                ObjectRef::new(Kind::ApiRoute, ns, name),
+                r.metadata.generation,
+            )
+        })
+        .collect();
+    generations.extend(upstreams.generations);
+    generations.extend(policy_generations);
+
+    let drafts = compile_routes(&sorted.routes, &index, memo.as_deref_mut(), &mut diags);
+    let claims = (memo.is_some() && base_ok).then(|| count_claims(&drafts));
+    let accepted = resolve_conflicts(drafts, &mut diags);
+    let attached = attached_routes(&accepted);
+    let mut table = Table {
+        format: table::FORMAT,
+        version: 0,
+        hash: String::new(),
+        // In parallel: taking each route out drops the draft's precedence keys.
+        routes: accepted.into_par_iter().map(|(_, d)| d.route).collect(),
+        upstreams: upstreams.table,
+        consumers: consumers.into_values().collect(),
     };
-    index.secrets.reserve(secrets.len());
-    index.services.reserve(services.len());
-    index.policies.reserve(policies.len());
-    index.upstreams.reserve(upstreams.len());
-    for s in &secrets {
-        index.secrets.insert(ns_name(*s), s);
+    // Ids are unique (one route per namespace/name).
+    table.routes.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    table.upstreams.sort_by(|a, b| a.id.cmp(&b.id));
+    diags.sort();
+    diags.dedup();
+    // The hash and the statuses are independent; statuses are independent per object.
+    let known = memo.as_deref().map(|m| &m.digests);
+    let (route_digests, statuses) = rayon::join(
+        || digests_of(&table, known),
+        || {
+            let counts = &upstreams.endpoint_counts;
+            statuses_of(generations, &diags, counts, &attached)
+        },
+    );
+    table.hash = hash_with_route_digests(&table, &route_digests);
+    let out = Output {
+        table,
+        diagnostics: diags,
+        statuses,
+    };
+    if let Some(memo) = memo {
+        memo.remember(inputs, &out, route_digests, claims);
     }
-    for s in &services {
-        index.services.insert(ns_name(*s), s);
-    }
-    for s in &slices {
-        let (ns, _) = ns_name(*s);
-        if let Some(svc) = s
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        {
-            index.slices.entry((ns, svc.as_str())).or_default().push(s);
-        }
-    }
+    out
+}
 
-    // Consumers.
+/// Consumers from the Secrets labelled as such, by `namespace/name`.
+fn compile_consumers(
+    secrets: &[&Secret],
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, table::Consumer> {
     let mut consumers = BTreeMap::new();
     for s in secrets.iter().filter(|s| is_consumer(s)) {
         let (ns, name) = ns_name(*s);
-        let mut sink = diagnostics::Sink::new(ObjectRef::new(Kind::Secret, ns, name), &mut diags);
+        let mut sink = diagnostics::Sink::new(ObjectRef::new(Kind::Secret, ns, name), diags);
         match consumer_from_secret(s) {
             Ok(c) => {
                 let id = format!("{}/{}", c.namespace, c.name);
@@ -509,21 +604,24 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
             Err(e) => sink.error("data", Reason::Invalid, e.to_string()),
         }
     }
+    consumers
+}
 
-    // Every object that gets a status, with its generation. Each kind's list is in
-    // namespace/name order, so routes + upstreams + policies is in `ObjectRef` order.
-    let mut policy_generations = Vec::with_capacity(policies.len());
-    let mut upstream_generations = Vec::with_capacity(upstreams.len());
-
-    // ApiPolicies.
-    for p in &policies {
+/// Validates the ApiPolicies and adds them to the index (`None` for an invalid one).
+fn compile_policies<'a>(
+    policies: &[&'a ApiPolicy],
+    index: &mut Index<'a>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Generation> {
+    let mut generations = Vec::with_capacity(policies.len());
+    for p in policies {
         let (ns, name) = ns_name(*p);
         let object = ObjectRef::new(Kind::ApiPolicy, ns, name);
-        policy_generations.push((object.clone(), p.metadata.generation));
-        let mut sink = diagnostics::Sink::new(object, &mut diags);
-        let ok = policy::validate(&p.spec, "spec", ns, &index, &mut sink);
-        for (field, config) in policy::set_fields(&p.spec) {
-            for part in support::unsupported_policy_parts(field, &config) {
+        generations.push((object.clone(), p.metadata.generation));
+        let mut sink = diagnostics::Sink::new(object, diags);
+        let ok = policy::validate(&p.spec, "spec", ns, index, &mut sink);
+        for field in policy::set_fields(&p.spec) {
+            for part in support::unsupported_policy_parts(field, &p.spec) {
                 let (path, what) = if part.is_empty() {
                     (
                         format!("spec.{}", field.as_str()),
@@ -544,66 +642,89 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         }
         index.policies.insert((ns, name), ok.then_some(&p.spec));
     }
+    generations
+}
 
-    // Upstreams.
-    let mut table_upstreams = Vec::new();
-    let mut endpoint_counts = BTreeMap::new();
+/// What compiling the Upstreams gives.
+struct CompiledUpstreams {
+    /// The accepted ones.
+    table: Vec<table::Upstream>,
+    /// Ready and total endpoints of each, for its status.
+    endpoint_counts: BTreeMap<ObjectRef, (u32, u32)>,
+    generations: Vec<Generation>,
+}
+
+/// Compiles the Upstreams, in parallel, and adds them to the index (accepted or not).
+fn compile_upstreams(
+    upstreams: &[&Upstream],
+    index: &mut Index<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> CompiledUpstreams {
     let compiled: Vec<_> = upstreams
         .par_iter()
         .map(|u| {
             let object = upstream::object_ref(u);
             let mut found = Vec::new();
             let mut sink = diagnostics::Sink::new(object.clone(), &mut found);
-            let info = upstream::compile(u, &index, &mut sink);
+            let info = upstream::compile(u, index, &mut sink);
             (object, u.metadata.generation, info, found)
         })
         .collect();
+    let mut out = CompiledUpstreams {
+        table: Vec::new(),
+        endpoint_counts: BTreeMap::new(),
+        generations: Vec::with_capacity(upstreams.len()),
+    };
     for (object, generation, info, mut found) in compiled {
         diags.append(&mut found);
-        upstream_generations.push((object.clone(), generation));
+        out.generations.push((object.clone(), generation));
         index.upstreams.insert(object.id(), info.upstream.is_some());
-        endpoint_counts.insert(object, (info.ready_endpoints, info.total_endpoints));
-        table_upstreams.extend(info.upstream);
+        out.endpoint_counts
+            .insert(object, (info.ready_endpoints, info.total_endpoints));
+        out.table.extend(info.upstream);
     }
+    out
+}
 
-    // Routes, in parallel: each is compiled alone against the shared index; rayon's
-    // ordered collect keeps input order, so the output does not depend on threads.
-    let mut generations: Vec<(ObjectRef, Option<i64>)> = routes
-        .par_iter()
-        .map(|r| {
-            let (ns, name) = ns_name(&***r);
-            (
-                ObjectRef::new(Kind::ApiRoute, ns, name),
-                r.metadata.generation,
-            )
-        })
-        .collect();
-    generations.append(&mut upstream_generations);
-    generations.append(&mut policy_generations);
+/// A route compiled (or remembered): its object, its draft when it compiled, what was
+/// found, and whether it was remembered.
+type RouteResult = (ObjectRef, Option<route::RouteDraft>, Vec<Diagnostic>, bool);
+
+/// Compiles the routes, in parallel when there are many: each alone against the shared
+/// index; rayon's ordered collect keeps input order, so the output does not depend on
+/// threads. With a memo, a route whose spec and world are unchanged is not compiled
+/// again.
+fn compile_routes(
+    routes: &[&Arc<ApiRoute>],
+    index: &Index<'_>,
+    mut memo: Option<&mut Memo>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<(ObjectRef, route::RouteDraft)> {
     // What routes compiled to last time still holds while the world they read is the
     // same; else they all compile again.
     if let Some(memo) = memo.as_deref_mut() {
-        let world = World::of(&index);
+        let world = World::of(index);
         if memo.world != world {
             memo.routes.clear();
             memo.world = world;
         }
     }
     let remembered = memo.as_deref().map(|m| &m.routes);
-    let compile_one = |regex: &mut gatehouse_router::RegexChecker, r: &&Arc<ApiRoute>| {
-        let (ns, name) = ns_name(&***r);
-        let object = ObjectRef::new(Kind::ApiRoute, ns, name);
-        if let Some(before) = remembered.and_then(|m| m.get(&object))
-            && before.holds_for(r)
-        {
-            return (object, before.draft.clone(), before.found.clone(), true);
-        }
-        let mut found = Vec::new();
-        let mut sink = diagnostics::Sink::new(object.clone(), &mut found);
-        let draft = route::compile(r, &index, regex, &mut sink);
-        (object, draft, found, false)
-    };
-    let results: Vec<_> = if routes.len() < PARALLEL_THRESHOLD {
+    let compile_one =
+        |regex: &mut gatehouse_router::RegexChecker, r: &&Arc<ApiRoute>| -> RouteResult {
+            let (ns, name) = ns_name(&***r);
+            let object = ObjectRef::new(Kind::ApiRoute, ns, name);
+            if let Some(before) = remembered.and_then(|m| m.get(&object))
+                && before.holds_for(r)
+            {
+                return (object, before.draft.clone(), before.found.clone(), true);
+            }
+            let mut found = Vec::new();
+            let mut sink = diagnostics::Sink::new(object.clone(), &mut found);
+            let draft = route::compile(r, index, regex, &mut sink);
+            (object, draft, found, false)
+        };
+    let results: Vec<RouteResult> = if routes.len() < PARALLEL_THRESHOLD {
         let mut regex = gatehouse_router::RegexChecker::default();
         routes.iter().map(|r| compile_one(&mut regex, r)).collect()
     } else {
@@ -612,13 +733,94 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
             .map_init(gatehouse_router::RegexChecker::default, compile_one)
             .collect()
     };
-    if let Some(memo) = memo.as_deref_mut() {
-        // Keep exactly the routes of these inputs: the reused as they were, the
-        // compiled as they are now.
-        memo.round += 1;
-        let round = memo.round;
-        for (r, (object, draft, found, reused)) in routes.iter().zip(&results) {
-            match memo.routes.get_mut(object) {
+    if let Some(memo) = memo {
+        memo.keep_routes(routes, &results);
+    }
+    let mut drafts = Vec::with_capacity(results.len());
+    for (object, draft, mut found, _) in results {
+        drafts.extend(draft.map(|d| (object, d)));
+        diags.append(&mut found);
+    }
+    drafts
+}
+
+/// How many routes claim each (host, match signature): what the short path compares
+/// a changed route against.
+fn count_claims(drafts: &[(ObjectRef, route::RouteDraft)]) -> HashMap<(u64, u64), u32> {
+    let mut counts: HashMap<(u64, u64), u32> = HashMap::default();
+    counts.reserve(drafts.len());
+    for (_, d) in drafts {
+        for claim in routes_only::claims(d) {
+            *counts.entry(claim).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Accepted routes per ApiPolicy id.
+fn attached_routes(accepted: &[(ObjectRef, route::RouteDraft)]) -> BTreeMap<String, u32> {
+    let mut attached: BTreeMap<String, u32> = BTreeMap::new();
+    for (_, d) in accepted {
+        for p in d.policy_refs.iter() {
+            *attached.entry(p.clone()).or_default() += 1;
+        }
+    }
+    attached
+}
+
+/// The digest of each route of the table, in order; a route shared with the previous
+/// table (`known`, by address) keeps its digest.
+fn digests_of(table: &Table, known: Option<&RouteDigests>) -> Vec<[u8; 32]> {
+    table
+        .routes
+        .par_iter()
+        .map(|r| {
+            let known = known.and_then(|d| d.get(&Address::of(r)));
+            match known {
+                Some(digest) => *digest,
+                None => route_digest(r),
+            }
+        })
+        .collect()
+}
+
+/// Every object's status, from its diagnostics (sorted by object), in parallel.
+fn statuses_of(
+    generations: Vec<Generation>,
+    diags: &[Diagnostic],
+    endpoint_counts: &BTreeMap<ObjectRef, (u32, u32)>,
+    attached: &BTreeMap<String, u32>,
+) -> BTreeMap<ObjectRef, ObjectStatus> {
+    generations
+        .into_par_iter()
+        .map(|(object, generation)| {
+            // Diagnostics are sorted by object: take this object's run.
+            let from = diags.partition_point(|d| d.object < object);
+            let to = from + diags[from..].partition_point(|d| d.object == object);
+            let mut st = status_of(&object, generation, &diags[from..to]);
+            if object.kind == Kind::Upstream {
+                let (ready, total) = endpoint_counts.get(&object).copied().unwrap_or_default();
+                st.ready_endpoints = Some(ready);
+                st.total_endpoints = Some(total);
+            }
+            if object.kind == Kind::ApiPolicy {
+                st.attached_routes = Some(attached.get(&object.id()).copied().unwrap_or(0));
+            }
+            (object, st)
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect()
+}
+
+impl Memo {
+    /// Keeps exactly the routes of these inputs: the reused as they were, the compiled
+    /// as they are now.
+    fn keep_routes(&mut self, routes: &[&Arc<ApiRoute>], results: &[RouteResult]) {
+        self.round += 1;
+        let round = self.round;
+        for (r, (object, draft, found, reused)) in routes.iter().zip(results) {
+            match self.routes.get_mut(object) {
                 Some(before) if *reused => {
                     before.seen = round;
                     // The same spec in a newer object (a status write): remember that
@@ -634,107 +836,30 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
                         found: found.clone(),
                         seen: round,
                     };
-                    memo.routes.insert(object.clone(), entry);
+                    self.routes.insert(object.clone(), entry);
                 }
             }
         }
-        memo.routes.retain(|_, r| r.seen == round);
-    }
-    let mut drafts = Vec::with_capacity(results.len());
-    for (object, draft, mut found, _) in results {
-        drafts.extend(draft.map(|d| (object, d)));
-        diags.append(&mut found);
-    }
-    let claims = (memo.is_some() && base_ok).then(|| {
-        let mut counts: HashMap<(u64, u64), u32> = HashMap::default();
-        counts.reserve(drafts.len());
-        for (_, d) in &drafts {
-            for claim in routes_only::claims(d) {
-                *counts.entry(claim).or_default() += 1;
-            }
-        }
-        counts
-    });
-    let accepted = resolve_conflicts(drafts, &mut diags);
-
-    // Attached routes per policy.
-    let mut attached: BTreeMap<String, u32> = BTreeMap::new();
-    for (_, d) in &accepted {
-        for p in d.policy_refs.iter() {
-            *attached.entry(p.clone()).or_default() += 1;
-        }
+        self.routes.retain(|_, r| r.seen == round);
     }
 
-    let mut table = Table {
-        format: table::FORMAT,
-        version: 0,
-        hash: String::new(),
-        // In parallel: taking each route out drops the draft's precedence keys.
-        routes: accepted.into_par_iter().map(|(_, d)| d.route).collect(),
-        upstreams: table_upstreams,
-        consumers: consumers.into_values().collect(),
-    };
-    // Ids are unique (one route per namespace/name).
-    table.routes.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-    table.upstreams.sort_by(|a, b| a.id.cmp(&b.id));
-    diags.sort();
-    diags.dedup();
-    // The hash and the statuses are independent; statuses are independent per object.
-    // Routes shared with the previous table keep their digest.
-    let digests = memo.as_deref().map(|m| &m.digests);
-    let (route_digests, statuses) = rayon::join(
-        || -> Vec<[u8; 32]> {
-            table
-                .routes
-                .par_iter()
-                .map(|r| {
-                    let known = digests.and_then(|d| d.get(&Address::of(r)));
-                    match known {
-                        Some(digest) => *digest,
-                        None => route_digest(r),
-                    }
-                })
-                .collect()
-        },
-        || -> BTreeMap<ObjectRef, ObjectStatus> {
-            generations
-                .into_par_iter()
-                .map(|(object, generation)| {
-                    // Diagnostics are sorted by object: take this object's run.
-                    let from = diags.partition_point(|d| d.object < object);
-                    let to = from + diags[from..].partition_point(|d| d.object == object);
-                    let mut st = status_of(&object, generation, &diags[from..to]);
-                    if object.kind == Kind::Upstream {
-                        let (ready, total) =
-                            endpoint_counts.get(&object).copied().unwrap_or_default();
-                        st.ready_endpoints = Some(ready);
-                        st.total_endpoints = Some(total);
-                    }
-                    if object.kind == Kind::ApiPolicy {
-                        st.attached_routes = Some(attached.get(&object.id()).copied().unwrap_or(0));
-                    }
-                    (object, st)
-                })
-                .collect::<Vec<_>>()
-                .into_iter()
-                .collect()
-        },
-    );
-    table.hash = hash_with_route_digests(&table, &route_digests);
-    let out = Output {
-        table,
-        diagnostics: diags,
-        statuses,
-    };
-    if let Some(memo) = memo {
-        memo.digests = out
+    /// Remembers what the next compilation reuses: the route digests, and the base of
+    /// the short path when this compilation can be one (`claims`).
+    fn remember(
+        &mut self,
+        inputs: &Inputs,
+        out: &Output,
+        route_digests: Vec<[u8; 32]>,
+        claims: Option<HashMap<(u64, u64), u32>>,
+    ) {
+        self.digests = out
             .table
             .routes
             .iter()
             .zip(&route_digests)
             .map(|(r, d)| (ByAddress::new(r.clone()), *d))
             .collect();
-        memo.last = claims.map(|claims| routes_only::Last {
+        self.last = claims.map(|claims| routes_only::Last {
             redis: inputs.redis,
             others: routes_only::Others::of(inputs),
             routes: inputs.routes.clone(),
@@ -743,7 +868,6 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
             claims,
         });
     }
-    out
 }
 
 /// SHA-256 of the table's content (everything but `version` and `hash`), over the
@@ -900,103 +1024,12 @@ fn resolve_conflicts(
         (ca.is_none(), ca, &a.namespace, &a.name).cmp(&(cb.is_none(), cb, &b.namespace, &b.name))
     });
     // Conflicts are rare: first look for any repeated (host, match) in parallel, on
-    // compact hashed keys; only then run the exact, order-dependent pass below.
-    // The same claims the short path counts (`routes_only::claims`).
-    let mut keys: Vec<(u64, u64, u32)> = drafts
-        .par_iter()
-        .enumerate()
-        .flat_map_iter(|(i, (_, d))| {
-            routes_only::claims(d)
-                .into_iter()
-                .map(move |(h, s)| (h, s, i as u32))
-        })
-        .collect();
-    keys.par_sort_unstable();
-    let repeated = keys
-        .windows(2)
-        .any(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1) && w[0].2 != w[1].2);
-    drop(keys);
-
-    let mut accepted_idx = Vec::with_capacity(drafts.len());
-    if !repeated {
-        accepted_idx.extend(0..drafts.len());
+    // compact hashed keys; only then run the exact, order-dependent pass.
+    let accepted_idx: Vec<usize> = if any_repeated_claim(&drafts) {
+        older_claims_win(&drafts, diags)
     } else {
-        // Owner of each (host, match) by hashes; a hit is confirmed on the strings, and a
-        // genuine collision between different signatures falls back to an exact map.
-        let total: usize = drafts
-            .iter()
-            .map(|(_, d)| d.keys.iter().map(Vec::len).sum::<usize>() * d.route.hosts.len().max(1))
-            .sum();
-        let mut owners: HashMap<(u64, u64), (&str, &str, &ObjectRef)> = HashMap::default();
-        owners.reserve(total);
-        let mut exact: HashMap<(&str, &str), &ObjectRef> = HashMap::default();
-        for (i, (object, d)) in drafts.iter().enumerate() {
-            let host_keys: Vec<(&str, u64)> = if d.route.hosts.is_empty() {
-                vec![("", 0)]
-            } else {
-                d.route
-                    .hosts
-                    .iter()
-                    .map(|h| (h.as_str(), fx_hash(h)))
-                    .collect()
-            };
-            let mut conflicts = BTreeSet::new();
-            for (ri, keys) in d.keys.iter().enumerate() {
-                for k in keys {
-                    // The match as written (a versioned route has more in the table).
-                    let mi = k.index;
-                    for (h, hh) in &host_keys {
-                        let winner = match owners.get(&(*hh, k.signature_hash)) {
-                            Some((oh, os, o)) if *oh == *h && *os == k.signature => Some(*o),
-                            Some(_) => exact.get(&(*h, k.signature.as_str())).copied(),
-                            None => None,
-                        };
-                        if let Some(winner) = winner {
-                            let host = if h.is_empty() {
-                                "any host".to_string()
-                            } else {
-                                format!("host {h}")
-                            };
-                            conflicts.insert((
-                                format!("spec.rules[{ri}].matches[{mi}]"),
-                                format!(
-                                    "conflicts with ApiRoute {}, which is older and wins: same {host} and match",
-                                    winner.id()
-                                ),
-                            ));
-                        }
-                    }
-                }
-            }
-            if conflicts.is_empty() {
-                for keys in d.keys.iter() {
-                    for k in keys {
-                        for (h, hh) in &host_keys {
-                            let slot = owners.entry((*hh, k.signature_hash)).or_insert((
-                                h,
-                                k.signature.as_str(),
-                                object,
-                            ));
-                            if slot.0 != *h || slot.1 != k.signature {
-                                exact.insert((h, k.signature.as_str()), object);
-                            }
-                        }
-                    }
-                }
-                accepted_idx.push(i);
-            } else {
-                for (field, message) in conflicts {
-                    diags.push(Diagnostic {
-                        object: object.clone(),
-                        field,
-                        severity: Severity::Error,
-                        reason: Reason::Conflicted,
-                        message,
-                    });
-                }
-            }
-        }
-    }
+        (0..drafts.len()).collect()
+    };
 
     // Keep the accepted drafts (`accepted_idx` is ascending).
     let mut keep = vec![false; drafts.len()];
@@ -1008,4 +1041,130 @@ fn resolve_conflicts(
         .zip(keep)
         .filter_map(|(d, keep)| keep.then_some(d))
         .collect()
+}
+
+/// Whether two routes claim the same (host, match), by hashes (the same claims the
+/// short path counts, `routes_only::claims`): false means no conflict at all.
+fn any_repeated_claim(drafts: &[(ObjectRef, route::RouteDraft)]) -> bool {
+    let mut keys: Vec<(u64, u64, u32)> = drafts
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(i, (_, d))| {
+            routes_only::claims(d)
+                .into_iter()
+                .map(move |(h, s)| (h, s, i as u32))
+        })
+        .collect();
+    keys.par_sort_unstable();
+    keys.windows(2)
+        .any(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1) && w[0].2 != w[1].2)
+}
+
+/// The exact pass, oldest route first: a route any of whose (host, match) an older
+/// accepted route owns is `Conflicted`; the others are accepted and own theirs.
+/// Returns the indexes of the accepted drafts, ascending.
+fn older_claims_win(
+    drafts: &[(ObjectRef, route::RouteDraft)],
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<usize> {
+    let total: usize = drafts
+        .iter()
+        .map(|(_, d)| d.keys.iter().map(Vec::len).sum::<usize>() * d.route.hosts.len().max(1))
+        .sum();
+    let mut owners = Owners::default();
+    owners.by_hash.reserve(total);
+    let mut accepted = Vec::with_capacity(drafts.len());
+    for (i, (object, d)) in drafts.iter().enumerate() {
+        let hosts: Vec<(&str, u64)> = if d.route.hosts.is_empty() {
+            vec![("", 0)]
+        } else {
+            d.route
+                .hosts
+                .iter()
+                .map(|h| (h.as_str(), fx_hash(h)))
+                .collect()
+        };
+        let conflicts = owners.conflicts(d, &hosts);
+        if conflicts.is_empty() {
+            owners.claim(d, &hosts, object);
+            accepted.push(i);
+        } else {
+            for (field, message) in conflicts {
+                diags.push(Diagnostic {
+                    object: object.clone(),
+                    field,
+                    severity: Severity::Error,
+                    reason: Reason::Conflicted,
+                    message,
+                });
+            }
+        }
+    }
+    accepted
+}
+
+/// Owner of each (host, match) by hashes; a hit is confirmed on the strings, and a
+/// genuine collision between different signatures falls back to an exact map.
+#[derive(Default)]
+struct Owners<'a> {
+    by_hash: HashMap<(u64, u64), (&'a str, &'a str, &'a ObjectRef)>,
+    exact: HashMap<(&'a str, &'a str), &'a ObjectRef>,
+}
+
+impl<'a> Owners<'a> {
+    /// The (field, message) of each match of `d` that an accepted route owns on one of
+    /// `hosts`.
+    fn conflicts(
+        &self,
+        d: &route::RouteDraft,
+        hosts: &[(&str, u64)],
+    ) -> BTreeSet<(String, String)> {
+        let mut conflicts = BTreeSet::new();
+        for (ri, keys) in d.keys.iter().enumerate() {
+            for k in keys {
+                // The match as written (a versioned route has more in the table).
+                let mi = k.index;
+                for (h, hh) in hosts {
+                    let winner = match self.by_hash.get(&(*hh, k.signature_hash)) {
+                        Some((oh, os, o)) if *oh == *h && *os == k.signature => Some(*o),
+                        Some(_) => self.exact.get(&(*h, k.signature.as_str())).copied(),
+                        None => None,
+                    };
+                    if let Some(winner) = winner {
+                        let host = if h.is_empty() {
+                            "any host".to_string()
+                        } else {
+                            format!("host {h}")
+                        };
+                        conflicts.insert((
+                            format!("spec.rules[{ri}].matches[{mi}]"),
+                            format!(
+                                "conflicts with ApiRoute {}, which is older and wins: same {host} and match",
+                                winner.id()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        conflicts
+    }
+
+    /// Records `object` as the owner of every (host, match) of `d`.
+    fn claim(&mut self, d: &'a route::RouteDraft, hosts: &[(&'a str, u64)], object: &'a ObjectRef) {
+        for keys in d.keys.iter() {
+            for k in keys {
+                for (h, hh) in hosts {
+                    let slot = self.by_hash.entry((*hh, k.signature_hash)).or_insert((
+                        h,
+                        k.signature.as_str(),
+                        object,
+                    ));
+                    if slot.0 != *h || slot.1 != k.signature {
+                        self.exact.insert((h, k.signature.as_str()), object);
+                    }
+                }
+            }
+        }
+    }
 }

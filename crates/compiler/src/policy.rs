@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 
 use gatehouse_api::policy::{
-    Authentication, Cors, HeaderEdits, Policies, RateLimitKeyType, RateLimitScope,
+    Authentication, Cache, ConcurrencyLimit, Cors, ErrorPolicy, HeaderEdits, PathRewrite, Policies,
+    RateLimit, RateLimitKeyType, RateLimitScope, RequestTransform, Validation, Waf,
 };
 use gatehouse_api::{Duration, SecretKeyRef};
 use gatehouse_table::PolicyField;
@@ -20,15 +21,29 @@ const JWT_ALGORITHMS: [&str; 12] = [
     "HS384", "HS512",
 ];
 
-/// The fields a `Policies` value sets, with their configuration as JSON.
-pub(crate) fn set_fields(p: &Policies) -> Vec<(PolicyField, serde_json::Value)> {
-    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(p) else {
-        return Vec::new();
-    };
+/// The fields a `Policies` value sets, in request-path order.
+pub(crate) fn set_fields(p: &Policies) -> Vec<PolicyField> {
     PolicyField::ALL
-        .iter()
-        .filter_map(|f| map.get(f.as_str()).map(|v| (*f, v.clone())))
+        .into_iter()
+        .filter(|f| is_set(p, *f))
         .collect()
+}
+
+/// Whether `p` sets `field`.
+pub(crate) fn is_set(p: &Policies, field: PolicyField) -> bool {
+    match field {
+        PolicyField::Waf => p.waf.is_some(),
+        PolicyField::Cors => p.cors.is_some(),
+        PolicyField::Authentication => p.authentication.is_some(),
+        PolicyField::Authorization => p.authorization.is_some(),
+        PolicyField::RateLimit => p.rate_limit.is_some(),
+        PolicyField::ConcurrencyLimit => p.concurrency_limit.is_some(),
+        PolicyField::Validation => p.validation.is_some(),
+        PolicyField::Cache => p.cache.is_some(),
+        PolicyField::RequestTransform => p.request_transform.is_some(),
+        PolicyField::ResponseTransform => p.response_transform.is_some(),
+        PolicyField::Errors => p.errors.is_some(),
+    }
 }
 
 /// Checks a `Policies` value written at `prefix` (e.g. `spec.rules[0].policies`) in an
@@ -48,50 +63,10 @@ pub(crate) fn validate(
         valid: true,
     };
     if let Some(rl) = &p.rate_limit {
-        for (i, l) in rl.limits.iter().enumerate() {
-            c.duration(
-                &format!("rateLimit.limits[{i}].period"),
-                Some(&l.period),
-                true,
-            );
-            if l.requests == 0 {
-                c.invalid(
-                    &format!("rateLimit.limits[{i}].requests"),
-                    "must be at least 1".into(),
-                );
-            }
-        }
-        if rl.limits.is_empty() {
-            c.invalid("rateLimit.limits", "at least one limit is required".into());
-        }
-        c.duration("rateLimit.maxDelay", rl.max_delay.as_ref(), true);
-        if rl.scope == Some(RateLimitScope::Global) && !c.index.redis() {
-            let f = c.path("rateLimit.scope");
-            c.sink.warning(
-                f,
-                Reason::Degraded,
-                "scope Global counts per replica: this gateway has no --redis, so each replica enforces the limits alone",
-            );
-        }
-        if let Some(k) = &rl.key {
-            let needs_name = matches!(k.kind, RateLimitKeyType::Header | RateLimitKeyType::Claim);
-            if needs_name != k.name.is_some() {
-                c.invalid(
-                    "rateLimit.key.name",
-                    "name is required by Header and Claim keys and allowed only with them".into(),
-                );
-            }
-        }
+        c.rate_limit(rl);
     }
     if let Some(cl) = &p.concurrency_limit {
-        if cl.max_in_flight == 0 {
-            c.invalid("concurrencyLimit.maxInFlight", "must be at least 1".into());
-        }
-        c.duration(
-            "concurrencyLimit.queueTimeout",
-            cl.queue_timeout.as_ref(),
-            true,
-        );
+        c.concurrency_limit(cl);
     }
     if let Some(a) = &p.authentication {
         c.authentication(a);
@@ -100,60 +75,10 @@ pub(crate) fn validate(
         c.cors(cors);
     }
     if let Some(cache) = &p.cache {
-        c.duration("cache.ttl", Some(&cache.ttl), true);
-        for (i, m) in cache.methods.iter().enumerate() {
-            c.token(&format!("cache.methods[{i}]"), m);
-        }
-        for (i, h) in cache.vary.iter().enumerate() {
-            c.token(&format!("cache.vary[{i}]"), h);
-        }
-        c.statuses("cache.statuses", &cache.statuses, 100);
+        c.cache(cache);
     }
     if let Some(t) = &p.request_transform {
-        if let Some(h) = &t.headers {
-            c.header_edits("requestTransform.headers", h);
-        }
-        if let Some(path) = &t.path {
-            match (&path.replace_prefix_match, &path.replace_full_path) {
-                (Some(p), None) => {
-                    if !p.starts_with('/') {
-                        c.invalid(
-                            "requestTransform.path.replacePrefixMatch",
-                            "must start with /".into(),
-                        );
-                    }
-                }
-                (None, Some(full)) => {
-                    c.template("requestTransform.path.replaceFullPath", full);
-                    if !full.starts_with('/') {
-                        c.invalid(
-                            "requestTransform.path.replaceFullPath",
-                            "must start with /".into(),
-                        );
-                    }
-                }
-                _ => c.invalid(
-                    "requestTransform.path",
-                    "exactly one of replacePrefixMatch or replaceFullPath must be set".into(),
-                ),
-            }
-        }
-        if let Some(h) = &t.hostname
-            && !is_dns_name(&h.to_ascii_lowercase())
-        {
-            c.invalid(
-                "requestTransform.hostname",
-                format!("{h:?} is not a host name"),
-            );
-        }
-        if let Some(q) = &t.query {
-            for (k, v) in &q.set {
-                c.template(&format!("requestTransform.query.set[{k}]"), v);
-            }
-        }
-        if let Some(b) = &t.body {
-            c.body_edits("requestTransform.body", b);
-        }
+        c.request_transform(t);
     }
     if let Some(t) = &p.response_transform {
         if let Some(h) = &t.headers {
@@ -164,57 +89,13 @@ pub(crate) fn validate(
         }
     }
     if let Some(v) = &p.validation {
-        if let Some(r) = &v.request {
-            for (i, ct) in r.content_types.iter().enumerate() {
-                if !ct.contains('/') {
-                    c.invalid(
-                        &format!("validation.request.contentTypes[{i}]"),
-                        format!("{ct:?} is not a media type"),
-                    );
-                }
-            }
-            for (i, h) in r.required_headers.iter().enumerate() {
-                c.token(&format!("validation.request.requiredHeaders[{i}]"), h);
-            }
-            c.schema("validation.request.schema", r.schema.as_ref());
-        }
-        if let Some(r) = &v.response {
-            c.schema("validation.response.schema", r.schema.as_ref());
-        }
+        c.validation(v);
     }
     if let Some(w) = &p.waf {
-        for (field, list) in [
-            ("waf.allowCidrs", &w.allow_cidrs),
-            ("waf.denyCidrs", &w.deny_cidrs),
-        ] {
-            for (i, cidr) in list.iter().enumerate() {
-                if cidr.parse::<IpNet>().is_err() && cidr.parse::<IpAddr>().is_err() {
-                    c.invalid(
-                        &format!("{field}[{i}]"),
-                        format!("{cidr:?} is not a CIDR or IP address"),
-                    );
-                }
-            }
-        }
-        if let Some(crs) = &w.core_rule_set
-            && crs.paranoia_level.is_some_and(|l| !(1..=4).contains(&l))
-        {
-            c.invalid(
-                "waf.coreRuleSet.paranoiaLevel",
-                "must be between 1 and 4".into(),
-            );
-        }
+        c.waf(w);
     }
     if let Some(e) = &p.errors {
-        c.statuses("errors.replaceUpstream", &e.replace_upstream, 400);
-        for (i, o) in e.overrides.iter().enumerate() {
-            if !(400..=599).contains(&o.status) {
-                c.invalid(
-                    &format!("errors.overrides[{i}].status"),
-                    "must be between 400 and 599".into(),
-                );
-            }
-        }
+        c.errors(e);
     }
     c.valid
 }
@@ -349,6 +230,172 @@ impl Checker<'_, '_, '_> {
             self.invalid(field, "a JSON Schema is an object".into());
         } else if let Err(e) = gatehouse_table::schema::compile(s) {
             self.invalid(field, format!("not a valid JSON Schema (2020-12): {e}"));
+        }
+    }
+
+    fn rate_limit(&mut self, rl: &RateLimit) {
+        for (i, l) in rl.limits.iter().enumerate() {
+            self.duration(
+                &format!("rateLimit.limits[{i}].period"),
+                Some(&l.period),
+                true,
+            );
+            if l.requests == 0 {
+                self.invalid(
+                    &format!("rateLimit.limits[{i}].requests"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+        if rl.limits.is_empty() {
+            self.invalid("rateLimit.limits", "at least one limit is required".into());
+        }
+        self.duration("rateLimit.maxDelay", rl.max_delay.as_ref(), true);
+        if rl.scope == Some(RateLimitScope::Global) && !self.index.redis() {
+            let f = self.path("rateLimit.scope");
+            self.sink.warning(
+                f,
+                Reason::Degraded,
+                "scope Global counts per replica: this gateway has no --redis, so each replica enforces the limits alone",
+            );
+        }
+        if let Some(k) = &rl.key {
+            let needs_name = matches!(k.kind, RateLimitKeyType::Header | RateLimitKeyType::Claim);
+            if needs_name != k.name.is_some() {
+                self.invalid(
+                    "rateLimit.key.name",
+                    "name is required by Header and Claim keys and allowed only with them".into(),
+                );
+            }
+        }
+    }
+
+    fn concurrency_limit(&mut self, cl: &ConcurrencyLimit) {
+        if cl.max_in_flight == 0 {
+            self.invalid("concurrencyLimit.maxInFlight", "must be at least 1".into());
+        }
+        self.duration(
+            "concurrencyLimit.queueTimeout",
+            cl.queue_timeout.as_ref(),
+            true,
+        );
+    }
+
+    fn cache(&mut self, cache: &Cache) {
+        self.duration("cache.ttl", Some(&cache.ttl), true);
+        for (i, m) in cache.methods.iter().enumerate() {
+            self.token(&format!("cache.methods[{i}]"), m);
+        }
+        for (i, h) in cache.vary.iter().enumerate() {
+            self.token(&format!("cache.vary[{i}]"), h);
+        }
+        self.statuses("cache.statuses", &cache.statuses, 100);
+    }
+
+    fn request_transform(&mut self, t: &RequestTransform) {
+        if let Some(h) = &t.headers {
+            self.header_edits("requestTransform.headers", h);
+        }
+        if let Some(path) = &t.path {
+            self.path_rewrite(path);
+        }
+        if let Some(h) = &t.hostname
+            && !is_dns_name(&h.to_ascii_lowercase())
+        {
+            self.invalid(
+                "requestTransform.hostname",
+                format!("{h:?} is not a host name"),
+            );
+        }
+        if let Some(q) = &t.query {
+            for (k, v) in &q.set {
+                self.template(&format!("requestTransform.query.set[{k}]"), v);
+            }
+        }
+        if let Some(b) = &t.body {
+            self.body_edits("requestTransform.body", b);
+        }
+    }
+
+    fn path_rewrite(&mut self, path: &PathRewrite) {
+        match (&path.replace_prefix_match, &path.replace_full_path) {
+            (Some(p), None) => {
+                if !p.starts_with('/') {
+                    self.invalid(
+                        "requestTransform.path.replacePrefixMatch",
+                        "must start with /".into(),
+                    );
+                }
+            }
+            (None, Some(full)) => {
+                self.template("requestTransform.path.replaceFullPath", full);
+                if !full.starts_with('/') {
+                    self.invalid(
+                        "requestTransform.path.replaceFullPath",
+                        "must start with /".into(),
+                    );
+                }
+            }
+            _ => self.invalid(
+                "requestTransform.path",
+                "exactly one of replacePrefixMatch or replaceFullPath must be set".into(),
+            ),
+        }
+    }
+
+    fn validation(&mut self, v: &Validation) {
+        if let Some(r) = &v.request {
+            for (i, ct) in r.content_types.iter().enumerate() {
+                if !ct.contains('/') {
+                    self.invalid(
+                        &format!("validation.request.contentTypes[{i}]"),
+                        format!("{ct:?} is not a media type"),
+                    );
+                }
+            }
+            for (i, h) in r.required_headers.iter().enumerate() {
+                self.token(&format!("validation.request.requiredHeaders[{i}]"), h);
+            }
+            self.schema("validation.request.schema", r.schema.as_ref());
+        }
+        if let Some(r) = &v.response {
+            self.schema("validation.response.schema", r.schema.as_ref());
+        }
+    }
+
+    fn waf(&mut self, w: &Waf) {
+        for (field, list) in [
+            ("waf.allowCidrs", &w.allow_cidrs),
+            ("waf.denyCidrs", &w.deny_cidrs),
+        ] {
+            for (i, cidr) in list.iter().enumerate() {
+                if cidr.parse::<IpNet>().is_err() && cidr.parse::<IpAddr>().is_err() {
+                    self.invalid(
+                        &format!("{field}[{i}]"),
+                        format!("{cidr:?} is not a CIDR or IP address"),
+                    );
+                }
+            }
+        }
+        if let Some(crs) = &w.core_rule_set
+            && crs.paranoia_level.is_some_and(|l| !(1..=4).contains(&l))
+        {
+            self.invalid(
+                "waf.coreRuleSet.paranoiaLevel",
+                "must be between 1 and 4".into(),
+            );
+        }
+    }
+
+    fn errors(&mut self, e: &ErrorPolicy) {
+        self.statuses("errors.replaceUpstream", &e.replace_upstream, 400);
+        for (i, o) in e.overrides.iter().enumerate() {
+            if !(400..=599).contains(&o.status) {
+                self.invalid(
+                    &format!("errors.overrides[{i}].status"),
+                    "must be between 400 and 599".into(),
+                );
+            }
         }
     }
 

@@ -170,6 +170,10 @@ fn changes<'a>(last: &[Arc<ApiRoute>], now: &'a [Arc<ApiRoute>]) -> Option<Vec<C
     Some(out)
 }
 
+/// What a changed route compiles to now: `None` when it is gone, else its draft (when it
+/// compiled) and what was found.
+type Compiled = Option<(Option<RouteDraft>, Vec<diagnostics::Diagnostic>)>;
+
 /// The short path: `Some(output)` when only routes changed and none of them shares a
 /// match with another route; else `None`, and the caller compiles the whole set.
 pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
@@ -184,9 +188,29 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
         last.routes.clone_from(&inputs.routes);
         return Some(last.output.clone());
     }
+    let compiled = compile_changed(inputs, memo, &changed);
+    let MovedClaims { counts, olds } = move_claims(memo, &changed, &compiled)?;
 
-    // What each changed route compiles to now, against the index of the same objects
-    // as last time (rebuilt from them and from what the memo keeps of them).
+    // From here on nothing refuses: the last output becomes the new one.
+    let last = memo.last.as_mut()?;
+    for (claim, n) in counts {
+        if n == 0 {
+            last.claims.remove(&claim);
+        } else {
+            last.claims.insert(claim, n);
+        }
+    }
+    let attached = replace_routes(memo, &changed, &olds, &compiled)?;
+    let last = memo.last.as_mut()?;
+    refresh_statuses(&mut last.output, &changed, &compiled, attached);
+    last.output.table.hash = crate::hash_with_route_digests(&last.output.table, &last.digests);
+    last.routes = inputs.routes.clone();
+    Some(last.output.clone())
+}
+
+/// What each changed route compiles to now, against the index of the same objects as
+/// last time (rebuilt from them and from what the memo keeps of them).
+fn compile_changed(inputs: &Inputs, memo: &Memo, changed: &[Change<'_>]) -> Vec<Compiled> {
     let mut index = Index {
         redis: inputs.redis,
         ..Index::default()
@@ -201,9 +225,8 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
     }
     index.upstreams = memo.world.upstreams.iter().cloned().collect();
     let mut regex = gatehouse_router::RegexChecker::default();
-    let mut compiled: Vec<Option<(Option<RouteDraft>, Vec<diagnostics::Diagnostic>)>> =
-        Vec::with_capacity(changed.len());
-    for c in &changed {
+    let mut compiled = Vec::with_capacity(changed.len());
+    for c in changed {
         let Some(r) = c.new else {
             compiled.push(None);
             continue;
@@ -219,11 +242,22 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
         let draft = crate::route::compile(r, &index, &mut regex, &mut sink);
         compiled.push(Some((draft, found)));
     }
-    drop(index);
+    compiled
+}
 
-    // Claims: every one the changed routes held must have been theirs alone, and every
-    // one they hold now must be theirs alone. Checked on a copy of the counts of the
-    // claims involved, so that a refusal changes nothing.
+/// The claims of the changed routes, moved from what they were to what they are.
+struct MovedClaims {
+    /// The new count of every claim involved.
+    counts: HashMap<(u64, u64), u32>,
+    /// The changed routes' previous drafts.
+    olds: Vec<Option<RouteDraft>>,
+}
+
+/// Claims: every one the changed routes held must have been theirs alone, and every one
+/// they hold now must be theirs alone. Checked on a copy of the counts of the claims
+/// involved, so that a refusal (`None`) changes nothing.
+fn move_claims(memo: &Memo, changed: &[Change<'_>], compiled: &[Compiled]) -> Option<MovedClaims> {
+    let last = memo.last.as_ref()?;
     let mut counts: HashMap<(u64, u64), u32> = HashMap::default();
     // Moves a claim's count from `from` to `to`; false when it was not `from`.
     let mut step = |claim: (u64, u64), from: u32, to: u32| {
@@ -237,7 +271,7 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
         moved
     };
     let mut olds: Vec<Option<RouteDraft>> = Vec::with_capacity(changed.len());
-    for c in &changed {
+    for c in changed {
         let old = match &c.old {
             Some(_) => memo.routes.get(&c.object)?.draft.clone(),
             None => None,
@@ -251,21 +285,30 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
     if !new.flat_map(claims).all(|claim| step(claim, 0, 1)) {
         return None;
     }
+    Some(MovedClaims { counts, olds })
+}
 
-    // From here on nothing refuses: the last output becomes the new one.
-    let last = memo.last.as_mut()?;
-    for (claim, n) in counts {
-        if n == 0 {
-            last.claims.remove(&claim);
-        } else {
-            last.claims.insert(claim, n);
-        }
-    }
+/// Replaces the changed routes in the last output's table, digests and diagnostics and
+/// in the memo; returns how many routes each ApiPolicy gained or lost.
+fn replace_routes(
+    memo: &mut Memo,
+    changed: &[Change<'_>],
+    olds: &[Option<RouteDraft>],
+    compiled: &[Compiled],
+) -> Option<HashMap<String, i64>> {
+    let Memo {
+        last,
+        routes: remembered,
+        digests,
+        round,
+        ..
+    } = memo;
+    let last = last.as_mut()?;
     let out = &mut last.output;
     let objects: BTreeSet<&ObjectRef> = changed.iter().map(|c| &c.object).collect();
     out.diagnostics.retain(|d| !objects.contains(&d.object));
     let mut attached: HashMap<String, i64> = HashMap::default();
-    for ((c, old), now) in changed.iter().zip(&olds).zip(&compiled) {
+    for ((c, old), now) in changed.iter().zip(olds).zip(compiled) {
         // Out of the table, then in again where its id sorts.
         if let Some(old) = old {
             let routes = &out.table.routes;
@@ -273,48 +316,56 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
                 out.table.routes.remove(at);
                 last.digests.remove(at);
             }
-            memo.digests.remove(&Address::of(&old.route));
+            digests.remove(&Address::of(&old.route));
             for p in old.policy_refs.iter() {
                 *attached.entry(p.clone()).or_default() -= 1;
             }
         }
-        match now {
-            None => {
-                out.statuses.remove(&c.object);
-                memo.routes.remove(&c.object);
+        let Some((draft, found)) = now else {
+            out.statuses.remove(&c.object);
+            remembered.remove(&c.object);
+            continue;
+        };
+        if let Some(d) = draft {
+            let routes = &out.table.routes;
+            let at = routes
+                .binary_search_by(|r| r.id.as_str().cmp(&d.route.id))
+                .unwrap_or_else(|at| at);
+            let digest = crate::route_digest(&d.route);
+            out.table.routes.insert(at, d.route.clone());
+            last.digests.insert(at, digest);
+            digests.insert(ByAddress::new(d.route.clone()), digest);
+            for p in d.policy_refs.iter() {
+                *attached.entry(p.clone()).or_default() += 1;
             }
-            Some((draft, found)) => {
-                if let Some(d) = draft {
-                    let routes = &out.table.routes;
-                    let at = routes
-                        .binary_search_by(|r| r.id.as_str().cmp(&d.route.id))
-                        .unwrap_or_else(|at| at);
-                    let digest = crate::route_digest(&d.route);
-                    out.table.routes.insert(at, d.route.clone());
-                    last.digests.insert(at, digest);
-                    memo.digests.insert(ByAddress::new(d.route.clone()), digest);
-                    for p in d.policy_refs.iter() {
-                        *attached.entry(p.clone()).or_default() += 1;
-                    }
-                }
-                out.diagnostics.extend(found.iter().cloned());
-                if let Some(r) = c.new {
-                    memo.routes.insert(
-                        c.object.clone(),
-                        Remembered {
-                            source: r.clone(),
-                            draft: draft.clone(),
-                            found: found.clone(),
-                            seen: memo.round,
-                        },
-                    );
-                }
-            }
+        }
+        out.diagnostics.extend(found.iter().cloned());
+        if let Some(r) = c.new {
+            remembered.insert(
+                c.object.clone(),
+                Remembered {
+                    source: r.clone(),
+                    draft: draft.clone(),
+                    found: found.clone(),
+                    seen: *round,
+                },
+            );
         }
     }
     out.diagnostics.sort();
     out.diagnostics.dedup();
-    for (c, now) in changed.iter().zip(&compiled) {
+    Some(attached)
+}
+
+/// The statuses of the changed routes, and each ApiPolicy's count of attached routes
+/// moved by `attached`.
+fn refresh_statuses(
+    out: &mut Output,
+    changed: &[Change<'_>],
+    compiled: &[Compiled],
+    attached: HashMap<String, i64>,
+) {
+    for (c, now) in changed.iter().zip(compiled) {
         if let (Some(r), Some(_)) = (c.new, now) {
             let from = out.diagnostics.partition_point(|d| d.object < c.object);
             let to = from + out.diagnostics[from..].partition_point(|d| d.object == c.object);
@@ -334,7 +385,4 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
             *n = (i64::from(*n) + delta).max(0) as u32;
         }
     }
-    out.table.hash = crate::hash_with_route_digests(&out.table, &last.digests);
-    last.routes = inputs.routes.clone();
-    Some(last.output.clone())
 }

@@ -5,17 +5,15 @@
 //! 503 instead of being served without them); informational fields (`docs`) only warn.
 //! When a feature lands in the proxy, its entry here flips, and its tests come with it.
 
+use gatehouse_api::Policies;
 use gatehouse_api::upstream::{LoadBalancerPolicy, UpstreamSpec};
 use gatehouse_table::PolicyField;
 
 /// The parts of a policy field the proxy does not enforce yet, relative to the field
 /// (`""` for the whole field, a sub-field name when only part of it is missing; the
-/// configuration is passed for such parts). Empty when the
-/// policy, as configured, is enforced.
-pub fn unsupported_policy_parts(
-    field: PolicyField,
-    _config: &serde_json::Value,
-) -> Vec<&'static str> {
+/// policies that set the field are passed for such parts). Empty when the policy, as
+/// configured, is enforced.
+pub fn unsupported_policy_parts(field: PolicyField, _policies: &Policies) -> Vec<&'static str> {
     match field {
         PolicyField::Cors
         | PolicyField::ConcurrencyLimit

@@ -4,8 +4,11 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use gatehouse_api::upstream::{LoadBalancerPolicy, StaticEndpoint, UpstreamSpec};
 use gatehouse_api::{PortRef, Upstream};
-use gatehouse_table::{self as table, Blocker, Discovery, Endpoint, Protocol, Timeouts};
+use gatehouse_table::{
+    self as table, BlockReason, Blocker, Discovery, Endpoint, LoadBalancer, Protocol, Timeouts,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::diagnostics::{Kind, ObjectRef, Reason, Sink};
@@ -25,8 +28,66 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
     let id = sink.object().id();
     let spec = &up.spec;
     let mut d = Durations { sink, valid: true };
+    let timeouts = timeouts(spec, &mut d);
+    check_nested_durations(up, &mut d);
+    let (sink, mut valid) = (d.sink, d.valid);
+
+    let (discovery, endpoints, total) = match (&spec.service, &spec.endpoints) {
+        (Some(_), Some(_)) | (None, None) => {
+            sink.error(
+                "spec",
+                Reason::Invalid,
+                "exactly one of service or endpoints must be set",
+            );
+            valid = false;
+            (Discovery::Static, Vec::new(), 0)
+        }
+        (None, Some(list)) => {
+            let eps = static_endpoints(list, sink, &mut valid);
+            let total = eps.len() as u32;
+            (Discovery::Static, eps, total)
+        }
+        (Some(svc), None) => {
+            let discovery = Discovery::Service {
+                name: svc.name.clone(),
+                port: svc.port.to_string(),
+            };
+            match resolve_service(&ns, &svc.name, &svc.port, index, sink) {
+                Some(port_name) => {
+                    let slices = index.slices_for(&ns, &svc.name);
+                    let (eps, all) = endpoints_from_slices(&slices, port_name.as_deref());
+                    (discovery, eps, all)
+                }
+                None => (discovery, Vec::new(), 0),
+            }
+        }
+    };
+    let blocked = blockers(spec, &id, &ns, index, sink);
+    let upstream = valid.then(|| table::Upstream {
+        id,
+        protocol: match spec.protocol.unwrap_or_default() {
+            gatehouse_api::upstream::UpstreamProtocol::Http1 => Protocol::Http1,
+            gatehouse_api::upstream::UpstreamProtocol::Http2 => Protocol::Http2,
+        },
+        discovery,
+        endpoints,
+        timeouts,
+        load_balancer: load_balancer(spec),
+        blocked,
+    });
+    // Endpoints that receive traffic: none when the Upstream is not served.
+    let ready = upstream.as_ref().map_or(0, |u| u.endpoints.len() as u32);
+    UpstreamInfo {
+        upstream,
+        ready_endpoints: ready,
+        total_endpoints: total,
+    }
+}
+
+/// `spec.timeouts`, defaults applied.
+fn timeouts(spec: &UpstreamSpec, d: &mut Durations<'_, '_>) -> Timeouts {
     let t = spec.timeouts.as_ref();
-    let timeouts = Timeouts {
+    Timeouts {
         connect_ms: d.ms(
             "spec.timeouts.connect",
             t.and_then(|t| t.connect.as_ref()),
@@ -42,81 +103,65 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
             t.and_then(|t| t.idle.as_ref()),
             DEFAULT_IDLE_MS,
         ),
-    };
-    check_nested_durations(up, &mut d);
-    let (sink, mut valid) = (d.sink, d.valid);
+    }
+}
 
-    // Endpoints.
-    let mut total = 0u32;
-    let (discovery, endpoints) = match (&spec.service, &spec.endpoints) {
-        (Some(_), Some(_)) | (None, None) => {
+/// `spec.endpoints`, sorted and without duplicates; a bad one is reported and left out.
+fn static_endpoints(
+    list: &[StaticEndpoint],
+    sink: &mut Sink<'_>,
+    valid: &mut bool,
+) -> Vec<Endpoint> {
+    let mut eps = BTreeSet::new();
+    for (i, e) in list.iter().enumerate() {
+        let host = e.host.to_ascii_lowercase();
+        if host.parse::<IpAddr>().is_err() && !is_dns_name(&host) {
             sink.error(
-                "spec",
+                format!("spec.endpoints[{i}].host"),
                 Reason::Invalid,
-                "exactly one of service or endpoints must be set",
+                format!("{:?} is neither an IP address nor a DNS name", e.host),
             );
-            valid = false;
-            (Discovery::Static, Vec::new())
+            *valid = false;
+            continue;
         }
-        (None, Some(list)) => {
-            let mut eps = BTreeSet::new();
-            for (i, e) in list.iter().enumerate() {
-                let host = e.host.to_ascii_lowercase();
-                if host.parse::<IpAddr>().is_err() && !is_dns_name(&host) {
-                    sink.error(
-                        format!("spec.endpoints[{i}].host"),
-                        Reason::Invalid,
-                        format!("{:?} is neither an IP address nor a DNS name", e.host),
-                    );
-                    valid = false;
-                    continue;
-                }
-                if e.port == 0 {
-                    sink.error(
-                        format!("spec.endpoints[{i}].port"),
-                        Reason::Invalid,
-                        "port 0",
-                    );
-                    valid = false;
-                    continue;
-                }
-                let weight = e.weight.unwrap_or(1);
-                if !(1..=1000).contains(&weight) {
-                    sink.error(
-                        format!("spec.endpoints[{i}].weight"),
-                        Reason::Invalid,
-                        format!("weight {weight} is outside 1..1000"),
-                    );
-                    valid = false;
-                    continue;
-                }
-                eps.insert(Endpoint {
-                    host,
-                    port: e.port,
-                    weight,
-                    ready: true,
-                });
-            }
-            total = eps.len() as u32;
-            (Discovery::Static, eps.into_iter().collect())
+        if e.port == 0 {
+            sink.error(
+                format!("spec.endpoints[{i}].port"),
+                Reason::Invalid,
+                "port 0",
+            );
+            *valid = false;
+            continue;
         }
-        (Some(svc), None) => {
-            let discovery = Discovery::Service {
-                name: svc.name.clone(),
-                port: svc.port.to_string(),
-            };
-            match resolve_service(&ns, &svc.name, &svc.port, index, sink) {
-                Some(port_name) => {
-                    let slices = index.slices_for(&ns, &svc.name);
-                    let (eps, all) = endpoints_from_slices(&slices, port_name.as_deref());
-                    total = all;
-                    (discovery, eps)
-                }
-                None => (discovery, Vec::new()),
-            }
+        let weight = e.weight.unwrap_or(1);
+        if !(1..=1000).contains(&weight) {
+            sink.error(
+                format!("spec.endpoints[{i}].weight"),
+                Reason::Invalid,
+                format!("weight {weight} is outside 1..1000"),
+            );
+            *valid = false;
+            continue;
         }
-    };
+        eps.insert(Endpoint {
+            host,
+            port: e.port,
+            weight,
+            ready: true,
+        });
+    }
+    eps.into_iter().collect()
+}
 
+/// Why requests to the upstream are answered 503: fields the data plane does not
+/// implement, TLS Secrets that do not exist.
+fn blockers(
+    spec: &UpstreamSpec,
+    id: &str,
+    ns: &str,
+    index: &Index<'_>,
+    sink: &mut Sink<'_>,
+) -> Vec<Blocker> {
     let mut blocked: Vec<Blocker> = support::unsupported_upstream_fields(spec)
         .into_iter()
         .map(|field| {
@@ -127,25 +172,23 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
             );
             Blocker {
                 field: format!("Upstream {id} {field}"),
-                reason: Reason::UnsupportedValue.to_string(),
+                reason: BlockReason::UnsupportedValue,
             }
         })
         .collect();
-
+    let tls = spec.tls.as_ref();
     for (field, secret) in [
         (
             "spec.tls.caSecretRef",
-            spec.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref()),
+            tls.and_then(|t| t.ca_secret_ref.as_ref()),
         ),
         (
             "spec.tls.clientCertificateRef",
-            spec.tls
-                .as_ref()
-                .and_then(|t| t.client_certificate_ref.as_ref()),
+            tls.and_then(|t| t.client_certificate_ref.as_ref()),
         ),
     ] {
         if let Some(s) = secret
-            && index.secret(&ns, &s.name).is_none()
+            && index.secret(ns, &s.name).is_none()
         {
             sink.error(
                 field,
@@ -158,34 +201,27 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
             // Never fall back to other trust roots or no client certificate.
             blocked.push(Blocker {
                 field: format!("Upstream {id} {field}"),
-                reason: Reason::SecretNotFound.to_string(),
+                reason: BlockReason::SecretNotFound,
             });
         }
     }
+    blocked
+}
 
-    let lb = spec
+/// `spec.loadBalancer.policy`, default `RoundRobin`.
+fn load_balancer(spec: &UpstreamSpec) -> LoadBalancer {
+    let policy = spec
         .load_balancer
         .as_ref()
         .and_then(|l| l.policy)
         .unwrap_or_default();
-    let upstream = valid.then(|| table::Upstream {
-        id,
-        protocol: match spec.protocol.unwrap_or_default() {
-            gatehouse_api::upstream::UpstreamProtocol::Http1 => Protocol::Http1,
-            gatehouse_api::upstream::UpstreamProtocol::Http2 => Protocol::Http2,
-        },
-        discovery,
-        endpoints,
-        timeouts,
-        load_balancer: format!("{lb:?}"),
-        blocked,
-    });
-    // Endpoints that receive traffic: none when the Upstream is not served.
-    let ready = upstream.as_ref().map_or(0, |u| u.endpoints.len() as u32);
-    UpstreamInfo {
-        upstream,
-        ready_endpoints: ready,
-        total_endpoints: total,
+    match policy {
+        LoadBalancerPolicy::RoundRobin => LoadBalancer::RoundRobin,
+        LoadBalancerPolicy::LeastRequest => LoadBalancer::LeastRequest,
+        LoadBalancerPolicy::Random => LoadBalancer::Random,
+        LoadBalancerPolicy::RingHash => LoadBalancer::RingHash,
+        LoadBalancerPolicy::Maglev => LoadBalancer::Maglev,
+        LoadBalancerPolicy::PeakEwma => LoadBalancer::PeakEwma,
     }
 }
 

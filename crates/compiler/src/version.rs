@@ -50,12 +50,41 @@ pub(crate) struct Plan {
 /// `sink`; `None` when the route cannot be served as written.
 pub(crate) fn plan(v: &ApiVersion, sink: &mut Sink<'_>) -> Option<Plan> {
     let scheme = v.scheme.unwrap_or_default();
+    let header = v.header.as_deref().unwrap_or(DEFAULT_HEADER);
+    let query_param = v.query_param.as_deref().unwrap_or(DEFAULT_QUERY_PARAM);
+    let sunset = check(v, scheme, header, query_param, sink)?;
+    let selection = select(v, scheme, header, query_param);
+    let default = v.default.unwrap_or(false);
+    Some(Plan {
+        prefix: selection.prefix,
+        condition: selection.condition,
+        default,
+        table: Version {
+            name: v.name.clone(),
+            scheme: selection.scheme,
+            default,
+            deprecated: v.deprecated.unwrap_or(false),
+            sunset,
+            vary: selection.vary,
+        },
+    })
+}
+
+/// Checks `spec.version` (`header` and `query_param` with their defaults applied).
+/// `None` when something is invalid (each reported); else the `Sunset` header value,
+/// when one is set.
+fn check(
+    v: &ApiVersion,
+    scheme: ApiScheme,
+    header: &str,
+    query_param: &str,
+    sink: &mut Sink<'_>,
+) -> Option<Option<String>> {
     let mut ok = true;
     let mut invalid = |sink: &mut Sink<'_>, field: &str, msg: String| {
         sink.error(field, Reason::Invalid, msg);
         ok = false;
     };
-
     if !valid_name(&v.name) {
         let what = if scheme == ApiScheme::Path {
             "a single path segment"
@@ -85,7 +114,6 @@ pub(crate) fn plan(v: &ApiVersion, sink: &mut Sink<'_>) -> Option<Plan> {
             "queryParam applies only to the Query scheme".into(),
         );
     }
-    let header = v.header.as_deref().unwrap_or(DEFAULT_HEADER);
     if !is_token(header) {
         invalid(
             sink,
@@ -93,7 +121,6 @@ pub(crate) fn plan(v: &ApiVersion, sink: &mut Sink<'_>) -> Option<Plan> {
             format!("{header:?} is not a header name"),
         );
     }
-    let query_param = v.query_param.as_deref().unwrap_or(DEFAULT_QUERY_PARAM);
     if query_param.is_empty() {
         invalid(sink, "spec.version.queryParam", "must not be empty".into());
     }
@@ -112,38 +139,49 @@ pub(crate) fn plan(v: &ApiVersion, sink: &mut Sink<'_>) -> Option<Plan> {
             None
         }
     };
-    if !ok {
-        return None;
-    }
+    ok.then_some(sunset)
+}
 
+/// How a request names the version, per scheme.
+struct Selection {
+    scheme: VersionScheme,
+    /// `/v2` for the Path scheme.
+    prefix: Option<String>,
+    /// The condition added to every match: header (`true`) or query (`false`).
+    condition: Option<(bool, ApiValueMatch)>,
+    /// The request header responses vary on.
+    vary: Option<String>,
+}
+
+fn select(v: &ApiVersion, scheme: ApiScheme, header: &str, query_param: &str) -> Selection {
     let exact = |name: &str| ApiValueMatch {
         name: name.to_string(),
         kind: Some(ValueMatchType::Exact),
         value: Some(v.name.clone()),
     };
-    let (table_scheme, prefix, condition, vary) = match scheme {
-        ApiScheme::Path => (
-            VersionScheme::Path,
-            Some(format!("/{}", v.name)),
-            None,
-            None,
-        ),
-        ApiScheme::Header => (
-            VersionScheme::Header,
-            None,
-            Some((true, exact(header))),
-            Some(header.to_string()),
-        ),
-        ApiScheme::Query => (
-            VersionScheme::Query,
-            None,
-            Some((false, exact(query_param))),
-            None,
-        ),
-        ApiScheme::MediaType => (
-            VersionScheme::MediaType,
-            None,
-            Some((
+    match scheme {
+        ApiScheme::Path => Selection {
+            scheme: VersionScheme::Path,
+            prefix: Some(format!("/{}", v.name)),
+            condition: None,
+            vary: None,
+        },
+        ApiScheme::Header => Selection {
+            scheme: VersionScheme::Header,
+            prefix: None,
+            condition: Some((true, exact(header))),
+            vary: Some(header.to_string()),
+        },
+        ApiScheme::Query => Selection {
+            scheme: VersionScheme::Query,
+            prefix: None,
+            condition: Some((false, exact(query_param))),
+            vary: None,
+        },
+        ApiScheme::MediaType => Selection {
+            scheme: VersionScheme::MediaType,
+            prefix: None,
+            condition: Some((
                 true,
                 ApiValueMatch {
                     name: "accept".into(),
@@ -151,23 +189,9 @@ pub(crate) fn plan(v: &ApiVersion, sink: &mut Sink<'_>) -> Option<Plan> {
                     value: Some(media_type_pattern(&v.name)),
                 },
             )),
-            Some("Accept".to_string()),
-        ),
-    };
-    let default = v.default.unwrap_or(false);
-    Some(Plan {
-        prefix,
-        condition,
-        default,
-        table: Version {
-            name: v.name.clone(),
-            scheme: table_scheme,
-            default,
-            deprecated: v.deprecated.unwrap_or(false),
-            sunset,
-            vary,
+            vary: Some("Accept".to_string()),
         },
-    })
+    }
 }
 
 impl Plan {

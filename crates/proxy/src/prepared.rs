@@ -277,7 +277,8 @@ mod tests {
             })
         };
         let limit = serde_json::json!({"rateLimit": {"source": "rule", "config": {
-            "limits": [{"requests": 10, "period": "1s"}], "key": {"type": "ClientIp"}}}});
+            "limits": [{"requests": 10, "periodMs": 1000}], "key": {"type": "ClientIp"},
+            "scope": "Local", "mode": "Reject", "maxDelayMs": 0, "failureMode": "Open"}}});
         serde_json::from_value(serde_json::json!({
             "format": gatehouse_table::FORMAT, "version": 1, "hash": "",
             "routes": [route("ns/limited", "/limited", limit), route("ns/other", "/other", serde_json::json!({}))],

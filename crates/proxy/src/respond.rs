@@ -1,7 +1,7 @@
 //! Rules answered by the gateway itself: a fixed response (`respond`) or a redirect.
 
 use bytes::Bytes;
-use gatehouse_table::{Redirect, Respond};
+use gatehouse_table::{Redirect, RedirectScheme, Respond};
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::template::{TemplateCtx, render_path};
@@ -25,16 +25,16 @@ pub(crate) fn redirect(
     ctx: &TemplateCtx<'_>,
 ) -> Response<Body> {
     let (req_host, req_port) = split_host_port(host);
-    let scheme = r.scheme.as_deref().unwrap_or("http");
+    let scheme = r.scheme.unwrap_or(RedirectScheme::Http);
     let hostname = r.hostname.as_deref().unwrap_or(req_host);
     // A changed scheme drops the request's port: it belonged to the other scheme.
     let port = r.port.or(if r.scheme.is_some() { None } else { req_port });
-    let default_port = if scheme == "https" { 443 } else { 80 };
+    let default_port = scheme.default_port();
     let path = match &r.path {
         Some(parts) => render_path(parts, ctx),
         None => normalized.to_string(),
     };
-    let mut location = format!("{scheme}://{hostname}");
+    let mut location = format!("{}://{hostname}", scheme.as_str());
     if let Some(p) = port.filter(|p| *p != default_port) {
         location.push_str(&format!(":{p}"));
     }

@@ -17,18 +17,28 @@
 //! compiler computes it as a SHA-256 over the canonical encoding that the derived
 //! `Hash` impls give (see [`Table::hash_content`]).
 //!
-//! Policies travel as [`PolicySlot`]s: the effective configuration of each top-level
-//! policy field after layering, with the layer it came from. A policy's typed,
-//! precompiled form is built by the proxy when it prepares a table, off the request path.
+//! Policies travel lowered ([`policy`]): per rule, the effective value of each
+//! top-level policy field after layering ([`RulePolicies`]), with the layer it came
+//! from, in typed form: enums for closed sets, milliseconds, defaults applied, header
+//! names lowercase, `${...}` templates parsed. The proxy builds its runtime objects
+//! from them when it prepares a table, off the request path, and decodes nothing.
 
 pub mod identity;
 pub mod patch;
+pub mod policy;
 pub mod push;
 pub mod schema;
 pub mod text;
 
 pub use identity::{Address, ByAddress};
 pub use patch::{PatchError, TablePatch};
+pub use policy::{
+    BodyEdits, Cache, ConcurrencyLimit, Cors, ErrorFormat, ErrorOverride, ErrorPolicy, FailureMode,
+    HeaderEdits, HeaderTemplate, Limit, PathRewrite, PolicyField, QueryEdits, RateLimit,
+    RateLimitKey, RateLimitMode, RateLimitScope, RequestTransform, RequestValidation,
+    ResponseTransform, ResponseValidation, ResponseValidationMode, RulePolicies, Sourced,
+    Unenforced, Validation,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,7 +48,10 @@ use serde::{Deserialize, Serialize};
 /// Schema version of the table format itself; bumped on incompatible changes.
 /// 2: [`Match::rank`] is the match's own precedence, and ties go to the older route
 /// ([`Route::created`]); in 1 it was a position among all matches of the table.
-pub const FORMAT: u32 = 2;
+/// 3: [`Rule::policies`] holds typed, lowered policy values ([`RulePolicies`]) instead
+/// of each field's configuration as written (JSON); the load balancer, redirect scheme,
+/// aggregate merge and error handling, and blocker reasons are enums.
+pub const FORMAT: u32 = 3;
 
 /// The whole compiled configuration.
 #[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
@@ -165,9 +178,9 @@ pub struct Rule {
     /// Overrides the upstream request timeout, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Effective policies after layering, by top-level field.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub policies: BTreeMap<PolicyField, PolicySlot>,
+    /// Effective policies after layering, lowered.
+    #[serde(default, skip_serializing_if = "RulePolicies::is_empty")]
+    pub policies: RulePolicies,
     /// Why this rule cannot be served as written: a field the data plane does not
     /// implement yet, or a `policyRefs` entry that does not resolve. When non-empty the
     /// proxy answers 503 instead of serving the rule without them: nothing fails open.
@@ -181,8 +194,40 @@ pub struct Rule {
 pub struct Blocker {
     /// The object and field, e.g. `ApiRoute shop/users spec.rules[0].policies.cache`.
     pub field: String,
-    /// The status reason: `UnsupportedValue`, `PolicyNotFound`.
-    pub reason: String,
+    /// The status reason.
+    pub reason: BlockReason,
+}
+
+/// Why a rule or upstream is not served; serialized as the status reason it comes with.
+/// Declared in alphabetical order, so blockers sort as their reasons read.
+#[derive(
+    Clone, Copy, Debug, Hash, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub enum BlockReason {
+    /// A `policyRefs` entry names a missing or unaccepted ApiPolicy.
+    PolicyNotFound,
+    /// A referenced Secret is missing.
+    SecretNotFound,
+    /// A field whose behaviour the data plane does not implement yet.
+    #[default]
+    UnsupportedValue,
+}
+
+impl BlockReason {
+    /// The reason as serialized (`UnsupportedValue`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockReason::PolicyNotFound => "PolicyNotFound",
+            BlockReason::SecretNotFound => "SecretNotFound",
+            BlockReason::UnsupportedValue => "UnsupportedValue",
+        }
+    }
+}
+
+impl std::fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A compiled request condition.
@@ -362,13 +407,33 @@ pub struct MirrorRef {
 pub struct Aggregate {
     /// Calls made in parallel.
     pub calls: Vec<AggregateCall>,
-    /// `Keyed` or `Deep`.
-    pub merge: String,
-    /// `Partial` or `Fail`.
-    pub on_error: String,
+    /// How the results are merged.
+    pub merge: AggregateMerge,
+    /// What a failed call does.
+    pub on_error: AggregateOnError,
     /// Deadline in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+}
+
+/// How aggregated results are merged.
+#[derive(Clone, Copy, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AggregateMerge {
+    /// `{"<call name>": <its body>, ...}`.
+    #[default]
+    Keyed,
+    /// The bodies' objects deep-merged in call order.
+    Deep,
+}
+
+/// What a failed aggregated call does.
+#[derive(Clone, Copy, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AggregateOnError {
+    /// 200, with the failed calls listed under `errors`.
+    #[default]
+    Partial,
+    /// 502.
+    Fail,
 }
 
 /// One aggregated call.
@@ -392,9 +457,9 @@ pub struct AggregateCall {
 #[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Redirect {
-    /// `http` / `https`; absent keeps the request's.
+    /// The scheme; absent keeps the request's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scheme: Option<String>,
+    pub scheme: Option<RedirectScheme>,
     /// Host name; absent keeps the request's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
@@ -406,6 +471,35 @@ pub struct Redirect {
     pub path: Option<Vec<TemplatePart>>,
     /// 301, 302, 303, 307 or 308.
     pub status: u16,
+}
+
+/// The scheme of a redirect target.
+#[derive(Clone, Copy, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedirectScheme {
+    /// `http`.
+    #[default]
+    Http,
+    /// `https`.
+    Https,
+}
+
+impl RedirectScheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedirectScheme::Http => "http",
+            RedirectScheme::Https => "https",
+        }
+    }
+
+    /// The port a URL of this scheme leaves out.
+    pub fn default_port(self) -> u16 {
+        match self {
+            RedirectScheme::Http => 80,
+            RedirectScheme::Https => 443,
+        }
+    }
 }
 
 /// A fixed response.
@@ -442,89 +536,6 @@ pub enum TemplatePart {
     RequestId,
 }
 
-// === policies ===
-
-/// The top-level policy fields, in request-path order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum PolicyField {
-    /// `waf`
-    Waf,
-    /// `cors`
-    Cors,
-    /// `authentication`
-    Authentication,
-    /// `authorization`
-    Authorization,
-    /// `rateLimit`
-    RateLimit,
-    /// `concurrencyLimit`
-    ConcurrencyLimit,
-    /// `validation`
-    Validation,
-    /// `cache`
-    Cache,
-    /// `requestTransform`
-    RequestTransform,
-    /// `responseTransform`
-    ResponseTransform,
-    /// `errors`
-    Errors,
-}
-
-impl PolicyField {
-    /// Every field, in request-path order.
-    pub const ALL: [PolicyField; 11] = [
-        PolicyField::Waf,
-        PolicyField::Cors,
-        PolicyField::Authentication,
-        PolicyField::Authorization,
-        PolicyField::RateLimit,
-        PolicyField::ConcurrencyLimit,
-        PolicyField::Validation,
-        PolicyField::Cache,
-        PolicyField::RequestTransform,
-        PolicyField::ResponseTransform,
-        PolicyField::Errors,
-    ];
-
-    /// The field's name in the resources (`rateLimit`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyField::Waf => "waf",
-            PolicyField::Cors => "cors",
-            PolicyField::Authentication => "authentication",
-            PolicyField::Authorization => "authorization",
-            PolicyField::RateLimit => "rateLimit",
-            PolicyField::ConcurrencyLimit => "concurrencyLimit",
-            PolicyField::Validation => "validation",
-            PolicyField::Cache => "cache",
-            PolicyField::RequestTransform => "requestTransform",
-            PolicyField::ResponseTransform => "responseTransform",
-            PolicyField::Errors => "errors",
-        }
-    }
-}
-
-/// The effective value of one policy field on a rule.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicySlot {
-    /// Which layer it came from: `ApiPolicy ns/name`, `route`, `rule`.
-    pub source: String,
-    /// The field's configuration as written in that layer (validated by the compiler).
-    pub config: serde_json::Value,
-}
-
-impl std::hash::Hash for PolicySlot {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.source.hash(state);
-        // `serde_json::Value` has no `Hash`; its JSON text is canonical here because
-        // objects keep insertion order and the compiler builds them deterministically.
-        self.config.to_string().hash(state);
-    }
-}
-
 // === upstreams ===
 
 /// An accepted Upstream.
@@ -542,11 +553,29 @@ pub struct Upstream {
     /// Timeouts, defaults applied.
     pub timeouts: Timeouts,
     /// Load-balancing policy.
-    pub load_balancer: String,
+    pub load_balancer: LoadBalancer,
     /// Fields the data plane does not implement yet; when non-empty every request to
     /// this upstream is answered 503.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked: Vec<Blocker>,
+}
+
+/// How an endpoint is picked for a request.
+#[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadBalancer {
+    /// Each endpoint in turn, weighted.
+    #[default]
+    RoundRobin,
+    /// The less loaded of two random endpoints (power of two choices).
+    LeastRequest,
+    /// A random endpoint, weighted.
+    Random,
+    /// Consistent hashing on a ring.
+    RingHash,
+    /// Maglev consistent hashing.
+    Maglev,
+    /// Peak exponentially-weighted moving average of latency.
+    PeakEwma,
 }
 
 /// Protocol to the servers.

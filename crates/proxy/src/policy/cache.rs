@@ -31,7 +31,7 @@ use http_body_util::BodyExt;
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
-use gatehouse_table::text::parse_duration;
+use gatehouse_table::policy as table;
 
 use crate::problem::GatewayError;
 use crate::{Body, full};
@@ -44,25 +44,6 @@ use crate::metrics::Counter;
 use crate::phases::{Ctx, Phase};
 use crate::routing::Routed;
 
-/// `cache` as configured.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CacheConfig {
-    ttl: String,
-    #[serde(default)]
-    methods: Vec<String>,
-    #[serde(default)]
-    statuses: Vec<u16>,
-    #[serde(default)]
-    vary: Vec<String>,
-    #[serde(default)]
-    per_consumer: Option<bool>,
-    #[serde(default)]
-    respect_cache_control: Option<bool>,
-    #[serde(default)]
-    max_entry_bytes: Option<u64>,
-}
-
 /// `X-Cache`.
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 /// `X-Cache: HIT`.
@@ -71,8 +52,6 @@ pub const HIT: HeaderValue = HeaderValue::from_static("HIT");
 pub const MISS: HeaderValue = HeaderValue::from_static("MISS");
 /// `X-Cache: BYPASS`.
 pub const BYPASS: HeaderValue = HeaderValue::from_static("BYPASS");
-
-const DEFAULT_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
 
 /// A prepared `cache` policy.
 #[derive(Debug)]
@@ -149,44 +128,31 @@ pub enum Lookup {
 }
 
 impl CachePolicy {
-    /// Prepares a validated configuration for `route`; `tag` names the policy as
-    /// configured.
+    /// Prepares a policy for `route`; `tag` names the policy as configured.
     pub fn prepare(
-        c: &CacheConfig,
+        c: &table::Cache,
         route: &str,
         tag: &str,
         store: ResponseCache,
     ) -> Result<CachePolicy, String> {
-        let ttl = Duration::from_millis(parse_duration(&c.ttl)?);
-        let methods = if c.methods.is_empty() {
-            vec![Method::GET, Method::HEAD]
-        } else {
-            c.methods
-                .iter()
-                .map(|m| Method::from_bytes(m.as_bytes()).map_err(|e| format!("method {m:?}: {e}")))
-                .collect::<Result<_, _>>()?
-        };
+        let methods = c
+            .methods
+            .iter()
+            .map(|m| Method::from_bytes(m.as_bytes()).map_err(|e| format!("method {m:?}: {e}")))
+            .collect::<Result<_, _>>()?;
         let vary = c
             .vary
             .iter()
-            .map(|h| {
-                HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
-                    .map_err(|e| format!("vary {h:?}: {e}"))
-            })
+            .map(|h| HeaderName::from_bytes(h.as_bytes()).map_err(|e| format!("vary {h:?}: {e}")))
             .collect::<Result<_, _>>()?;
         Ok(CachePolicy {
-            ttl,
+            ttl: Duration::from_millis(c.ttl_ms),
             methods,
-            statuses: if c.statuses.is_empty() {
-                vec![200]
-            } else {
-                c.statuses.clone()
-            },
+            statuses: c.statuses.clone(),
             vary,
-            per_consumer: c.per_consumer.unwrap_or(false),
-            respect: c.respect_cache_control.unwrap_or(true),
-            max_entry_bytes: usize::try_from(c.max_entry_bytes.unwrap_or(DEFAULT_MAX_ENTRY_BYTES))
-                .unwrap_or(usize::MAX),
+            per_consumer: c.per_consumer,
+            respect: c.respect_cache_control,
+            max_entry_bytes: usize::try_from(c.max_entry_bytes).unwrap_or(usize::MAX),
             route: route.into(),
             tag: tag.into(),
             store,
@@ -682,10 +648,21 @@ pub(crate) async fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn policy(config: serde_json::Value) -> CachePolicy {
-        let c: CacheConfig = serde_json::from_value(config).expect("decodes");
+    /// `cache: {ttl: 60s}` as the compiler lowers it (defaults applied).
+    fn config() -> table::Cache {
+        table::Cache {
+            ttl_ms: 60_000,
+            methods: vec!["GET".into(), "HEAD".into()],
+            statuses: vec![200],
+            vary: Vec::new(),
+            per_consumer: false,
+            respect_cache_control: true,
+            max_entry_bytes: 1024 * 1024,
+        }
+    }
+
+    fn policy(c: table::Cache) -> CachePolicy {
         CachePolicy::prepare(&c, "ns/r", "tag", ResponseCache::new(1 << 20)).expect("prepares")
     }
 
@@ -706,7 +683,10 @@ mod tests {
 
     #[test]
     fn keys_cover_method_class_path_query_and_vary() {
-        let p = policy(json!({"ttl": "60s", "vary": ["Accept-Language"]}));
+        let p = policy(table::Cache {
+            vary: vec!["accept-language".into()],
+            ..config()
+        });
         let none = HeaderMap::new();
         let get = p.lookup(&Method::GET, &none, "H", "/a", Some("x=1"), None);
         let head = p.lookup(&Method::HEAD, &none, "h", "/a", Some("x=1"), None);
@@ -768,7 +748,11 @@ mod tests {
 
     #[test]
     fn upstream_cache_control_and_vary_decide_storage() {
-        let p = policy(json!({"ttl": "60s", "vary": ["Accept-Language"], "maxEntryBytes": 10}));
+        let p = policy(table::Cache {
+            vary: vec!["accept-language".into()],
+            max_entry_bytes: 10,
+            ..config()
+        });
         let ok = StatusCode::OK;
         assert_eq!(
             p.storable(ok, &HeaderMap::new(), Some(3)),
@@ -814,7 +798,10 @@ mod tests {
             p.storable(StatusCode::NOT_FOUND, &HeaderMap::new(), None),
             None
         );
-        let ignoring = policy(json!({"ttl": "60s", "respectCacheControl": false}));
+        let ignoring = policy(table::Cache {
+            respect_cache_control: false,
+            ..config()
+        });
         assert_eq!(
             ignoring.storable(ok, &headers(&[("cache-control", "no-store")]), None),
             Some(Duration::from_secs(60))

@@ -11,6 +11,7 @@
 //! - A preflight from a foreign origin, or asking for a method or header that is not
 //!   allowed, is answered `403` problem+json without CORS headers.
 
+use gatehouse_table::policy as table;
 use http::{HeaderMap, HeaderValue, Method, header};
 use std::ops::ControlFlow;
 
@@ -20,24 +21,6 @@ use http::request::Parts;
 use crate::phases::{Ctx, Phase};
 use crate::problem::GatewayError;
 use crate::{Body, full};
-
-/// `cors` as configured.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CorsConfig {
-    #[serde(default)]
-    allow_origins: Vec<String>,
-    #[serde(default)]
-    allow_methods: Vec<String>,
-    #[serde(default)]
-    allow_headers: Vec<String>,
-    #[serde(default)]
-    expose_headers: Vec<String>,
-    #[serde(default)]
-    allow_credentials: Option<bool>,
-    #[serde(default)]
-    max_age: Option<String>,
-}
 
 #[derive(Debug)]
 enum Origin {
@@ -83,13 +66,13 @@ pub enum Verdict {
 }
 
 impl Cors {
-    /// Prepares a validated configuration.
-    pub fn prepare(c: CorsConfig) -> Cors {
+    /// Prepares a policy (origins and header names lowercase, methods uppercase, as the
+    /// table holds them).
+    pub fn prepare(c: &table::Cors) -> Cors {
         let origins = c
             .allow_origins
             .iter()
             .map(|o| {
-                let o = o.to_ascii_lowercase();
                 if o == "*" {
                     return Origin::Any;
                 }
@@ -98,21 +81,17 @@ impl Cors {
                         scheme: format!("{scheme}://"),
                         suffix: format!(".{suffix}"),
                     },
-                    None => Origin::Exact(o),
+                    None => Origin::Exact(o.clone()),
                 }
             })
             .collect();
-        let methods: Vec<String> = c
-            .allow_methods
-            .iter()
-            .map(|m| m.to_ascii_uppercase())
-            .collect();
+        let methods = c.allow_methods.clone();
         let any_header = c.allow_headers.iter().any(|h| h == "*");
         let headers: Vec<String> = c
             .allow_headers
             .iter()
             .filter(|h| *h != "*")
-            .map(|h| h.to_ascii_lowercase())
+            .cloned()
             .collect();
         let joined = |items: &[String]| {
             (!items.is_empty())
@@ -120,9 +99,7 @@ impl Cors {
                 .flatten()
         };
         let max_age = c
-            .max_age
-            .as_deref()
-            .and_then(|d| gatehouse_table::text::parse_duration(d).ok())
+            .max_age_ms
             .and_then(|ms| HeaderValue::from_str(&(ms / 1000).to_string()).ok());
         Cors {
             origins,
@@ -132,7 +109,7 @@ impl Cors {
             methods,
             headers,
             any_header,
-            credentials: c.allow_credentials.unwrap_or(false),
+            credentials: c.allow_credentials,
             max_age,
         }
     }
@@ -285,14 +262,16 @@ pub(crate) fn preflight(h: HeaderMap) -> Response<Body> {
 mod tests {
     use super::*;
 
+    /// `allowMethods: [GET, PUT]`, `allowHeaders: [Content-Type]`, `exposeHeaders:
+    /// [X-Total]`, `maxAge: 10m`, lowered as the compiler does.
     fn cors(origins: &[&str], credentials: bool) -> Cors {
-        Cors::prepare(CorsConfig {
+        Cors::prepare(&table::Cors {
             allow_origins: origins.iter().map(|s| s.to_string()).collect(),
             allow_methods: vec!["GET".into(), "PUT".into()],
-            allow_headers: vec!["Content-Type".into()],
+            allow_headers: vec!["content-type".into()],
             expose_headers: vec!["X-Total".into()],
-            allow_credentials: Some(credentials),
-            max_age: Some("10m".into()),
+            allow_credentials: credentials,
+            max_age_ms: Some(600_000),
         })
     }
 

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use super::validation::Violation;
+use gatehouse_table::policy as table;
 use http::{HeaderValue, StatusCode};
 use rustc_hash::FxHashMap;
 
@@ -16,38 +17,8 @@ use http::{Response, header};
 use crate::phases::Ctx;
 use crate::{Body, full};
 
-/// `errors` as configured.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorConfig {
-    #[serde(default)]
-    format: Option<String>,
-    #[serde(default)]
-    replace_upstream: Vec<u16>,
-    #[serde(default)]
-    overrides: Vec<OverrideConfig>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OverrideConfig {
-    status: u16,
-    #[serde(default)]
-    content_type: Option<String>,
-    body: String,
-}
-
-/// The format of gateway-generated error bodies.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Format {
-    /// `application/problem+json` (RFC 9457).
-    #[default]
-    Problem,
-    /// `application/json`: `{"status", "error", "message", "requestId"}`.
-    Json,
-    /// `text/plain`.
-    Text,
-}
+/// The format of gateway-generated error bodies: the table's, as the compiler lowered it.
+pub use gatehouse_table::policy::ErrorFormat as Format;
 
 /// A prepared `errors` policy.
 #[derive(Debug, Default)]
@@ -68,28 +39,21 @@ pub struct Rendered {
 }
 
 impl ErrorPolicy {
-    /// Prepares a validated configuration.
-    pub fn prepare(c: ErrorConfig) -> ErrorPolicy {
-        let format = match c.format.as_deref() {
-            Some("Json") => Format::Json,
-            Some("Text") => Format::Text,
-            _ => Format::Problem,
-        };
+    /// Prepares a policy. A content type that is not a valid header value falls back
+    /// to `text/plain; charset=utf-8`.
+    pub fn prepare(c: &table::ErrorPolicy) -> ErrorPolicy {
         let overrides = c
             .overrides
-            .into_iter()
+            .iter()
             .map(|o| {
-                let ct = o
-                    .content_type
-                    .as_deref()
-                    .and_then(|c| HeaderValue::from_str(c).ok())
-                    .unwrap_or_else(|| HeaderValue::from_static("text/plain; charset=utf-8"));
-                (o.status, (ct, Bytes::from(o.body)))
+                let ct = HeaderValue::from_str(&o.content_type)
+                    .unwrap_or_else(|_| HeaderValue::from_static("text/plain; charset=utf-8"));
+                (o.status, (ct, Bytes::from(o.body.clone())))
             })
             .collect();
         ErrorPolicy {
-            format,
-            replace_upstream: c.replace_upstream,
+            format: c.format,
+            replace_upstream: c.replace_upstream.clone(),
             overrides,
         }
     }
@@ -215,12 +179,12 @@ mod tests {
 
     #[test]
     fn formats_and_overrides() {
-        let p = ErrorPolicy::prepare(ErrorConfig {
-            format: Some("Json".into()),
+        let p = ErrorPolicy::prepare(&table::ErrorPolicy {
+            format: Format::Json,
             replace_upstream: vec![500],
-            overrides: vec![OverrideConfig {
+            overrides: vec![table::ErrorOverride {
                 status: 503,
-                content_type: Some("application/json".into()),
+                content_type: "application/json".into(),
                 body: r#"{"message":"try later"}"#.into(),
             }],
         });

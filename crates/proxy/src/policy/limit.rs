@@ -31,7 +31,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use rustc_hash::FxHashMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use gatehouse_table::text::parse_duration;
+use gatehouse_table::policy::{self as table, FailureMode, RateLimitMode, RateLimitScope};
 
 use super::global_limit::{GlobalError, GlobalLimiter, Limit, MAX_PERIOD};
 use http::request::Parts;
@@ -39,56 +39,6 @@ use http::request::Parts;
 use crate::metrics::Counter;
 use crate::phases::Ctx;
 use crate::problem::GatewayError;
-
-/// `rateLimit` as configured.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RateLimitConfig {
-    limits: Vec<LimitConfig>,
-    #[serde(default)]
-    key: Option<KeyConfig>,
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    mode: Option<String>,
-    #[serde(default)]
-    max_delay: Option<String>,
-    #[serde(default)]
-    failure_mode: Option<String>,
-}
-
-impl RateLimitConfig {
-    /// Whether the policy asks for `scope: Global`.
-    pub fn is_global(&self) -> bool {
-        self.scope.as_deref() == Some("Global")
-    }
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct LimitConfig {
-    requests: u64,
-    period: String,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct KeyConfig {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    name: Option<String>,
-}
-
-/// `concurrencyLimit` as configured.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConcurrencyConfig {
-    /// Requests served at once.
-    pub max_in_flight: u32,
-    #[serde(default)]
-    queue: Option<u32>,
-    #[serde(default)]
-    queue_timeout: Option<String>,
-}
 
 /// What identifies a client for a rate limit.
 #[derive(Debug, Clone)]
@@ -220,52 +170,48 @@ pub struct GlobalBackend {
 }
 
 impl RateLimit {
-    /// Prepares a validated configuration. Local policies get their buckets from
+    /// Prepares a policy. Local policies get their buckets from
     /// `buckets` (carried over from the previous table when the policy is unchanged);
     /// `scope: Global` ones use `global` under the key prefix `tag`, or, without Redis,
     /// fall back to local buckets (the caller says so).
     pub fn prepare(
-        c: &RateLimitConfig,
+        c: &table::RateLimit,
         global: Option<&GlobalBackend>,
         tag: &str,
         buckets: impl FnOnce(usize) -> Arc<Buckets>,
     ) -> Result<RateLimit, String> {
-        let limits = c
+        let limits: Vec<Gcra> = c
             .limits
             .iter()
             .map(|l| {
-                let ms = parse_duration(&l.period)?;
-                let period = ms.saturating_mul(1_000_000).max(1);
+                let period = l.period_ms.saturating_mul(1_000_000).max(1);
                 let requests = l.requests.max(1);
-                Ok(Gcra {
+                Gcra {
                     requests,
                     period,
                     interval: (period / requests).max(1),
-                })
+                }
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect();
         if limits.is_empty() {
             return Err("no limits".into());
         }
-        let key = match c.key.as_ref().map(|k| (k.kind.as_str(), k.name.as_deref())) {
-            None | Some(("ClientIp", _)) => Key::ClientIp,
-            Some(("Consumer", _)) => Key::Consumer,
-            Some(("Route", _)) => Key::Route,
-            Some(("Header", Some(name))) => Key::Header(
-                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+        let key = match &c.key {
+            table::RateLimitKey::ClientIp => Key::ClientIp,
+            table::RateLimitKey::Consumer => Key::Consumer,
+            table::RateLimitKey::Route => Key::Route,
+            table::RateLimitKey::Header(name) => Key::Header(
+                HeaderName::from_bytes(name.as_bytes())
                     .map_err(|e| format!("header {name:?}: {e}"))?,
             ),
-            Some(("Claim", Some(name))) => Key::Claim(name.to_string()),
-            Some((other, _)) => return Err(format!("key type {other} needs a name or is unknown")),
+            table::RateLimitKey::Claim(name) => Key::Claim(name.clone()),
         };
-        let max_delay = match c.mode.as_deref() {
-            Some("Delay") => Some(Duration::from_millis(match c.max_delay.as_deref() {
-                Some(d) => parse_duration(d)?,
-                None => 0,
-            })),
-            _ => None,
+        let max_delay = match c.mode {
+            RateLimitMode::Delay => Some(Duration::from_millis(c.max_delay_ms)),
+            RateLimitMode::Reject => None,
         };
-        let backend = match global.filter(|_| c.is_global()) {
+        let global = global.filter(|_| c.scope == RateLimitScope::Global);
+        let backend = match global {
             Some(g) => {
                 let limits = limits
                     .iter()
@@ -278,7 +224,7 @@ impl RateLimit {
                     limiter: g.limiter.clone(),
                     limits,
                     tag: format!("{tag}:").into_bytes().into(),
-                    fail_open: c.failure_mode.as_deref() != Some("Closed"),
+                    fail_open: c.failure_mode == FailureMode::Open,
                     timeout: g.timeout,
                 }
             }
@@ -526,16 +472,13 @@ pub struct Concurrency {
 }
 
 impl Concurrency {
-    /// Prepares a validated configuration over its carried state.
-    pub fn prepare(c: &ConcurrencyConfig, state: Arc<InFlight>) -> Result<Concurrency, String> {
-        Ok(Concurrency {
+    /// Prepares a policy over its carried state.
+    pub fn prepare(c: &table::ConcurrencyLimit, state: Arc<InFlight>) -> Concurrency {
+        Concurrency {
             state,
-            queue: c.queue.unwrap_or(0) as usize,
-            queue_timeout: Duration::from_millis(match c.queue_timeout.as_deref() {
-                Some(d) => parse_duration(d)?,
-                None => 1000,
-            }),
-        })
+            queue: c.queue as usize,
+            queue_timeout: Duration::from_millis(c.queue_timeout_ms),
+        }
     }
 
     /// A permit, at once or after queueing; `None` when the queue is full or the wait
@@ -718,14 +661,13 @@ mod tests {
     async fn concurrency_queue_and_refusal() {
         let state = Arc::new(InFlight::new(1));
         let c = Concurrency::prepare(
-            &ConcurrencyConfig {
+            &table::ConcurrencyLimit {
                 max_in_flight: 1,
-                queue: Some(1),
-                queue_timeout: Some("5s".into()),
+                queue: 1,
+                queue_timeout_ms: 5_000,
             },
             state,
-        )
-        .expect("valid");
+        );
         let first = c.acquire().await.expect("first permit");
         let c = Arc::new(c);
         let queued = tokio::spawn({

@@ -1,5 +1,6 @@
-//! Policies: each rule's effective policy slots (from the table) compiled, when a table
-//! is prepared, into ready-to-run objects; the request path (`phases.rs`) calls
+//! Policies: each rule's effective policies (from the table, typed and lowered by the
+//! compiler) built, when a table is prepared, into ready-to-run objects; the request path
+//! (`phases.rs`) calls
 //! them in the order `DESIGN.md` fixes:
 //!
 //! ```text
@@ -12,14 +13,16 @@
 //! Process-wide backends live in [`PolicyStates`] too: the Redis client of global rate
 //! limits (`--redis`) and the response cache (`--cache-capacity`).
 //!
-//! A rule without policies carries `None` and pays nothing. Nothing here parses text per
-//! request: durations, templates and header names are parsed at prepare time, and a slot
-//! that does not decode refuses the whole table (the compiler validated it, so this only
-//! happens when compiler and proxy disagree about a field).
+//! A rule without policies carries `None` and pays nothing. Nothing here parses text,
+//! per request or per table: the compiler already turned durations into milliseconds,
+//! applied defaults and parsed templates. What is built here is what the runtime needs
+//! (header names and values, compiled schemas, buckets); a value that cannot be built
+//! (a header value with a control character, say) refuses the whole table.
 //!
 //! State that must outlive a table swap (rate-limit buckets, in-flight counts) lives in
-//! [`PolicyStates`], keyed by route, rule and the slot's configuration: an unchanged
-//! policy keeps its counters across configuration changes; a changed one starts afresh.
+//! [`PolicyStates`], keyed by route, rule, the policy's layer and its configuration (its
+//! canonical JSON): an unchanged policy keeps its counters across configuration changes;
+//! a changed one starts afresh.
 
 pub mod cache;
 pub mod cors;
@@ -29,10 +32,10 @@ pub mod limit;
 pub mod transform;
 pub mod validation;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use gatehouse_table::{PolicyField, PolicySlot, Rule};
+use gatehouse_table::Rule;
+use gatehouse_table::policy::{PolicyField, RateLimitScope, Sourced};
 use rustc_hash::FxHashMap;
 
 /// A policy slot that cannot be prepared.
@@ -160,23 +163,27 @@ impl PolicyStates {
 }
 
 /// The key of a policy's state: the rule and the policy as configured (its source
-/// included, so two layers with equal text still count apart).
-fn state_key(route: &str, rule: &Rule, slot: &PolicySlot) -> String {
-    format!("{route}\0{}\0{}\0{}", rule.name, slot.source, slot.config)
+/// included, so two layers with equal values still count apart). The configuration is
+/// the typed value's JSON, which is canonical (fields in declaration order, maps sorted),
+/// so every replica and process serving the same table computes the same key.
+fn state_key<T: serde::Serialize>(route: &str, rule: &Rule, slot: &Sourced<T>) -> String {
+    let config = serde_json::to_string(&slot.config).unwrap_or_default();
+    format!("{route}\0{}\0{}\0{config}", rule.name, slot.source)
 }
 
 /// Carries a rule's policy state into `round` as [`prepare`] would, for a rule whose
 /// prepared policies are kept from the previous table (the same route object).
 pub fn keep(route: &str, rule: &Rule, states: &PolicyStates, round: &mut StatesRound) {
-    for (field, slot) in &rule.policies {
-        let key = || state_key(route, rule, slot);
-        match field {
-            PolicyField::RateLimit => keep_state(&states.rate, &mut round.rate, key()),
-            PolicyField::ConcurrencyLimit => {
-                keep_state(&states.concurrency, &mut round.concurrency, key())
-            }
-            _ => {}
-        }
+    let policies = &rule.policies;
+    if let Some(slot) = &policies.rate_limit {
+        keep_state(&states.rate, &mut round.rate, state_key(route, rule, slot));
+    }
+    if let Some(slot) = &policies.concurrency_limit {
+        keep_state(
+            &states.concurrency,
+            &mut round.concurrency,
+            state_key(route, rule, slot),
+        );
     }
 }
 
@@ -203,102 +210,112 @@ pub fn prepare(
     states: &PolicyStates,
     round: &mut StatesRound,
 ) -> Result<Option<Box<RulePolicies>>, PolicyError> {
-    if rule.policies.is_empty() {
+    let policies = &rule.policies;
+    if policies.is_empty() {
         return Ok(None);
     }
-    let mut out = RulePolicies::default();
-    for (field, slot) in &rule.policies {
-        let fail = |message: String| PolicyError {
+    let fail = |field: PolicyField| {
+        move |message: String| PolicyError {
             route: route.to_string(),
             rule: rule.name.clone(),
             field: field.as_str(),
             message,
-        };
-        let key = || state_key(route, rule, slot);
-        match field {
-            PolicyField::Cors => out.cors = Some(cors::Cors::prepare(decode(slot).map_err(fail)?)),
-            PolicyField::RateLimit => {
-                let config: limit::RateLimitConfig = decode(slot).map_err(fail)?;
-                if config.is_global() && states.global.is_none() {
-                    tracing::warn!(
-                        route,
-                        rule = %rule.name,
-                        "rateLimit scope Global counts per replica: no --redis is configured"
-                    );
-                }
-                let prepared = limit::RateLimit::prepare(
-                    &config,
-                    states.global.as_ref(),
-                    &stable_tag(&key()),
-                    |n| {
-                        carry(&states.rate, &mut round.rate, key(), || {
-                            limit::Buckets::new(n)
-                        })
-                    },
-                )
-                .map_err(fail)?;
-                out.rate_limit = Some(prepared);
-            }
-            PolicyField::ConcurrencyLimit => {
-                let config: limit::ConcurrencyConfig = decode(slot).map_err(fail)?;
-                let in_flight = carry(&states.concurrency, &mut round.concurrency, key(), || {
-                    limit::InFlight::new(config.max_in_flight)
-                });
-                out.concurrency =
-                    Some(limit::Concurrency::prepare(&config, in_flight).map_err(fail)?);
-            }
-            PolicyField::RequestTransform => {
-                out.request = Some(
-                    transform::RequestTransform::prepare(decode(slot).map_err(fail)?)
-                        .map_err(fail)?,
-                );
-            }
-            PolicyField::ResponseTransform => {
-                out.response = Some(
-                    transform::ResponseTransform::prepare(decode(slot).map_err(fail)?)
-                        .map_err(fail)?,
-                );
-            }
-            PolicyField::Errors => {
-                out.errors = Some(errors::ErrorPolicy::prepare(decode(slot).map_err(fail)?))
-            }
-            PolicyField::Validation => {
-                out.validation = Some(
-                    validation::Validation::prepare(decode(slot).map_err(fail)?).map_err(fail)?,
-                )
-            }
-            PolicyField::Cache => {
-                let config: cache::CacheConfig = decode(slot).map_err(fail)?;
-                out.cache = Some(
-                    cache::CachePolicy::prepare(
-                        &config,
-                        route,
-                        &stable_tag(&key()),
-                        states.cache.clone(),
-                    )
-                    .map_err(fail)?,
-                );
-            }
-            // Not enforced by this version: the compiler blocks rules that set them, so
-            // the request path never reaches these rules' policies.
-            PolicyField::Waf | PolicyField::Authentication | PolicyField::Authorization => {}
         }
+    };
+    // `waf`, `authentication` and `authorization` are not enforced by this version: the
+    // compiler blocks rules that set them, so the request path never reaches their
+    // policies.
+    let mut out = RulePolicies {
+        cors: policies
+            .cors
+            .as_ref()
+            .map(|s| cors::Cors::prepare(&s.config)),
+        ..RulePolicies::default()
+    };
+    if let Some(slot) = &policies.rate_limit {
+        if slot.config.scope == RateLimitScope::Global && states.global.is_none() {
+            tracing::warn!(
+                route,
+                rule = %rule.name,
+                "rateLimit scope Global counts per replica: no --redis is configured"
+            );
+        }
+        let key = state_key(route, rule, slot);
+        let tag = stable_tag(&key);
+        let prepared = limit::RateLimit::prepare(&slot.config, states.global.as_ref(), &tag, |n| {
+            carry(&states.rate, &mut round.rate, key, || {
+                limit::Buckets::new(n)
+            })
+        })
+        .map_err(fail(PolicyField::RateLimit))?;
+        out.rate_limit = Some(prepared);
     }
+    if let Some(slot) = &policies.concurrency_limit {
+        let config = &slot.config;
+        let key = state_key(route, rule, slot);
+        let in_flight = carry(&states.concurrency, &mut round.concurrency, key, || {
+            limit::InFlight::new(config.max_in_flight)
+        });
+        out.concurrency = Some(limit::Concurrency::prepare(config, in_flight));
+    }
+    if let Some(slot) = &policies.validation {
+        out.validation = Some(
+            validation::Validation::prepare(&slot.config).map_err(fail(PolicyField::Validation))?,
+        );
+    }
+    if let Some(slot) = &policies.cache {
+        let tag = stable_tag(&state_key(route, rule, slot));
+        out.cache = Some(
+            cache::CachePolicy::prepare(&slot.config, route, &tag, states.cache.clone())
+                .map_err(fail(PolicyField::Cache))?,
+        );
+    }
+    if let Some(slot) = &policies.request_transform {
+        out.request = Some(
+            transform::RequestTransform::prepare(&slot.config)
+                .map_err(fail(PolicyField::RequestTransform))?,
+        );
+    }
+    if let Some(slot) = &policies.response_transform {
+        out.response = Some(
+            transform::ResponseTransform::prepare(&slot.config)
+                .map_err(fail(PolicyField::ResponseTransform))?,
+        );
+    }
+    out.errors = policies
+        .errors
+        .as_ref()
+        .map(|s| errors::ErrorPolicy::prepare(&s.config));
     Ok(Some(Box::new(out)))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(slot: &PolicySlot) -> Result<T, String> {
-    T::deserialize(&slot.config).map_err(|e| format!("does not decode: {e}"))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_table::policy::{ConcurrencyLimit, Sourced};
 
-/// Header edits as configured (`set`, `add`, `remove`).
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HeaderEditsConfig {
-    #[serde(default)]
-    set: BTreeMap<String, String>,
-    #[serde(default)]
-    add: BTreeMap<String, String>,
-    #[serde(default)]
-    remove: Vec<String>,
+    #[test]
+    fn state_keys_name_the_policy_as_configured() {
+        let rule = Rule {
+            name: "r".into(),
+            ..Default::default()
+        };
+        let slot = |source: &str, max_in_flight| Sourced {
+            source: source.into(),
+            config: ConcurrencyLimit {
+                max_in_flight,
+                queue: 0,
+                queue_timeout_ms: 1_000,
+            },
+        };
+        let key = state_key("ns/a", &rule, &slot("rule", 5));
+        assert_eq!(
+            key,
+            "ns/a\0r\0rule\0{\"maxInFlight\":5,\"queue\":0,\"queueTimeoutMs\":1000}"
+        );
+        assert_eq!(key, state_key("ns/a", &rule, &slot("rule", 5)));
+        assert_ne!(key, state_key("ns/a", &rule, &slot("rule", 6)));
+        assert_ne!(key, state_key("ns/a", &rule, &slot("route", 5)));
+        assert_eq!(stable_tag(&key), stable_tag(&key.clone()));
+    }
 }

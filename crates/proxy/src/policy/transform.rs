@@ -2,8 +2,8 @@
 //! templates), path (`replacePrefixMatch`, `replaceFullPath`), hostname, query
 //! (set, remove) and JSON bodies (set, remove, rename by JSON Pointer).
 //!
-//! Templates are parsed when the table is prepared; a value that is plain text is
-//! turned into its `HeaderValue` once. A rendered header value that is not a valid
+//! Templates come parsed in the table; a value that is plain text is turned into its
+//! `HeaderValue` once, when the table is prepared. A rendered header value that is not a valid
 //! header value (a control character from a request header, say) is not sent, rather
 //! than failing the request.
 //!
@@ -12,14 +12,10 @@
 //! sent with a correct `Content-Length`; a body that is not valid JSON is answered 400
 //! (request) or passed through unchanged and logged (response).
 
-use std::collections::BTreeMap;
-
 use gatehouse_table::TemplatePart;
-use gatehouse_table::text::parse_template;
+use gatehouse_table::policy as table;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use serde_json::Value;
-
-use super::HeaderEditsConfig;
 
 use std::borrow::Cow;
 
@@ -59,14 +55,13 @@ fn render(parts: &[TemplatePart], vars: &Vars<'_>) -> String {
 }
 
 impl Text {
-    fn prepare(s: &str) -> Result<Text, String> {
-        let parts = parse_template(s)?;
-        match parts.as_slice() {
+    fn prepare(parts: &[TemplatePart]) -> Result<Text, String> {
+        match parts {
             [] => Ok(Text::Fixed(HeaderValue::from_static(""))),
             [TemplatePart::Literal(l)] => HeaderValue::from_str(l)
                 .map(Text::Fixed)
                 .map_err(|_| format!("{l:?} is not a valid header value")),
-            _ => Ok(Text::Template(parts)),
+            _ => Ok(Text::Template(parts.to_vec())),
         }
     }
 
@@ -87,15 +82,14 @@ pub struct HeaderEdits {
 }
 
 fn header_name(n: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes())
-        .map_err(|_| format!("{n:?} is not a header name"))
+    HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("{n:?} is not a header name"))
 }
 
 impl HeaderEdits {
-    fn prepare(c: HeaderEditsConfig) -> Result<HeaderEdits, String> {
-        let pairs = |m: BTreeMap<String, String>| -> Result<Vec<(HeaderName, Text)>, String> {
-            m.iter()
-                .map(|(k, v)| Ok((header_name(k)?, Text::prepare(v)?)))
+    fn prepare(c: &table::HeaderEdits) -> Result<HeaderEdits, String> {
+        let pairs = |list: &[table::HeaderTemplate]| -> Result<Vec<(HeaderName, Text)>, String> {
+            list.iter()
+                .map(|h| Ok((header_name(&h.name)?, Text::prepare(&h.value)?)))
                 .collect()
         };
         Ok(HeaderEdits {
@@ -104,8 +98,8 @@ impl HeaderEdits {
                 .iter()
                 .map(|n| header_name(n))
                 .collect::<Result<_, _>>()?,
-            set: pairs(c.set)?,
-            add: pairs(c.add)?,
+            set: pairs(&c.set)?,
+            add: pairs(&c.add)?,
         })
     }
 
@@ -144,57 +138,6 @@ impl HeaderEdits {
     }
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PathConfig {
-    #[serde(default)]
-    replace_prefix_match: Option<String>,
-    #[serde(default)]
-    replace_full_path: Option<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct QueryConfig {
-    #[serde(default)]
-    set: BTreeMap<String, String>,
-    #[serde(default)]
-    remove: Vec<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct BodyConfig {
-    #[serde(default)]
-    set: BTreeMap<String, String>,
-    #[serde(default)]
-    remove: Vec<String>,
-    #[serde(default)]
-    rename: BTreeMap<String, String>,
-}
-
-/// `requestTransform` as configured.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct RequestTransformConfig {
-    #[serde(default)]
-    headers: Option<HeaderEditsConfig>,
-    #[serde(default)]
-    path: Option<PathConfig>,
-    #[serde(default)]
-    hostname: Option<String>,
-    #[serde(default)]
-    query: Option<QueryConfig>,
-    #[serde(default)]
-    body: Option<BodyConfig>,
-}
-
-/// `responseTransform` as configured.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct ResponseTransformConfig {
-    #[serde(default)]
-    headers: Option<HeaderEditsConfig>,
-    #[serde(default)]
-    body: Option<BodyConfig>,
-}
-
 /// How the forwarded path is rewritten.
 #[derive(Debug)]
 pub enum PathRewrite {
@@ -213,16 +156,16 @@ pub struct BodyEdits {
 }
 
 impl BodyEdits {
-    fn prepare(c: BodyConfig) -> Result<BodyEdits, String> {
-        Ok(BodyEdits {
-            set: c
-                .set
-                .into_iter()
-                .map(|(k, v)| Ok((k, parse_template(&v)?)))
-                .collect::<Result<_, String>>()?,
-            remove: c.remove,
-            rename: c.rename.into_iter().collect(),
-        })
+    fn prepare(c: &table::BodyEdits) -> BodyEdits {
+        BodyEdits {
+            set: c.set.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            remove: c.remove.clone(),
+            rename: c
+                .rename
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
     }
 
     /// Renames, then removes, then sets. Returns the edited document.
@@ -338,36 +281,30 @@ pub struct RequestTransform {
 }
 
 impl RequestTransform {
-    /// Prepares a validated configuration.
-    pub fn prepare(c: RequestTransformConfig) -> Result<RequestTransform, String> {
-        let path = match c.path {
-            None => None,
-            Some(PathConfig {
-                replace_prefix_match: Some(p),
-                ..
-            }) => Some(PathRewrite::Prefix(p)),
-            Some(PathConfig {
-                replace_full_path: Some(t),
-                ..
-            }) => Some(PathRewrite::Full(parse_template(&t)?)),
-            Some(_) => return Err("path: one of replacePrefixMatch or replaceFullPath".into()),
-        };
-        let query = c.query.unwrap_or_default();
+    /// Prepares a policy.
+    pub fn prepare(c: &table::RequestTransform) -> Result<RequestTransform, String> {
         Ok(RequestTransform {
-            headers: c.headers.map(HeaderEdits::prepare).transpose()?,
-            path,
+            headers: c.headers.as_ref().map(HeaderEdits::prepare).transpose()?,
+            path: c.path.as_ref().map(|p| match p {
+                table::PathRewrite::ReplacePrefixMatch(prefix) => {
+                    PathRewrite::Prefix(prefix.clone())
+                }
+                table::PathRewrite::ReplaceFullPath(parts) => PathRewrite::Full(parts.clone()),
+            }),
             hostname: c
                 .hostname
-                .map(|h| HeaderValue::from_str(&h.to_ascii_lowercase()))
+                .as_deref()
+                .map(HeaderValue::from_str)
                 .transpose()
                 .map_err(|_| "hostname is not a valid host".to_string())?,
-            query_set: query
+            query_set: c
+                .query
                 .set
-                .into_iter()
-                .map(|(k, v)| Ok((k, parse_template(&v)?)))
-                .collect::<Result<_, String>>()?,
-            query_remove: query.remove,
-            body: c.body.map(BodyEdits::prepare).transpose()?,
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            query_remove: c.query.remove.clone(),
+            body: c.body.as_ref().map(BodyEdits::prepare),
         })
     }
 
@@ -429,11 +366,11 @@ pub struct ResponseTransform {
 }
 
 impl ResponseTransform {
-    /// Prepares a validated configuration.
-    pub fn prepare(c: ResponseTransformConfig) -> Result<ResponseTransform, String> {
+    /// Prepares a policy.
+    pub fn prepare(c: &table::ResponseTransform) -> Result<ResponseTransform, String> {
         Ok(ResponseTransform {
-            headers: c.headers.map(HeaderEdits::prepare).transpose()?,
-            body: c.body.map(BodyEdits::prepare).transpose()?,
+            headers: c.headers.as_ref().map(HeaderEdits::prepare).transpose()?,
+            body: c.body.as_ref().map(BodyEdits::prepare),
         })
     }
 }
@@ -641,14 +578,17 @@ mod tests {
 
     fn no_vars(_: &TemplatePart, _: &mut String) {}
 
+    fn literal(s: &str) -> Vec<TemplatePart> {
+        vec![TemplatePart::Literal(s.into())]
+    }
+
     #[test]
     fn json_pointer_edits() {
-        let edits = BodyEdits::prepare(BodyConfig {
-            set: [("/meta/source".to_string(), "gateway".to_string())].into(),
+        let edits = BodyEdits::prepare(&table::BodyEdits {
+            set: [("/meta/source".to_string(), literal("gateway"))].into(),
             remove: vec!["/password".into(), "/missing/deep".into()],
             rename: [("/userName".to_string(), "/username".to_string())].into(),
-        })
-        .expect("valid");
+        });
         let out = edits.apply(
             json!({"userName": "ann", "password": "x", "keep": [1, 2]}),
             &no_vars,
@@ -667,11 +607,11 @@ mod tests {
 
     #[test]
     fn query_edits_keep_untouched_pairs_verbatim() {
-        let t = RequestTransform::prepare(RequestTransformConfig {
-            query: Some(QueryConfig {
-                set: [("region".to_string(), "eu west".to_string())].into(),
+        let t = RequestTransform::prepare(&table::RequestTransform {
+            query: table::QueryEdits {
+                set: [("region".to_string(), literal("eu west"))].into(),
                 remove: vec!["debug".into()],
-            }),
+            },
             ..Default::default()
         })
         .expect("valid");
@@ -688,14 +628,19 @@ mod tests {
 
     #[test]
     fn header_edits_remove_set_add_and_templates() {
-        let edits = HeaderEdits::prepare(HeaderEditsConfig {
-            set: [
-                ("X-Env".to_string(), "prod".to_string()),
-                ("X-Client".to_string(), "${clientIp}".to_string()),
-            ]
-            .into(),
-            add: [("X-Via".to_string(), "gatehouse".to_string())].into(),
-            remove: vec!["X-Internal".into()],
+        // `set: {X-Env: prod, X-Client: "${clientIp}"}, add: {X-Via: gatehouse},
+        // remove: [X-Internal]`, lowered: names lowercase, in the written map's order.
+        let header = |name: &str, value: Vec<TemplatePart>| table::HeaderTemplate {
+            name: name.into(),
+            value,
+        };
+        let edits = HeaderEdits::prepare(&table::HeaderEdits {
+            set: vec![
+                header("x-client", vec![TemplatePart::ClientIp]),
+                header("x-env", literal("prod")),
+            ],
+            add: vec![header("x-via", literal("gatehouse"))],
+            remove: vec!["x-internal".into()],
         })
         .expect("valid");
         let mut h = HeaderMap::new();

@@ -10,6 +10,7 @@
 //! What needs the body (a schema) buffers it, up to `maxBodyBytes` (else the listener's
 //! 10 MiB); everything else looks only at the head, and the body streams.
 
+use gatehouse_table::policy::{self as table, ResponseValidationMode};
 use gatehouse_table::schema::{Validator, compile};
 use http::{HeaderMap, HeaderName, Method, StatusCode, header};
 use serde_json::Value;
@@ -21,38 +22,6 @@ use crate::metrics::Counter;
 use crate::phases::{Ctx, Inbound};
 use crate::problem::GatewayError;
 use crate::{Body, full};
-
-/// `validation` as configured.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ValidationConfig {
-    #[serde(default)]
-    request: Option<RequestConfig>,
-    #[serde(default)]
-    response: Option<ResponseConfig>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestConfig {
-    #[serde(default)]
-    content_types: Vec<String>,
-    #[serde(default)]
-    max_body_bytes: Option<u64>,
-    #[serde(default)]
-    required_headers: Vec<String>,
-    #[serde(default)]
-    schema: Option<Value>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ResponseConfig {
-    #[serde(default)]
-    schema: Option<Value>,
-    #[serde(default)]
-    mode: Option<String>,
-}
 
 /// One reason a body does not match its schema.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -122,23 +91,19 @@ pub struct ResponseChecks {
 }
 
 impl Validation {
-    /// Prepares a configuration the compiler validated; `Err` names what does not
-    /// compile (a schema that is not a valid 2020-12 schema, a bad header name).
-    pub fn prepare(c: ValidationConfig) -> Result<Validation, String> {
-        let request = match c.request {
+    /// Prepares a policy; `Err` names what does not compile (a schema that is not a
+    /// valid 2020-12 schema, a bad header name).
+    pub fn prepare(c: &table::Validation) -> Result<Validation, String> {
+        let request = match &c.request {
             None => None,
             Some(r) => Some(RequestChecks {
-                content_types: r
-                    .content_types
-                    .iter()
-                    .map(|t| essence(t).to_ascii_lowercase())
-                    .collect(),
+                content_types: r.content_types.clone(),
                 max_body_bytes: r.max_body_bytes,
                 required_headers: r
                     .required_headers
                     .iter()
                     .map(|h| {
-                        HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+                        HeaderName::from_bytes(h.as_bytes())
                             .map_err(|e| format!("required header {h:?}: {e}"))
                     })
                     .collect::<Result<_, _>>()?,
@@ -149,15 +114,12 @@ impl Validation {
                     .transpose()?,
             }),
         };
-        let response = match c.response {
-            Some(ResponseConfig {
-                schema: Some(schema),
-                mode,
-            }) => Some(ResponseChecks {
-                schema: compile(&schema).map_err(|e| format!("response schema: {e}"))?,
-                report_only: mode.as_deref() == Some("Report"),
+        let response = match &c.response {
+            Some(r) => Some(ResponseChecks {
+                schema: compile(&r.schema).map_err(|e| format!("response schema: {e}"))?,
+                report_only: r.mode == ResponseValidationMode::Report,
             }),
-            _ => None,
+            None => None,
         };
         Ok(Validation { request, response })
     }
@@ -373,8 +335,15 @@ mod tests {
     use http::HeaderValue;
     use serde_json::json;
 
-    fn checks(config: Value) -> Validation {
-        Validation::prepare(serde_json::from_value(config).expect("decodes")).expect("prepares")
+    fn checks(config: table::Validation) -> Validation {
+        Validation::prepare(&config).expect("prepares")
+    }
+
+    fn request(r: table::RequestValidation) -> table::Validation {
+        table::Validation {
+            request: Some(r),
+            response: None,
+        }
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -387,11 +356,14 @@ mod tests {
 
     #[test]
     fn head_checks_in_order() {
-        let v = checks(json!({"request": {
-            "contentTypes": ["application/json", "text/*"],
-            "maxBodyBytes": 10,
-            "requiredHeaders": ["X-Request-Id"],
-        }}));
+        // `contentTypes: [application/json, text/*], maxBodyBytes: 10,
+        // requiredHeaders: [X-Request-Id]`, lowered.
+        let v = checks(request(table::RequestValidation {
+            content_types: vec!["application/json".into(), "text/*".into()],
+            max_body_bytes: Some(10),
+            required_headers: vec!["x-request-id".into()],
+            schema: None,
+        }));
         let r = v.request.as_ref().expect("request checks");
         let post = Method::POST;
         assert_eq!(
@@ -428,15 +400,18 @@ mod tests {
 
     #[test]
     fn schema_violations_list_each_pointer() {
-        let v = checks(json!({"request": {"schema": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {"type": "string", "minLength": 1},
-                "age": {"type": "integer", "minimum": 0},
-                "email": {"type": "string", "format": "email"},
-            },
-        }}}));
+        let v = checks(request(table::RequestValidation {
+            schema: Some(json!({
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "age": {"type": "integer", "minimum": 0},
+                    "email": {"type": "string", "format": "email"},
+                },
+            })),
+            ..Default::default()
+        }));
         let r = v.request.as_ref().expect("request checks");
         assert!(r.check_body(br#"{"name":"a","age":3}"#).is_ok());
         let Err(Refusal::Schema(list)) = r.check_body(br#"{"age":-1,"email":"nope"}"#) else {
@@ -456,7 +431,13 @@ mod tests {
 
     #[test]
     fn response_checks_and_modes() {
-        let v = checks(json!({"response": {"schema": {"type": "array"}, "mode": "Report"}}));
+        let v = checks(table::Validation {
+            request: None,
+            response: Some(table::ResponseValidation {
+                schema: json!({"type": "array"}),
+                mode: ResponseValidationMode::Report,
+            }),
+        });
         let r = v.response.as_ref().expect("response checks");
         assert!(r.report_only);
         assert!(r.check(b"[1]").is_empty());
@@ -467,8 +448,10 @@ mod tests {
 
     #[test]
     fn invalid_schemas_do_not_prepare() {
-        let c: ValidationConfig =
-            serde_json::from_value(json!({"request": {"schema": {"type": 12}}})).expect("decodes");
-        assert!(Validation::prepare(c).is_err());
+        let c = request(table::RequestValidation {
+            schema: Some(json!({"type": 12})),
+            ..Default::default()
+        });
+        assert!(Validation::prepare(&c).is_err());
     }
 }
