@@ -22,6 +22,10 @@
 //! from, in typed form: enums for closed sets, milliseconds, defaults applied, header
 //! names lowercase, `${...}` templates parsed. The proxy builds its runtime objects
 //! from them when it prepares a table, off the request path, and decodes nothing.
+//!
+//! Also here, because both sides of the push speak them: the controller↔proxy push
+//! messages ([`push`]), and [`ByAddress`] keys, which know a shared object by its
+//! identity while holding it (so an address is never mistaken for a newer object's).
 
 pub mod identity;
 pub mod patch;
