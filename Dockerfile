@@ -6,6 +6,7 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY crates ./crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry cargo build --release --locked -p gatehouse
 # The binary links only libc, libm and libgcc_s (ldd): the distroless "cc" base has them.

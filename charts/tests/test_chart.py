@@ -431,6 +431,8 @@ class Image(unittest.TestCase):
         runs = [shlex.split(r) for r in re.findall(r"^RUN\s+(?:--mount=\S+\s+)*(cargo build.*)$", dockerfile, re.M)]
         self.assertEqual(runs, [make_cmd], "the Dockerfile's cargo build must equal RELEASE_BUILD")
         self.assertIn("target/release/gatehouse", dockerfile)
+        # The workspace's build settings (.cargo/config.toml: the allocator's) apply too.
+        self.assertRegex(dockerfile, r"(?m)^COPY \.cargo \./\.cargo$")
 
     def test_runtime_stage_runs_as_nonroot_and_is_slim(self):
         with open(os.path.join(REPO, "Dockerfile")) as f:
