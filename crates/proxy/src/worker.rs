@@ -3,8 +3,9 @@
 //! Each traffic worker (`listener/`) takes a slot number when it starts. A
 //! [`WorkerCounter`] has one cache-line-sized slot per worker: a worker only ever
 //! writes its own, so round-robin positions cost no write to a line another core
-//! reads. Threads that are not workers (tests, the admin listener) share slot 0; a
-//! rare lost increment there only repeats a pick.
+//! reads. Threads that are not workers (tests, the admin listener) share slot 0, and
+//! with more workers than cores two workers share a slot; a lost increment there only
+//! repeats a pick.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
