@@ -251,7 +251,7 @@ fn prepare_route(
                 index,
                 blocked: !rule.blocked.is_empty(),
                 labels: cx.metrics.labels(&r.id, &rule.name),
-                policies: policies.map(Arc::from),
+                policies,
                 version: version.clone(),
                 next_backend: (backends.len() > 1).then(Arc::default),
                 backends,

@@ -19,8 +19,11 @@ pub(crate) fn enter(index: usize) {
     SLOT.with(|s| s.set(index));
 }
 
+/// Slots per counter: the cores, asked once (on Linux the answer reads cgroup files, too
+/// slow to repeat for every upstream and rule a table prepares).
 fn slots() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    static SLOTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SLOTS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// One counter's slot, alone on its cache line.

@@ -209,7 +209,7 @@ pub fn prepare(
     rule: &Rule,
     states: &PolicyStates,
     round: &mut StatesRound,
-) -> Result<Option<Box<RulePolicies>>, PolicyError> {
+) -> Result<Option<Arc<RulePolicies>>, PolicyError> {
     let policies = &rule.policies;
     if policies.is_empty() {
         return Ok(None);
@@ -286,7 +286,7 @@ pub fn prepare(
         .errors
         .as_ref()
         .map(|s| errors::ErrorPolicy::prepare(&s.config));
-    Ok(Some(Box::new(out)))
+    Ok(Some(Arc::new(out)))
 }
 
 #[cfg(test)]
