@@ -112,6 +112,23 @@ impl gatehouse_router::Headers for HeaderView<'_> {
     }
 }
 
+/// The router's answer for `method` on the asked host and target.
+fn route<'r>(
+    table: &Prepared,
+    method: &'r str,
+    host: &'r Host,
+    target: &'r PathAndQuery,
+    headers: &'r HeaderView<'_>,
+) -> Lookup<'r> {
+    table.router.route(&RouteRequest {
+        method,
+        host: host.as_str(),
+        path: target.path(),
+        query: target.query(),
+        headers,
+    })
+}
+
 /// Selects the rule for the request and records it in `cx`.
 pub(crate) fn select<'a>(
     cx: &mut Ctx<'_>,
@@ -120,14 +137,7 @@ pub(crate) fn select<'a>(
     target: &'a PathAndQuery,
 ) -> Phase<Routed<'a>> {
     let view = HeaderView(&parts.headers);
-    let lookup = cx.table.router.route(&RouteRequest {
-        method: parts.method.as_str(),
-        host: host.as_str(),
-        path: target.path(),
-        query: target.query(),
-        headers: &view,
-    });
-    let selected = match lookup {
+    let selected = match route(cx.table, parts.method.as_str(), host, target, &view) {
         Lookup::Matched(selected) => selected,
         Lookup::NotFound => return Err(GatewayError::NoRoute),
         Lookup::MethodNotAllowed { allow } => {
@@ -197,13 +207,7 @@ fn preflight_rule<'p>(
     // The rule for the method asked about; when no rule serves that method, the rule
     // of an allowed one, whose policy then refuses the preflight (403, not 405).
     let lookup = |method: &str| -> Option<Target> {
-        match table.router.route(&RouteRequest {
-            method,
-            host: host.as_str(),
-            path: target.path(),
-            query: target.query(),
-            headers: view,
-        }) {
+        match route(table, method, host, target, view) {
             Lookup::Matched(s) => Some(s.target),
             _ => None,
         }
