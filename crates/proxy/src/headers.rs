@@ -34,8 +34,17 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// Removes hop-by-hop headers, and every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names instead of nine removals.
-    if !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names finds those present (usually only `Connection`, often
+    // none); only they are removed, each removal being a hash and a probe.
+    let mut present: [Option<HeaderName>; 9] = Default::default();
+    let mut found = 0;
+    for name in headers.keys() {
+        if is_hop_by_hop(name) && found < present.len() {
+            present[found] = Some(name.clone());
+            found += 1;
+        }
+    }
+    if found == 0 {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -43,16 +52,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        // `keep-alive` is hop-by-hop anyway (removed below when present): not parsed.
+        .filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case("keep-alive"))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in named {
         headers.remove(n);
     }
-    for h in &HOP_BY_HOP {
-        headers.remove(h);
+    for name in present.into_iter().flatten() {
+        headers.remove(name);
     }
-    headers.remove(KEEP_ALIVE);
-    headers.remove(PROXY_CONNECTION);
 }
 
 /// Like [`strip_hop_by_hop`] for a `101 Switching Protocols` response: `Upgrade` and

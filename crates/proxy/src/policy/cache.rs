@@ -461,15 +461,6 @@ impl std::fmt::Debug for ResponseCache {
     }
 }
 
-/// Expires each entry after its own TTL.
-struct PerEntryTtl;
-
-impl moka::Expiry<Key, Arc<Entry>> for PerEntryTtl {
-    fn expire_after_create(&self, _: &Key, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
-    }
-}
-
 /// The default `--cache-capacity`: 256 MiB.
 pub const DEFAULT_CAPACITY: u64 = 256 * 1024 * 1024;
 
@@ -479,7 +470,6 @@ impl ResponseCache {
         let cache = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|k: &Key, e: &Arc<Entry>| e.weight(k))
-            .expire_after(PerEntryTtl)
             .support_invalidation_closures()
             .build();
         ResponseCache {
@@ -491,6 +481,12 @@ impl ResponseCache {
     /// A fresh entry for `key` no older than `max_age` seconds.
     pub fn get(&self, key: &Key, max_age: Option<u64>) -> Option<Arc<Entry>> {
         let entry = self.cache.get(key)?;
+        // Each entry has its own TTL, checked here rather than by a timer per entry in
+        // the store (which costs every insert): an expired entry is a miss, whose fill
+        // replaces it; one never asked for again ages out like any cold entry.
+        if entry.stored.elapsed() >= entry.ttl {
+            return None;
+        }
         if max_age.is_some_and(|max| entry.age() > max) {
             return None;
         }
