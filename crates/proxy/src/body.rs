@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 
 use crate::problem::GatewayError;
+use crate::upstream::pool::Received;
 
 /// Every response body: generated (`Full`) or streamed from an upstream.
 pub type Body = Either<Full<Bytes>, Streamed>;
@@ -22,12 +23,12 @@ pub(crate) fn full(bytes: Bytes) -> Body {
 #[derive(Debug)]
 pub struct Streamed {
     replay: Option<Bytes>,
-    body: Incoming,
+    body: Received,
     _held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Streamed {
-    pub(crate) fn new(body: Incoming, held: Option<tokio::sync::OwnedSemaphorePermit>) -> Streamed {
+    pub(crate) fn new(body: Received, held: Option<tokio::sync::OwnedSemaphorePermit>) -> Streamed {
         Streamed {
             replay: None,
             body,
@@ -43,12 +44,12 @@ impl Streamed {
 
 impl hyper::body::Body for Streamed {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         if let Some(bytes) = this.replay.take() {
             return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(bytes))));

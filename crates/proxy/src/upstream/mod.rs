@@ -6,6 +6,7 @@
 //!  state.rs     per-upstream state kept across tables: endpoint schedule, positions
 //!  resolve.rs   DNS names among the endpoints, kept fresh on their TTL
 //!  pool.rs      per-worker connection pools (HTTP/1.1 keep-alive, HTTP/2, upgrades)
+//!  h1.rs        HTTP/1.1 on the request's own task, for requests whose body is known
 //!  (health.rs, breaker.rs, retry.rs come next: checks, ejection, circuit breaking,
 //!   retries with budget and backoff)
 //! ```
@@ -15,6 +16,7 @@
 //! an accepted upgrade into a tunnel.
 
 pub mod balance;
+pub mod h1;
 pub mod pool;
 mod resolve;
 pub mod state;
@@ -94,13 +96,15 @@ async fn send(
     mut addr: SocketAddr,
     upstream: &PreparedUpstream,
     upgrade: bool,
-) -> Result<Response<hyper::body::Incoming>, pool::SendError> {
+) -> Result<Response<pool::Received>, pool::SendError> {
     let connect = Duration::from_millis(upstream.spec.timeouts.connect_ms);
     let mut attempt = 1;
     loop {
         let result = if upgrade {
             // Rare, and its future is large: kept off the common path's state.
-            Box::pin(pool::send_upgrade(addr, req, connect)).await
+            Box::pin(pool::send_upgrade(addr, req, connect))
+                .await
+                .map(|resp| resp.map(Either::Left))
         } else {
             pool::send(addr, upstream.spec.protocol, req, connect).await
         };

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gatehouse_table::Protocol;
-use http_body_util::Limited;
+use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rustc_hash::FxHashMap as HashMap;
 use tokio::net::TcpStream;
 
+use super::h1;
 use crate::listener::http::LocalExec;
 
 /// What upstream-bound requests carry: the client's body, cut off at the body limit.
@@ -54,6 +55,15 @@ pub enum SendError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// The exchange on the inline HTTP/1.1 client failed.
+    #[error("exchange with {addr}: {source}")]
+    Http1 {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: super::h1::Error,
     },
     /// The exchange failed (reset, protocol error, the request body broke).
     #[error("exchange with {addr}: {source}")]
@@ -102,26 +112,42 @@ impl From<SendError> for Failed {
     }
 }
 
-/// Sends `req` to `addr` in `protocol` over a pooled connection, or a new one.
+/// An upstream's response body: from hyper's client, or from the inline HTTP/1.1 one.
+pub type Received = Either<Incoming, h1::Body>;
+
+/// Sends `req` to `addr` in `protocol` over a pooled connection, or a new one: HTTP/1.1
+/// requests whose body is known go inline ([`h1`]), the others through hyper's client.
 pub async fn send(
     addr: SocketAddr,
     protocol: Protocol,
     req: Request<UpstreamBody>,
     connect_timeout: Duration,
-) -> Result<Response<Incoming>, Failed> {
+) -> Result<Response<Received>, Failed> {
     match protocol {
-        Protocol::Http1 => send_http1(addr, req, connect_timeout).await,
-        Protocol::Http2 => send_http2(addr, req, connect_timeout).await,
+        Protocol::Http1 if h1::carries(&req) => Ok(h1::send(addr, req, connect_timeout)
+            .await?
+            .map(Either::Right)),
+        Protocol::Http1 => Ok(send_http1(addr, req, connect_timeout)
+            .await?
+            .map(Either::Left)),
+        Protocol::Http2 => Ok(send_http2(addr, req, connect_timeout)
+            .await?
+            .map(Either::Left)),
     }
 }
 
-async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TokioIo<TcpStream>, SendError> {
+/// A new TCP connection to `addr` (no Nagle delay), within `timeout`.
+pub(super) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, SendError> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| SendError::ConnectTimeout(addr))?
         .map_err(|source| SendError::Connect { addr, source })?;
     let _ = stream.set_nodelay(true);
-    Ok(TokioIo::new(stream))
+    Ok(stream)
+}
+
+async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TokioIo<TcpStream>, SendError> {
+    connect(addr, timeout).await.map(TokioIo::new)
 }
 
 fn take_idle(addr: SocketAddr) -> Option<H1> {
@@ -169,7 +195,7 @@ where
     });
 }
 
-/// HTTP/1.1. When a pooled connection turns out to be closed before the request was
+/// HTTP/1.1 through hyper's client (a streamed request body). When a pooled connection turns out to be closed before the request was
 /// written (the upstream's keep-alive timer won the race), the request is sent again
 /// on a new connection: it never reached the upstream, so this is safe for any method.
 async fn send_http1(
