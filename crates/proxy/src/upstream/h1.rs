@@ -303,9 +303,15 @@ enum Head {
 /// Parses the response head at the start of `buf`, consuming it when complete. Header
 /// values share the head's bytes; they are not copied.
 fn parse_head(buf: &mut BytesMut) -> Result<Head, Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(buf)? {
+    // Left uninitialized: zeroing the slots cost more than parsing a short head.
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut slots,
+    )? {
         httparse::Status::Complete(len) => len,
         httparse::Status::Partial => return Ok(Head::Partial),
     };
@@ -316,13 +322,15 @@ fn parse_head(buf: &mut BytesMut) -> Result<Head, Error> {
     };
     // Where each name and value sits in the head, so the head can be frozen and shared.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    let count = parsed.headers.len();
-    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
-        let name = h.name.as_ptr() as usize - base;
-        let value = h.value.as_ptr() as usize - base;
-        *span = (name, name + h.name.len(), value, value + h.value.len());
-    }
+    let spans: Vec<_> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            (name, name + h.name.len(), value, value + h.value.len())
+        })
+        .collect();
     let head = buf.split_to(len).freeze();
     if (100..200).contains(&code) {
         if code == 101 {
@@ -333,8 +341,8 @@ fn parse_head(buf: &mut BytesMut) -> Result<Head, Error> {
         return Ok(Head::Interim);
     }
     let status = StatusCode::from_u16(code).map_err(|_| Error::Framing("status code"))?;
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(n0, n1, v0, v1) in &spans[..count] {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for (n0, n1, v0, v1) in spans {
         let name =
             HeaderName::from_bytes(&head[n0..n1]).map_err(|_| Error::Framing("header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(v0..v1))

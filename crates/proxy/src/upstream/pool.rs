@@ -127,10 +127,13 @@ pub async fn send(
         Protocol::Http1 if h1::carries(&req) => Ok(h1::send(addr, req, connect_timeout)
             .await?
             .map(Either::Right)),
-        Protocol::Http1 => Ok(send_http1(addr, req, connect_timeout)
+        // Boxed: their futures are larger than the inline one, and every future that
+        // awaits this one (up to the request's) would carry their size, moved at
+        // each call.
+        Protocol::Http1 => Ok(Box::pin(send_http1(addr, req, connect_timeout))
             .await?
             .map(Either::Left)),
-        Protocol::Http2 => Ok(send_http2(addr, req, connect_timeout)
+        Protocol::Http2 => Ok(Box::pin(send_http2(addr, req, connect_timeout))
             .await?
             .map(Either::Left)),
     }
