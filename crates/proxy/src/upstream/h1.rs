@@ -30,13 +30,13 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http::{header, request};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::{Body as _, Frame, SizeHint};
 use rustc_hash::FxHashMap as HashMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::pool::{self, Failed, SendError, UpstreamBody};
+use super::pool::{self, SendError, UpstreamBody};
 
 /// Largest already-read request body sent this way; a larger one goes through hyper.
 pub const MAX_INLINE_BODY: u64 = 64 * 1024;
@@ -83,8 +83,12 @@ pub enum Error {
     Io(#[from] io::Error),
 }
 
-/// Whether `req` can go this way: its body is known (none, or read and small enough).
+/// Whether `req` can go this way: no upgrade is asked, and its body is known (none, or
+/// read and small enough).
 pub fn carries(req: &Request<UpstreamBody>) -> bool {
+    if req.headers().contains_key(header::UPGRADE) {
+        return false;
+    }
     match req.body() {
         Either::Left(streamed) => streamed.is_end_stream(),
         Either::Right(read) => read
@@ -150,40 +154,64 @@ fn give_back(addr: SocketAddr, conn: Conn) {
     });
 }
 
-/// Sends `req` (see [`carries`]) to `addr` on an idle connection, or a new one.
+/// A request as it goes on the wire, with what decides whether it may be sent again.
+#[derive(Debug)]
+pub struct Wire {
+    bytes: Vec<u8>,
+    head_only: bool,
+    idempotent: bool,
+}
+
+impl Wire {
+    /// Writes out `req` (see [`carries`]).
+    pub fn new(req: Request<UpstreamBody>) -> Wire {
+        let (parts, body) = req.into_parts();
+        Wire {
+            bytes: encode(&parts, &known_body(body)),
+            head_only: parts.method == Method::HEAD,
+            idempotent: parts.method.is_idempotent(),
+        }
+    }
+}
+
+/// A failed [`send`].
+#[derive(Debug)]
+pub struct Failed {
+    /// What went wrong.
+    pub error: SendError,
+    /// No connection could be made: the request may go to another endpoint.
+    pub unsent: bool,
+}
+
+/// Sends `wire` to `addr` on an idle connection, or a new one.
 pub async fn send(
+    wire: &Wire,
     addr: SocketAddr,
-    req: Request<UpstreamBody>,
     connect_timeout: Duration,
 ) -> Result<Response<Body>, Failed> {
-    let (parts, body) = req.into_parts();
-    let body = known_body(body);
-    let wire = encode(&parts, &body);
-    let head_only = parts.method == Method::HEAD;
-    let failed = |source| Failed::from(SendError::Http1 { addr, source });
+    let failed = |source| Failed {
+        error: SendError::Http1 { addr, source },
+        unsent: false,
+    };
     if let Some(conn) = take_idle(addr) {
-        match exchange(conn, &wire, head_only, addr).await {
+        match exchange(conn, &wire.bytes, wire.head_only, addr).await {
             Ok(resp) => return Ok(resp),
             Err(Attempt::Unsent(e)) => {
                 tracing::debug!(%addr, error = %e, "idle upstream connection was closed; sending on a new one");
             }
-            Err(Attempt::Unanswered(e)) if parts.method.is_idempotent() => {
+            Err(Attempt::Unanswered(e)) if wire.idempotent => {
                 tracing::debug!(%addr, error = %e, "idle upstream connection closed unanswered; sending again on a new one");
             }
             Err(Attempt::Unanswered(e) | Attempt::Failed(e)) => return Err(failed(e)),
         }
     }
-    let io = match pool::connect(addr, connect_timeout).await {
-        Ok(io) => io,
-        Err(error) => {
-            let unsent = Request::from_parts(parts, Either::Right(Full::new(body)));
-            return Err(Failed {
-                error,
-                unsent: Some(unsent),
-            });
-        }
-    };
-    match exchange(Conn::new(io), &wire, head_only, addr).await {
+    let io = pool::connect(addr, connect_timeout)
+        .await
+        .map_err(|error| Failed {
+            error,
+            unsent: true,
+        })?;
+    match exchange(Conn::new(io), &wire.bytes, wire.head_only, addr).await {
         Ok(resp) => Ok(resp),
         Err(Attempt::Unsent(e) | Attempt::Unanswered(e) | Attempt::Failed(e)) => Err(failed(e)),
     }
@@ -882,7 +910,7 @@ mod tests {
     }
 
     fn get(method: Method) -> Request<UpstreamBody> {
-        let mut req = Request::new(Either::Right(Full::new(Bytes::new())));
+        let mut req = Request::new(Either::Right(http_body_util::Full::new(Bytes::new())));
         *req.method_mut() = method;
         req
     }
@@ -891,7 +919,7 @@ mod tests {
         addr: SocketAddr,
         method: Method,
     ) -> Result<(StatusCode, Result<http_body_util::Collected<Bytes>, Error>), String> {
-        let resp = send(addr, get(method), Duration::from_secs(2))
+        let resp = send(&Wire::new(get(method)), addr, Duration::from_secs(2))
             .await
             .map_err(|f| f.error.to_string())?;
         let status = resp.status();

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_table::Upstream;
+use gatehouse_table::{Protocol, Upstream};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Either;
 
@@ -58,53 +58,132 @@ const CONNECT_ATTEMPTS: usize = 3;
 /// Sends the request to `addr` (or, when no connection can be made, to the next
 /// endpoints) within the timeout; an accepted upgrade becomes a tunnel between the
 /// two connections. `held` lives as long as the response body (a concurrency permit).
-pub(crate) async fn exchange(
-    mut req: Request<pool::UpstreamBody>,
+///
+/// An HTTP/1.1 request whose body is known goes inline ([`h1`]), written out once here
+/// so that what the futures below carry is small (every future on the way is moved
+/// when it starts); the others go through hyper's client, boxed for the same reason.
+pub(crate) fn exchange(
+    req: Request<pool::UpstreamBody>,
     addr: SocketAddr,
     upstream: &PreparedUpstream,
     timeout: Duration,
     held: Option<tokio::sync::OwnedSemaphorePermit>,
-) -> Result<Response<Body>, GatewayError> {
-    let upgrade = req.headers().contains_key(header::UPGRADE);
-    let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let sent = send(req, addr, upstream, upgrade);
-    let mut resp = match tokio::time::timeout(timeout, sent).await {
-        Err(_) => return Err(GatewayError::Timeout),
-        Ok(Err(pool::SendError::ConnectTimeout(_))) => return Err(GatewayError::Timeout),
-        Ok(Err(e)) if e.body_too_large() => {
-            return Err(GatewayError::PayloadTooLarge(MAX_BODY_BYTES));
-        }
+) -> impl Future<Output = Result<Response<Body>, GatewayError>> + '_ {
+    // Not an `async fn`: its future would keep a copy of `req` however it is sent.
+    let way = if upstream.spec.protocol == Protocol::Http1 && h1::carries(&req) {
+        Way::Inline(h1::Wire::new(req))
+    } else {
+        Way::Pooled(Box::new(req))
+    };
+    async move {
+        let resp = match way {
+            Way::Inline(wire) => {
+                let sent = tokio::time::timeout(timeout, send_inline(&wire, addr, upstream)).await;
+                outcome(sent, upstream)?.map(Either::Right)
+            }
+            Way::Pooled(req) => Box::pin(exchange_pooled(*req, addr, upstream, timeout))
+                .await?
+                .map(Either::Left),
+        };
+        Ok(resp.map(|b| Either::Right(Streamed::new(b, held))))
+    }
+}
+
+/// How a request goes to its upstream.
+enum Way {
+    /// Written out, for the inline HTTP/1.1 exchange.
+    Inline(h1::Wire),
+    /// As it is, through hyper's client.
+    Pooled(Box<Request<pool::UpstreamBody>>),
+}
+
+/// What a timed exchange came to, as the gateway answers it.
+fn outcome<T>(
+    sent: Result<Result<T, pool::SendError>, tokio::time::error::Elapsed>,
+    upstream: &PreparedUpstream,
+) -> Result<T, GatewayError> {
+    match sent {
+        Err(_) | Ok(Err(pool::SendError::ConnectTimeout(_))) => Err(GatewayError::Timeout),
+        Ok(Err(e)) if e.body_too_large() => Err(GatewayError::PayloadTooLarge(MAX_BODY_BYTES)),
         Ok(Err(e)) => {
             tracing::debug!(upstream = %upstream.spec.id, error = %e, "upstream exchange failed");
-            return Err(GatewayError::BadGateway);
+            Err(GatewayError::BadGateway)
         }
-        Ok(Ok(resp)) => resp,
-    };
+        Ok(Ok(resp)) => Ok(resp),
+    }
+}
+
+/// The endpoint to try after `addr` could not be connected to, counting `attempt`s;
+/// `None` when there is no other or enough were tried.
+fn next_endpoint(
+    upstream: &PreparedUpstream,
+    addr: SocketAddr,
+    attempt: &mut usize,
+    error: &pool::SendError,
+) -> Option<SocketAddr> {
+    if *attempt >= CONNECT_ATTEMPTS {
+        return None;
+    }
+    *attempt += 1;
+    tracing::debug!(upstream = %upstream.spec.id, %error, "trying the next endpoint");
+    upstream.pick().filter(|next| *next != addr)
+}
+
+/// The inline HTTP/1.1 exchange, moving to the next endpoints when connecting fails.
+async fn send_inline(
+    wire: &h1::Wire,
+    mut addr: SocketAddr,
+    upstream: &PreparedUpstream,
+) -> Result<Response<h1::Body>, pool::SendError> {
+    let connect = Duration::from_millis(upstream.spec.timeouts.connect_ms);
+    let mut attempt = 1;
+    loop {
+        match h1::send(wire, addr, connect).await {
+            Err(h1::Failed {
+                error,
+                unsent: true,
+            }) => match next_endpoint(upstream, addr, &mut attempt, &error) {
+                Some(next) => addr = next,
+                None => return Err(error),
+            },
+            other => return other.map_err(|f| f.error),
+        }
+    }
+}
+
+/// Through hyper's client: a streamed body, HTTP/2, or an upgrade (then a tunnel).
+async fn exchange_pooled(
+    mut req: Request<pool::UpstreamBody>,
+    addr: SocketAddr,
+    upstream: &PreparedUpstream,
+    timeout: Duration,
+) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let sent = tokio::time::timeout(timeout, send_pooled(req, addr, upstream, upgrade)).await;
+    let mut resp = outcome(sent, upstream)?;
     if let Some(client_side) = client_side
         && resp.status() == StatusCode::SWITCHING_PROTOCOLS
     {
         let upstream_side = hyper::upgrade::on(&mut resp);
         tunnel::spawn(client_side, upstream_side, upstream.spec.id.clone());
     }
-    Ok(resp.map(|b| Either::Right(Streamed::new(b, held))))
+    Ok(resp)
 }
 
 /// Sends on a pooled connection; when connecting fails (nothing was sent), to the next
 /// endpoints, up to [`CONNECT_ATTEMPTS`].
-async fn send(
+async fn send_pooled(
     mut req: Request<pool::UpstreamBody>,
     mut addr: SocketAddr,
     upstream: &PreparedUpstream,
     upgrade: bool,
-) -> Result<Response<pool::Received>, pool::SendError> {
+) -> Result<Response<hyper::body::Incoming>, pool::SendError> {
     let connect = Duration::from_millis(upstream.spec.timeouts.connect_ms);
     let mut attempt = 1;
     loop {
         let result = if upgrade {
-            // Rare, and its future is large: kept off the common path's state.
-            Box::pin(pool::send_upgrade(addr, req, connect))
-                .await
-                .map(|resp| resp.map(Either::Left))
+            Box::pin(pool::send_upgrade(addr, req, connect)).await
         } else {
             pool::send(addr, upstream.spec.protocol, req, connect).await
         };
@@ -112,15 +191,13 @@ async fn send(
             Err(pool::Failed {
                 error,
                 unsent: Some(unsent),
-            }) if attempt < CONNECT_ATTEMPTS => {
-                tracing::debug!(upstream = %upstream.spec.id, %error, "trying the next endpoint");
-                match upstream.pick() {
-                    Some(next) if next != addr => addr = next,
-                    _ => return Err(error),
+            }) => match next_endpoint(upstream, addr, &mut attempt, &error) {
+                Some(next) => {
+                    addr = next;
+                    req = unsent;
                 }
-                req = unsent;
-                attempt += 1;
-            }
+                None => return Err(error),
+            },
             other => return other.map_err(|f| f.error),
         }
     }

@@ -115,27 +115,18 @@ impl From<SendError> for Failed {
 /// An upstream's response body: from hyper's client, or from the inline HTTP/1.1 one.
 pub type Received = Either<Incoming, h1::Body>;
 
-/// Sends `req` to `addr` in `protocol` over a pooled connection, or a new one: HTTP/1.1
-/// requests whose body is known go inline ([`h1`]), the others through hyper's client.
+/// Sends `req` to `addr` in `protocol` through hyper's client, over a pooled connection
+/// or a new one. (HTTP/1.1 requests whose body is known go inline: [`h1`].)
 pub async fn send(
     addr: SocketAddr,
     protocol: Protocol,
     req: Request<UpstreamBody>,
     connect_timeout: Duration,
-) -> Result<Response<Received>, Failed> {
+) -> Result<Response<Incoming>, Failed> {
     match protocol {
-        Protocol::Http1 if h1::carries(&req) => Ok(h1::send(addr, req, connect_timeout)
-            .await?
-            .map(Either::Right)),
-        // Boxed: their futures are larger than the inline one, and every future that
-        // awaits this one (up to the request's) would carry their size, moved at
-        // each call.
-        Protocol::Http1 => Ok(Box::pin(send_http1(addr, req, connect_timeout))
-            .await?
-            .map(Either::Left)),
-        Protocol::Http2 => Ok(Box::pin(send_http2(addr, req, connect_timeout))
-            .await?
-            .map(Either::Left)),
+        Protocol::Http1 => send_http1(addr, req, connect_timeout).await,
+        // Boxed: the larger future, and the rarer protocol.
+        Protocol::Http2 => Box::pin(send_http2(addr, req, connect_timeout)).await,
     }
 }
 
