@@ -27,7 +27,9 @@
 //! parts are then rewritten in place for the upstream, so a plain proxied request
 //! copies no header, path or query.
 
+use std::future::Future;
 use std::ops::ControlFlow;
+use std::pin::Pin;
 use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
@@ -45,6 +47,43 @@ use crate::{Shared, backend, listener, request_id};
 /// What a phase that may answer early returns: `Break` with the answer, or `Continue`
 /// with what the next phases need.
 pub(crate) type Phase<T = ()> = Result<ControlFlow<Response<Body>, T>, GatewayError>;
+
+/// What a phase returns when it may have to wait: its result now (most requests, most
+/// phases), or the waiting part, boxed. Boxed because an `async fn` phase's whole state
+/// would otherwise sit in every request's future and be moved each time the phase
+/// starts, whether or not the rule has the policy.
+pub(crate) enum Step<'a, T> {
+    /// Done: the result.
+    Now(Option<T>),
+    /// Still to do.
+    Later(Pin<Box<dyn Future<Output = T> + 'a>>),
+}
+
+impl<'a, T> Step<'a, T> {
+    /// The result, now.
+    pub fn now(value: T) -> Step<'a, T> {
+        Step::Now(Some(value))
+    }
+
+    /// The result, once `work` is done.
+    pub fn later(work: impl Future<Output = T> + 'a) -> Step<'a, T> {
+        Step::Later(Box::pin(work))
+    }
+}
+
+impl<T: Unpin> Future for Step<'_, T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        match self.get_mut() {
+            // Taken once; a poll after completion stays pending.
+            Step::Now(value) => value
+                .take()
+                .map_or(std::task::Poll::Pending, std::task::Poll::Ready),
+            Step::Later(work) => work.as_mut().poll(cx),
+        }
+    }
+}
 
 /// One request's context: what every phase reads, and what phases leave for the
 /// response.

@@ -22,6 +22,7 @@
 //! (at most the request timeout) and are then served from the cache; if the response
 //! turned out not to be storable they go to the upstream themselves.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,8 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use rustc_hash::FxHashMap;
-use tokio::sync::watch;
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 
 use gatehouse_table::policy as table;
 
@@ -41,7 +43,7 @@ use std::ops::ControlFlow;
 use http::request::Parts;
 
 use crate::metrics::Counter;
-use crate::phases::{Ctx, Phase};
+use crate::phases::{Ctx, Phase, Step};
 use crate::routing::Routed;
 
 /// `X-Cache`.
@@ -71,11 +73,41 @@ pub struct CachePolicy {
     store: ResponseCache,
 }
 
-/// A cache key: cheap to clone (the miss-collapsing map and its guard hold copies).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A cache key: cheap to clone (the miss-collapsing map and its guard hold copies),
+/// hashed once when made (the store and the miss-collapsing map each hash it again
+/// otherwise, and compare it on every probe).
+#[derive(Debug, Clone)]
 pub struct Key {
     route: Arc<str>,
     text: Arc<str>,
+    hash: u64,
+}
+
+impl Key {
+    fn new(route: Arc<str>, text: Arc<str>) -> Key {
+        // Seeded at random per process (the store's own hasher): keys come from
+        // requests, so their hashes must not be predictable.
+        static SEED: std::sync::LazyLock<quick_cache::DefaultHashBuilder> =
+            std::sync::LazyLock::new(quick_cache::DefaultHashBuilder::default);
+        let hash = SEED.hash_one((&*route, &*text));
+        Key { route, text, hash }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.hash == other.hash
+            && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+            && self.route == other.route
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 /// A stored response.
@@ -212,10 +244,7 @@ impl CachePolicy {
             text.push_str(consumer.unwrap_or("-"));
         }
         Lookup::Cacheable {
-            key: Key {
-                route: self.route.clone(),
-                text: text.into(),
-            },
+            key: Key::new(self.route.clone(), text.into()),
             read: !(directives.no_cache || directives.max_age == Some(0)),
             max_age: directives.max_age,
             store: !head,
@@ -351,13 +380,23 @@ async fn read_at_most(body: Body, max: usize) -> Read {
         }
         Body::Right(s) => s,
     };
+    // Most bodies come in one frame: it is kept as it is, not copied.
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     loop {
         match streamed.frame().await {
+            None if buf.is_empty() => return Read::Whole(first.unwrap_or_default()),
             None => return Read::Whole(buf.freeze()),
             Some(Err(_)) => return Read::Failed,
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
+                    if buf.is_empty() && first.is_none() && data.len() <= max {
+                        first = Some(data);
+                        continue;
+                    }
+                    if let Some(first) = first.take() {
+                        buf.extend_from_slice(&first);
+                    }
                     buf.extend_from_slice(&data);
                     if buf.len() > max {
                         streamed.replay(buf.freeze());
@@ -435,7 +474,7 @@ struct FillLocks {
 }
 
 /// Keys being fetched, with what followers wait on.
-type FillShard = FxHashMap<Key, watch::Receiver<()>>;
+type FillShard = FxHashMap<Key, Arc<Notify>>;
 
 /// Shards of [`FillLocks`]: a few per core of a large machine.
 const FILL_SHARDS: usize = 64;
@@ -533,19 +572,23 @@ impl ResponseCache {
     }
 
     /// Becomes the one request fetching `key` (`Ok`, holding the guard until its
-    /// response is stored or dropped), or gets a receiver that completes when the one
-    /// fetching it is done (`Err`).
-    pub fn begin_fill(&self, key: &Key) -> Result<Fill, watch::Receiver<()>> {
+    /// response is stored or dropped), or gets what completes when the one fetching it
+    /// is done (`Err`).
+    pub fn begin_fill(&self, key: &Key) -> Result<Fill, Pin<Box<OwnedNotified>>> {
         let mut filling = self.filling.lock(key);
-        if let Some(rx) = filling.get(key) {
-            return Err(rx.clone());
+        if let Some(done) = filling.get(key) {
+            // Registered before the lock is let go: the leader's wake-up, which comes
+            // after it took the key out under this lock, cannot be missed.
+            let mut waiting = Box::pin(done.clone().notified_owned());
+            waiting.as_mut().enable();
+            return Err(waiting);
         }
-        let (tx, rx) = watch::channel(());
-        filling.insert(key.clone(), rx);
+        let done = Arc::new(Notify::new());
+        filling.insert(key.clone(), done.clone());
         Ok(Fill {
             key: key.clone(),
             filling: self.filling.clone(),
-            _done: tx,
+            done,
         })
     }
 
@@ -575,18 +618,19 @@ impl ResponseCache {
 pub struct Fill {
     key: Key,
     filling: Arc<FillLocks>,
-    _done: watch::Sender<()>,
+    done: Arc<Notify>,
 }
 
 impl Drop for Fill {
     fn drop(&mut self) {
         self.filling.lock(&self.key).remove(&self.key);
+        self.done.notify_waiters();
     }
 }
 
-/// Waits until the fill `rx` watches is over (its sender dropped), at most `timeout`.
-pub async fn wait_for_fill(mut rx: watch::Receiver<()>, timeout: Duration) {
-    let _ = tokio::time::timeout(timeout, async { while rx.changed().await.is_ok() {} }).await;
+/// Waits until the fill `waiting` belongs to is over, at most `timeout`.
+pub async fn wait_for_fill(waiting: Pin<Box<OwnedNotified>>, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, waiting).await;
 }
 
 // === phases ===
@@ -601,16 +645,16 @@ pub(crate) struct Filling<'p> {
 
 /// Phase 4, cache lookup, for upstream-bound rules (the others answer without one): a
 /// hit answers here; a miss may wait for a fetch of the same key already under way.
-pub(crate) async fn lookup<'t>(
-    cx: &mut Ctx<'t>,
+pub(crate) fn lookup<'a, 't>(
+    cx: &'a mut Ctx<'t>,
     parts: &Parts,
     routed: &Routed<'_>,
-) -> Phase<Option<Filling<'t>>> {
+) -> Step<'a, Phase<Option<Filling<'t>>>> {
     let Some((rule, c)) = cx.rule.zip(cx.policies().and_then(|p| p.cache.as_ref())) else {
-        return Ok(ControlFlow::Continue(None));
+        return Step::now(Ok(ControlFlow::Continue(None)));
     };
     if !matches!(rule.spec().action, gatehouse_table::Action::Backends { .. }) {
-        return Ok(ControlFlow::Continue(None));
+        return Step::now(Ok(ControlFlow::Continue(None)));
     }
     let found = c.lookup(
         &parts.method,
@@ -624,7 +668,7 @@ pub(crate) async fn lookup<'t>(
         Lookup::Bypass => {
             cx.decor.cache = Some(BYPASS);
             cx.count(Counter::CacheBypass);
-            return Ok(ControlFlow::Continue(None));
+            return Step::now(Ok(ControlFlow::Continue(None)));
         }
         Lookup::Cacheable {
             key,
@@ -635,31 +679,44 @@ pub(crate) async fn lookup<'t>(
     };
     let head = parts.method == Method::HEAD;
     if read && let Some(entry) = c.store().get(&key, max_age) {
-        return Ok(ControlFlow::Break(hit(cx, &entry, head)));
+        return Step::now(Ok(ControlFlow::Break(hit(cx, &entry, head))));
     }
-    let mut filling = None;
-    if store {
-        let fill = match c.store().begin_fill(&key) {
-            Ok(fill) => Some(fill),
-            Err(under_way) if read => {
-                let wait = Duration::from_millis(rule.spec().timeout_ms.unwrap_or(30_000));
+    if !store {
+        return Step::now(Ok(ControlFlow::Continue(miss(cx, None))));
+    }
+    let fill = match c.store().begin_fill(&key) {
+        Ok(fill) => Some(fill),
+        Err(under_way) if read => {
+            // Another request is fetching this key: wait for it, then read its entry.
+            let wait = Duration::from_millis(rule.spec().timeout_ms.unwrap_or(30_000));
+            return Step::later(async move {
                 wait_for_fill(under_way, wait).await;
                 if let Some(entry) = c.store().get(&key, max_age) {
                     return Ok(ControlFlow::Break(hit(cx, &entry, head)));
                 }
-                None
-            }
-            Err(_) => None,
-        };
-        filling = Some(Filling {
-            policy: c,
-            key,
-            _fill: fill,
-        });
-    }
+                let filling = Filling {
+                    policy: c,
+                    key,
+                    _fill: None,
+                };
+                Ok(ControlFlow::Continue(miss(cx, Some(filling))))
+            });
+        }
+        Err(_) => None,
+    };
+    let filling = Filling {
+        policy: c,
+        key,
+        _fill: fill,
+    };
+    Step::now(Ok(ControlFlow::Continue(miss(cx, Some(filling)))))
+}
+
+/// Records a miss; passes `filling` on.
+fn miss<'t>(cx: &mut Ctx<'t>, filling: Option<Filling<'t>>) -> Option<Filling<'t>> {
     cx.decor.cache = Some(MISS);
     cx.count(Counter::CacheMiss);
-    Ok(ControlFlow::Continue(filling))
+    filling
 }
 
 fn hit(cx: &mut Ctx<'_>, entry: &Entry, head: bool) -> Response<Body> {
@@ -669,13 +726,18 @@ fn hit(cx: &mut Ctx<'_>, entry: &Entry, head: bool) -> Response<Body> {
 }
 
 /// Phase 6, cache store, before waiting misses of the same key are woken.
-pub(crate) async fn store(
+pub(crate) fn store(
     filling: Option<Filling<'_>>,
     resp: Response<Body>,
-) -> Result<Response<Body>, GatewayError> {
+) -> Step<'_, Result<Response<Body>, GatewayError>> {
     match filling {
-        Some(f) => Ok(f.policy.store_response(f.key, resp).await?.0),
-        None => Ok(resp),
+        Some(f) => Step::later(async move {
+            // Taken apart in here: the fill guard must live until the entry is stored
+            // (a block capturing only the fields it uses would drop it at once).
+            let Filling { policy, key, _fill } = f;
+            Ok(policy.store_response(key, resp).await?.0)
+        }),
+        None => Step::now(Ok(resp)),
     }
 }
 
@@ -846,10 +908,7 @@ mod tests {
     fn the_store_stays_within_its_capacity() {
         let store = ResponseCache::new(20_000);
         for i in 0..50 {
-            let key = Key {
-                route: "ns/r".into(),
-                text: format!("k{i}").into(),
-            };
+            let key = Key::new("ns/r".into(), format!("k{i}").into());
             let entry = Entry {
                 status: StatusCode::OK,
                 headers: HeaderMap::new(),

@@ -37,7 +37,7 @@ use super::global_limit::{GlobalError, GlobalLimiter, Limit, MAX_PERIOD};
 use http::request::Parts;
 
 use crate::metrics::Counter;
-use crate::phases::Ctx;
+use crate::phases::{Ctx, Step};
 use crate::problem::GatewayError;
 
 /// What identifies a client for a rate limit.
@@ -288,6 +288,9 @@ impl RateLimit {
     /// Decides for one request with key `key`, charging the limits when it may go: in
     /// memory at once, or in one round trip to Redis for `scope: Global`.
     pub async fn decide(&self, key: &[u8]) -> Result<Decision, Undecided> {
+        if let Some(decided) = self.decide_local(key) {
+            return Ok(decided);
+        }
         match &self.backend {
             Backend::Local(buckets) => {
                 Ok(buckets.decide(key, &self.limits, now_ns(), self.max_delay))
@@ -305,6 +308,18 @@ impl RateLimit {
                     fail_open: *fail_open,
                     error,
                 }),
+        }
+    }
+}
+
+impl RateLimit {
+    /// The decision of a local limit, made at once; `None` for a global one.
+    pub fn decide_local(&self, key: &[u8]) -> Option<Decision> {
+        match &self.backend {
+            Backend::Local(buckets) => {
+                Some(buckets.decide(key, &self.limits, now_ns(), self.max_delay))
+            }
+            Backend::Global { .. } => None,
         }
     }
 }
@@ -509,9 +524,12 @@ impl Concurrency {
 
 /// Phase 4, rate limit: every limit must allow the request (429 otherwise, or a wait
 /// when throttling). A global limit that cannot reach Redis follows its failure mode.
-pub(crate) async fn rate_limit(cx: &mut Ctx<'_>, parts: &Parts) -> Result<(), GatewayError> {
+pub(crate) fn rate_limit<'a>(
+    cx: &'a mut Ctx<'_>,
+    parts: &Parts,
+) -> Step<'a, Result<(), GatewayError>> {
     let Some(limit) = cx.policies().and_then(|p| p.rate_limit.as_ref()) else {
-        return Ok(());
+        return Step::now(Ok(()));
     };
     let client = Client {
         ip: cx.peer.addr.ip(),
@@ -519,13 +537,35 @@ pub(crate) async fn rate_limit(cx: &mut Ctx<'_>, parts: &Parts) -> Result<(), Ga
         claims: None,
     };
     let key = limit.key_of(client, &parts.headers);
-    match limit.decide(&key).await {
+    // A local limit decides at once; only a wait (throttling) or Redis is waited for.
+    if let Some(decided) = limit.decide_local(&key) {
+        return match settle(cx, Ok(decided)) {
+            Ok(wait) if wait.is_zero() => Step::now(Ok(())),
+            Ok(wait) => Step::later(async move {
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }),
+            Err(e) => Step::now(Err(e)),
+        };
+    }
+    Step::later(async move {
+        let wait = settle(cx, limit.decide(&key).await)?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    })
+}
+
+/// What a decision means for the request: how long it waits, or its refusal.
+fn settle(
+    cx: &mut Ctx<'_>,
+    decided: Result<Decision, Undecided>,
+) -> Result<Duration, GatewayError> {
+    match decided {
         Ok(Decision::Allowed { wait, quota }) => {
             cx.decor.quota = Some(quota);
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-            Ok(())
+            Ok(wait)
         }
         Ok(Decision::Rejected { retry_after, quota }) => {
             Err(GatewayError::RateLimited { retry_after, quota })
@@ -534,7 +574,7 @@ pub(crate) async fn rate_limit(cx: &mut Ctx<'_>, parts: &Parts) -> Result<(), Ga
             tracing::debug!(%error, fail_open, "global rate limit undecided");
             if fail_open {
                 cx.count(Counter::LimiterFailOpen);
-                Ok(())
+                Ok(Duration::ZERO)
             } else {
                 cx.count(Counter::LimiterFailClosed);
                 Err(GatewayError::LimiterUnavailable)
@@ -545,12 +585,14 @@ pub(crate) async fn rate_limit(cx: &mut Ctx<'_>, parts: &Parts) -> Result<(), Ga
 
 /// Phase 4, concurrency limit: a permit held until the response body is sent; 503 when
 /// the limit and its queue are full.
-pub(crate) async fn concurrency(
-    cx: &Ctx<'_>,
-) -> Result<Option<OwnedSemaphorePermit>, GatewayError> {
+pub(crate) fn concurrency<'a>(
+    cx: &Ctx<'a>,
+) -> Step<'a, Result<Option<OwnedSemaphorePermit>, GatewayError>> {
     match cx.policies().and_then(|p| p.concurrency.as_ref()) {
-        Some(c) => c.acquire().await.map(Some).ok_or(GatewayError::Overloaded),
-        None => Ok(None),
+        Some(c) => {
+            Step::later(async move { c.acquire().await.map(Some).ok_or(GatewayError::Overloaded) })
+        }
+        None => Step::now(Ok(None)),
     }
 }
 

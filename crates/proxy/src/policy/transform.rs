@@ -26,7 +26,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 
 use crate::body::{RequestBody, read_whole};
-use crate::phases::Ctx;
+use crate::phases::{Ctx, Step};
 use crate::problem::GatewayError;
 use crate::routing::Routed;
 use crate::template::{TemplateCtx, render_path};
@@ -534,14 +534,22 @@ fn set_upstream_host(
 
 /// Phase 6, response transform: header edits, then edits of an identity-encoded JSON
 /// body (anything else streams through).
-pub(crate) async fn on_response(
-    cx: &Ctx<'_>,
+pub(crate) fn on_response<'a>(
+    cx: &'a Ctx<'_>,
+    resp: Response<Body>,
+    vars: &'a TemplateCtx<'_>,
+) -> Step<'a, Result<Response<Body>, GatewayError>> {
+    match cx.policies().and_then(|p| p.response.as_ref()) {
+        Some(tr) => Step::later(edit_response(tr, resp, vars)),
+        None => Step::now(Ok(resp)),
+    }
+}
+
+async fn edit_response(
+    tr: &ResponseTransform,
     resp: Response<Body>,
     vars: &TemplateCtx<'_>,
 ) -> Result<Response<Body>, GatewayError> {
-    let Some(tr) = cx.policies().and_then(|p| p.response.as_ref()) else {
-        return Ok(resp);
-    };
     let (mut parts, body) = resp.into_parts();
     if let Some(edits) = &tr.headers {
         let values = edits.render(&|v, out| vars.var(v, out));

@@ -19,7 +19,7 @@ use http::Response;
 
 use crate::body::{RequestBody, read_whole};
 use crate::metrics::Counter;
-use crate::phases::{Ctx, Inbound};
+use crate::phases::{Ctx, Inbound, Step};
 use crate::problem::GatewayError;
 use crate::{Body, full};
 
@@ -247,21 +247,27 @@ fn violations(schema: &Validator, doc: &Value) -> Vec<Violation> {
 
 /// Phase 4, request validation: content type (415), body size (413), required headers
 /// and the JSON Schema (400). A schema reads the body whole, within the rule's limit.
-pub(crate) async fn on_request(cx: &Ctx<'_>, req: &mut Inbound) -> Result<(), GatewayError> {
+pub(crate) fn on_request<'a>(
+    cx: &Ctx<'a>,
+    req: &'a mut Inbound,
+) -> Step<'a, Result<(), GatewayError>> {
     let Some(checks) = cx
         .policies()
         .and_then(|p| p.validation.as_ref())
         .and_then(|v| v.request.as_ref())
     else {
-        return Ok(());
+        return Step::now(Ok(()));
     };
-    checks
-        .check_head(&req.parts.method, &req.parts.headers)
-        .map_err(GatewayError::Invalid)?;
+    if let Err(refusal) = checks.check_head(&req.parts.method, &req.parts.headers) {
+        return Step::now(Err(GatewayError::Invalid(refusal)));
+    }
     req.body_limit = checks
         .max_body_bytes
         .map_or(req.body_limit, |m| m.min(req.body_limit));
-    if checks.needs_body(&req.parts.headers) {
+    if !checks.needs_body(&req.parts.headers) {
+        return Step::now(Ok(()));
+    }
+    Step::later(async move {
         let body = std::mem::replace(&mut req.body, RequestBody::Buffered(bytes::Bytes::new()));
         let bytes = body.read(req.body_limit).await.map_err(|e| match e {
             GatewayError::PayloadTooLarge(max) => GatewayError::Invalid(Refusal::TooLarge(max)),
@@ -269,8 +275,8 @@ pub(crate) async fn on_request(cx: &Ctx<'_>, req: &mut Inbound) -> Result<(), Ga
         })?;
         checks.check_body(&bytes).map_err(GatewayError::Invalid)?;
         req.body = RequestBody::Buffered(bytes);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Whether the rule checks upstream responses: then the upstream is asked for an
@@ -283,18 +289,26 @@ pub(crate) fn checks_responses(cx: &Ctx<'_>) -> bool {
 
 /// Phase 6, response validation: an upstream body (of the statuses checked) that fails
 /// the schema is a 502 in `Enforce` mode, a log line and a metric in `Report` mode.
-pub(crate) async fn on_response(
-    cx: &Ctx<'_>,
+pub(crate) fn on_response<'a>(
+    cx: &'a Ctx<'_>,
     resp: Response<Body>,
-) -> Result<Response<Body>, GatewayError> {
-    let Some(checks) = cx
+) -> Step<'a, Result<Response<Body>, GatewayError>> {
+    match cx
         .policies()
         .and_then(|p| p.validation.as_ref())
         .and_then(|v| v.response.as_ref())
         .filter(|c| c.applies_to(resp.status()))
-    else {
-        return Ok(resp);
-    };
+    {
+        Some(checks) => Step::later(check_response(cx, checks, resp)),
+        None => Step::now(Ok(resp)),
+    }
+}
+
+async fn check_response(
+    cx: &Ctx<'_>,
+    checks: &ResponseChecks,
+    resp: Response<Body>,
+) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = resp.into_parts();
     let Some(bytes) = read_whole(body).await else {
         // Too large to check, or cut off: nothing valid to send either way.
