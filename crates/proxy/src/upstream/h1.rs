@@ -20,7 +20,6 @@
 //! came back, the request goes once more on a new connection when that is safe: it was
 //! not written at all, or its method is idempotent (it may have reached the upstream).
 
-use std::cell::RefCell;
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -32,11 +31,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use http::{header, request};
 use http_body_util::Either;
 use hyper::body::{Body as _, Frame, SizeHint};
-use rustc_hash::FxHashMap as HashMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::pool::{self, SendError, UpstreamBody};
+use super::pool::{self, Idle, IdleLists, SendError, UpstreamBody};
 
 /// Largest already-read request body sent this way; a larger one goes through hyper.
 pub const MAX_INLINE_BODY: u64 = 64 * 1024;
@@ -50,11 +48,9 @@ const MAX_CHUNK_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
 /// Room made in the read buffer before each read.
 const READ_AHEAD: usize = 16 * 1024;
-/// Idle connections kept per endpoint and worker.
-const MAX_IDLE_PER_ENDPOINT: usize = 64;
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Conn>>> = RefCell::new(HashMap::default());
+    static IDLE: IdleLists<Conn> = IdleLists::default();
 }
 
 /// Why an exchange or a response body failed.
@@ -133,25 +129,18 @@ impl Conn {
 
 fn take_idle(addr: SocketAddr) -> Option<Conn> {
     IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
-        while let Some(mut conn) = list.pop() {
+        idle.take(addr, |conn| {
             if conn.is_quiet() {
-                return Some(conn);
+                Idle::Use
+            } else {
+                Idle::Discard
             }
-        }
-        None
+        })
     })
 }
 
 fn give_back(addr: SocketAddr, conn: Conn) {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.entry(addr).or_default();
-        if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push(conn);
-        }
-    });
+    IDLE.with(|idle| idle.give_back(addr, conn));
 }
 
 /// A request as it goes on the wire, with what decides whether it may be sent again.

@@ -37,7 +37,7 @@ type H1 = http1::SendRequest<UpstreamBody>;
 type H2 = http2::SendRequest<UpstreamBody>;
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<H1>>> = RefCell::new(HashMap::default());
+    static IDLE: IdleLists<H1> = IdleLists::default();
     static MULTIPLEXED: RefCell<HashMap<SocketAddr, H2>> = RefCell::new(HashMap::default());
 }
 
@@ -146,22 +146,70 @@ async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TokioIo<TcpStream>, 
 
 fn take_idle(addr: SocketAddr) -> Option<H1> {
     IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
-        list.retain(|s| !s.is_closed());
-        let i = list.iter().position(|s| s.is_ready())?;
-        Some(list.swap_remove(i))
+        idle.take(addr, |s| match (s.is_closed(), s.is_ready()) {
+            (true, _) => Idle::Discard,
+            (false, true) => Idle::Use,
+            // Still reading its last response's body.
+            (false, false) => Idle::Keep,
+        })
     })
 }
 
 fn give_back(addr: SocketAddr, sender: H1) {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.entry(addr).or_default();
-        if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push(sender);
+    IDLE.with(|idle| idle.give_back(addr, sender));
+}
+
+/// One worker's idle connections to each endpoint (at most [`MAX_IDLE_PER_ENDPOINT`]
+/// each), for hyper's client here and the inline HTTP/1.1 client (`h1.rs`).
+#[derive(Debug)]
+pub(super) struct IdleLists<C>(RefCell<HashMap<SocketAddr, Vec<C>>>);
+
+impl<C> Default for IdleLists<C> {
+    fn default() -> IdleLists<C> {
+        IdleLists(RefCell::new(HashMap::default()))
+    }
+}
+
+/// What to do with an idle connection found for a request.
+pub(super) enum Idle {
+    /// Take it.
+    Use,
+    /// Leave it for later.
+    Keep,
+    /// Drop it: it is closed.
+    Discard,
+}
+
+impl<C> IdleLists<C> {
+    /// The most recently returned connection to `addr` that `judge` says to use;
+    /// those it discards on the way are dropped.
+    pub(super) fn take(
+        &self,
+        addr: SocketAddr,
+        mut judge: impl FnMut(&mut C) -> Idle,
+    ) -> Option<C> {
+        let mut lists = self.0.borrow_mut();
+        let list = lists.get_mut(&addr)?;
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
+            match judge(&mut list[i]) {
+                Idle::Use => return Some(list.swap_remove(i)),
+                Idle::Discard => drop(list.swap_remove(i)),
+                Idle::Keep => {}
+            }
         }
-    });
+        None
+    }
+
+    /// Keeps `conn` for the next request to `addr`, unless enough are kept.
+    pub(super) fn give_back(&self, addr: SocketAddr, conn: C) {
+        let mut lists = self.0.borrow_mut();
+        let list = lists.entry(addr).or_default();
+        if list.len() < MAX_IDLE_PER_ENDPOINT {
+            list.push(conn);
+        }
+    }
 }
 
 async fn connect_http1(addr: SocketAddr, timeout: Duration) -> Result<H1, SendError> {
