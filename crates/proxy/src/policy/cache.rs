@@ -326,7 +326,7 @@ impl CachePolicy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let mut headers = parts.headers.clone();
+        let mut headers = compact(&parts.headers);
         crate::headers::strip_hop_by_hop(&mut headers);
         headers.remove(header::AGE);
         let entry = Entry {
@@ -341,6 +341,28 @@ impl CachePolicy {
         self.store.insert(key, entry);
         Ok((Response::from_parts(parts, full(body)), true))
     }
+}
+
+/// `headers` with their values copied into one allocation of their own. Values parsed
+/// from a connection share its read buffer: an entry holding them would keep that
+/// buffer alive, and the store's byte count would not see it.
+fn compact(headers: &HeaderMap) -> HeaderMap {
+    let total: usize = headers.iter().map(|(_, v)| v.len()).sum();
+    let mut bytes = BytesMut::with_capacity(total);
+    for (_, v) in headers {
+        bytes.extend_from_slice(v.as_bytes());
+    }
+    let bytes = bytes.freeze();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    let mut at = 0;
+    for (name, v) in headers {
+        let end = at + v.len();
+        if let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice(at..end)) {
+            out.append(name.clone(), value);
+        }
+        at = end;
+    }
+    out
 }
 
 /// The answer from an entry (headers only for HEAD), with `Age`.
@@ -380,23 +402,15 @@ async fn read_at_most(body: Body, max: usize) -> Read {
         }
         Body::Right(s) => s,
     };
-    // Most bodies come in one frame: it is kept as it is, not copied.
-    let mut first: Option<Bytes> = None;
+    // Copied into a buffer of its own: a frame may share a connection's read buffer,
+    // which a stored entry must not keep alive.
     let mut buf = BytesMut::new();
     loop {
         match streamed.frame().await {
-            None if buf.is_empty() => return Read::Whole(first.unwrap_or_default()),
             None => return Read::Whole(buf.freeze()),
             Some(Err(_)) => return Read::Failed,
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
-                    if buf.is_empty() && first.is_none() && data.len() <= max {
-                        first = Some(data);
-                        continue;
-                    }
-                    if let Some(first) = first.take() {
-                        buf.extend_from_slice(&first);
-                    }
                     buf.extend_from_slice(&data);
                     if buf.len() > max {
                         streamed.replay(buf.freeze());
@@ -901,6 +915,32 @@ mod tests {
         assert_eq!(
             ignoring.storable(ok, &headers(&[("cache-control", "no-store")]), None),
             Some(Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn stored_headers_keep_every_value_in_order_without_the_read_buffer() {
+        let head = Bytes::from_static(b"text/plain|a|b|v");
+        let mut h = HeaderMap::new();
+        let part = |r: std::ops::Range<usize>| {
+            HeaderValue::from_maybe_shared(head.slice(r)).expect("value")
+        };
+        h.insert(header::CONTENT_TYPE, part(0..10));
+        h.append("x-multi", part(11..12));
+        h.append("x-multi", part(13..14));
+        h.insert(header::VARY, part(15..16));
+        let stored = compact(&h);
+        assert_eq!(stored, h);
+        let multi: Vec<_> = stored.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["a", "b"]);
+        let inside = |v: &HeaderValue| {
+            let p = v.as_bytes().as_ptr() as usize;
+            let start = head.as_ptr() as usize;
+            (start..start + head.len()).contains(&p)
+        };
+        assert!(
+            stored.values().all(|v| !inside(v)),
+            "a stored value still points into the read buffer"
         );
     }
 

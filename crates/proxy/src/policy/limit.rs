@@ -288,9 +288,6 @@ impl RateLimit {
     /// Decides for one request with key `key`, charging the limits when it may go: in
     /// memory at once, or in one round trip to Redis for `scope: Global`.
     pub async fn decide(&self, key: &[u8]) -> Result<Decision, Undecided> {
-        if let Some(decided) = self.decide_local(key) {
-            return Ok(decided);
-        }
         match &self.backend {
             Backend::Local(buckets) => {
                 Ok(buckets.decide(key, &self.limits, now_ns(), self.max_delay))
@@ -310,9 +307,7 @@ impl RateLimit {
                 }),
         }
     }
-}
 
-impl RateLimit {
     /// The decision of a local limit, made at once; `None` for a global one.
     pub fn decide_local(&self, key: &[u8]) -> Option<Decision> {
         match &self.backend {

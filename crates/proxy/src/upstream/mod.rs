@@ -125,8 +125,9 @@ fn next_endpoint(
         return None;
     }
     *attempt += 1;
+    let next = upstream.pick().filter(|next| *next != addr)?;
     tracing::debug!(upstream = %upstream.spec.id, %error, "trying the next endpoint");
-    upstream.pick().filter(|next| *next != addr)
+    Some(next)
 }
 
 /// The inline HTTP/1.1 exchange, moving to the next endpoints when connecting fails.
