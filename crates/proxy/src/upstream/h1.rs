@@ -259,7 +259,7 @@ fn encode(parts: &request::Parts, body: &Bytes) -> Vec<u8> {
 
 /// How one try on one connection ended, when it did not end in a response.
 enum Attempt {
-    /// The request could not be written: the upstream never saw all of it.
+    /// Not a byte of the request could be written.
     Unsent(Error),
     /// Written, but the connection ended before any byte of an answer.
     Unanswered(Error),
@@ -273,8 +273,17 @@ async fn exchange(
     head_only: bool,
     addr: SocketAddr,
 ) -> Result<Response<Body>, Attempt> {
-    if let Err(e) = conn.io.write_all(wire).await {
-        return Err(Attempt::Unsent(e.into()));
+    let mut written = 0;
+    while written < wire.len() {
+        match conn.io.write(&wire[written..]).await {
+            Ok(0) if written == 0 => return Err(Attempt::Unsent(Error::Closed)),
+            Ok(0) => return Err(Attempt::Unanswered(Error::Closed)),
+            Ok(n) => written += n,
+            // Nothing of it left: safe to send anywhere. Part of it: the upstream may
+            // have acted on the head, so it is as good as sent.
+            Err(e) if written == 0 => return Err(Attempt::Unsent(e.into())),
+            Err(e) => return Err(Attempt::Unanswered(e.into())),
+        }
     }
     let mut answered = false;
     let head = loop {
