@@ -50,7 +50,7 @@ const MAX_TRAILERS: usize = 16 * 1024;
 const READ_AHEAD: usize = 16 * 1024;
 
 thread_local! {
-    static IDLE: IdleLists<Conn> = IdleLists::default();
+    static IDLE: IdleLists<Conn> = IdleLists::new(judge);
 }
 
 /// Why an exchange or a response body failed.
@@ -128,15 +128,16 @@ impl Conn {
 }
 
 fn take_idle(addr: SocketAddr) -> Option<Conn> {
-    IDLE.with(|idle| {
-        idle.take(addr, |conn| {
-            if conn.is_quiet() {
-                Idle::Use
-            } else {
-                Idle::Discard
-            }
-        })
-    })
+    IDLE.with(|idle| idle.take(addr))
+}
+
+/// An idle connection is usable while it is open and quiet.
+fn judge(conn: &mut Conn) -> Idle {
+    if conn.is_quiet() {
+        Idle::Use
+    } else {
+        Idle::Discard
+    }
 }
 
 fn give_back(addr: SocketAddr, conn: Conn) {
@@ -413,7 +414,9 @@ fn respond(
     };
     let mut resp = Response::new(Body { state: body });
     *resp.status_mut() = status;
-    *resp.version_mut() = version;
+    // The upstream's version is the upstream hop's: the client is answered in its own
+    // (an HTTP/1.0 upstream would otherwise make the client's connection close).
+    *resp.version_mut() = Version::HTTP_11;
     *resp.headers_mut() = headers;
     Ok(resp)
 }
@@ -449,20 +452,27 @@ fn framing(
         return Ok((Framing::Length(0), reusable));
     }
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked = headers
+        // Only `chunked`, once, is decoded; another coding would reach the client as
+        // bytes nothing describes (nginx answers 502 too).
+        let mut codings = headers
             .get_all(header::TRANSFER_ENCODING)
             .iter()
-            .next_back()
-            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-            .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
-            // Both framings in one message: read it by the coding, then close.
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|c| !c.is_empty());
+        let chunked = codings
+            .next()
+            .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+            && codings.next().is_none();
+        if !chunked {
+            return Err(Error::Framing("a transfer coding other than chunked"));
+        }
+        // Both framings in one message, or a coding in HTTP/1.0: read it by the
+        // coding, then close (RFC 9112 §6.1, §6.3).
+        if headers.remove(header::CONTENT_LENGTH).is_some() || version == Version::HTTP_10 {
             reusable = false;
         }
-        if chunked {
-            return Ok((Framing::Chunked(Chunk::Size), reusable));
-        }
-        return Ok((Framing::Close, false));
+        return Ok((Framing::Chunked(Chunk::Size), reusable));
     }
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
@@ -478,10 +488,18 @@ fn framing(
             length = Some(n);
         }
     }
-    Ok(match length {
-        Some(n) => (Framing::Length(n), reusable),
-        None => (Framing::Close, false),
-    })
+    let Some(n) = length else {
+        return Ok((Framing::Close, false));
+    };
+    if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes().contains(&b','))
+    {
+        // Agreeing repeats, passed on as the one value they agree on.
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    Ok((Framing::Length(n), reusable))
 }
 
 /// A response body from [`send`].
@@ -774,16 +792,39 @@ mod tests {
         assert!(framed(&format!("{ok}content-length: -5\r\n\r\n"), false).is_err());
         assert_eq!(
             framed(
-                &format!("{ok}transfer-encoding: gzip, chunked\r\ncontent-length: 5\r\n\r\n"),
+                &format!("{ok}transfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n"),
                 false
             )
             .ok(),
             Some((Framing::Chunked(Chunk::Size), false))
         );
-        assert_eq!(
-            framed(&format!("{ok}transfer-encoding: gzip\r\n\r\n"), false).ok(),
-            Some((Framing::Close, false))
+        assert!(
+            framed(
+                &format!("{ok}transfer-encoding: gzip, chunked\r\n\r\n"),
+                false
+            )
+            .is_err()
         );
+        assert!(
+            framed(
+                &format!("{ok}transfer-encoding: chunked, chunked\r\n\r\n"),
+                false
+            )
+            .is_err()
+        );
+        assert_eq!(
+            framed(&format!("{ok}transfer-encoding: chunked,\r\n\r\n"), false).ok(),
+            Some((Framing::Chunked(Chunk::Size), true))
+        );
+        assert_eq!(
+            framed(
+                "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n",
+                false
+            )
+            .ok(),
+            Some((Framing::Chunked(Chunk::Size), false))
+        );
+        assert!(framed(&format!("{ok}transfer-encoding: gzip\r\n\r\n"), false).is_err());
         assert_eq!(
             framed(&format!("{ok}\r\n"), false).ok(),
             Some((Framing::Close, false))
@@ -812,6 +853,19 @@ mod tests {
             framed("HTTP/1.1 204 No Content\r\n\r\n", false).ok(),
             Some((Framing::Length(0), true))
         );
+    }
+
+    #[test]
+    fn agreeing_content_lengths_go_on_as_one_value() {
+        let Ok(Head::Final(mut p)) =
+            head("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\ncontent-length: 5\r\n\r\n")
+        else {
+            panic!("final head expected");
+        };
+        let framed = framing(p.status, p.version, &mut p.headers, false).ok();
+        assert_eq!(framed, Some((Framing::Length(5), true)));
+        let values: Vec<_> = p.headers.get_all(header::CONTENT_LENGTH).iter().collect();
+        assert_eq!(values, ["5"]);
     }
 
     #[test]

@@ -37,7 +37,7 @@ type H1 = http1::SendRequest<UpstreamBody>;
 type H2 = http2::SendRequest<UpstreamBody>;
 
 thread_local! {
-    static IDLE: IdleLists<H1> = IdleLists::default();
+    static IDLE: IdleLists<H1> = IdleLists::new(judge_h1);
     static MULTIPLEXED: RefCell<HashMap<SocketAddr, H2>> = RefCell::new(HashMap::default());
 }
 
@@ -145,14 +145,17 @@ async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TokioIo<TcpStream>, 
 }
 
 fn take_idle(addr: SocketAddr) -> Option<H1> {
-    IDLE.with(|idle| {
-        idle.take(addr, |s| match (s.is_closed(), s.is_ready()) {
-            (true, _) => Idle::Discard,
-            (false, true) => Idle::Use,
-            // Still reading its last response's body.
-            (false, false) => Idle::Keep,
-        })
-    })
+    IDLE.with(|idle| idle.take(addr))
+}
+
+/// Whether a pooled hyper connection can be used.
+fn judge_h1(s: &mut H1) -> Idle {
+    match (s.is_closed(), s.is_ready()) {
+        (true, _) => Idle::Discard,
+        (false, true) => Idle::Use,
+        // Still reading its last response's body.
+        (false, false) => Idle::Keep,
+    }
 }
 
 fn give_back(addr: SocketAddr, sender: H1) {
@@ -160,15 +163,19 @@ fn give_back(addr: SocketAddr, sender: H1) {
 }
 
 /// One worker's idle connections to each endpoint (at most [`MAX_IDLE_PER_ENDPOINT`]
-/// each), for hyper's client here and the inline HTTP/1.1 client (`h1.rs`).
+/// each), for hyper's client here and the inline HTTP/1.1 client (`h1.rs`). Every
+/// [`SWEEP_EVERY`] connections given back, every list is swept of connections the
+/// upstream closed, and emptied lists go: an endpoint no longer picked keeps no
+/// sockets.
 #[derive(Debug)]
-pub(super) struct IdleLists<C>(RefCell<HashMap<SocketAddr, Vec<C>>>);
-
-impl<C> Default for IdleLists<C> {
-    fn default() -> IdleLists<C> {
-        IdleLists(RefCell::new(HashMap::default()))
-    }
+pub(super) struct IdleLists<C> {
+    lists: RefCell<HashMap<SocketAddr, Vec<C>>>,
+    judge: fn(&mut C) -> Idle,
+    given: std::cell::Cell<u32>,
 }
+
+/// How often (in connections given back) the idle lists are swept.
+const SWEEP_EVERY: u32 = 1024;
 
 /// What to do with an idle connection found for a request.
 pub(super) enum Idle {
@@ -181,19 +188,24 @@ pub(super) enum Idle {
 }
 
 impl<C> IdleLists<C> {
-    /// The most recently returned connection to `addr` that `judge` says to use;
-    /// those it discards on the way are dropped.
-    pub(super) fn take(
-        &self,
-        addr: SocketAddr,
-        mut judge: impl FnMut(&mut C) -> Idle,
-    ) -> Option<C> {
-        let mut lists = self.0.borrow_mut();
+    /// Lists whose connections `judge` says what to do with.
+    pub(super) const fn new(judge: fn(&mut C) -> Idle) -> IdleLists<C> {
+        IdleLists {
+            lists: RefCell::new(HashMap::with_hasher(rustc_hash::FxBuildHasher)),
+            judge,
+            given: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The most recently returned usable connection to `addr`; closed ones met on the
+    /// way are dropped.
+    pub(super) fn take(&self, addr: SocketAddr) -> Option<C> {
+        let mut lists = self.lists.borrow_mut();
         let list = lists.get_mut(&addr)?;
         let mut i = list.len();
         while i > 0 {
             i -= 1;
-            match judge(&mut list[i]) {
+            match (self.judge)(&mut list[i]) {
                 Idle::Use => return Some(list.swap_remove(i)),
                 Idle::Discard => drop(list.swap_remove(i)),
                 Idle::Keep => {}
@@ -204,10 +216,18 @@ impl<C> IdleLists<C> {
 
     /// Keeps `conn` for the next request to `addr`, unless enough are kept.
     pub(super) fn give_back(&self, addr: SocketAddr, conn: C) {
-        let mut lists = self.0.borrow_mut();
+        let mut lists = self.lists.borrow_mut();
         let list = lists.entry(addr).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(conn);
+        }
+        let given = self.given.get().wrapping_add(1);
+        self.given.set(given);
+        if given.is_multiple_of(SWEEP_EVERY) {
+            lists.retain(|_, list| {
+                list.retain_mut(|c| !matches!((self.judge)(c), Idle::Discard));
+                !list.is_empty()
+            });
         }
     }
 }
@@ -377,4 +397,37 @@ pub async fn send_upgrade(
         .send_request(req)
         .await
         .map_err(|source| SendError::Exchange { addr, source }.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in connection: open or closed.
+    struct Fake(bool);
+
+    fn judge(c: &mut Fake) -> Idle {
+        if c.0 { Idle::Use } else { Idle::Discard }
+    }
+
+    #[test]
+    fn idle_lists_hand_out_open_connections_and_sweep_closed_ones() {
+        let lists = IdleLists::new(judge);
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:80".parse().expect("a"),
+            "10.0.0.2:80".parse().expect("b"),
+        );
+        lists.give_back(a, Fake(true));
+        lists.give_back(a, Fake(false));
+        // The closed one, most recent, is dropped on the way to the open one.
+        assert!(lists.take(a).is_some_and(|c| c.0));
+        assert!(lists.take(a).is_none());
+        // An endpoint no longer asked for: its closed connection goes at the next sweep.
+        lists.give_back(b, Fake(false));
+        for _ in 0..SWEEP_EVERY {
+            lists.give_back(a, Fake(true));
+            let _ = lists.take(a);
+        }
+        assert!(!lists.lists.borrow().contains_key(&b));
+    }
 }
