@@ -12,8 +12,9 @@
 //! another transfer coding, or neither header, reads until the upstream closes;
 //! otherwise `Content-Length`, whose values must agree. Interim 1xx answers are skipped.
 //! A connection goes back to the worker's idle list once its response was read to the
-//! end with nothing after it, and the upstream did not ask to close; a response body
-//! dropped before its end takes its connection with it.
+//! end with nothing after it, and the upstream did not ask to close; it waits there at
+//! most the upstream's `timeouts.idle`. A response body dropped before its end takes
+//! its connection with it.
 //!
 //! Keep-alive races: an idle connection is probed (without a system call while it is
 //! quiet) before reuse. If a reused connection still fails before any byte of an answer
@@ -35,6 +36,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::pool::{self, Idle, IdleLists, SendError, UpstreamBody};
+use gatehouse_table::Timeouts;
 
 /// Largest already-read request body sent this way; a larger one goes through hyper.
 pub const MAX_INLINE_BODY: u64 = 64 * 1024;
@@ -140,8 +142,8 @@ fn judge(conn: &mut Conn) -> Idle {
     }
 }
 
-fn give_back(addr: SocketAddr, conn: Conn) {
-    IDLE.with(|idle| idle.give_back(addr, conn));
+fn give_back(addr: SocketAddr, conn: Conn, idle: Duration) {
+    IDLE.with(|lists| lists.give_back(addr, conn, idle));
 }
 
 /// A request as it goes on the wire, with what decides whether it may be sent again.
@@ -177,14 +179,15 @@ pub struct Failed {
 pub async fn send(
     wire: &Wire,
     addr: SocketAddr,
-    connect_timeout: Duration,
+    timeouts: &Timeouts,
 ) -> Result<Response<Body>, Failed> {
+    let idle = Duration::from_millis(timeouts.idle_ms);
     let failed = |source| Failed {
         error: SendError::Http1 { addr, source },
         unsent: false,
     };
     if let Some(conn) = take_idle(addr) {
-        match exchange(conn, &wire.bytes, wire.head_only, addr).await {
+        match exchange(conn, wire, addr, idle).await {
             Ok(resp) => return Ok(resp),
             Err(Attempt::Unsent(e)) => {
                 tracing::debug!(%addr, error = %e, "idle upstream connection was closed; sending on a new one");
@@ -195,13 +198,13 @@ pub async fn send(
             Err(Attempt::Unanswered(e) | Attempt::Failed(e)) => return Err(failed(e)),
         }
     }
-    let io = pool::connect(addr, connect_timeout)
+    let io = pool::connect(addr, Duration::from_millis(timeouts.connect_ms))
         .await
         .map_err(|error| Failed {
             error,
             unsent: true,
         })?;
-    match exchange(Conn::new(io), &wire.bytes, wire.head_only, addr).await {
+    match exchange(Conn::new(io), wire, addr, idle).await {
         Ok(resp) => Ok(resp),
         Err(Attempt::Unsent(e) | Attempt::Unanswered(e) | Attempt::Failed(e)) => Err(failed(e)),
     }
@@ -270,10 +273,11 @@ enum Attempt {
 
 async fn exchange(
     mut conn: Conn,
-    wire: &[u8],
-    head_only: bool,
+    wire: &Wire,
     addr: SocketAddr,
+    idle: Duration,
 ) -> Result<Response<Body>, Attempt> {
+    let (head_only, wire) = (wire.head_only, &wire.bytes[..]);
     let mut written = 0;
     while written < wire.len() {
         match conn.io.write(&wire[written..]).await {
@@ -308,7 +312,7 @@ async fn exchange(
             Err(e) => return Err(Attempt::Failed(e.into())),
         }
     };
-    respond(conn, head, head_only, addr).map_err(Attempt::Failed)
+    respond(conn, head, head_only, (addr, idle)).map_err(Attempt::Failed)
 }
 
 /// A parsed final response head.
@@ -385,12 +389,14 @@ fn parse_head(buf: &mut BytesMut) -> Result<Head, Error> {
 
 /// The response for `head`, its body read from `conn` (or already read with the head,
 /// then `conn` is given back at once).
+/// `pool`: where the connection goes back to, and for how long at most.
 fn respond(
     mut conn: Conn,
     head: Parsed,
     head_only: bool,
-    addr: SocketAddr,
+    pool: (SocketAddr, Duration),
 ) -> Result<Response<Body>, Error> {
+    let (addr, idle) = pool;
     let Parsed {
         status,
         version,
@@ -401,13 +407,14 @@ fn respond(
         Framing::Length(n) if conn.buf.len() as u64 >= n => {
             let whole = conn.buf.split_to(n as usize).freeze();
             if reusable && conn.buf.is_empty() {
-                give_back(addr, conn);
+                give_back(addr, conn, idle);
             }
             State::Whole(Some(whole).filter(|b| !b.is_empty()))
         }
         framing => State::Reading(Box::new(Reader {
             conn,
             addr,
+            idle,
             framing,
             reusable,
         })),
@@ -522,6 +529,8 @@ enum State {
 struct Reader {
     conn: Conn,
     addr: SocketAddr,
+    /// The upstream's `timeouts.idle`: how long the connection may then wait in the pool.
+    idle: Duration,
     framing: Framing,
     reusable: bool,
 }
@@ -698,7 +707,7 @@ impl hyper::body::Body for Body {
             && reader.reusable
             && reader.conn.buf.is_empty()
         {
-            give_back(reader.addr, reader.conn);
+            give_back(reader.addr, reader.conn, reader.idle);
         }
         Poll::Ready(next.transpose())
     }
@@ -971,7 +980,12 @@ mod tests {
         addr: SocketAddr,
         method: Method,
     ) -> Result<(StatusCode, Result<http_body_util::Collected<Bytes>, Error>), String> {
-        let resp = send(&Wire::new(get(method)), addr, Duration::from_secs(2))
+        let timeouts = Timeouts {
+            connect_ms: 2_000,
+            request_ms: 30_000,
+            idle_ms: 90_000,
+        };
+        let resp = send(&Wire::new(get(method)), addr, &timeouts)
             .await
             .map_err(|f| f.error.to_string())?;
         let status = resp.status();

@@ -136,10 +136,9 @@ async fn send_inline(
     mut addr: SocketAddr,
     upstream: &PreparedUpstream,
 ) -> Result<Response<h1::Body>, pool::SendError> {
-    let connect = Duration::from_millis(upstream.spec.timeouts.connect_ms);
     let mut attempt = 1;
     loop {
-        match h1::send(wire, addr, connect).await {
+        match h1::send(wire, addr, &upstream.spec.timeouts).await {
             Err(h1::Failed {
                 error,
                 unsent: true,
@@ -186,7 +185,7 @@ async fn send_pooled(
         let result = if upgrade {
             Box::pin(pool::send_upgrade(addr, req, connect)).await
         } else {
-            pool::send(addr, upstream.spec.protocol, req, connect).await
+            pool::send(addr, upstream.spec.protocol, req, &upstream.spec.timeouts).await
         };
         match result {
             Err(pool::Failed {

@@ -3,6 +3,8 @@
 //!
 //! - HTTP/1.1: a stack of idle keep-alive connections per endpoint; a request takes
 //!   one and gives it back once sent (it is ready again when the response body ends).
+//!   An idle connection is used at most the upstream's `timeouts.idle` after it was
+//!   given back ([`IdleLists`], shared with the inline client in `h1.rs`).
 //! - HTTP/2 (h2c prior knowledge, for gRPC): one multiplexed connection per endpoint
 //!   and worker, shared by every request of that worker.
 //! - Upgrades (WebSocket): a fresh HTTP/1.1 connection that is never pooled, since after
@@ -10,9 +12,9 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use gatehouse_table::Protocol;
+use gatehouse_table::{Protocol, Timeouts};
 use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -121,12 +123,15 @@ pub async fn send(
     addr: SocketAddr,
     protocol: Protocol,
     req: Request<UpstreamBody>,
-    connect_timeout: Duration,
+    timeouts: &Timeouts,
 ) -> Result<Response<Incoming>, Failed> {
+    let connect = Duration::from_millis(timeouts.connect_ms);
     match protocol {
-        Protocol::Http1 => send_http1(addr, req, connect_timeout).await,
+        Protocol::Http1 => {
+            send_http1(addr, req, connect, Duration::from_millis(timeouts.idle_ms)).await
+        }
         // Boxed: the larger future, and the rarer protocol.
-        Protocol::Http2 => Box::pin(send_http2(addr, req, connect_timeout)).await,
+        Protocol::Http2 => Box::pin(send_http2(addr, req, connect)).await,
     }
 }
 
@@ -158,8 +163,8 @@ fn judge_h1(s: &mut H1) -> Idle {
     }
 }
 
-fn give_back(addr: SocketAddr, sender: H1) {
-    IDLE.with(|idle| idle.give_back(addr, sender));
+fn give_back(addr: SocketAddr, sender: H1, idle: Duration) {
+    IDLE.with(|lists| lists.give_back(addr, sender, idle));
 }
 
 /// One worker's idle connections to each endpoint (at most [`MAX_IDLE_PER_ENDPOINT`]
@@ -169,9 +174,16 @@ fn give_back(addr: SocketAddr, sender: H1) {
 /// sockets.
 #[derive(Debug)]
 pub(super) struct IdleLists<C> {
-    lists: RefCell<HashMap<SocketAddr, Vec<C>>>,
+    lists: RefCell<HashMap<SocketAddr, Vec<Pooled<C>>>>,
     judge: fn(&mut C) -> Idle,
     given: std::cell::Cell<u32>,
+}
+
+/// An idle connection, and when its upstream's `timeouts.idle` is up.
+#[derive(Debug)]
+struct Pooled<C> {
+    conn: C,
+    expires: Instant,
 }
 
 /// How often (in connections given back) the idle lists are swept.
@@ -197,16 +209,17 @@ impl<C> IdleLists<C> {
         }
     }
 
-    /// The most recently returned usable connection to `addr`; closed ones met on the
-    /// way are dropped.
+    /// The most recently returned usable connection to `addr`; closed or expired ones
+    /// met on the way are dropped.
     pub(super) fn take(&self, addr: SocketAddr) -> Option<C> {
         let mut lists = self.lists.borrow_mut();
-        let list = lists.get_mut(&addr)?;
+        let list = lists.get_mut(&addr).filter(|l| !l.is_empty())?;
+        let now = Instant::now();
         let mut i = list.len();
         while i > 0 {
             i -= 1;
-            match (self.judge)(&mut list[i]) {
-                Idle::Use => return Some(list.swap_remove(i)),
+            match self.judge_at(&mut list[i], now) {
+                Idle::Use => return Some(list.swap_remove(i).conn),
                 Idle::Discard => drop(list.swap_remove(i)),
                 Idle::Keep => {}
             }
@@ -214,18 +227,31 @@ impl<C> IdleLists<C> {
         None
     }
 
+    fn judge_at(&self, pooled: &mut Pooled<C>, now: Instant) -> Idle {
+        if pooled.expires <= now {
+            return Idle::Discard;
+        }
+        (self.judge)(&mut pooled.conn)
+    }
+
     /// Keeps `conn` for the next request to `addr`, unless enough are kept.
-    pub(super) fn give_back(&self, addr: SocketAddr, conn: C) {
+    /// Keeps `conn` for the next request to `addr` for at most `idle`, unless enough
+    /// are kept.
+    pub(super) fn give_back(&self, addr: SocketAddr, conn: C, idle: Duration) {
+        let now = Instant::now();
         let mut lists = self.lists.borrow_mut();
         let list = lists.entry(addr).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push(conn);
+            list.push(Pooled {
+                conn,
+                expires: now + idle,
+            });
         }
         let given = self.given.get().wrapping_add(1);
         self.given.set(given);
         if given.is_multiple_of(SWEEP_EVERY) {
             lists.retain(|_, list| {
-                list.retain_mut(|c| !matches!((self.judge)(c), Idle::Discard));
+                list.retain_mut(|p| !matches!(self.judge_at(p, now), Idle::Discard));
                 !list.is_empty()
             });
         }
@@ -264,11 +290,12 @@ async fn send_http1(
     addr: SocketAddr,
     req: Request<UpstreamBody>,
     connect_timeout: Duration,
+    idle: Duration,
 ) -> Result<Response<Incoming>, Failed> {
     let req = match take_idle(addr) {
         Some(mut pooled) => match pooled.try_send_request(req).await {
             Ok(resp) => {
-                give_back(addr, pooled);
+                give_back(addr, pooled, idle);
                 return Ok(resp);
             }
             Err(mut e) => match e.take_message() {
@@ -300,7 +327,7 @@ async fn send_http1(
         .await
         .map_err(|source| Failed::from(SendError::Exchange { addr, source }))?;
     // Ready again once this response's body has been read; `take_idle` checks.
-    give_back(addr, fresh);
+    give_back(addr, fresh, idle);
     Ok(resp)
 }
 
@@ -410,6 +437,21 @@ mod tests {
         if c.0 { Idle::Use } else { Idle::Discard }
     }
 
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn idle_connections_expire_after_the_upstreams_idle_timeout() {
+        let lists = IdleLists::new(judge);
+        let a: SocketAddr = "10.0.0.1:80".parse().expect("a");
+        lists.give_back(a, Fake(true), Duration::ZERO);
+        assert!(
+            lists.take(a).is_none(),
+            "an expired connection was handed out"
+        );
+        lists.give_back(a, Fake(true), MINUTE);
+        assert!(lists.take(a).is_some());
+    }
+
     #[test]
     fn idle_lists_hand_out_open_connections_and_sweep_closed_ones() {
         let lists = IdleLists::new(judge);
@@ -417,15 +459,15 @@ mod tests {
             "10.0.0.1:80".parse().expect("a"),
             "10.0.0.2:80".parse().expect("b"),
         );
-        lists.give_back(a, Fake(true));
-        lists.give_back(a, Fake(false));
+        lists.give_back(a, Fake(true), MINUTE);
+        lists.give_back(a, Fake(false), MINUTE);
         // The closed one, most recent, is dropped on the way to the open one.
         assert!(lists.take(a).is_some_and(|c| c.0));
         assert!(lists.take(a).is_none());
         // An endpoint no longer asked for: its closed connection goes at the next sweep.
-        lists.give_back(b, Fake(false));
+        lists.give_back(b, Fake(false), MINUTE);
         for _ in 0..SWEEP_EVERY {
-            lists.give_back(a, Fake(true));
+            lists.give_back(a, Fake(true), MINUTE);
             let _ = lists.take(a);
         }
         assert!(!lists.lists.borrow().contains_key(&b));
