@@ -100,5 +100,6 @@ async fn upstream(
         req.parts.headers.remove(header::ACCEPT_ENCODING);
     }
     let req = Request::from_parts(req.parts, body);
-    upstream::exchange(req, addr, upstream, Duration::from_millis(timeout), permit).await
+    let timeout = Duration::from_millis(timeout);
+    upstream::exchange(req, (addr, cx.started), upstream, timeout, permit).await
 }

@@ -100,6 +100,9 @@ pub(crate) struct Ctx<'t> {
     pub rule: Option<&'t PreparedRule>,
     /// Headers the response carries whatever it is.
     pub decor: Decor<'t>,
+    /// When the request arrived: the time the request path reads, rather than the
+    /// clock again (what is only compared against seconds-long limits).
+    pub started: Instant,
 }
 
 impl<'t> Ctx<'t> {
@@ -172,6 +175,7 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         request_id: &request_id,
         rule: None,
         decor: Decor::default(),
+        started,
     };
     let resp = match serve(req, &mut cx).await {
         Ok(resp) => resp,

@@ -25,7 +25,7 @@ use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
@@ -129,8 +129,8 @@ impl Conn {
     }
 }
 
-fn take_idle(addr: SocketAddr) -> Option<Conn> {
-    IDLE.with(|idle| idle.take(addr))
+fn take_idle(addr: SocketAddr, now: Instant) -> Option<Conn> {
+    IDLE.with(|idle| idle.take(addr, now))
 }
 
 /// An idle connection is usable while it is open and quiet.
@@ -142,7 +142,7 @@ fn judge(conn: &mut Conn) -> Idle {
     }
 }
 
-fn give_back(addr: SocketAddr, conn: Conn, idle: Duration) {
+fn give_back(addr: SocketAddr, conn: Conn, idle: (Instant, Duration)) {
     IDLE.with(|lists| lists.give_back(addr, conn, idle));
 }
 
@@ -176,17 +176,20 @@ pub struct Failed {
 }
 
 /// Sends `wire` to `addr` on an idle connection, or a new one.
+///
+/// `to`: the endpoint, and the time the request arrived (compared with idle deadlines).
 pub async fn send(
     wire: &Wire,
-    addr: SocketAddr,
+    to: (SocketAddr, Instant),
     timeouts: &Timeouts,
 ) -> Result<Response<Body>, Failed> {
-    let idle = Duration::from_millis(timeouts.idle_ms);
+    let (addr, now) = to;
+    let idle = (now, Duration::from_millis(timeouts.idle_ms));
     let failed = |source| Failed {
         error: SendError::Http1 { addr, source },
         unsent: false,
     };
-    if let Some(conn) = take_idle(addr) {
+    if let Some(conn) = take_idle(addr, now) {
         match exchange(conn, wire, addr, idle).await {
             Ok(resp) => return Ok(resp),
             Err(Attempt::Unsent(e)) => {
@@ -275,7 +278,7 @@ async fn exchange(
     mut conn: Conn,
     wire: &Wire,
     addr: SocketAddr,
-    idle: Duration,
+    idle: (Instant, Duration),
 ) -> Result<Response<Body>, Attempt> {
     let (head_only, wire) = (wire.head_only, &wire.bytes[..]);
     let mut written = 0;
@@ -389,12 +392,12 @@ fn parse_head(buf: &mut BytesMut) -> Result<Head, Error> {
 
 /// The response for `head`, its body read from `conn` (or already read with the head,
 /// then `conn` is given back at once).
-/// `pool`: where the connection goes back to, and for how long at most.
+/// `pool`: where the connection goes back to, from when, and for how long at most.
 fn respond(
     mut conn: Conn,
     head: Parsed,
     head_only: bool,
-    pool: (SocketAddr, Duration),
+    pool: (SocketAddr, (Instant, Duration)),
 ) -> Result<Response<Body>, Error> {
     let (addr, idle) = pool;
     let Parsed {
@@ -529,8 +532,9 @@ enum State {
 struct Reader {
     conn: Conn,
     addr: SocketAddr,
-    /// The upstream's `timeouts.idle`: how long the connection may then wait in the pool.
-    idle: Duration,
+    /// The request's arrival and the upstream's `timeouts.idle`: until when the
+    /// connection may then wait in the pool.
+    idle: (Instant, Duration),
     framing: Framing,
     reusable: bool,
 }
@@ -985,7 +989,7 @@ mod tests {
             request_ms: 30_000,
             idle_ms: 90_000,
         };
-        let resp = send(&Wire::new(get(method)), addr, &timeouts)
+        let resp = send(&Wire::new(get(method)), (addr, Instant::now()), &timeouts)
             .await
             .map_err(|f| f.error.to_string())?;
         let status = resp.status();

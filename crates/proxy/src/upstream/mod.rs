@@ -23,7 +23,7 @@ pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gatehouse_table::{Protocol, Upstream};
 use http::{Request, Response, StatusCode, header};
@@ -62,9 +62,12 @@ const CONNECT_ATTEMPTS: usize = 3;
 /// An HTTP/1.1 request whose body is known goes inline ([`h1`]), written out once here
 /// so that what the futures below carry is small (every future on the way is moved
 /// when it starts); the others go through hyper's client, boxed for the same reason.
+///
+/// `to`: the endpoint, and the time the request arrived (connection pools compare it
+/// with idle deadlines).
 pub(crate) fn exchange(
     req: Request<pool::UpstreamBody>,
-    addr: SocketAddr,
+    to: (SocketAddr, Instant),
     upstream: &PreparedUpstream,
     timeout: Duration,
     held: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -75,13 +78,15 @@ pub(crate) fn exchange(
     } else {
         Way::Pooled(Box::new(req))
     };
+    let (addr, now) = to;
     async move {
         let resp = match way {
             Way::Inline(wire) => {
-                let sent = tokio::time::timeout(timeout, send_inline(&wire, addr, upstream)).await;
+                let sent =
+                    tokio::time::timeout(timeout, send_inline(&wire, (addr, now), upstream)).await;
                 outcome(sent, upstream)?.map(Either::Right)
             }
-            Way::Pooled(req) => Box::pin(exchange_pooled(*req, addr, upstream, timeout))
+            Way::Pooled(req) => Box::pin(exchange_pooled(*req, (addr, now), upstream, timeout))
                 .await?
                 .map(Either::Left),
         };
@@ -133,12 +138,13 @@ fn next_endpoint(
 /// The inline HTTP/1.1 exchange, moving to the next endpoints when connecting fails.
 async fn send_inline(
     wire: &h1::Wire,
-    mut addr: SocketAddr,
+    to: (SocketAddr, Instant),
     upstream: &PreparedUpstream,
 ) -> Result<Response<h1::Body>, pool::SendError> {
+    let (mut addr, now) = to;
     let mut attempt = 1;
     loop {
-        match h1::send(wire, addr, &upstream.spec.timeouts).await {
+        match h1::send(wire, (addr, now), &upstream.spec.timeouts).await {
             Err(h1::Failed {
                 error,
                 unsent: true,
@@ -154,13 +160,13 @@ async fn send_inline(
 /// Through hyper's client: a streamed body, HTTP/2, or an upgrade (then a tunnel).
 async fn exchange_pooled(
     mut req: Request<pool::UpstreamBody>,
-    addr: SocketAddr,
+    to: (SocketAddr, Instant),
     upstream: &PreparedUpstream,
     timeout: Duration,
 ) -> Result<Response<hyper::body::Incoming>, GatewayError> {
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let sent = tokio::time::timeout(timeout, send_pooled(req, addr, upstream, upgrade)).await;
+    let sent = tokio::time::timeout(timeout, send_pooled(req, to, upstream, upgrade)).await;
     let mut resp = outcome(sent, upstream)?;
     if let Some(client_side) = client_side
         && resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -175,17 +181,24 @@ async fn exchange_pooled(
 /// endpoints, up to [`CONNECT_ATTEMPTS`].
 async fn send_pooled(
     mut req: Request<pool::UpstreamBody>,
-    mut addr: SocketAddr,
+    to: (SocketAddr, Instant),
     upstream: &PreparedUpstream,
     upgrade: bool,
 ) -> Result<Response<hyper::body::Incoming>, pool::SendError> {
+    let (mut addr, now) = to;
     let connect = Duration::from_millis(upstream.spec.timeouts.connect_ms);
     let mut attempt = 1;
     loop {
         let result = if upgrade {
             Box::pin(pool::send_upgrade(addr, req, connect)).await
         } else {
-            pool::send(addr, upstream.spec.protocol, req, &upstream.spec.timeouts).await
+            pool::send(
+                (addr, now),
+                upstream.spec.protocol,
+                req,
+                &upstream.spec.timeouts,
+            )
+            .await
         };
         match result {
             Err(pool::Failed {

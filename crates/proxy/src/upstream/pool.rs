@@ -119,16 +119,20 @@ pub type Received = Either<Incoming, h1::Body>;
 
 /// Sends `req` to `addr` in `protocol` through hyper's client, over a pooled connection
 /// or a new one. (HTTP/1.1 requests whose body is known go inline: [`h1`].)
+///
+/// `to`: the endpoint, and the time the request arrived (compared with idle deadlines).
 pub async fn send(
-    addr: SocketAddr,
+    to: (SocketAddr, Instant),
     protocol: Protocol,
     req: Request<UpstreamBody>,
     timeouts: &Timeouts,
 ) -> Result<Response<Incoming>, Failed> {
+    let (addr, now) = to;
     let connect = Duration::from_millis(timeouts.connect_ms);
     match protocol {
         Protocol::Http1 => {
-            send_http1(addr, req, connect, Duration::from_millis(timeouts.idle_ms)).await
+            let idle = Duration::from_millis(timeouts.idle_ms);
+            send_http1(addr, req, connect, (now, idle)).await
         }
         // Boxed: the larger future, and the rarer protocol.
         Protocol::Http2 => Box::pin(send_http2(addr, req, connect)).await,
@@ -149,8 +153,8 @@ async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TokioIo<TcpStream>, 
     connect(addr, timeout).await.map(TokioIo::new)
 }
 
-fn take_idle(addr: SocketAddr) -> Option<H1> {
-    IDLE.with(|idle| idle.take(addr))
+fn take_idle(addr: SocketAddr, now: Instant) -> Option<H1> {
+    IDLE.with(|idle| idle.take(addr, now))
 }
 
 /// Whether a pooled hyper connection can be used.
@@ -163,7 +167,7 @@ fn judge_h1(s: &mut H1) -> Idle {
     }
 }
 
-fn give_back(addr: SocketAddr, sender: H1, idle: Duration) {
+fn give_back(addr: SocketAddr, sender: H1, idle: (Instant, Duration)) {
     IDLE.with(|lists| lists.give_back(addr, sender, idle));
 }
 
@@ -211,10 +215,9 @@ impl<C> IdleLists<C> {
 
     /// The most recently returned usable connection to `addr`; closed or expired ones
     /// met on the way are dropped.
-    pub(super) fn take(&self, addr: SocketAddr) -> Option<C> {
+    pub(super) fn take(&self, addr: SocketAddr, now: Instant) -> Option<C> {
         let mut lists = self.lists.borrow_mut();
-        let list = lists.get_mut(&addr).filter(|l| !l.is_empty())?;
-        let now = Instant::now();
+        let list = lists.get_mut(&addr)?;
         let mut i = list.len();
         while i > 0 {
             i -= 1;
@@ -235,10 +238,9 @@ impl<C> IdleLists<C> {
     }
 
     /// Keeps `conn` for the next request to `addr`, unless enough are kept.
-    /// Keeps `conn` for the next request to `addr` for at most `idle`, unless enough
-    /// are kept.
-    pub(super) fn give_back(&self, addr: SocketAddr, conn: C, idle: Duration) {
-        let now = Instant::now();
+    /// Keeps `conn` for the next request to `addr` for at most `idle` from `now`,
+    /// unless enough are kept.
+    pub(super) fn give_back(&self, addr: SocketAddr, conn: C, (now, idle): (Instant, Duration)) {
         let mut lists = self.lists.borrow_mut();
         let list = lists.entry(addr).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
@@ -290,9 +292,9 @@ async fn send_http1(
     addr: SocketAddr,
     req: Request<UpstreamBody>,
     connect_timeout: Duration,
-    idle: Duration,
+    idle: (Instant, Duration),
 ) -> Result<Response<Incoming>, Failed> {
-    let req = match take_idle(addr) {
+    let req = match take_idle(addr, idle.0) {
         Some(mut pooled) => match pooled.try_send_request(req).await {
             Ok(resp) => {
                 give_back(addr, pooled, idle);
@@ -443,13 +445,13 @@ mod tests {
     fn idle_connections_expire_after_the_upstreams_idle_timeout() {
         let lists = IdleLists::new(judge);
         let a: SocketAddr = "10.0.0.1:80".parse().expect("a");
-        lists.give_back(a, Fake(true), Duration::ZERO);
+        lists.give_back(a, Fake(true), (Instant::now(), Duration::ZERO));
         assert!(
-            lists.take(a).is_none(),
+            lists.take(a, Instant::now()).is_none(),
             "an expired connection was handed out"
         );
-        lists.give_back(a, Fake(true), MINUTE);
-        assert!(lists.take(a).is_some());
+        lists.give_back(a, Fake(true), (Instant::now(), MINUTE));
+        assert!(lists.take(a, Instant::now()).is_some());
     }
 
     #[test]
@@ -459,16 +461,16 @@ mod tests {
             "10.0.0.1:80".parse().expect("a"),
             "10.0.0.2:80".parse().expect("b"),
         );
-        lists.give_back(a, Fake(true), MINUTE);
-        lists.give_back(a, Fake(false), MINUTE);
+        lists.give_back(a, Fake(true), (Instant::now(), MINUTE));
+        lists.give_back(a, Fake(false), (Instant::now(), MINUTE));
         // The closed one, most recent, is dropped on the way to the open one.
-        assert!(lists.take(a).is_some_and(|c| c.0));
-        assert!(lists.take(a).is_none());
+        assert!(lists.take(a, Instant::now()).is_some_and(|c| c.0));
+        assert!(lists.take(a, Instant::now()).is_none());
         // An endpoint no longer asked for: its closed connection goes at the next sweep.
-        lists.give_back(b, Fake(false), MINUTE);
+        lists.give_back(b, Fake(false), (Instant::now(), MINUTE));
         for _ in 0..SWEEP_EVERY {
-            lists.give_back(a, Fake(true), MINUTE);
-            let _ = lists.take(a);
+            lists.give_back(a, Fake(true), (Instant::now(), MINUTE));
+            let _ = lists.take(a, Instant::now());
         }
         assert!(!lists.lists.borrow().contains_key(&b));
     }
