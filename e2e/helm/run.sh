@@ -64,7 +64,7 @@ while IFS='|' read -r kind api namespace name; do
 done < <(objects "$state/manifest-1.yaml")
 [[ $count -ge 12 ]] || fail "only $count objects rendered"
 ok "all $count rendered objects exist in the API server"
-$kubectl wait --for=condition=Established --timeout=60s crd/apiroutes.gatehouse.dev crd/upstreams.gatehouse.dev crd/apipolicies.gatehouse.dev >/dev/null
+"$repo/e2e/controlplane/wait-established.sh" -- crd/apiroutes.gatehouse.dev crd/upstreams.gatehouse.dev crd/apipolicies.gatehouse.dev
 ok "CRDs Established"
 # The property `on` (Upstream spec.retries.on) must reach the API server as `on`: YAML 1.1
 # readers (kubectl, Helm) take a plain `on:` key for the boolean true, so crds/ quotes it.
@@ -125,7 +125,7 @@ $helm upgrade gatehouse "$next" --namespace $ns >"$state/upgrade.log" 2>&1 || { 
 after="$($kubectl get crd apiroutes.gatehouse.dev -o jsonpath='{.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.upgradeProbe.type}')"
 [[ "$after" == string ]] || fail "helm upgrade did not upgrade the CRD (upgradeProbe: '$after')"
 ok "helm upgrade: the API server's ApiRoute CRD gained spec.upgradeProbe"
-$kubectl wait --for=condition=Established --timeout=60s crd/apiroutes.gatehouse.dev >/dev/null
+"$repo/e2e/controlplane/wait-established.sh" -- crd/apiroutes.gatehouse.dev
 $kubectl apply --server-side -f - >/dev/null <<'YAML'
 apiVersion: gatehouse.dev/v1alpha1
 kind: ApiRoute

@@ -42,7 +42,7 @@ kubectl="$repo/target/controlplane/bin/kubectl --kubeconfig $kubeconfig"
 
 # Our CRDs, checked by the real API server (structural schemas, CEL rules).
 $kubectl apply -f "$repo/crds/" >/dev/null
-$kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
+"$repo/e2e/controlplane/wait-established.sh" --kubeconfig "$kubeconfig" -- crd --all
 
 # The controller runs as a ServiceAccount with exactly the chart's rules: the chart's own
 # ServiceAccount and RBAC templates (release "gatehouse" in gatehouse-system), rendered
