@@ -485,6 +485,7 @@ fn framing(
         return Ok((Framing::Chunked(Chunk::Size), reusable));
     }
     let mut length = None;
+    let mut repeated = false;
     for value in headers.get_all(header::CONTENT_LENGTH) {
         for n in value.as_bytes().split(|&b| b == b',') {
             let n = std::str::from_utf8(n.trim_ascii())
@@ -492,6 +493,7 @@ fn framing(
                 .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|n| n.parse::<u64>().ok())
                 .ok_or(Error::Framing("Content-Length is not a number"))?;
+            repeated |= length.is_some();
             if length.is_some_and(|l| l != n) {
                 return Err(Error::Framing("Content-Length values differ"));
             }
@@ -501,11 +503,7 @@ fn framing(
     let Some(n) = length else {
         return Ok((Framing::Close, false));
     };
-    if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes().contains(&b','))
-    {
+    if repeated {
         // Agreeing repeats, passed on as the one value they agree on.
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
