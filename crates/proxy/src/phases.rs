@@ -181,7 +181,7 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         Ok(resp) => resp,
         Err(e) => error_response(&cx, e),
     };
-    finish(cx, resp, &method, started)
+    finish(cx, resp, &method)
 }
 
 /// The phases, in order.
@@ -250,12 +250,7 @@ fn error_response(cx: &Ctx<'_>, e: GatewayError) -> Response<Body> {
 
 /// Decorates the response (policies' headers, the version's, hop-by-hop headers
 /// stripped, `X-Request-Id`) and counts it.
-fn finish(
-    mut cx: Ctx<'_>,
-    mut resp: Response<Body>,
-    method: &http::Method,
-    started: Instant,
-) -> Response<Body> {
+fn finish(mut cx: Ctx<'_>, mut resp: Response<Body>, method: &http::Method) -> Response<Body> {
     // A versioned route marks each of its responses (Deprecation, Sunset, Vary).
     cx.decor.version = cx.rule.and_then(|r| r.version.as_deref());
     cx.decor.apply(resp.headers_mut());
@@ -271,6 +266,6 @@ fn finish(
     // Counted when the response head is ready.
     let labels = cx.rule.map_or(&cx.table.unmatched, |r| &r.labels);
     cx.metrics
-        .record(labels, method, resp.status().as_u16(), started.elapsed());
+        .record(labels, method, resp.status().as_u16(), cx.started.elapsed());
     resp
 }

@@ -32,7 +32,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use http::{header, request};
 use http_body_util::Either;
 use hyper::body::{Body as _, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::pool::{self, Idle, IdleLists, SendError, UpstreamBody};
@@ -306,13 +306,12 @@ async fn exchange(
                 Err(e) => return Err(Attempt::Failed(e)),
             }
         }
-        conn.buf.reserve(READ_AHEAD);
-        match conn.io.read_buf(&mut conn.buf).await {
+        match std::future::poll_fn(|cx| conn.poll_fill(cx)).await {
             Ok(0) if answered => return Err(Attempt::Failed(Error::Closed)),
             Ok(0) => return Err(Attempt::Unanswered(Error::Closed)),
             Ok(_) => answered = true,
-            Err(e) if !answered => return Err(Attempt::Unanswered(e.into())),
-            Err(e) => return Err(Attempt::Failed(e.into())),
+            Err(e) if !answered => return Err(Attempt::Unanswered(e)),
+            Err(e) => return Err(Attempt::Failed(e)),
         }
     };
     respond(conn, head, head_only, (addr, idle)).map_err(Attempt::Failed)
@@ -916,6 +915,7 @@ mod tests {
     use http_body_util::BodyExt;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// What the scripted upstream does on one connection, given its index.
