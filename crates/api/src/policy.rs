@@ -267,6 +267,10 @@ pub struct JwtAuth {
     /// HMAC secret; HS256/384/512 are accepted only with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hmac_secret_ref: Option<SecretKeyRef>,
+    /// PEM CA certificates that verify an `https` `jwksUri` (instead of the public web
+    /// roots): a Secret key holding one or more `CERTIFICATE` blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_ca_secret_ref: Option<SecretKeyRef>,
     /// Allowed algorithms. Default `[RS256, ES256]` (plus HS256 with `hmacSecretRef`).
     /// `none` is never accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

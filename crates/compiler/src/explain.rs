@@ -72,12 +72,100 @@ pub struct Effect {
     pub policies: BTreeMap<String, String>,
     /// Why the rule answers 503 instead (unsupported fields, missing policies).
     pub blocked: Vec<Blocker>,
+    /// Who may call the rule: its authentication and authorization requirements (never
+    /// a secret); `None` when it has neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
     /// Rule timeout override.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// The route's API version and the headers its responses carry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<Version>,
+}
+
+/// The authentication and authorization requirements of a rule, in words.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Access {
+    /// One line per accepted method (any one authenticates).
+    pub authentication: Vec<String>,
+    /// Requests without credentials pass, without a consumer.
+    pub optional: bool,
+    /// One line per requirement (every one must hold).
+    pub authorization: Vec<String>,
+}
+
+impl Access {
+    fn of(p: &gatehouse_table::RulePolicies) -> Option<Access> {
+        use gatehouse_table::auth::JwtKeys;
+        if p.authentication.is_none() && p.authorization.is_none() {
+            return None;
+        }
+        let mut authentication = Vec::new();
+        let mut optional = false;
+        if let Some(a) = p.authentication.as_ref().map(|s| &s.config) {
+            optional = a.optional;
+            let selector = |s: &BTreeMap<String, String>| {
+                if s.is_empty() {
+                    String::new()
+                } else {
+                    let labels: Vec<String> = s.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!(", consumers labelled {}", labels.join(","))
+                }
+            };
+            if let Some(k) = &a.api_key {
+                let mut line = format!("apiKey in header {}", k.header);
+                if let Some(q) = &k.query_param {
+                    line.push_str(&format!(" or query parameter {q}"));
+                }
+                line.push_str(&selector(&k.consumer_selector));
+                authentication.push(line);
+            }
+            if let Some(j) = &a.jwt {
+                let algs: Vec<&str> = j.algorithms.iter().map(|a| a.as_str()).collect();
+                let mut line = format!("jwt ({})", algs.join(", "));
+                if let Some(i) = &j.issuer {
+                    line.push_str(&format!(", issuer {i}"));
+                }
+                if !j.audiences.is_empty() {
+                    line.push_str(&format!(", audience one of {}", j.audiences.join(", ")));
+                }
+                match &j.keys {
+                    JwtKeys::Remote { uri, .. } => line.push_str(&format!(", keys from {uri}")),
+                    JwtKeys::Static { .. } => line.push_str(", keys from a Secret"),
+                    JwtKeys::None => {}
+                }
+                if j.hmac_secret.is_some() {
+                    line.push_str(", HMAC key from a Secret");
+                }
+                authentication.push(line);
+            }
+            if let Some(b) = &a.basic {
+                authentication.push(format!("basic{}", selector(&b.consumer_selector)));
+            }
+            if let Some(e) = &a.external {
+                authentication.push(format!("external check {} ({}ms)", e.url, e.timeout_ms));
+            }
+        }
+        let mut authorization = Vec::new();
+        if let Some(z) = p.authorization.as_ref().map(|s| &s.config) {
+            if !z.consumers.is_empty() {
+                authorization.push(format!("consumer is one of {}", z.consumers.join(", ")));
+            }
+            if !z.groups.is_empty() {
+                authorization.push(format!("in a group of {}", z.groups.join(", ")));
+            }
+            for c in &z.claims {
+                authorization.push(format!("claim {} contains {}", c.name, c.values.join(", ")));
+            }
+        }
+        Some(Access {
+            authentication,
+            optional,
+            authorization,
+        })
+    }
 }
 
 /// A backend of the selected rule.
@@ -254,6 +342,7 @@ fn effect_of(table: &Table, t: Target) -> Effect {
             .map(|(f, source)| (f.as_str().to_string(), source.to_string()))
             .collect(),
         blocked,
+        access: Access::of(&rule.policies),
         timeout_ms: rule.timeout_ms,
         version: table.routes[t.route].version.clone(),
     }
@@ -465,6 +554,17 @@ pub fn render_text(e: &Explanation) -> String {
         }
         for (field, source) in &eff.policies {
             let _ = writeln!(s, "  policy {field} from {source}");
+        }
+        if let Some(a) = &eff.access {
+            for m in &a.authentication {
+                let _ = writeln!(s, "  accepts {m}");
+            }
+            if a.optional {
+                let _ = writeln!(s, "  lets requests without credentials through");
+            }
+            for r in &a.authorization {
+                let _ = writeln!(s, "  requires {r}");
+            }
         }
         for b in &eff.blocked {
             let _ = writeln!(s, "  answers 503: {} ({})", b.field, b.reason);

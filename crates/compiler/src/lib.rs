@@ -23,6 +23,7 @@
 //! capabilities are declared in one place, `support.rs`: a field set but not supported
 //! there is an `UnsupportedValue` error and fails closed.
 
+mod auth;
 pub mod diagnostics;
 pub mod explain;
 mod lower;
@@ -341,6 +342,9 @@ impl Incremental {
     }
 }
 
+/// A Secret's keys, each with the SHA-256 of its value, sorted.
+type SecretDigest = Vec<(String, String)>;
+
 /// What compiling a route read besides the route. While it is unchanged, a route whose
 /// spec is unchanged compiles to what it compiled to before.
 #[derive(Debug, Default, PartialEq)]
@@ -350,8 +354,8 @@ struct World {
     upstreams: Vec<(String, bool)>,
     /// ApiPolicies (`None`: invalid), sorted.
     policies: Vec<((String, String), Option<Policies>)>,
-    /// Secrets and their keys, sorted.
-    secrets: Vec<((String, String), Vec<String>)>,
+    /// Secrets, their keys and a digest of each value, sorted.
+    secrets: Vec<((String, String), SecretDigest)>,
 }
 
 impl World {
@@ -369,22 +373,27 @@ impl World {
             .map(|(k, v)| (own(k), v.cloned()))
             .collect();
         policies.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut secrets: Vec<_> = index
-            .secrets
-            .iter()
-            .map(|(k, s)| {
-                let mut keys: Vec<String> = s
-                    .data
-                    .iter()
-                    .flat_map(|d| d.keys())
-                    .chain(s.string_data.iter().flat_map(|d| d.keys()))
-                    .cloned()
-                    .collect();
-                keys.sort_unstable();
-                keys.dedup();
-                (own(k), keys)
-            })
-            .collect();
+        let mut secrets: Vec<_> =
+            index
+                .secrets
+                .iter()
+                .map(|(k, s)| {
+                    // Keys and a digest of each value: a route that reads a Secret's value
+                    // (a JWKS, an HMAC key) compiles again when it changes.
+                    let digest = |v: &[u8]| gatehouse_api::consumer::sha256_hex(v);
+                    let mut keys: Vec<(String, String)> =
+                        s.data
+                            .iter()
+                            .flat_map(|d| d.iter().map(|(k, v)| (k.clone(), digest(&v.0))))
+                            .chain(s.string_data.iter().flat_map(|d| {
+                                d.iter().map(|(k, v)| (k.clone(), digest(v.as_bytes())))
+                            }))
+                            .collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    (own(k), keys)
+                })
+                .collect();
         secrets.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         World {
             redis: index.redis,
@@ -596,7 +605,7 @@ fn compile_consumers(
                         labels: c.labels,
                         api_key_sha256: c.api_key_sha256,
                         username: c.username,
-                        password_hash: c.password_hash,
+                        password_hash: c.password_hash.map(table::auth::Sealed::new),
                         groups: c.groups,
                     },
                 );

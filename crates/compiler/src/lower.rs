@@ -13,6 +13,7 @@ use gatehouse_api::policy::{
 };
 use gatehouse_table::policy::{self as lowered, PolicyField, RulePolicies, Sourced, Unenforced};
 
+use crate::auth;
 use crate::values::{parse_duration, parse_template};
 
 /// `rateLimit.maxDelay` when `mode: Delay` does not say. The API documents `500ms`, but
@@ -36,6 +37,7 @@ pub(crate) fn field(
     field: PolicyField,
     p: &Policies,
     source: &str,
+    secrets: &auth::Secrets<'_, '_>,
 ) -> Result<(), String> {
     fn sourced<A, T>(
         value: &Option<A>,
@@ -59,8 +61,14 @@ pub(crate) fn field(
     };
     match field {
         PolicyField::Waf => out.waf = unenforced(),
-        PolicyField::Authentication => out.authentication = unenforced(),
-        PolicyField::Authorization => out.authorization = unenforced(),
+        PolicyField::Authentication => {
+            out.authentication = sourced(&p.authentication, source, |a| {
+                auth::authentication(a, secrets)
+            })?
+        }
+        PolicyField::Authorization => {
+            out.authorization = sourced(&p.authorization, source, |a| Ok(auth::authorization(a)))?
+        }
         PolicyField::Cors => out.cors = sourced(&p.cors, source, cors)?,
         PolicyField::RateLimit => out.rate_limit = sourced(&p.rate_limit, source, rate_limit)?,
         PolicyField::ConcurrencyLimit => {
@@ -317,8 +325,13 @@ mod tests {
     fn lower(yaml: &str) -> RulePolicies {
         let p: Policies = serde_yaml_ng::from_str(yaml).expect("policies");
         let mut out = RulePolicies::default();
+        let index = crate::Index::default();
+        let secrets = auth::Secrets {
+            ns: "default",
+            index: &index,
+        };
         for f in crate::policy::set_fields(&p) {
-            field(&mut out, f, &p, "rule").expect("lowers");
+            field(&mut out, f, &p, "rule", &secrets).expect("lowers");
         }
         out
     }

@@ -185,6 +185,49 @@ impl Checker<'_, '_, '_> {
         }
     }
 
+    /// The text of a Secret key that exists (else `None`: [`Self::secret`] reports it).
+    fn secret_text(&self, r: &SecretKeyRef) -> Option<String> {
+        let s = self.index.secret(self.ns, &r.name)?;
+        gatehouse_api::consumer::secret_value(s, &r.key)
+            .ok()
+            .flatten()
+    }
+
+    /// A static JWKS: a JSON object with a `keys` array.
+    fn jwks_document(&mut self, field: &str, r: &SecretKeyRef) {
+        let Some(text) = self.secret_text(r) else {
+            return;
+        };
+        let ok = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .is_some_and(|v| v.get("keys").is_some_and(serde_json::Value::is_array));
+        if !ok {
+            self.invalid(
+                field,
+                format!(
+                    "Secret {}/{} key {:?} is not a JWKS document (a JSON object with a \"keys\" array)",
+                    self.ns, r.name, r.key
+                ),
+            );
+        }
+    }
+
+    /// PEM text with at least one certificate.
+    fn pem_certificates(&mut self, field: &str, r: &SecretKeyRef) {
+        let Some(text) = self.secret_text(r) else {
+            return;
+        };
+        if !text.contains("-----BEGIN CERTIFICATE-----") {
+            self.invalid(
+                field,
+                format!(
+                    "Secret {}/{} key {:?} holds no PEM certificate",
+                    self.ns, r.name, r.key
+                ),
+            );
+        }
+    }
+
     fn url(&mut self, field: &str, u: &str) {
         let ok = ["http://", "https://"].iter().any(|s| {
             u.strip_prefix(s)
@@ -450,6 +493,19 @@ impl Checker<'_, '_, '_> {
             }
             if let Some(r) = &j.hmac_secret_ref {
                 self.secret("authentication.jwt.hmacSecretRef", r);
+            }
+            if let Some(r) = &j.jwks_ca_secret_ref {
+                if j.jwks_uri.is_none() {
+                    self.invalid(
+                        "authentication.jwt.jwksCaSecretRef",
+                        "only verifies an https jwksUri, and there is none".into(),
+                    );
+                }
+                self.secret("authentication.jwt.jwksCaSecretRef", r);
+                self.pem_certificates("authentication.jwt.jwksCaSecretRef", r);
+            }
+            if let Some(r) = &j.jwks_secret_ref {
+                self.jwks_document("authentication.jwt.jwksSecretRef", r);
             }
             for (claim, header) in &j.forward_claims {
                 self.token(

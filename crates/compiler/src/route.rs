@@ -15,7 +15,7 @@ use gatehouse_table::{self as table, BlockReason, Blocker, PolicyField, RulePoli
 
 use crate::diagnostics::{Reason, Sink};
 use crate::values::{is_host_pattern, parse_duration};
-use crate::{Index, lower, policy, support, version};
+use crate::{Index, auth, lower, policy, support, version};
 use matches::compile_match;
 
 /// A route that compiled, before conflicts. Cheap to clone: what it holds is shared,
@@ -442,7 +442,17 @@ impl<'a> RouteCx<'a, '_> {
         for (field, layer) in effective {
             let path = format!("{}.{}", layer.field, field.as_str());
             self.block_unsupported(rc, field, layer, &path);
-            if let Err(e) = lower::field(&mut policies, field, layer.policies, &layer.source) {
+            let secrets = auth::Secrets {
+                ns: self.ns,
+                index: self.index,
+            };
+            if let Err(e) = lower::field(
+                &mut policies,
+                field,
+                layer.policies,
+                &layer.source,
+                &secrets,
+            ) {
                 self.invalid(path, e);
             }
         }

@@ -22,8 +22,10 @@ pub fn unsupported_policy_parts(field: PolicyField, _policies: &Policies) -> Vec
         | PolicyField::Errors
         | PolicyField::RateLimit
         | PolicyField::Validation
-        | PolicyField::Cache => Vec::new(),
-        PolicyField::Waf | PolicyField::Authentication | PolicyField::Authorization => vec![""],
+        | PolicyField::Cache
+        | PolicyField::Authentication
+        | PolicyField::Authorization => Vec::new(),
+        PolicyField::Waf => vec![""],
     }
 }
 

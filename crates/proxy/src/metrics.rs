@@ -77,10 +77,20 @@ pub enum Counter {
     ValidationRequest,
     /// An upstream response that failed `validation.response`.
     ValidationResponse,
+    /// Authentication refused an API key.
+    AuthApiKey,
+    /// Authentication refused a token.
+    AuthJwt,
+    /// Authentication refused basic credentials.
+    AuthBasic,
+    /// The forward-authentication check refused or failed.
+    AuthExternal,
+    /// Authentication found no credential.
+    AuthNone,
 }
 
 impl Counter {
-    const ALL: [Counter; 8] = [
+    const ALL: [Counter; 13] = [
         Counter::RateLimited,
         Counter::LimiterFailOpen,
         Counter::LimiterFailClosed,
@@ -89,6 +99,11 @@ impl Counter {
         Counter::CacheBypass,
         Counter::ValidationRequest,
         Counter::ValidationResponse,
+        Counter::AuthApiKey,
+        Counter::AuthJwt,
+        Counter::AuthBasic,
+        Counter::AuthExternal,
+        Counter::AuthNone,
     ];
 
     /// (family, extra label) of this counter's series.
@@ -114,12 +129,17 @@ impl Counter {
                 "gatehouse_validation_failures_total",
                 "direction=\"response\"",
             ),
+            Counter::AuthApiKey => ("gatehouse_auth_failures_total", "method=\"apiKey\""),
+            Counter::AuthJwt => ("gatehouse_auth_failures_total", "method=\"jwt\""),
+            Counter::AuthBasic => ("gatehouse_auth_failures_total", "method=\"basic\""),
+            Counter::AuthExternal => ("gatehouse_auth_failures_total", "method=\"external\""),
+            Counter::AuthNone => ("gatehouse_auth_failures_total", "method=\"none\""),
         }
     }
 }
 
 /// HELP text of each policy counter family, in exposition order.
-const COUNTER_FAMILIES: [(&str, &str); 4] = [
+const COUNTER_FAMILIES: [(&str, &str); 5] = [
     (
         "gatehouse_ratelimit_rejected_total",
         "Requests refused by a rate limit.",
@@ -135,6 +155,10 @@ const COUNTER_FAMILIES: [(&str, &str); 4] = [
     (
         "gatehouse_validation_failures_total",
         "Requests refused and upstream responses that failed validation, by direction.",
+    ),
+    (
+        "gatehouse_auth_failures_total",
+        "Requests refused by authentication, by the method whose credential was refused (none: no credential).",
     ),
 ];
 

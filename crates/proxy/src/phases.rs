@@ -8,8 +8,9 @@
 //!  2. route lookup           routing.rs           404, 405 + Allow, 400; 503 for a blocked rule
 //!  3. WAF                    (policy/waf.rs, next)
 //!     CORS                   policy/cors.rs       preflights answered here
-//!     authentication         (policy/authentication.rs, next)
-//!     authorization          (policy/authorization.rs, next)
+//!     authentication         policy/authentication.rs 401 + WWW-Authenticate (503 when
+//!                                                 the check service fails)
+//!     authorization          policy/authorization.rs  403
 //!  4. rate limit             policy/limit.rs      429, or a wait when throttling
 //!     concurrency limit      policy/limit.rs      503
 //!     request validation     policy/validation.rs 415, 413, 400
@@ -38,7 +39,10 @@ use hyper::body::Incoming;
 use crate::body::{Body, RequestBody};
 use crate::headers::{self, Peer, X_REQUEST_ID};
 use crate::metrics::{Counter, Metrics};
-use crate::policy::{RulePolicies, cache, cors, errors, limit, transform, validation};
+use crate::policy::authentication::{self, Identity};
+use crate::policy::{
+    RulePolicies, authorization, cache, cors, errors, limit, transform, validation,
+};
 use crate::prepared::{Prepared, PreparedRule};
 use crate::problem::GatewayError;
 use crate::routing;
@@ -103,6 +107,8 @@ pub(crate) struct Ctx<'t> {
     /// When the request arrived: the time the request path reads, rather than the
     /// clock again (what is only compared against seconds-long limits).
     pub started: Instant,
+    /// Who the caller is, once authentication accepted it.
+    pub identity: Option<Identity>,
 }
 
 impl<'t> Ctx<'t> {
@@ -176,6 +182,7 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         rule: None,
         decor: Decor::default(),
         started,
+        identity: None,
     };
     let resp = match serve(req, &mut cx).await {
         Ok(resp) => resp,
@@ -196,7 +203,9 @@ async fn serve(req: Request<Incoming>, cx: &mut Ctx<'_>) -> Result<Response<Body
     listener::limits::check(&req.parts)?;
     // 2. Route lookup (a CORS preflight for another method of the path answers here).
     let (host, target) = routing::what_was_asked(&req.parts);
-    let routed = match routing::select(cx, &req.parts, &host, &target)? {
+    // The target without the API-key query parameter, when authentication removed it.
+    let mut stripped = None;
+    let mut routed = match routing::select(cx, &req.parts, &host, &target)? {
         ControlFlow::Continue(routed) => routed,
         ControlFlow::Break(answer) => return Ok(answer),
     };
@@ -204,6 +213,12 @@ async fn serve(req: Request<Incoming>, cx: &mut Ctx<'_>) -> Result<Response<Body
     if let ControlFlow::Break(answer) = cors::on_request(cx, &req.parts)? {
         return Ok(answer);
     }
+    match authentication::on_request(cx, &mut req.parts).await? {
+        ControlFlow::Break(answer) => return Ok(answer),
+        ControlFlow::Continue(None) => {}
+        ControlFlow::Continue(Some(target)) => routed.target = stripped.insert(target),
+    }
+    authorization::check(cx)?;
     // 4. Rate limit → concurrency limit → request validation → cache lookup.
     limit::rate_limit(cx, &req.parts).await?;
     let permit = limit::concurrency(cx).await?;

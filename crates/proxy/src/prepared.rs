@@ -44,6 +44,9 @@ pub struct Prepared {
     pub routes: Vec<Arc<[PreparedRule]>>,
     /// Metric labels of requests no rule matched.
     pub unmatched: RuleLabels,
+    /// The table's consumers, indexed for authentication (the running table's while
+    /// they are unchanged).
+    pub consumers: Arc<policy::consumers::Consumers>,
 }
 
 /// Everything a request to one rule needs, prepared once per table.
@@ -157,6 +160,10 @@ impl Prepared {
         let routes = prepare_routes(&table, &mut cx)?;
         let before = cx.previous.map(|p| (&*p.table, &p.router));
         let (router, next_regexes) = Router::build_after(&table, cx.regexes, before)?;
+        let consumers = match cx.previous {
+            Some(p) if p.table.consumers == table.consumers => p.consumers.clone(),
+            _ => Arc::new(policy::consumers::Consumers::new(&table.consumers)),
+        };
         let upstreams = table
             .upstreams
             .iter()
@@ -174,6 +181,7 @@ impl Prepared {
             upstreams,
             routes,
             unmatched: cx.metrics.labels("", ""),
+            consumers,
         })
     }
 

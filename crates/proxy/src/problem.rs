@@ -48,6 +48,18 @@ pub enum GatewayError {
     Invalid(Refusal),
     /// The upstream's response fails `validation.response` in `Enforce` mode.
     InvalidResponse(Vec<Violation>),
+    /// No configured authentication method accepted the request: 401 with a
+    /// `WWW-Authenticate` challenge per method.
+    Unauthorized {
+        /// The challenges, one header line each.
+        challenges: std::sync::Arc<[HeaderValue]>,
+        /// Why, without the credential.
+        detail: &'static str,
+    },
+    /// The authenticated caller is not allowed by the rule's `authorization`.
+    Forbidden(String),
+    /// The forward-authentication service failed, timed out or cannot be reached.
+    AuthUnavailable(&'static str),
 }
 
 impl GatewayError {
@@ -150,6 +162,17 @@ impl GatewayError {
                     ),
                 ),
             },
+            GatewayError::Unauthorized { detail, .. } => (
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                (*detail).to_string(),
+            ),
+            GatewayError::Forbidden(why) => (StatusCode::FORBIDDEN, "Forbidden", why.clone()),
+            GatewayError::AuthUnavailable(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                format!("Authentication cannot be checked right now: {why}."),
+            ),
             GatewayError::InvalidResponse(_) => (
                 StatusCode::BAD_GATEWAY,
                 "Bad Gateway",
@@ -181,6 +204,12 @@ impl GatewayError {
             let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let GatewayError::Unauthorized { challenges, .. } = self {
+            for c in challenges.iter() {
+                resp.headers_mut()
+                    .append(header::WWW_AUTHENTICATE, c.clone());
+            }
         }
         if let GatewayError::MethodNotAllowed(allow) = self
             && let Ok(v) = HeaderValue::from_str(&allow.join(", "))

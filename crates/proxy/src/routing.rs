@@ -86,7 +86,7 @@ impl<'a> Routed<'a> {
     /// they are still theirs.
     pub fn templates<'b>(
         &'b self,
-        cx: &Ctx<'b>,
+        cx: &'b Ctx<'_>,
         headers: Option<&'b HeaderMap>,
     ) -> TemplateCtx<'b> {
         TemplateCtx {
@@ -95,6 +95,7 @@ impl<'a> Routed<'a> {
             headers,
             client: cx.peer.addr,
             rid: cx.rid(),
+            identity: cx.identity.as_ref(),
         }
     }
 }

@@ -19,6 +19,8 @@ pub(crate) struct TemplateCtx<'a> {
     pub client: SocketAddr,
     /// `${requestId}`.
     pub rid: &'a str,
+    /// `${consumer}`, `${claim.<name>}`: who authentication said the caller is.
+    pub identity: Option<&'a crate::policy::authentication::Identity>,
 }
 
 impl TemplateCtx<'_> {
@@ -47,8 +49,22 @@ impl TemplateCtx<'_> {
             }
             TemplatePart::ClientIp => out.push_str(&self.client.ip().to_string()),
             TemplatePart::RequestId => out.push_str(self.rid),
-            // Set by authentication, which is not implemented yet: empty.
-            TemplatePart::Claim(_) | TemplatePart::Consumer => {}
+            TemplatePart::Consumer => {
+                if let Some(c) = self.identity.and_then(|i| i.consumer.as_deref()) {
+                    out.push_str(c);
+                }
+            }
+            TemplatePart::Claim(name) => {
+                match self
+                    .identity
+                    .and_then(|i| i.claims.as_ref())
+                    .and_then(|c| c.get(name.as_str()))
+                {
+                    Some(serde_json::Value::String(s)) => out.push_str(s),
+                    Some(serde_json::Value::Null) | None => {}
+                    Some(v) => out.push_str(&v.to_string()),
+                }
+            }
         }
     }
 }

@@ -27,6 +27,7 @@
 //! messages ([`push`]), and [`ByAddress`] keys, which know a shared object by its
 //! identity while holding it (so an address is never mistaken for a newer object's).
 
+pub mod auth;
 pub mod identity;
 pub mod patch;
 pub mod policy;
@@ -55,7 +56,9 @@ use serde::{Deserialize, Serialize};
 /// 3: [`Rule::policies`] holds typed, lowered policy values ([`RulePolicies`]) instead
 /// of each field's configuration as written (JSON); the load balancer, redirect scheme,
 /// aggregate merge and error handling, and blocker reasons are enums.
-pub const FORMAT: u32 = 3;
+/// 4: `authentication` and `authorization` are typed ([`auth`]); secret material is
+/// [`auth::Sealed`], and a consumer's password hash is sealed too.
+pub const FORMAT: u32 = 4;
 
 /// The whole compiled configuration.
 #[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
@@ -86,6 +89,44 @@ impl Table {
         self.routes.hash(state);
         self.upstreams.hash(state);
         self.consumers.hash(state);
+    }
+
+    /// The table with every [`auth::Sealed`] value withheld (consumers' password hashes,
+    /// JWT HMAC keys): what `/config` shows and what the proxy persists. Only the routes
+    /// that hold a secret are copied.
+    pub fn withhold_secrets(&self) -> Table {
+        let mut out = self.clone();
+        for c in &mut out.consumers {
+            if let Some(h) = &mut c.password_hash {
+                h.withhold();
+            }
+        }
+        for route in &mut out.routes {
+            let holds = |r: &Route| {
+                r.rules.iter().any(|rule| {
+                    rule.policies
+                        .authentication
+                        .as_ref()
+                        .and_then(|a| a.config.jwt.as_ref())
+                        .is_some_and(|j| j.hmac_secret.is_some())
+                })
+            };
+            if holds(route) {
+                let r = Arc::make_mut(route);
+                for rule in &mut r.rules {
+                    if let Some(jwt) = rule
+                        .policies
+                        .authentication
+                        .as_mut()
+                        .and_then(|a| a.config.jwt.as_mut())
+                        && let Some(k) = &mut jwt.hmac_secret
+                    {
+                        k.withhold();
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// The upstream with this id.
@@ -666,9 +707,9 @@ pub struct Consumer {
     /// Basic-auth user name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    /// bcrypt password hash.
+    /// bcrypt password hash (sealed: withheld where the table is shown or persisted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_hash: Option<String>,
+    pub password_hash: Option<auth::Sealed>,
     /// Groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,

@@ -7,8 +7,7 @@
 //! (header values, compiled schemas, buckets) from these values and decodes nothing.
 //! What stays data is the user's data: a JSON Schema document.
 //!
-//! Fields the data plane does not enforce yet (`waf`, `authentication`,
-//! `authorization`) are recorded only as [`Unenforced`]: the layer they came from, so
+//! Fields the data plane does not enforce yet (`waf`) are recorded only as [`Unenforced`]: the layer they came from, so
 //! `explain` and `/config` show every effective field. The compiler blocks every rule
 //! that has one (`Rule::blocked`), and the proxy answers such rules 503.
 
@@ -17,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::TemplatePart;
+pub use crate::auth::{Authentication, Authorization};
 
 /// The top-level policy fields, in request-path order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -91,12 +91,12 @@ pub struct RulePolicies {
     /// `cors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Sourced<Cors>>,
-    /// `authentication` (not enforced yet: the rule is blocked).
+    /// `authentication`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authentication: Option<Unenforced>,
-    /// `authorization` (not enforced yet: the rule is blocked).
+    pub authentication: Option<Sourced<Authentication>>,
+    /// `authorization`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authorization: Option<Unenforced>,
+    pub authorization: Option<Sourced<Authorization>>,
     /// `rateLimit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<Sourced<RateLimit>>,
@@ -137,11 +137,8 @@ impl RulePolicies {
         let all = [
             (PolicyField::Waf, unenforced(&self.waf)),
             (PolicyField::Cors, src(&self.cors)),
-            (
-                PolicyField::Authentication,
-                unenforced(&self.authentication),
-            ),
-            (PolicyField::Authorization, unenforced(&self.authorization)),
+            (PolicyField::Authentication, src(&self.authentication)),
+            (PolicyField::Authorization, src(&self.authorization)),
             (PolicyField::RateLimit, src(&self.rate_limit)),
             (PolicyField::ConcurrencyLimit, src(&self.concurrency_limit)),
             (PolicyField::Validation, src(&self.validation)),
@@ -523,8 +520,8 @@ mod tests {
     #[test]
     fn rule_policies_serialize_typed_and_list_their_sources() {
         let policies = RulePolicies {
-            authentication: Some(Unenforced {
-                source: "ApiPolicy shop/jwt".into(),
+            waf: Some(Unenforced {
+                source: "ApiPolicy shop/waf".into(),
             }),
             rate_limit: Some(Sourced {
                 source: "rule".into(),
@@ -546,7 +543,7 @@ mod tests {
         assert_eq!(
             value,
             json!({
-                "authentication": {"source": "ApiPolicy shop/jwt"},
+                "waf": {"source": "ApiPolicy shop/waf"},
                 "rateLimit": {"source": "rule", "config": {
                     "limits": [{"requests": 10, "periodMs": 1000}],
                     "key": {"type": "Header", "name": "x-user"},
@@ -562,7 +559,7 @@ mod tests {
         assert_eq!(
             policies.sources(),
             vec![
-                (PolicyField::Authentication, "ApiPolicy shop/jwt"),
+                (PolicyField::Waf, "ApiPolicy shop/waf"),
                 (PolicyField::RateLimit, "rule"),
             ]
         );

@@ -188,13 +188,11 @@ fn answer(req: &Request<Incoming>, state: &AdminState, surface: Surface) -> Resp
         ("GET", "/config") => {
             let table = state.shared.table();
             let info = state.info.lock().map(|i| i.clone()).unwrap_or_default();
-            let mut redacted = (*table).clone();
+            // Sealed values (password hashes, HMAC keys) withheld; key digests too.
+            let mut redacted = table.withhold_secrets();
             for c in &mut redacted.consumers {
                 if c.api_key_sha256.is_some() {
                     c.api_key_sha256 = Some("[redacted]".into());
-                }
-                if c.password_hash.is_some() {
-                    c.password_hash = Some("[redacted]".into());
                 }
             }
             json(

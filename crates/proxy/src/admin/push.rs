@@ -112,7 +112,6 @@ const PATCH_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the writer thread saves: the bytes as pushed, or a table to serialize.
 enum Content {
-    Bytes(bytes::Bytes),
     Table(Arc<Table>),
 }
 
@@ -159,8 +158,10 @@ impl Persister {
                     }
                     waiting.extend(newest.done);
                     let saved = match newest.content {
-                        Content::Bytes(b) => dir.save(&b),
-                        Content::Table(t) => serde_json::to_vec(&*t)
+                        // Sealed secrets (password hashes, HMAC keys) are withheld
+                        // on disk: a proxy restarted from this file refuses what needs
+                        // them until the controller pushes again.
+                        Content::Table(t) => serde_json::to_vec(&t.withhold_secrets())
                             .map_err(io::Error::other)
                             .and_then(|b| dir.save(&b)),
                     };
@@ -273,7 +274,7 @@ async fn answer(
         }
         ("PUT", "/config") => {
             let started = std::time::Instant::now();
-            let (bytes, table) = match read::<Table>(req, "table").await {
+            let (_, table) = match read::<Table>(req, "table").await {
                 Ok(read) => read,
                 Err(reason) => return refused(vec![reason]),
             };
@@ -290,7 +291,11 @@ async fn answer(
             }
             let prepared = started.elapsed() - read;
             let persisted = match store {
-                Some(store) => store.save(Content::Bytes(bytes), true).await,
+                Some(store) => {
+                    store
+                        .save(Content::Table(state.shared().table()), true)
+                        .await
+                }
                 None => false,
             };
             let timings = Timings {

@@ -676,7 +676,7 @@ pub(crate) fn lookup<'a, 't>(
         routed.host.as_str(),
         &routed.path,
         routed.target.query(),
-        None,
+        cx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
     );
     let (key, read, max_age, store) = match found {
         Lookup::Bypass => {

@@ -526,10 +526,11 @@ pub(crate) fn rate_limit<'a>(
     let Some(limit) = cx.policies().and_then(|p| p.rate_limit.as_ref()) else {
         return Step::now(Ok(()));
     };
+    let id = cx.identity.as_ref();
     let client = Client {
         ip: cx.peer.addr.ip(),
-        consumer: None,
-        claims: None,
+        consumer: id.and_then(|i| i.consumer.as_deref()),
+        claims: id.and_then(|i| i.claims.as_deref()),
     };
     let key = limit.key_of(client, &parts.headers);
     // A local limit decides at once; only a wait (throttling) or Redis is waited for.

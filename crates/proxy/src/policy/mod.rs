@@ -24,10 +24,17 @@
 //! canonical JSON): an unchanged policy keeps its counters across configuration changes;
 //! a changed one starts afresh.
 
+pub mod authentication;
+pub mod authorization;
 pub mod cache;
+pub mod client;
+pub mod consumers;
 pub mod cors;
 pub mod errors;
+pub mod external;
 pub mod global_limit;
+pub mod jwks;
+pub mod jwt;
 pub mod limit;
 pub mod transform;
 pub mod validation;
@@ -57,6 +64,10 @@ pub struct PolicyError {
 pub struct RulePolicies {
     /// `cors`.
     pub cors: Option<cors::Cors>,
+    /// `authentication`.
+    pub authentication: Option<authentication::Authentication>,
+    /// `authorization`.
+    pub authorization: Option<authorization::Authorization>,
     /// `rateLimit`.
     pub rate_limit: Option<limit::RateLimit>,
     /// `concurrencyLimit`.
@@ -79,6 +90,8 @@ pub struct RulePolicies {
 pub struct PolicyStates {
     rate: Mutex<FxHashMap<String, Arc<limit::Buckets>>>,
     concurrency: Mutex<FxHashMap<String, Arc<limit::InFlight>>>,
+    /// Remote key sets, by URI and CA: one fetcher per set, whichever rules use it.
+    jwks: Mutex<FxHashMap<String, Arc<jwks::RemoteJwks>>>,
     /// `--redis`: where `scope: Global` limits count. `None`: they count locally.
     pub global: Option<limit::GlobalBackend>,
     /// The response cache (`--cache-capacity`).
@@ -98,6 +111,7 @@ impl PolicyStates {
         PolicyStates {
             rate: Mutex::default(),
             concurrency: Mutex::default(),
+            jwks: Mutex::default(),
             global,
             cache: cache::ResponseCache::new(cache_capacity),
         }
@@ -122,6 +136,7 @@ fn stable_tag(key: &str) -> String {
 pub struct StatesRound {
     rate: FxHashMap<String, Arc<limit::Buckets>>,
     concurrency: FxHashMap<String, Arc<limit::InFlight>>,
+    jwks: FxHashMap<String, Arc<jwks::RemoteJwks>>,
 }
 
 /// The state under `key`: the previous table's when it had one, else `fresh()`; the
@@ -159,6 +174,7 @@ impl PolicyStates {
             .concurrency
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = round.concurrency;
+        *self.jwks.lock().unwrap_or_else(PoisonError::into_inner) = round.jwks;
     }
 }
 
@@ -185,6 +201,49 @@ pub fn keep(route: &str, rule: &Rule, states: &PolicyStates, round: &mut StatesR
             state_key(route, rule, slot),
         );
     }
+    if let Some(key) = policies
+        .authentication
+        .as_ref()
+        .and_then(|a| jwks_key(&a.config))
+    {
+        keep_state(&states.jwks, &mut round.jwks, key);
+    }
+}
+
+/// The key of a rule's remote key set: its URI and CA.
+fn jwks_key(a: &gatehouse_table::auth::Authentication) -> Option<String> {
+    match &a.jwt.as_ref()?.keys {
+        gatehouse_table::auth::JwtKeys::Remote { uri, ca_pem } => {
+            Some(format!("{uri}\0{}", ca_pem.as_deref().unwrap_or("")))
+        }
+        _ => None,
+    }
+}
+
+/// The remote key set of `uri` (and `ca`): the running one, else a new one, which
+/// starts fetching at once.
+fn remote_jwks(
+    states: &PolicyStates,
+    round: &mut StatesRound,
+    uri: &str,
+    ca: Option<&str>,
+) -> Result<Arc<jwks::RemoteJwks>, String> {
+    let key = format!("{uri}\0{}", ca.unwrap_or(""));
+    if let Some(found) = round.jwks.get(&key) {
+        return Ok(found.clone());
+    }
+    let running = states
+        .jwks
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .cloned();
+    let set = match running {
+        Some(set) => set,
+        None => jwks::RemoteJwks::start(uri, ca)?,
+    };
+    round.jwks.insert(key, set.clone());
+    Ok(set)
 }
 
 /// The previous table's state under `key`, recorded in `next` too, when it had one.
@@ -222,16 +281,27 @@ pub fn prepare(
             message,
         }
     };
-    // `waf`, `authentication` and `authorization` are not enforced by this version: the
-    // compiler blocks rules that set them, so the request path never reaches their
-    // policies.
+    // `waf` is not enforced by this version: the compiler blocks rules that set it, so
+    // the request path never reaches its policy.
     let mut out = RulePolicies {
         cors: policies
             .cors
             .as_ref()
             .map(|s| cors::Cors::prepare(&s.config)),
+        authorization: policies
+            .authorization
+            .as_ref()
+            .map(|s| authorization::Authorization::prepare(&s.config)),
         ..RulePolicies::default()
     };
+    if let Some(slot) = &policies.authentication {
+        out.authentication = Some(
+            authentication::Authentication::prepare(route, &slot.config, |uri, ca| {
+                remote_jwks(states, round, uri, ca)
+            })
+            .map_err(fail(PolicyField::Authentication))?,
+        );
+    }
     if let Some(slot) = &policies.rate_limit {
         if slot.config.scope == RateLimitScope::Global && states.global.is_none() {
             tracing::warn!(
