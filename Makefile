@@ -6,7 +6,7 @@ SHELL := /bin/bash
 RELEASE_BUILD := $(CARGO) build --release --locked -p gatehouse
 IMAGE ?= gatehouse:$(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' charts/gatehouse/Chart.yaml)
 
-.PHONY: help run build test check fmt lint unit e2e-kube e2e-kind bench-propagation crds docs bench bench-compiler clean chart-crds chart-test e2e-helm manifests image
+.PHONY: help run build test check fmt lint unit e2e-kube e2e-kind bench-propagation crds docs bench bench-compiler clean chart-crds chart-test e2e-helm manifests image fuzz
 
 help: ## this list
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,14 @@ bench-propagation: ## write-to-traffic latency through the real API server with 
 
 e2e-kind: ## the same suite against the cluster of KUBECONFIG (e.g. kind); see e2e/kube/README.md
 	e2e/kube/kind.sh
+
+FUZZ_SECONDS ?= 300
+fuzz: ## fuzz JWT and JWKS parsing, FUZZ_SECONDS (300) per target (nightly toolchain; installs cargo-fuzz)
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/jwt_token && cp bench/auth/token.txt fuzz/corpus/jwt_token/bench-token
+	cd fuzz && cargo +nightly fuzz run -O jwt_token -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && cargo +nightly fuzz run -O jwks_document -- -max_total_time=$(FUZZ_SECONDS)
 
 fmt: ## format the code
 	$(CARGO) fmt --all

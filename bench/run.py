@@ -7,11 +7,13 @@ because on a shared 2-core machine only ratios measured in the same run mean any
 CPU time per request is the proxy processes' utime+stime over the run divided by the
 requests served (steadier than requests/s). Direct = wrk straight to the upstream.
 
-Two more Gatehouse rows, same process: "policies" (a local rate limit that never refuses
-plus a cache that misses and stores on every request, metrics on as always) and
-"cache-hit" (every request answered from the cache). Their ratios to the plain
-Gatehouse route are printed last, with the targets of the policies issue: policies cost
-at most 10% more CPU per request; a hit is served at least 1.5x faster.
+Three more Gatehouse rows, same process: "policies" (a local rate limit that never
+refuses plus a cache that misses and stores on every request, metrics on as always),
+"cache-hit" (every request answered from the cache) and "auth" (JWT authentication,
+ES256 with keys from a Secret, every request carrying the same valid token). Their
+ratios to the plain Gatehouse route are printed last, with their targets: policies cost
+at most 10% more CPU per request; a hit is served at least 1.5x faster; auth costs at
+most 15% more CPU per request.
 """
 import os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
@@ -128,6 +130,8 @@ backend be
         for port in (GATEHOUSE, NGINX, HAPROXY):
             wait_port(port)
         plain = ("/api/bench", ())
+        with open(f"{ROOT}/bench/auth/token.txt") as f:
+            token = f.read().strip()
         targets = {
             "direct": (UPSTREAM, lambda: [], plain),
             "gatehouse": (GATEHOUSE, lambda: [gh.pid], plain),
@@ -135,6 +139,7 @@ backend be
             "haproxy": (HAPROXY, lambda: [ha.pid] + children(ha.pid), plain),
             "policies": (GATEHOUSE, lambda: [gh.pid], ("/policies/bench", ("Cache-Control: no-cache",))),
             "cache-hit": (GATEHOUSE, lambda: [gh.pid], ("/cached/bench", ())),
+            "auth": (GATEHOUSE, lambda: [gh.pid], ("/auth/bench", (f"Authorization: Bearer {token}",))),
         }
         results = {name: [] for name in targets}
         for rnd in range(ROUNDS):
@@ -156,12 +161,14 @@ backend be
             rss_txt = f"{rss[n] // 1024} MiB" if rss[n] else "-"
             print(f"{n:10} {rps:10.0f} {cpu:11.1f} {p50:8.2f} {p99:8.2f} {rss_txt:>9} {rps / base[0]:14.2f} {cpu_ratio:>12} {p99 / base[3]:12.2f}"
                   + (f"  ({errs} non-2xx)" if errs else ""))
-        g, pol, hit = med["gatehouse"], med["policies"], med["cache-hit"]
+        g, pol, hit, auth = med["gatehouse"], med["policies"], med["cache-hit"], med["auth"]
         print()
         print("Gatehouse policies, relative to its plain route (same process, same run):")
         if g[1] and pol[1] and hit[1]:
             print(f"  policies  CPU-µs/req x{pol[1] / g[1]:.2f} (target <= 1.10)   req/s x{pol[0] / g[0]:.2f}")
             print(f"  cache-hit req/s x{hit[0] / g[0]:.2f} (target >= 1.50)   CPU-µs/req x{hit[1] / g[1]:.2f}   p99 x{hit[3] / g[3]:.2f}")
+        if g[1] and auth[1]:
+            print(f"  auth      CPU-µs/req x{auth[1] / g[1]:.2f} (target <= 1.15)   req/s x{auth[0] / g[0]:.2f}")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -25,12 +25,7 @@ GATEHOUSE = os.environ.get("GATEHOUSE_BIN", os.path.join(REPO, "target", "debug"
 
 # (directory, "Kind namespace/name", field) → how many times lint reports it. Only
 # UnsupportedValue may be listed here.
-ALLOWED = {
-    # API-key authentication is not enforced yet: the walk-through shows the ApiPolicy
-    # anyway, and the rule using it answers 503 (fail closed) until it is.
-    ("kubernetes", "ApiRoute shop/users-admin", "spec.policyRefs[0].authentication"): 1,
-    ("kubernetes", "ApiPolicy shop/api-key", "spec.authentication"): 1,
-}
+ALLOWED = {}
 
 
 def example_files():

@@ -55,10 +55,16 @@ $k -n gatehouse-system get lease gatehouse-controller
 echo '$ curl -i -H "Host: api.shop.example" http://127.0.0.1:18080/users/42'
 curl -s -i -H 'Host: api.shop.example' http://127.0.0.1:18080/users/42 | head -20
 echo
-echo '$ curl -i -X POST -H "Host: api.shop.example" -H "X-Api-Key: ..." http://127.0.0.1:18080/users'
-curl -s -i -X POST -H 'Host: api.shop.example' -H 'X-Api-Key: change-me-to-a-long-random-key' http://127.0.0.1:18080/users | head -20
+echo '$ curl -i -X POST -H "Host: api.shop.example" http://127.0.0.1:18080/users'
+curl -s -i -X POST -H 'Host: api.shop.example' http://127.0.0.1:18080/users | head -20
+echo
+echo '$ curl -i -X POST -H "Host: api.shop.example" -H "X-Api-Key: change-me-to-a-long-random-key" http://127.0.0.1:18080/users'
+curl -s -i -X POST -H 'Host: api.shop.example' -H 'X-Api-Key: change-me-to-a-long-random-key' http://127.0.0.1:18080/users | head -30
 echo
 echo '$ curl -s localhost:19901/explain?...'
 curl -s 'http://127.0.0.1:19901/explain?method=GET&url=http://api.shop.example/users/42' | head -c 1500
+echo
+echo '$ curl -s localhost:19901/explain?method=POST...'
+curl -s 'http://127.0.0.1:19901/explain?method=POST&url=http://api.shop.example/users' | head -c 1500
 echo
 tail -5 $st/controller.log

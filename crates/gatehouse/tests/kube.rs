@@ -811,6 +811,94 @@ fn a_consumer_secret_change_is_compiled_and_pushed() {
     });
 }
 
+/// The status of `GET path` (host `e2e.test`) with `headers`; 0 when no answer came.
+async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let head = common::request_head(
+        "GET",
+        "e2e.test",
+        path,
+        &[headers, &[("Connection", "close")]].concat(),
+    );
+    tokio::task::spawn_blocking(move || {
+        common::try_send_raw(addr, head.as_bytes())
+            .ok()
+            .map_or(0, |r| r.status)
+    })
+    .await
+    .unwrap_or(0)
+}
+
+#[test]
+fn consumer_api_keys_follow_their_secret_and_never_reach_the_persisted_table() {
+    with_cluster("consumers", |cluster| async move {
+        let world = World::new(&cluster, "consumers").await;
+        world.echo_service("svc").await;
+        let mut rule = prefix_rule("/private", "svc");
+        rule["policies"] = json!({"authentication": {"apiKey": {}, "basic": {}}});
+        world.route("r", json!([rule])).await;
+        // A bcrypt hash (cost 4) of "alice-password".
+        let hash = "$2b$04$TdMV/kCBf0M6NpolvSbgMe/LjrVxjbGpMalWnhhE.tKRrTmybP1C6";
+        let secret = |key: &str| {
+            json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "alice", "labels": {"gatehouse.dev/consumer": "alice"}},
+                "stringData": {"api-key": key, "username": "alice", "password-hash": hash},
+            })
+        };
+        let key = |k: &'static str| [("X-Api-Key", k)];
+        converge("the route refuses callers without credentials", || async {
+            get_with(world.http, "/private", &[]).await == 401
+        })
+        .await;
+
+        // Created: its key is accepted.
+        world.apply(secret("first-key-9f3a")).await;
+        converge("the consumer's key is accepted", || async {
+            get_with(world.http, "/private", &key("first-key-9f3a")).await == 200
+        })
+        .await;
+        assert_eq!(
+            get_with(world.http, "/private", &key("other-key")).await,
+            401
+        );
+        // base64("alice:alice-password")
+        let basic = [("Authorization", "Basic YWxpY2U6YWxpY2UtcGFzc3dvcmQ=")];
+        assert_eq!(get_with(world.http, "/private", &basic).await, 200);
+
+        // Its key changed: the old one is refused, the new one accepted.
+        world.apply(secret("second-key-27c1")).await;
+        converge("the new key is accepted", || async {
+            get_with(world.http, "/private", &key("second-key-27c1")).await == 200
+        })
+        .await;
+        assert_eq!(
+            get_with(world.http, "/private", &key("first-key-9f3a")).await,
+            401
+        );
+
+        // The persisted table holds neither key nor the password hash.
+        let persisted = world.state.join("table.json");
+        converge("the table with the new key is persisted", || async {
+            std::fs::read_to_string(&persisted).is_ok_and(|t| t.contains("apiKeySha256"))
+        })
+        .await;
+        let text = std::fs::read_to_string(&persisted).expect("persisted table");
+        for secret_value in ["first-key-9f3a", "second-key-27c1", hash] {
+            assert!(
+                !text.contains(secret_value),
+                "the persisted table holds {secret_value}"
+            );
+        }
+
+        // Deleted: its key is refused.
+        world.delete("v1", "Secret", "alice").await;
+        converge("the deleted consumer's key is refused", || async {
+            get_with(world.http, "/private", &key("second-key-27c1")).await == 401
+        })
+        .await;
+    });
+}
+
 /// The response to `GET path` (host `e2e.test`), when one came.
 async fn fetch(addr: SocketAddr, path: &str) -> Option<common::RawResponse> {
     let path = path.to_string();

@@ -17,8 +17,9 @@
 //!  listener/    the one accept loop (traffic workers, admin, push), limits, HTTP/1.1 + h2c; TLS next
 //!  phases.rs    the request path: the ordered list of phases over one per-request context
 //!  routing.rs   phase 2, route lookup          backend.rs   phase 5, respond | redirect | upstream
-//!  policy/      one file per policy, each holding its phases: cors, limit, validation, cache,
-//!               transform, errors; waf, authentication, authorization next
+//!  policy/      one file per policy, each holding its phases: cors, authentication (with
+//!               consumers, jwt, jwks, external, client), authorization, limit, validation,
+//!               cache, transform, errors; waf next
 //!  upstream/    balance (sees the request), state, resolve (DNS), pool; health, breaker, retry next
 //!  admin/       health, metrics, config, explain, cache purge; push (the controller's socket)
 //!  prepared.rs  a table made ready: the router, upstreams, one PreparedRule per rule
@@ -29,7 +30,10 @@
 //! atomically); upstream state kept across tables (`upstream/state.rs`: an endpoint
 //! schedule read per request, written only when endpoints or DNS answers change);
 //! policy state that must be one per rule across workers (rate-limit buckets,
-//! concurrency permits, the response cache, whose fill locks are sharded by key).
+//! concurrency permits, the response cache, whose fill locks are sharded by key);
+//! authentication's memos (verified tokens per rule, basic-auth successes, both sharded
+//! caches written only on a miss) and remote key sets (one per JWKS URI, swapped
+//! atomically by the fetch thread, read per request without a lock).
 //! Round-robin positions and metrics are per worker.
 //!
 //! API versions need no phase of their own: the compiler folded them into the table's
