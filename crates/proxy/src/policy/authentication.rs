@@ -165,7 +165,11 @@ impl Authentication {
         };
         if let Some(k) = &c.api_key {
             let mut ch = format!("ApiKey realm=\"{REALM}\", header=\"{}\"", k.header);
-            if let Some(q) = &k.query_param {
+            // Named only when it can be quoted as it is.
+            if let Some(q) = k.query_param.as_ref().filter(|q| {
+                q.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            }) {
                 ch.push_str(&format!(", query=\"{q}\""));
             }
             both(ch.clone(), ch)?;

@@ -214,6 +214,13 @@ impl RemoteJwks {
         self.keys.load_full()
     }
 
+    /// The current keys' generation (0 before the first good fetch), read without
+    /// taking a reference on them: what a remembered token is checked against on every
+    /// request.
+    pub fn generation(&self) -> u64 {
+        self.keys.load().as_ref().map_or(0, |k| k.generation)
+    }
+
     /// Asks for a refetch because a token names a `kid` the keys lack, and waits for
     /// it: joins a fetch under way, or starts one unless one was asked for less than
     /// [`KID_REFETCH_INTERVAL`] ago (then returns at once).

@@ -166,7 +166,7 @@ impl Jwt {
 
     fn generation(&self) -> u64 {
         match &self.keys {
-            Keys::Remote(r) => r.keys().map_or(0, |k| k.generation),
+            Keys::Remote(r) => r.generation(),
             _ => 0,
         }
     }
