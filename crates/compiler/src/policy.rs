@@ -185,47 +185,43 @@ impl Checker<'_, '_, '_> {
         }
     }
 
-    /// The text of a Secret key that exists (else `None`: [`Self::secret`] reports it).
-    fn secret_text(&self, r: &SecretKeyRef) -> Option<String> {
-        let s = self.index.secret(self.ns, &r.name)?;
-        gatehouse_api::consumer::secret_value(s, &r.key)
-            .ok()
-            .flatten()
+    /// Checks the text of a Secret key that exists (a missing one is reported by
+    /// [`Self::secret`]): invalid, saying it `is_not` what it should be, unless `ok`.
+    fn secret_content(
+        &mut self,
+        field: &str,
+        r: &SecretKeyRef,
+        ok: impl FnOnce(&str) -> bool,
+        is_not: &str,
+    ) {
+        let text = self.index.secret(self.ns, &r.name).and_then(|s| {
+            gatehouse_api::consumer::secret_value(s, &r.key)
+                .ok()
+                .flatten()
+        });
+        if let Some(text) = text
+            && !ok(&text)
+        {
+            let message = format!("Secret {}/{} key {:?} {is_not}", self.ns, r.name, r.key);
+            self.invalid(field, message);
+        }
     }
 
     /// A static JWKS: a JSON object with a `keys` array.
     fn jwks_document(&mut self, field: &str, r: &SecretKeyRef) {
-        let Some(text) = self.secret_text(r) else {
-            return;
+        let is_jwks = |text: &str| {
+            serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .is_some_and(|v| v.get("keys").is_some_and(serde_json::Value::is_array))
         };
-        let ok = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .is_some_and(|v| v.get("keys").is_some_and(serde_json::Value::is_array));
-        if !ok {
-            self.invalid(
-                field,
-                format!(
-                    "Secret {}/{} key {:?} is not a JWKS document (a JSON object with a \"keys\" array)",
-                    self.ns, r.name, r.key
-                ),
-            );
-        }
+        let is_not = "is not a JWKS document (a JSON object with a \"keys\" array)";
+        self.secret_content(field, r, is_jwks, is_not);
     }
 
     /// PEM text with at least one certificate.
     fn pem_certificates(&mut self, field: &str, r: &SecretKeyRef) {
-        let Some(text) = self.secret_text(r) else {
-            return;
-        };
-        if !text.contains("-----BEGIN CERTIFICATE-----") {
-            self.invalid(
-                field,
-                format!(
-                    "Secret {}/{} key {:?} holds no PEM certificate",
-                    self.ns, r.name, r.key
-                ),
-            );
-        }
+        let has_cert = |text: &str| text.contains("-----BEGIN CERTIFICATE-----");
+        self.secret_content(field, r, has_cert, "holds no PEM certificate");
     }
 
     fn url(&mut self, field: &str, u: &str) {

@@ -94,11 +94,17 @@ impl Table {
     /// The table with every [`auth::Sealed`] value withheld (consumers' password hashes,
     /// JWT HMAC keys): what `/config` shows and what the proxy persists. Only the routes
     /// that hold a secret are copied.
+    ///
+    /// When anything is withheld, the copy's `hash` is the original's with `-withheld`
+    /// appended: it is not the table that was compiled, so a controller that compares
+    /// hashes (a proxy restarted from its persisted table) pushes the whole table again.
     pub fn withhold_secrets(&self) -> Table {
         let mut out = self.clone();
+        let mut withheld = false;
         for c in &mut out.consumers {
             if let Some(h) = &mut c.password_hash {
                 h.withhold();
+                withheld = true;
             }
         }
         for route in &mut out.routes {
@@ -112,6 +118,7 @@ impl Table {
                 })
             };
             if holds(route) {
+                withheld = true;
                 let r = Arc::make_mut(route);
                 for rule in &mut r.rules {
                     if let Some(jwt) = rule
@@ -125,6 +132,9 @@ impl Table {
                     }
                 }
             }
+        }
+        if withheld {
+            out.hash.push_str("-withheld");
         }
         out
     }
@@ -795,5 +805,68 @@ mod tests {
         assert_eq!(versioned.forwarded_path("/other"), "/other");
         let plain = Match::default();
         assert_eq!(plain.forwarded_path("/v2/users"), "/v2/users");
+    }
+
+    #[test]
+    fn withheld_tables_hold_no_sealed_value_and_do_not_claim_the_compiled_hash() {
+        let jwt_rule = |secret: &str| Rule {
+            name: "r".into(),
+            policies: policy::RulePolicies {
+                authentication: Some(policy::Sourced {
+                    source: "rule".into(),
+                    config: auth::Authentication {
+                        jwt: Some(auth::JwtAuth {
+                            hmac_secret: Some(auth::Sealed::new(secret)),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let plain = Arc::new(Route {
+            id: "ns/plain".into(),
+            ..Default::default()
+        });
+        let table = Table {
+            format: FORMAT,
+            hash: "abc".into(),
+            routes: vec![
+                Arc::new(Route {
+                    id: "ns/jwt".into(),
+                    rules: vec![jwt_rule("hmac-key-1")],
+                    ..Default::default()
+                }),
+                plain.clone(),
+            ],
+            consumers: vec![Consumer {
+                id: "ns/alice".into(),
+                password_hash: Some(auth::Sealed::new("$2b$04$hash")),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let shown = table.withhold_secrets();
+        let text = serde_json::to_string(&shown).expect("serializes");
+        assert!(
+            !text.contains("hmac-key-1") && !text.contains("$2b$04$hash"),
+            "{text}"
+        );
+        assert_eq!(shown.hash, "abc-withheld");
+        // The original keeps its secrets; a route without one is shared, not copied.
+        assert!(
+            serde_json::to_string(&table)
+                .expect("serializes")
+                .contains("hmac-key-1")
+        );
+        assert!(Arc::ptr_eq(&shown.routes[1], &plain));
+        // Nothing to withhold: the same hash.
+        let open = Table {
+            hash: "def".into(),
+            ..Default::default()
+        };
+        assert_eq!(open.withhold_secrets().hash, "def");
     }
 }
