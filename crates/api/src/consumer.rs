@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 
+/// The highest bcrypt cost a consumer's `password-hash` may have (cost 14 is about a
+/// second per check on one core; each step doubles it).
+pub const MAX_BCRYPT_COST: u32 = 14;
+
 /// The label that makes a Secret a consumer; its value is the consumer's name.
 pub const CONSUMER_LABEL: &str = "gatehouse.dev/consumer";
 
@@ -43,6 +47,9 @@ pub enum ConsumerError {
     /// `password-hash` is not a bcrypt hash.
     #[error("key \"password-hash\" is not a bcrypt hash ($2a$, $2b$ or $2y$)")]
     NotBcrypt,
+    /// A bcrypt cost above [`MAX_BCRYPT_COST`]: each check would hold a core for seconds.
+    #[error("the bcrypt cost {0} is above {MAX_BCRYPT_COST}: every check would take seconds")]
+    CostTooHigh(u32),
     /// `username` without `password-hash`, or the reverse.
     #[error("\"username\" and \"password-hash\" must be given together")]
     HalfBasic,
@@ -103,6 +110,13 @@ pub fn consumer_from_secret(secret: &Secret) -> Result<Consumer, ConsumerError> 
         let bcrypt = ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p));
         if !bcrypt || hash.len() != 60 {
             return Err(ConsumerError::NotBcrypt);
+        }
+        let cost = hash
+            .get(4..6)
+            .and_then(|c| c.parse::<u32>().ok())
+            .ok_or(ConsumerError::NotBcrypt)?;
+        if cost > MAX_BCRYPT_COST {
+            return Err(ConsumerError::CostTooHigh(cost));
         }
     }
     let groups = secret_value(secret, "groups")?
@@ -194,6 +208,13 @@ mod tests {
         assert_eq!(consumer_from_secret(&s), Err(ConsumerError::HalfBasic));
         let s = secret(&[("username", "alice"), ("password-hash", "plain")], &[]);
         assert_eq!(consumer_from_secret(&s), Err(ConsumerError::NotBcrypt));
+        // A well-formed hash of cost 31: days per check.
+        let slow = format!("$2b$31${}", "a".repeat(53));
+        let s = secret(&[("username", "alice"), ("password-hash", &slow)], &[]);
+        assert_eq!(
+            consumer_from_secret(&s),
+            Err(ConsumerError::CostTooHigh(31))
+        );
         let s = secret(&[], &[("api-key", &[0xff, 0xfe])]);
         assert!(matches!(
             consumer_from_secret(&s),

@@ -225,10 +225,19 @@ impl Checker<'_, '_, '_> {
     }
 
     fn url(&mut self, field: &str, u: &str) {
+        // A scheme, a host, an optional numeric port, and nothing a URI cannot hold.
         let ok = ["http://", "https://"].iter().any(|s| {
-            u.strip_prefix(s)
-                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-        });
+            u.strip_prefix(s).is_some_and(|rest| {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+                let port_ok = match authority.rsplit_once(':') {
+                    Some((host, port)) if !host.ends_with(']') && !host.contains(':') => {
+                        port.parse::<u16>().is_ok()
+                    }
+                    _ => true,
+                };
+                !authority.is_empty() && port_ok
+            })
+        }) && u.bytes().all(|b| b.is_ascii_graphic());
         if !ok {
             self.invalid(field, format!("{u:?} is not an http:// or https:// URL"));
         }
@@ -489,6 +498,9 @@ impl Checker<'_, '_, '_> {
             }
             if let Some(r) = &j.hmac_secret_ref {
                 self.secret("authentication.jwt.hmacSecretRef", r);
+                let long_enough = |text: &str| text.len() >= 32;
+                let is_not = "is shorter than 32 bytes: an HMAC key that short can be guessed";
+                self.secret_content("authentication.jwt.hmacSecretRef", r, long_enough, is_not);
             }
             if let Some(r) = &j.jwks_ca_secret_ref {
                 if j.jwks_uri.is_none() {

@@ -95,9 +95,10 @@ impl Table {
     /// JWT HMAC keys): what `/config` shows and what the proxy persists. Only the routes
     /// that hold a secret are copied.
     ///
-    /// When anything is withheld, the copy's `hash` is the original's with `-withheld`
-    /// appended: it is not the table that was compiled, so a controller that compares
-    /// hashes (a proxy restarted from its persisted table) pushes the whole table again.
+    /// When anything is withheld, the copy's `hash` is `withheld-` and the SHA-256 of the
+    /// withheld content: it names no table a controller compiled (so one that compares
+    /// hashes pushes the whole table to a proxy restarted from its persisted copy), and,
+    /// unlike the compiled hash, it cannot be used to test guesses of a secret.
     pub fn withhold_secrets(&self) -> Table {
         let mut out = self.clone();
         let mut withheld = false;
@@ -134,7 +135,24 @@ impl Table {
             }
         }
         if withheld {
-            out.hash.push_str("-withheld");
+            use sha2::Digest;
+            struct Sha(sha2::Sha256);
+            impl std::hash::Hasher for Sha {
+                fn write(&mut self, bytes: &[u8]) {
+                    self.0.update(bytes);
+                }
+                fn finish(&self) -> u64 {
+                    0
+                }
+            }
+            let mut h = Sha(sha2::Sha256::new());
+            out.hash_content(&mut h);
+            let digest = h.0.finalize();
+            out.hash = digest.iter().fold(String::from("withheld-"), |mut s, b| {
+                use std::fmt::Write;
+                let _ = write!(s, "{b:02x}");
+                s
+            });
         }
         out
     }
@@ -854,7 +872,11 @@ mod tests {
             !text.contains("hmac-key-1") && !text.contains("$2b$04$hash"),
             "{text}"
         );
-        assert_eq!(shown.hash, "abc-withheld");
+        assert!(shown.hash.starts_with("withheld-") && shown.hash.len() == 9 + 64);
+        // The withheld hash depends on nothing withheld: another key, the same hash.
+        let mut other = table.clone();
+        Arc::make_mut(&mut other.routes[0]).rules = vec![jwt_rule("hmac-key-2")];
+        assert_eq!(other.withhold_secrets().hash, shown.hash);
         // The original keeps its secrets; a route without one is shared, not copied.
         assert!(
             serde_json::to_string(&table)

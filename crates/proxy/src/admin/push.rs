@@ -95,7 +95,16 @@ impl StateDir {
     pub fn save(&self, bytes: &[u8]) -> io::Result<()> {
         let tmp = self.dir.join(".table.json.tmp");
         {
-            let mut f = std::fs::File::create(&tmp)?;
+            // Owner-only: the table holds API-key digests.
+            let mut f = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)?
+            };
             f.write_all(bytes)?;
             f.sync_all()?;
         }

@@ -21,7 +21,8 @@
 //! never send its own. A bearer token is forwarded (upstreams may verify it again).
 //!
 //! bcrypt is slow on purpose (milliseconds per check), so it never runs on a traffic
-//! worker: verifications run on the blocking pool, at most [`bcrypt_slots`] at once, and
+//! worker: verifications run on the blocking pool, at most [`bcrypt_slots`] at once (a
+//! check that waits longer than [`BCRYPT_WAIT`] for a slot is answered 503), and
 //! a success is remembered for [`BASIC_REMEMBER`] under a keyed digest of the user, the
 //! password and the stored hash (the key is random per process; the password itself is
 //! never kept).
@@ -117,6 +118,8 @@ pub struct Authentication {
     jwt: Option<Jwt>,
     basic: Option<BTreeMap<String, String>>,
     external: Option<External>,
+    /// `external` is configured but cannot be used.
+    external_broken: bool,
     optional: bool,
     /// One challenge per method.
     challenges: Arc<[HeaderValue]>,
@@ -154,7 +157,15 @@ impl Authentication {
             .as_ref()
             .map(|j| Jwt::prepare(j, remote))
             .transpose()?;
-        let external = c.external.as_ref().map(External::prepare).transpose()?;
+        // A check that cannot be set up (a URL the compiler let through but a client
+        // cannot use) answers 503 on this rule only; the rest of the table serves.
+        let (external, external_broken) = match c.external.as_ref().map(External::prepare) {
+            Some(Err(e)) => {
+                tracing::error!(route, error = %e, "authentication.external cannot be used; the rule answers 503 where it would be asked");
+                (None, true)
+            }
+            other => (other.and_then(Result::ok), false),
+        };
         let mut challenges = Vec::new();
         let mut bad_token = Vec::new();
         let mut both = |plain: String, bad: String| -> Result<(), String> {
@@ -195,6 +206,7 @@ impl Authentication {
             jwt,
             basic: c.basic.as_ref().map(|b| b.consumer_selector.clone()),
             external,
+            external_broken,
             optional: c.optional,
             challenges: challenges.into(),
             challenges_bad_token: bad_token.into(),
@@ -249,6 +261,8 @@ impl Presented {
             // unless the rule is optional: then a request without any of the headers
             // it would be sent counts as presenting nothing.
             p.external = !a.optional || e.presented(parts);
+        } else if a.external_broken {
+            p.external = !a.optional;
         }
         p
     }
@@ -268,8 +282,11 @@ fn token(from: &gatehouse_table::auth::TokenFrom, parts: &Parts) -> Option<Strin
     {
         let v = v.trim();
         if h == "authorization" {
-            let (scheme, rest) = v.split_once(' ')?;
-            if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
+            // Another scheme (or none) is not a token here: try the other places.
+            if let Some((scheme, rest)) = v.split_once(' ')
+                && scheme.eq_ignore_ascii_case("bearer")
+                && !rest.trim().is_empty()
+            {
                 return Some(rest.trim().to_string());
             }
         } else if !v.is_empty() {
@@ -365,15 +382,31 @@ pub(crate) fn on_request<'a>(
                 .consumers
                 .by_user(user, &auth.namespace, selector)
                 .cloned();
-            match found {
-                Some(c) if verify_basic(&c, user, password).await => {
+            let checked = match &found {
+                Some(c) => verify_basic(c, user, password).await,
+                None => Password::Wrong,
+            };
+            match (checked, found) {
+                (Password::Right, Some(c)) => {
                     let id = Identity::of_consumer(&c);
                     return Ok(ControlFlow::Continue(admit(cx, auth, parts, id, None)));
+                }
+                (Password::Busy, _) => {
+                    cx.count(Method::Basic.counter());
+                    return Err(GatewayError::AuthUnavailable(
+                        "too many password checks are waiting",
+                    ));
                 }
                 _ => {
                     refused.get_or_insert(Method::Basic);
                 }
             }
+        }
+        if auth.external_broken && presented.external {
+            cx.count(Method::External.counter());
+            return Err(GatewayError::AuthUnavailable(
+                "the authentication service is not configured correctly",
+            ));
         }
         if let Some(e) = auth.external.as_ref().filter(|_| presented.external) {
             let ip = cx.peer.addr.ip().to_string();
@@ -512,8 +545,12 @@ pub fn bcrypt_slots() -> usize {
 struct BasicMemo {
     key: [u8; 32],
     remembered: quick_cache::sync::Cache<[u8; 32], Instant>,
-    slots: tokio::sync::Semaphore,
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How long a basic-auth check may wait for a bcrypt slot before the request is
+/// answered 503.
+pub const BCRYPT_WAIT: Duration = Duration::from_secs(2);
 
 fn memo() -> &'static BasicMemo {
     static MEMO: OnceLock<BasicMemo> = OnceLock::new();
@@ -530,15 +567,23 @@ fn memo() -> &'static BasicMemo {
         BasicMemo {
             key,
             remembered: quick_cache::sync::Cache::new(BASIC_CAPACITY),
-            slots: tokio::sync::Semaphore::new(bcrypt_slots()),
+            slots: Arc::new(tokio::sync::Semaphore::new(bcrypt_slots())),
         }
     })
 }
 
+/// What a password check found.
+enum Password {
+    Right,
+    Wrong,
+    /// No bcrypt slot within [`BCRYPT_WAIT`].
+    Busy,
+}
+
 /// Whether `password` is `user`'s, by the consumer's bcrypt hash.
-async fn verify_basic(c: &Consumer, user: &str, password: &str) -> bool {
+async fn verify_basic(c: &Consumer, user: &str, password: &str) -> Password {
     let Some(hash) = c.password_hash.as_ref().and_then(|h| h.reveal()) else {
-        return false;
+        return Password::Wrong;
     };
     let m = memo();
     let mut d = Sha256::new();
@@ -550,21 +595,30 @@ async fn verify_basic(c: &Consumer, user: &str, password: &str) -> bool {
     let digest: [u8; 32] = d.finalize().into();
     if let Some(at) = m.remembered.get(&digest) {
         if at.elapsed() < BASIC_REMEMBER {
-            return true;
+            return Password::Right;
         }
         m.remembered.remove(&digest);
     }
-    let Ok(_slot) = m.slots.acquire().await else {
-        return false;
+    // The slot goes with the check onto the blocking pool: a request that gives up
+    // (its client went away) does not free it while bcrypt still runs.
+    let slot = match tokio::time::timeout(BCRYPT_WAIT, m.slots.clone().acquire_owned()).await {
+        Ok(Ok(slot)) => slot,
+        Ok(Err(_)) | Err(_) => return Password::Busy,
     };
     let (password, hash) = (password.to_string(), hash.to_string());
-    let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-        .await
-        .unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || {
+        let ok = bcrypt::verify(password, &hash).unwrap_or(false);
+        drop(slot);
+        ok
+    })
+    .await
+    .unwrap_or(false);
     if ok {
         m.remembered.insert(digest, Instant::now());
+        Password::Right
+    } else {
+        Password::Wrong
     }
-    ok
 }
 
 #[cfg(test)]
@@ -603,6 +657,8 @@ mod tests {
         );
         assert_eq!(t(&parts("/?access_token=q1", &[])), Some("q1".into()));
         assert_eq!(t(&parts("/?other=1", &[])), None);
+        let negotiate = parts("/", &[("authorization", "Negotiate"), ("cookie", "jwt=c1")]);
+        assert_eq!(t(&negotiate), Some("c1".into()));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -62,12 +62,14 @@ pub struct Answer {
     pub status: http::StatusCode,
     /// The headers.
     pub headers: http::HeaderMap,
-    /// The body.
+    /// The body, or its first `max_body` bytes.
     pub body: Bytes,
+    /// Whether `body` is all of it.
+    pub complete: bool,
 }
 
-/// Sends `req` and reads the answer, body at most `max_body` bytes, all within
-/// `timeout`.
+/// Sends `req` and reads the answer, at most `max_body` bytes of its body (`complete`
+/// says whether that was all), all within `timeout`.
 pub async fn call(
     client: &AuxClient,
     req: http::Request<Full<Bytes>>,
@@ -87,16 +89,27 @@ pub async fn call(
             }
             text
         })?;
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, max_body)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
+        let (parts, mut body) = resp.into_parts();
+        // Read up to `max_body`; what is beyond is not read (the connection is dropped).
+        let mut out = bytes::BytesMut::new();
+        let mut complete = true;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("reading the answer: {e}"))?;
+            if let Ok(data) = frame.into_data() {
+                if out.len() + data.len() > max_body {
+                    let room = max_body - out.len();
+                    out.extend_from_slice(&data[..room]);
+                    complete = false;
+                    break;
+                }
+                out.extend_from_slice(&data);
+            }
+        }
         Ok(Answer {
             status: parts.status,
             headers: parts.headers,
-            body,
+            body: out.freeze(),
+            complete,
         })
     };
     tokio::time::timeout(timeout, work)

@@ -7,7 +7,8 @@
 //! - a 2xx answer lets it in: its `upstreamHeaders` are copied onto the upstream
 //!   request (the client's own headers of those names were removed first);
 //! - a 401, 403 or redirect (3xx) goes back to the client as the service sent it:
-//!   status, `WWW-Authenticate`, `Location`, `Set-Cookie`, `Content-Type`, body;
+//!   status, `WWW-Authenticate`, `Location`, `Set-Cookie`, `Content-Type`, and the body
+//!   when it is at most 64 KiB (a larger one is dropped; a 2xx's body is never used);
 //! - anything else, no answer within `timeout`, or no connection: 503, fail closed.
 
 use std::time::Duration;
@@ -142,7 +143,14 @@ impl External {
             || status == StatusCode::FORBIDDEN
             || status.is_redirection()
         {
-            let mut resp = Response::new(crate::full(answer.body));
+            // A body over the bound is not passed back in part: the status and headers
+            // still are.
+            let body = if answer.complete {
+                answer.body
+            } else {
+                Bytes::new()
+            };
+            let mut resp = Response::new(crate::full(body));
             *resp.status_mut() = status;
             for name in &PASSED_BACK {
                 for v in answer.headers.get_all(name) {

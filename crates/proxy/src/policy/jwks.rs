@@ -100,10 +100,18 @@ impl KeySet {
             if !for_signing {
                 continue;
             }
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+            // A key that names an algorithm verifies only that one; one that names an
+            // algorithm that is not a JWS signature algorithm (RSA-OAEP, ...) none.
+            let alg = match jwk.common.key_algorithm {
+                None => None,
+                Some(a) => match a.to_string().parse::<Algorithm>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        skipped += 1;
+                        continue;
+                    }
+                },
+            };
             let key = Key { key, alg };
             match jwk.common.key_id {
                 Some(kid) => set.by_kid.entry(kid).or_default().push(key),
@@ -252,10 +260,18 @@ impl RemoteJwks {
         let rt = fetch_runtime()?;
         let (tx, rx) = watch::channel(None);
         st.inflight = Some(rx.clone());
-        let me = self.clone();
+        /// Clears the fetch under way however the fetch ends (a panic included), so a
+        /// set can always be fetched again.
+        struct Done(Arc<RemoteJwks>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.lock().inflight = None;
+            }
+        }
+        let done = Done(self.clone());
         rt.spawn(async move {
-            let outcome = me.fetch_once().await;
-            me.lock().inflight = None;
+            let outcome = done.0.fetch_once().await;
+            drop(done);
             let _ = tx.send(Some(outcome));
         });
         Some(rx)
@@ -305,8 +321,11 @@ impl RemoteJwks {
         if !answer.status.is_success() {
             return Err(format!("the key server answered {}", answer.status));
         }
+        if !answer.complete {
+            return Err(format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes"));
+        }
         let refresh = max_age(&answer.headers).map_or(DEFAULT_REFRESH, |age| {
-            (age * 3 / 4).clamp(MIN_REFRESH, MAX_REFRESH)
+            (age.min(MAX_REFRESH * 2) * 3 / 4).clamp(MIN_REFRESH, MAX_REFRESH)
         });
         Ok((answer.body, refresh))
     }
@@ -375,12 +394,19 @@ mod tests {
             {"kty":"EC","crv":"P-256","kid":"e","alg":"ES256",
              "x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
              "y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
-            {"kty":"XYZ","kid":"x"}
+            {"kty":"XYZ","kid":"x"},
+            {"kty":"EC","crv":"P-256","kid":"enc","alg":"ECDH-ES",
+             "x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
         ]}"#;
         let set = KeySet::parse(doc, 1).expect("parses");
         assert!(set.knows(Some("e")));
         assert!(set.knows(Some("h")));
         assert!(!set.knows(Some("x")));
+        assert!(
+            !set.knows(Some("enc")),
+            "a key for a non-signature algorithm is skipped"
+        );
         assert!(!set.knows(None));
         assert_eq!(set.candidates(Some("e"))[0].alg, Some(Algorithm::ES256));
         assert!(KeySet::parse(br#"{"keys":[]}"#, 1).is_err());
@@ -401,5 +427,10 @@ mod tests {
             http::HeaderValue::from_static("no-cache"),
         );
         assert_eq!(max_age(&h), None);
+        h.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("max-age=18446744073709551615"),
+        );
+        assert_eq!(max_age(&h), Some(Duration::from_secs(u64::MAX)));
     }
 }

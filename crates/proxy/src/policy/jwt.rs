@@ -135,11 +135,13 @@ impl Jwt {
             },
         };
         // A withheld key (a table read back from disk) verifies nothing.
+        // A key that cannot be used (empty) refuses HS tokens on this rule only.
         let hmac = match c.hmac_secret.as_ref().and_then(|s| s.reveal()) {
-            Some(secret) => Some(
-                DecodingKey::from_secret(secret.as_bytes())
-                    .map_err(|e| format!("hmacSecretRef: {e}"))?,
-            ),
+            Some(secret) => DecodingKey::from_secret(secret.as_bytes())
+                .inspect_err(|e| {
+                    tracing::error!(error = %e, "jwt hmacSecretRef: the key cannot be used; HS tokens are refused");
+                })
+                .ok(),
             None => None,
         };
         let forward_claims = c
@@ -176,9 +178,10 @@ impl Jwt {
     pub fn remembered(&self, token: &str) -> Option<Arc<Verified>> {
         let v = self.verified.get(token)?;
         let now = now_s();
+        // `exp` is required: an entry without one is never fresh.
         let fresh = v
             .exp
-            .is_none_or(|exp| now <= exp.saturating_add(self.leeway_s))
+            .is_some_and(|exp| now <= exp.saturating_add(self.leeway_s))
             && v.nbf
                 .is_none_or(|nbf| nbf <= now.saturating_add(self.leeway_s))
             && v.generation == self.generation();
@@ -205,7 +208,7 @@ impl Jwt {
                 .hmac
                 .as_ref()
                 .ok_or("No HMAC key verifies this token.")?;
-            return self.check(token, key, &validation, 0);
+            return self.check(token, key, &validation, self.generation());
         }
         let kid = header.kid.as_deref();
         let set = match &self.keys {
@@ -287,12 +290,19 @@ impl Jwt {
                 _ => "The token is malformed.",
             })?;
         let claims = data.claims;
-        let number = |name: &str| claims.get(name).and_then(Value::as_u64);
+        // As jsonwebtoken reads them (a decimal is accepted): `exp` rounded down and
+        // `nbf` up, so a remembered token is never held longer than verified.
+        let time = |name: &str, up: bool| {
+            claims.get(name).and_then(Value::as_f64).map(|t| {
+                let t = if up { t.ceil() } else { t.floor() };
+                t.clamp(0.0, u64::MAX as f64) as u64
+            })
+        };
         let verified = Arc::new(Verified {
             subject: claims.get("sub").and_then(Value::as_str).map(Arc::from),
             groups: groups(claims.get("groups")),
-            exp: number("exp"),
-            nbf: number("nbf"),
+            exp: time("exp", false),
+            nbf: time("nbf", true),
             generation,
             claims: Arc::new(claims),
         });
@@ -408,6 +418,21 @@ mod tests {
         let mut c = good;
         c.as_object_mut().map(|m| m.remove("exp"));
         assert!(run(jwt.verify(&sign(c, b"s3cr3t-hmac-key"))).is_err());
+    }
+
+    #[test]
+    fn a_decimal_exp_is_remembered_until_it_passes() {
+        let jwt = Jwt::prepare(&hs_policy(), no_remote).expect("prepares");
+        let claims = |exp: f64| json!({"iss": "https://issuer.test/", "aud": "orders", "sub": "a", "exp": exp});
+        let now = now_s() as f64;
+        let live = sign(claims(now + 60.5), b"s3cr3t-hmac-key");
+        assert!(run(jwt.verify(&live)).is_ok());
+        assert!(jwt.remembered(&live).is_some());
+        // Verified while within the skew, then remembered only while it still is: a
+        // remembered entry is never fresher than its `exp`.
+        let v =
+            run(jwt.verify(&sign(claims(now - 29.5), b"s3cr3t-hmac-key"))).expect("within skew");
+        assert!(v.exp.is_some_and(|e| e <= now_s()));
     }
 
     #[test]
