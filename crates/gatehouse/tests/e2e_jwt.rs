@@ -392,6 +392,20 @@ fn rsa1_as(kid: &str) -> String {
     sign(Algorithm::RS256, Some(kid), &keys().rsa1, &claims("user-1"))
 }
 
+/// The statuses of requests sent all at once, one per kid, each with a token of
+/// `rsa-1` naming that kid.
+fn burst(gw: &LoggedGateway, kids: impl Iterator<Item = String>) -> Vec<u16> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = kids
+            .map(|kid| s.spawn(move || jwt_get(gw, &rsa1_as(&kid)).status))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("request thread"))
+            .collect()
+    })
+}
+
 /// Waits for the gateway's first fetch, then for a token of `rsa-1` to pass.
 fn wait_for_keys(gw: &LoggedGateway, server: &JwksServer) {
     assert!(
@@ -425,18 +439,7 @@ fn an_unknown_kid_refetches_the_jwks_at_most_once_a_minute() {
     );
 
     // Within the minute, more unknown kids, all at once: no more fetches.
-    let answers: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (2..22)
-            .map(|i| {
-                let gw = &gw;
-                s.spawn(move || jwt_get(gw, &rsa1_as(&format!("unknown-{i}"))).status)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("request thread"))
-            .collect()
-    });
+    let answers = burst(&gw, (2..22).map(|i| format!("unknown-{i}")));
     assert!(answers.iter().all(|s| *s == 401), "{answers:?}");
     assert_eq!(server.gets(), base + 1, "refetched again within the minute");
     // The known key still works.
@@ -457,18 +460,7 @@ fn concurrent_unknown_kids_share_one_refetch() {
         body,
         delay: Duration::from_secs(1),
     });
-    let answers: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..20)
-            .map(|i| {
-                let gw = &gw;
-                s.spawn(move || jwt_get(gw, &rsa1_as(&format!("burst-{i}"))).status)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("request thread"))
-            .collect()
-    });
+    let answers = burst(&gw, (0..20).map(|i| format!("burst-{i}")));
     assert!(answers.iter().all(|s| *s == 401), "{answers:?}");
     assert_eq!(
         server.gets(),

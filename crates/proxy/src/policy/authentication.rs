@@ -511,7 +511,13 @@ fn strip_reserved(auth: &Authentication, parts: &mut Parts) {
 /// Removes the API key (header and query parameter) and a `Basic` `Authorization`;
 /// returns the target without the query parameter when it was there.
 fn strip_credentials(auth: &Authentication, parts: &mut Parts) -> Option<PathAndQuery> {
-    if auth.basic.is_some() && basic_credentials(parts).is_some() {
+    // Any `Basic` credential, well-formed or not: the scheme is enough.
+    let basic_scheme = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().get(..6))
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"basic "));
+    if auth.basic.is_some() && basic_scheme {
         parts.headers.remove(header::AUTHORIZATION);
     }
     let k = auth.api_key.as_ref()?;
