@@ -62,9 +62,9 @@ pub struct Keys {
 pub fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        // The test binary may see both jsonwebtoken backends enabled through feature
-        // unification; pick one explicitly so signing never asks which.
-        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+        // The same backend as the gateway's (aws-lc-rs), chosen explicitly so signing
+        // never has to ask which.
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let rsa = |f: &str| EncodingKey::from_rsa_pem(fixture(f).as_bytes()).expect("RSA key");
         Keys {
             rsa1: rsa("rsa-1.key.pem"),
