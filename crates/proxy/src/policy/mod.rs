@@ -210,11 +210,16 @@ pub fn keep(route: &str, rule: &Rule, states: &PolicyStates, round: &mut StatesR
     }
 }
 
-/// The key of a rule's remote key set: its URI and CA.
+/// The key of a remote key set: its URI and CA.
+fn jwks_key_of(uri: &str, ca: Option<&str>) -> String {
+    format!("{uri}\0{}", ca.unwrap_or(""))
+}
+
+/// The key of a rule's remote key set, when it has one.
 fn jwks_key(a: &gatehouse_table::auth::Authentication) -> Option<String> {
     match &a.jwt.as_ref()?.keys {
         gatehouse_table::auth::JwtKeys::Remote { uri, ca_pem } => {
-            Some(format!("{uri}\0{}", ca_pem.as_deref().unwrap_or("")))
+            Some(jwks_key_of(uri, ca_pem.as_deref()))
         }
         _ => None,
     }
@@ -228,7 +233,7 @@ fn remote_jwks(
     uri: &str,
     ca: Option<&str>,
 ) -> Result<Arc<jwks::RemoteJwks>, String> {
-    let key = format!("{uri}\0{}", ca.unwrap_or(""));
+    let key = jwks_key_of(uri, ca);
     if let Some(found) = round.jwks.get(&key) {
         return Ok(found.clone());
     }
