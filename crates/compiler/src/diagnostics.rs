@@ -96,6 +96,9 @@ pub enum Reason {
     PolicyNotFound,
     /// A referenced Secret is missing.
     SecretNotFound,
+    /// A certificate Secret is unusable: not PEM, the key is not the certificate's, or
+    /// it is outside its dates.
+    InvalidCertificate,
     /// The Upstream's Service is missing.
     ServiceNotFound,
     /// The Upstream's Service has no such port.
@@ -127,6 +130,7 @@ impl Reason {
             Reason::UpstreamNotFound => "UpstreamNotFound",
             Reason::PolicyNotFound => "PolicyNotFound",
             Reason::SecretNotFound => "SecretNotFound",
+            Reason::InvalidCertificate => "InvalidCertificate",
             Reason::ServiceNotFound => "ServiceNotFound",
             Reason::PortNotFound => "PortNotFound",
             Reason::Degraded => "Degraded",

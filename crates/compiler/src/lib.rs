@@ -31,6 +31,7 @@ mod policy;
 mod route;
 mod routes_only;
 mod support;
+mod tls;
 mod upstream;
 pub mod values;
 mod version;
@@ -539,6 +540,7 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
     let claims = (memo.is_some() && base_ok).then(|| count_claims(&drafts));
     let accepted = resolve_conflicts(drafts, &mut diags);
     let attached = attached_routes(&accepted);
+    let certificates = certificates_of(accepted.iter().map(|(_, d)| d));
     let mut table = Table {
         format: table::FORMAT,
         version: 0,
@@ -547,6 +549,7 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         routes: accepted.into_par_iter().map(|(_, d)| d.route).collect(),
         upstreams: upstreams.table,
         consumers: consumers.into_values().collect(),
+        certificates,
     };
     // Ids are unique (one route per namespace/name).
     table.routes.sort_unstable_by(|a, b| a.id.cmp(&b.id));
@@ -572,6 +575,19 @@ fn compile_with(inputs: &Inputs, mut memo: Option<&mut Memo>) -> Output {
         memo.remember(inputs, &out, route_digests, claims);
     }
     out
+}
+
+/// The usable certificates of the accepted routes, once each, sorted by id.
+fn certificates_of<'d>(
+    drafts: impl Iterator<Item = &'d route::RouteDraft>,
+) -> Vec<table::Certificate> {
+    let mut by_id: BTreeMap<&str, &table::Certificate> = BTreeMap::new();
+    for d in drafts {
+        if let Some(c) = &d.certificate {
+            by_id.entry(c.id.as_str()).or_insert(c);
+        }
+    }
+    by_id.into_values().cloned().collect()
 }
 
 /// Consumers from the Secrets labelled as such, by `namespace/name`.
@@ -907,6 +923,7 @@ fn hash_with_route_digests(table: &Table, routes: &[[u8; 32]]) -> String {
         }
         table.upstreams.hash(&mut h);
         table.consumers.hash(&mut h);
+        table.certificates.hash(&mut h);
     }
     h.finish_digest()
         .iter()

@@ -27,6 +27,8 @@ pub(crate) struct RouteDraft {
     pub keys: Arc<Vec<Vec<MatchKey>>>,
     /// `namespace/name` of the ApiPolicies it references (resolved or not).
     pub policy_refs: Arc<BTreeSet<String>>,
+    /// The certificate of `spec.tls`, when it is usable.
+    pub certificate: Option<Arc<table::Certificate>>,
 }
 
 /// Precedence facts of one match.
@@ -81,6 +83,13 @@ pub(crate) fn compile(
     };
     let hosts = cx.hosts(&spec.hosts);
     let wide = cx.route_wide(spec);
+    let (tls, certificate) = match &spec.tls {
+        Some(t) => {
+            let (id, c) = cx.tls(t, &hosts);
+            (Some(id), c)
+        }
+        None => (None, None),
+    };
 
     let mut rules = Vec::new();
     let mut keys = Vec::new();
@@ -107,9 +116,11 @@ pub(crate) fn compile(
             hosts: hosts.into_iter().collect(),
             rules,
             version: wide.version.map(|plan| plan.table),
+            tls,
         }),
         keys: Arc::new(keys),
         policy_refs: Arc::new(cx.policy_refs),
+        certificate,
     })
 }
 
@@ -191,12 +202,9 @@ impl<'a> RouteCx<'a, '_> {
         hosts
     }
 
-    /// The route-wide parts: blockers (`tls`), versioning, the route's policy layers.
+    /// The route-wide parts: versioning, the route's policy layers.
     fn route_wide(&mut self, spec: &'a ApiRouteSpec) -> RouteWide<'a> {
         let mut blocked = Vec::new();
-        if let Some(tls) = &spec.tls {
-            self.tls(tls, &mut blocked);
-        }
         // API versioning: compiled into every match (`version.rs`).
         let version = spec.version.as_deref().and_then(|v| {
             let plan = version::plan(v, self.sink);
@@ -223,25 +231,50 @@ impl<'a> RouteCx<'a, '_> {
         }
     }
 
-    /// `spec.tls`: its Secret must exist, and serving HTTPS is not implemented yet.
-    fn tls(&mut self, tls: &RouteTls, blocked: &mut Vec<Blocker>) {
+    /// `spec.tls`: the certificate's id (the Secret's `namespace/name`), and the
+    /// certificate when it is usable. An unusable one is the route's error (its
+    /// `ResolvedRefs` condition): its hosts are then not served on HTTPS, and plain HTTP
+    /// is served as without `tls`. A host the certificate does not name is a warning.
+    fn tls(
+        &mut self,
+        tls: &RouteTls,
+        hosts: &BTreeSet<String>,
+    ) -> (String, Option<Arc<table::Certificate>>) {
         let ns = self.ns;
-        if self.index.secret(ns, &tls.secret_name).is_none() {
+        let id = format!("{ns}/{}", tls.secret_name);
+        let Some(secret) = self.index.secret(ns, &tls.secret_name) else {
             self.sink.error(
                 "spec.tls.secretName",
                 Reason::SecretNotFound,
-                format!(
-                    "Secret {ns}/{} not found; the route answers 503",
-                    tls.secret_name
-                ),
+                format!("Secret {id} not found; the route's hosts are not served on HTTPS"),
             );
-            blocked.push(Blocker {
-                field: format!("ApiRoute {} spec.tls.secretName", self.id),
-                reason: BlockReason::SecretNotFound,
-            });
-        }
-        if !support::ROUTE_TLS {
-            self.unsupported(blocked, "spec.tls", "serving routes over HTTPS", "route");
+            return (id, None);
+        };
+        match crate::tls::check(&id, secret, crate::tls::now()) {
+            Err(why) => {
+                self.sink.error(
+                    "spec.tls.secretName",
+                    Reason::InvalidCertificate,
+                    format!("{why}; the route's hosts are not served on HTTPS"),
+                );
+                (id, None)
+            }
+            Ok(checked) => {
+                for host in hosts {
+                    if !checked.names.iter().any(|n| crate::tls::covers(n, host)) {
+                        self.sink.warning(
+                            "spec.tls.secretName",
+                            Reason::InvalidCertificate,
+                            format!(
+                                "the certificate in Secret {id} does not name {host:?} \
+                                 (it names {}); clients will refuse it for that host",
+                                checked.names.join(", ")
+                            ),
+                        );
+                    }
+                }
+                (id, Some(Arc::new(checked.certificate)))
+            }
         }
     }
 

@@ -10,7 +10,7 @@
 //!   routes are replaced in place, and each ApiPolicy's count of attached routes moves
 //!   by what the changed routes referenced before and after.
 //!
-//! Anything else (a shared match, too many changes, inputs out of order, another kind
+//! Anything else (a shared match, a route with `tls`, too many changes, inputs out of order, another kind
 //! changed) takes the whole path in `compile_with`, which also records what this path
 //! starts from. `tests/incremental.rs` checks both against a full compilation.
 
@@ -182,6 +182,14 @@ pub(crate) fn compile(inputs: &Inputs, memo: &mut Memo) -> Option<Output> {
         return None;
     }
     let changed = changes(&last.routes, &inputs.routes)?;
+    // A route with `tls` changes the table's certificates: the whole path collects them.
+    let tls = |r: &ApiRoute| r.spec.tls.is_some();
+    if changed
+        .iter()
+        .any(|c| c.old.as_deref().is_some_and(tls) || c.new.is_some_and(|r| tls(r)))
+    {
+        return None;
+    }
     if changed.is_empty() {
         let last = memo.last.as_mut()?;
         // The same objects, or newer ones with the same output.

@@ -29,8 +29,6 @@ pub fn unsupported_policy_parts(field: PolicyField, _policies: &Policies) -> Vec
     }
 }
 
-/// Route `tls`: serving routes over HTTPS. (`spec.version` is served: see `version.rs`.)
-pub const ROUTE_TLS: bool = false;
 /// Rule `mirror`.
 pub const RULE_MIRROR: bool = false;
 /// Rule `aggregate`.

@@ -62,7 +62,11 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
             }
         }
     };
-    let blocked = blockers(spec, &id, &ns, index, sink);
+    let mut blocked = blockers(spec, sink);
+    let tls = spec
+        .tls
+        .as_ref()
+        .and_then(|t| tls(t, &endpoints, &id, &ns, index, sink, &mut blocked));
     let upstream = valid.then(|| table::Upstream {
         id,
         protocol: match spec.protocol.unwrap_or_default() {
@@ -73,6 +77,7 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
         endpoints,
         timeouts,
         load_balancer: load_balancer(spec),
+        tls,
         blocked,
     });
     // Endpoints that receive traffic: none when the Upstream is not served.
@@ -154,15 +159,10 @@ fn static_endpoints(
 }
 
 /// Why requests to the upstream are answered 503: fields the data plane does not
-/// implement, TLS Secrets that do not exist.
-fn blockers(
-    spec: &UpstreamSpec,
-    id: &str,
-    ns: &str,
-    index: &Index<'_>,
-    sink: &mut Sink<'_>,
-) -> Vec<Blocker> {
-    let mut blocked: Vec<Blocker> = support::unsupported_upstream_fields(spec)
+/// implement.
+fn blockers(spec: &UpstreamSpec, sink: &mut Sink<'_>) -> Vec<Blocker> {
+    let id = sink.object().id();
+    let blocked: Vec<Blocker> = support::unsupported_upstream_fields(spec)
         .into_iter()
         .map(|field| {
             sink.error(
@@ -176,36 +176,98 @@ fn blockers(
             }
         })
         .collect();
-    let tls = spec.tls.as_ref();
-    for (field, secret) in [
-        (
-            "spec.tls.caSecretRef",
-            tls.and_then(|t| t.ca_secret_ref.as_ref()),
-        ),
-        (
-            "spec.tls.clientCertificateRef",
-            tls.and_then(|t| t.client_certificate_ref.as_ref()),
-        ),
-    ] {
-        if let Some(s) = secret
-            && index.secret(ns, &s.name).is_none()
-        {
-            sink.error(
+    blocked
+}
+
+/// `spec.tls`: what the proxy needs to speak TLS to the servers. A CA or client
+/// certificate Secret that is missing or unusable blocks the upstream (503): it never
+/// falls back to other trust roots or to no client certificate.
+fn tls(
+    t: &gatehouse_api::upstream::UpstreamTls,
+    endpoints: &[Endpoint],
+    id: &str,
+    ns: &str,
+    index: &Index<'_>,
+    sink: &mut Sink<'_>,
+    blocked: &mut Vec<Blocker>,
+) -> Option<table::UpstreamTls> {
+    let mut block = |sink: &mut Sink<'_>, field: &str, reason: Reason, message: String| {
+        sink.error(
+            field,
+            reason,
+            format!("{message}; requests to this upstream are answered 503"),
+        );
+        blocked.push(Blocker {
+            field: format!("Upstream {id} {field}"),
+            reason: match reason {
+                Reason::SecretNotFound => BlockReason::SecretNotFound,
+                _ => BlockReason::InvalidCertificate,
+            },
+        });
+    };
+    let mut out = table::UpstreamTls {
+        // The endpoint host when it is a name (static endpoints share one name, or the
+        // first is taken); IP addresses are verified as such, without SNI.
+        sni: t.sni.clone().or_else(|| {
+            endpoints
+                .iter()
+                .find(|e| e.host.parse::<IpAddr>().is_err())
+                .map(|e| e.host.clone())
+        }),
+        insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+        ..Default::default()
+    };
+    if let Some(sni) = &t.sni
+        && !is_dns_name(&sni.to_ascii_lowercase())
+        && sni.parse::<IpAddr>().is_err()
+    {
+        block(
+            sink,
+            "spec.tls.sni",
+            Reason::Invalid,
+            format!("{sni:?} is not a DNS name or an IP address"),
+        );
+    }
+    if out.insecure_skip_verify {
+        sink.warning(
+            "spec.tls.insecureSkipVerify",
+            Reason::Invalid,
+            "the servers' certificates are not verified: anyone on the network path can \
+             read and change this traffic; use caSecretRef instead",
+        );
+    }
+    if let Some(r) = &t.ca_secret_ref {
+        let field = "spec.tls.caSecretRef";
+        match index.secret(ns, &r.name) {
+            None => block(
+                sink,
                 field,
                 Reason::SecretNotFound,
-                format!(
-                    "Secret {ns}/{} not found; requests to this upstream are answered 503",
-                    s.name
-                ),
-            );
-            // Never fall back to other trust roots or no client certificate.
-            blocked.push(Blocker {
-                field: format!("Upstream {id} {field}"),
-                reason: BlockReason::SecretNotFound,
-            });
+                format!("Secret {ns}/{} not found", r.name),
+            ),
+            Some(secret) => match crate::tls::ca_bundle(&format!("{ns}/{}", r.name), secret) {
+                Ok(pem) => out.ca = Some(pem),
+                Err(why) => block(sink, field, Reason::InvalidCertificate, why),
+            },
         }
     }
-    blocked
+    if let Some(r) = &t.client_certificate_ref {
+        let field = "spec.tls.clientCertificateRef";
+        let secret_id = format!("{ns}/{}", r.name);
+        match index.secret(ns, &r.name) {
+            None => block(
+                sink,
+                field,
+                Reason::SecretNotFound,
+                format!("Secret {secret_id} not found"),
+            ),
+            Some(secret) => match crate::tls::check(&secret_id, secret, crate::tls::now()) {
+                Ok(checked) => out.client_certificate = Some(checked.certificate),
+                Err(why) => block(sink, field, Reason::InvalidCertificate, why),
+            },
+        }
+    }
+    Some(out)
 }
 
 /// `spec.loadBalancer.policy`, default `RoundRobin`.

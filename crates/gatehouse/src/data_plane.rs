@@ -47,18 +47,22 @@ impl DataPlaneArgs {
     }
 }
 
-/// Opens the traffic listener on `http` (`workers` threads, default one per core) and the
-/// admin listener on `admin`, both serving `state`'s table.
+/// Opens the traffic listeners on `http` and `https` when given (`workers` threads,
+/// default one per core) and the admin listener on `admin`, all serving `state`'s table.
 pub fn listen(
     http: SocketAddr,
+    https: Option<SocketAddr>,
     admin: SocketAddr,
     workers: Option<usize>,
     state: &Arc<AdminState>,
 ) -> Result<(Listening, AdminListening)> {
     let workers =
         workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let listening = gatehouse_proxy::serve(http, state.shared().clone(), workers)
-        .with_context(|| format!("listening on {http}"))?;
+    let listening = gatehouse_proxy::serve_on(http, https, state.shared().clone(), workers)
+        .with_context(|| match https {
+            Some(https) => format!("listening on {http} and {https}"),
+            None => format!("listening on {http}"),
+        })?;
     let admin = gatehouse_proxy::serve_admin(admin, state.clone())
         .with_context(|| format!("admin listener on {admin}"))?;
     Ok((listening, admin))

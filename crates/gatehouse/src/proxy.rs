@@ -21,6 +21,10 @@ pub struct ProxyArgs {
     /// Plaintext traffic listener.
     #[arg(long, env = "GATEHOUSE_HTTP", default_value = "0.0.0.0:8080")]
     pub http: SocketAddr,
+    /// HTTPS traffic listener: each route with `tls` is served on it with its
+    /// certificate, chosen by SNI. `off` disables it.
+    #[arg(long, env = "GATEHOUSE_HTTPS", default_value = "0.0.0.0:8443")]
+    pub https: Listen,
     /// Admin listener (health, metrics, config, explain). Keep it on loopback.
     #[arg(long, env = "GATEHOUSE_ADMIN", default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
@@ -48,7 +52,7 @@ pub struct ProxyArgs {
 
 /// A listener address, or `off`.
 #[derive(Debug, Clone, Copy)]
-pub struct Listen(Option<SocketAddr>);
+pub struct Listen(pub Option<SocketAddr>);
 
 impl std::str::FromStr for Listen {
     type Err = String;
@@ -95,8 +99,13 @@ pub fn proxy(args: ProxyArgs) -> Result<ExitCode> {
             }
         }
     }
-    let (listening, admin) =
-        crate::data_plane::listen(args.http, args.admin, args.workers, &admin_state)?;
+    let (listening, admin) = crate::data_plane::listen(
+        args.http,
+        args.https.0,
+        args.admin,
+        args.workers,
+        &admin_state,
+    )?;
     let metrics = match args.metrics.0 {
         Some(addr) => Some(
             serve_surface(addr, admin_state.clone(), Surface::Probes)
@@ -108,6 +117,7 @@ pub fn proxy(args: ProxyArgs) -> Result<ExitCode> {
         .with_context(|| format!("admin socket {}", args.admin_socket.display()))?;
     tracing::info!(
         http = %listening.local_addr,
+        https = ?listening.tls_addr,
         admin = %admin.local_addr,
         metrics = ?metrics.as_ref().map(|m| m.local_addr),
         socket = %args.admin_socket.display(),

@@ -25,6 +25,11 @@ pub struct RunArgs {
     /// Plaintext traffic listener.
     #[arg(long, env = "GATEHOUSE_HTTP", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
+    /// HTTPS traffic listener: each route with `tls` is served on it with its
+    /// certificate (a `kubernetes.io/tls` Secret in the folder), chosen by SNI. Off
+    /// unless given.
+    #[arg(long, env = "GATEHOUSE_HTTPS")]
+    pub https: Option<SocketAddr>,
     /// Admin listener (health, config, explain). Keep it on loopback.
     #[arg(long, env = "GATEHOUSE_ADMIN", default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
@@ -47,9 +52,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .context("preparing the routing table")?;
     let admin_state = AdminState::new(shared, Some(explain_fn()));
     admin_state.applied(folder.source());
-    let (listening, admin) = listen(args.http, args.admin, args.workers, &admin_state)?;
+    let (listening, admin) = listen(
+        args.http,
+        args.https,
+        args.admin,
+        args.workers,
+        &admin_state,
+    )?;
+    let https = listening
+        .tls_addr
+        .map(|a| format!(" and https://{a}"))
+        .unwrap_or_default();
     println!(
-        "gatehouse: serving {routes} route(s) from {} on http://{} (admin http://{})",
+        "gatehouse: serving {routes} route(s) from {} on http://{}{https} (admin http://{})",
         folder.path().display(),
         listening.local_addr,
         admin.local_addr

@@ -82,6 +82,9 @@ pub fn strip_hop_by_hop_except_upgrade(headers: &mut HeaderMap) {
 pub struct Peer {
     /// The client's address.
     pub addr: SocketAddr,
+    /// On HTTPS, the id of the certificate the connection was served (none when the
+    /// connection is plain HTTP).
+    pub tls: Option<Tls>,
     /// The client's IP, as `X-Forwarded-For` appends it.
     ip: HeaderValue,
     /// `for=...;proto=http`, the start of every `Forwarded` value from this client.
@@ -91,17 +94,32 @@ pub struct Peer {
     last: RefCell<Option<(HeaderValue, HeaderValue)>>,
 }
 
+/// What a TLS connection was set up with.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The id of the certificate served (the Secret's `namespace/name`); `None` when
+    /// the table changed between the handshake and its end and no longer has it.
+    pub certificate: Option<std::sync::Arc<str>>,
+}
+
 impl Peer {
-    /// A peer at `addr`.
+    /// A peer at `addr` over plain HTTP.
     pub fn new(addr: SocketAddr) -> Peer {
+        Peer::with_tls(addr, None)
+    }
+
+    /// A peer at `addr`, over TLS when `tls` is set.
+    pub fn with_tls(addr: SocketAddr, tls: Option<Tls>) -> Peer {
         let ip = addr.ip().to_string();
+        let proto = if tls.is_some() { "https" } else { "http" };
         let forwarded_for = if addr.is_ipv6() {
-            format!("for=\"[{ip}]\";proto=http")
+            format!("for=\"[{ip}]\";proto={proto}")
         } else {
-            format!("for={ip};proto=http")
+            format!("for={ip};proto={proto}")
         };
         Peer {
             addr,
+            tls,
             ip: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
             forwarded_for,
             last: RefCell::new(None),
@@ -136,7 +154,8 @@ pub fn add_forwarding(headers: &mut HeaderMap, peer: &Peer, host: Option<&Header
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if peer.tls.is_some() { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(h) = host {
         headers.insert(X_FORWARDED_HOST, h.clone());
     }

@@ -73,7 +73,7 @@ pub use admin::push::{PushListening, StateDir, serve_push};
 pub use admin::{AdminListening, AdminState, ExplainFn, Surface, serve_admin, serve_surface};
 pub(crate) use body::full;
 pub use body::{Body, Streamed};
-pub use listener::{Listening, serve};
+pub use listener::{Listening, serve, serve_on};
 pub use prepared::{PrepareError, Prepared};
 
 /// A worker's handle on the table: cloning the `Rc` is a plain increment, where

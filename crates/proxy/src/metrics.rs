@@ -6,6 +6,7 @@
 //! recording indexes a vector instead of hashing strings, and a series keeps its slot
 //! across tables. Names follow `spec/runtime.md`.
 
+use crate::listener::tls::Handshake;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -184,6 +185,8 @@ pub struct Metrics {
     rejected: AtomicU64,
     version: AtomicU64,
     apply_durations: Mutex<Histogram>,
+    /// TLS handshakes by [`Handshake::ALL`] position: per connection, not per request.
+    handshakes: [AtomicU64; Handshake::ALL.len()],
 }
 
 thread_local! {
@@ -280,6 +283,13 @@ impl Metrics {
         }
     }
 
+    /// Counts a TLS handshake.
+    pub fn tls_handshake(&self, result: Handshake) {
+        if let Some(i) = Handshake::ALL.iter().position(|h| *h == result) {
+            self.handshakes[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let names = self
@@ -371,6 +381,15 @@ impl Metrics {
             .map(|h| h.clone())
             .unwrap_or_default();
         histogram(&mut out, "gatehouse_config_apply_duration_seconds", "", &h);
+        out.push_str("# HELP gatehouse_tls_handshakes_total TLS handshakes on the HTTPS listener by result.\n# TYPE gatehouse_tls_handshakes_total counter\n");
+        for (h, n) in Handshake::ALL.iter().zip(&self.handshakes) {
+            let _ = writeln!(
+                out,
+                "gatehouse_tls_handshakes_total{{result=\"{}\"}} {}",
+                h.label(),
+                n.load(Ordering::Relaxed)
+            );
+        }
         out
     }
 }

@@ -47,6 +47,8 @@ pub struct Prepared {
     /// The table's consumers, indexed for authentication (the running table's while
     /// they are unchanged).
     pub consumers: Arc<policy::consumers::Consumers>,
+    /// The certificates HTTPS serves, by the names their routes serve.
+    pub tls: crate::listener::tls::Catalog,
 }
 
 /// Everything a request to one rule needs, prepared once per table.
@@ -89,6 +91,11 @@ impl PreparedRule {
     /// The route's id.
     pub fn route_id(&self) -> &str {
         &self.route.id
+    }
+
+    /// The id of the certificate the route's hosts are served with on HTTPS.
+    pub fn certificate(&self) -> Option<&str> {
+        self.route.tls.as_deref()
     }
 
     /// The same rule over another upstream list.
@@ -173,6 +180,7 @@ impl Prepared {
                 state,
             })
             .collect();
+        let tls = crate::listener::tls::Catalog::prepare(&table, cx.previous.map(|p| &p.tls));
         // Nothing below fails: the cache now holds this router's regexes.
         *cx.regexes = next_regexes;
         Ok(Prepared {
@@ -182,6 +190,7 @@ impl Prepared {
             routes,
             unmatched: cx.metrics.labels("", ""),
             consumers,
+            tls,
         })
     }
 

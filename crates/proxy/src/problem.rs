@@ -58,6 +58,9 @@ pub enum GatewayError {
     },
     /// The authenticated caller is not allowed by the rule's `authorization`.
     Forbidden(String),
+    /// On HTTPS, the route asked for is not served with the connection's certificate
+    /// (or not on HTTPS at all): 421, the client retries on a connection of its own.
+    Misdirected,
     /// The forward-authentication service failed, timed out or cannot be reached.
     AuthUnavailable(&'static str),
 }
@@ -168,6 +171,11 @@ impl GatewayError {
                 (*detail).to_string(),
             ),
             GatewayError::Forbidden(why) => (StatusCode::FORBIDDEN, "Forbidden", why.clone()),
+            GatewayError::Misdirected => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "Misdirected Request",
+                "This host is not served on this connection's certificate; open a new connection for it.".into(),
+            ),
             GatewayError::AuthUnavailable(why) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable",

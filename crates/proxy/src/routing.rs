@@ -148,6 +148,13 @@ pub(crate) fn select<'a>(
     };
     let rule = cx.table.rule(selected.target);
     cx.rule = Some(rule);
+    // On HTTPS, the route must be served with the connection's certificate: a client
+    // reusing a connection for another host (HTTP/2 coalescing) is sent to a new one.
+    if let Some(tls) = &cx.peer.tls
+        && rule.certificate() != tls.certificate.as_deref()
+    {
+        return Err(GatewayError::Misdirected);
+    }
     // Any field the data plane cannot enforce blocks the rule: nothing fails open.
     if rule.blocked {
         return Err(GatewayError::Blocked);

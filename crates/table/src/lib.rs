@@ -58,7 +58,8 @@ use serde::{Deserialize, Serialize};
 /// aggregate merge and error handling, and blocker reasons are enums.
 /// 4: `authentication` and `authorization` are typed ([`auth`]); secret material is
 /// [`auth::Sealed`], and a consumer's password hash is sealed too.
-pub const FORMAT: u32 = 4;
+/// 5: [`Table::certificates`] and [`Route::tls`]: routes served over HTTPS.
+pub const FORMAT: u32 = 5;
 
 /// The whole compiled configuration.
 #[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
@@ -78,6 +79,24 @@ pub struct Table {
     pub upstreams: Vec<Upstream>,
     /// Consumers, sorted by id.
     pub consumers: Vec<Consumer>,
+    /// The certificates routes serve HTTPS with, sorted by id; only valid ones (the
+    /// compiler checked the chain, the key, and the dates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<Certificate>,
+}
+
+/// A certificate and its private key, from a `kubernetes.io/tls` Secret.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Certificate {
+    /// The Secret's `namespace/name`: what [`Route::tls`] names.
+    pub id: String,
+    /// The chain (`tls.crt`), PEM, leaf first.
+    pub chain: String,
+    /// The private key (`tls.key`), PEM: withheld where the table is shown or stored.
+    pub key: auth::Sealed,
+    /// The leaf's notAfter, Unix seconds.
+    pub not_after: i64,
 }
 
 impl Table {
@@ -89,6 +108,7 @@ impl Table {
         self.routes.hash(state);
         self.upstreams.hash(state);
         self.consumers.hash(state);
+        self.certificates.hash(state);
     }
 
     /// The table with every [`auth::Sealed`] value withheld (consumers' password hashes,
@@ -102,6 +122,16 @@ impl Table {
     pub fn withhold_secrets(&self) -> Table {
         let mut out = self.clone();
         let mut withheld = false;
+        for c in &mut out.certificates {
+            c.key.withhold();
+            withheld = true;
+        }
+        for u in &mut out.upstreams {
+            if let Some(c) = u.tls.as_mut().and_then(|t| t.client_certificate.as_mut()) {
+                c.key.withhold();
+                withheld = true;
+            }
+        }
         for c in &mut out.consumers {
             if let Some(h) = &mut c.password_hash {
                 h.withhold();
@@ -197,6 +227,11 @@ pub struct Route {
     /// left here is what every response of the route carries, and what `explain` shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<Version>,
+    /// `spec.tls`: the [`Certificate`] (by id, the Secret's `namespace/name`) its hosts
+    /// are served with on HTTPS. A route without it is not served on HTTPS, nor is one
+    /// whose certificate is not in [`Table::certificates`] (it was found unusable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
 }
 
 /// The API version a route serves, with its response headers ready to send.
@@ -281,6 +316,8 @@ pub enum BlockReason {
     PolicyNotFound,
     /// A referenced Secret is missing.
     SecretNotFound,
+    /// A referenced certificate or CA Secret is unusable.
+    InvalidCertificate,
     /// A field whose behaviour the data plane does not implement yet.
     #[default]
     UnsupportedValue,
@@ -292,6 +329,7 @@ impl BlockReason {
         match self {
             BlockReason::PolicyNotFound => "PolicyNotFound",
             BlockReason::SecretNotFound => "SecretNotFound",
+            BlockReason::InvalidCertificate => "InvalidCertificate",
             BlockReason::UnsupportedValue => "UnsupportedValue",
         }
     }
@@ -627,10 +665,33 @@ pub struct Upstream {
     pub timeouts: Timeouts,
     /// Load-balancing policy.
     pub load_balancer: LoadBalancer,
+    /// TLS to the servers; `None`: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
     /// Fields the data plane does not implement yet; when non-empty every request to
     /// this upstream is answered 503.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked: Vec<Blocker>,
+}
+
+/// How the proxy speaks TLS to an upstream's servers.
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamTls {
+    /// The name sent in SNI and verified against the servers' certificates; `None`:
+    /// no SNI, and the certificate is verified for the endpoint's IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// PEM CA certificates the servers' chains must lead to; `None`: the webpki roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// The client certificate presented (mutual TLS); its key is withheld where the
+    /// table is shown or stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<Certificate>,
+    /// The servers' certificates are not verified at all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
 }
 
 /// How an endpoint is picked for a request.
@@ -755,6 +816,7 @@ mod tests {
                 id: "shop/users".into(),
                 created: Some(1_790_000_000),
                 hosts: vec!["api.example.com".into()],
+                tls: Some("shop/api-example-tls".into()),
                 rules: vec![Rule {
                     name: "get-user".into(),
                     matches: vec![Match {
@@ -798,6 +860,12 @@ mod tests {
                     ready: true,
                 }],
                 ..Default::default()
+            }],
+            certificates: vec![Certificate {
+                id: "shop/api-example-tls".into(),
+                chain: "-----BEGIN CERTIFICATE-----\n...".into(),
+                key: auth::Sealed::new("-----BEGIN PRIVATE KEY-----\n..."),
+                not_after: 1_900_000_000,
             }],
             ..Default::default()
         };
@@ -864,14 +932,23 @@ mod tests {
                 password_hash: Some(auth::Sealed::new("$2b$04$hash")),
                 ..Default::default()
             }],
+            certificates: vec![Certificate {
+                id: "ns/tls".into(),
+                chain: "CHAIN".into(),
+                key: auth::Sealed::new("PRIVATE-KEY-PEM"),
+                not_after: 0,
+            }],
             ..Default::default()
         };
         let shown = table.withhold_secrets();
         let text = serde_json::to_string(&shown).expect("serializes");
         assert!(
-            !text.contains("hmac-key-1") && !text.contains("$2b$04$hash"),
+            !text.contains("hmac-key-1")
+                && !text.contains("$2b$04$hash")
+                && !text.contains("PRIVATE-KEY-PEM"),
             "{text}"
         );
+        assert!(text.contains("CHAIN"), "the chain is public: {text}");
         assert!(shown.hash.starts_with("withheld-") && shown.hash.len() == 9 + 64);
         // The withheld hash depends on nothing withheld: another key, the same hash.
         let mut other = table.clone();

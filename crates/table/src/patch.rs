@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Consumer, FORMAT, Route, Table, Upstream};
+use crate::{Certificate, Consumer, FORMAT, Route, Table, Upstream};
 
 /// What turns the table `base` into the table `hash`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -46,6 +46,9 @@ pub struct TablePatch {
     /// Every consumer, when any changed; `None`: unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers: Option<Vec<Consumer>>,
+    /// Every certificate, when any changed; `None`: unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<Vec<Certificate>>,
 }
 
 /// Why a patch does not apply.
@@ -76,6 +79,8 @@ impl Table {
             base: self.hash.clone(),
             hash: next.hash.clone(),
             consumers: (self.consumers != next.consumers).then(|| next.consumers.clone()),
+            certificates: (self.certificates != next.certificates)
+                .then(|| next.certificates.clone()),
             ..TablePatch::default()
         };
         for change in walk(&self.routes, &next.routes, |r| &r.id) {
@@ -128,6 +133,9 @@ impl Table {
             routes,
             upstreams,
             consumers: patch.consumers.unwrap_or_else(|| self.consumers.clone()),
+            certificates: patch
+                .certificates
+                .unwrap_or_else(|| self.certificates.clone()),
         })
     }
 }
@@ -261,6 +269,7 @@ mod tests {
             routes,
             upstreams,
             consumers: Vec::new(),
+            certificates: Vec::new(),
         }
     }
 

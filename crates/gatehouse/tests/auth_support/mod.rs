@@ -723,7 +723,7 @@ pub fn test_ca_and_acceptor() -> (String, tokio_rustls::TlsAcceptor) {
         leaf_key.serialize_der(),
     ));
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("TLS versions")

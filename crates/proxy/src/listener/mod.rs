@@ -7,7 +7,9 @@
 //! connections on a `LocalSet`, so connection state, upstream pools and per-worker
 //! counters stay on it. Each connection speaks HTTP/1.1 or, when it opens with the
 //! HTTP/2 preface, h2c (`http.rs`); HTTP/1.1 connections may be upgraded (WebSocket).
-//! TLS (rustls, SNI from the table) plugs in here next, in front of the same builder.
+//! With `--https`, each worker also accepts on the HTTPS socket: the TLS handshake
+//! (`tls.rs`: rustls, the certificate chosen by SNI from the table) runs in the
+//! connection's task, then the connection is served by the same builder.
 //!
 //! Stopping sends a drain deadline: the loop stops accepting, open connections finish
 //! the response in flight, and the thread ends once they are done or the deadline
@@ -15,6 +17,7 @@
 
 pub mod http;
 pub mod limits;
+pub mod tls;
 
 use std::cell::Cell;
 use std::future::Future;
@@ -31,7 +34,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use crate::headers::Peer;
+use hyper_util::server::conn::auto;
+
+use crate::headers::{Peer, Tls};
 use crate::{Shared, phases, worker};
 
 /// Sends a listener's drain deadline; `None` until it stops.
@@ -144,6 +149,8 @@ where
 pub struct Listening {
     /// The bound address (the real port when 0 was asked for).
     pub local_addr: SocketAddr,
+    /// The HTTPS listener's bound address, when there is one.
+    pub tls_addr: Option<SocketAddr>,
     stop: Stop,
     workers: Vec<JoinHandle<()>>,
 }
@@ -171,31 +178,59 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 /// Serves `shared` on `addr` with `workers` threads (at least one).
 pub fn serve(addr: SocketAddr, shared: Arc<Shared>, workers: usize) -> io::Result<Listening> {
-    let first = bind(addr)?;
+    serve_on(addr, None, shared, workers)
+}
+
+/// Serves `shared` on `http` and, when given, HTTPS on `https`, with `workers` threads
+/// (at least one), each accepting on both.
+pub fn serve_on(
+    http: SocketAddr,
+    https: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    workers: usize,
+) -> io::Result<Listening> {
+    let first = bind(http)?;
     let local_addr = first.local_addr()?;
+    let (first_tls, tls_addr) = match https {
+        Some(a) => {
+            let l = bind(a)?;
+            let bound = l.local_addr()?;
+            (Some(l), Some(bound))
+        }
+        None => (None, None),
+    };
+    let config = match tls_addr {
+        Some(_) => Some(tls::server_config(shared.clone())?),
+        None => None,
+    };
     let (stop, stopped) = watch::channel(None);
-    let mut listeners = vec![first];
+    let mut listeners = vec![(first, first_tls)];
     for _ in 1..workers.max(1) {
-        listeners.push(bind(local_addr)?);
+        let tls = tls_addr.map(bind).transpose()?;
+        listeners.push((bind(local_addr)?, tls));
     }
     let mut handles = Vec::new();
-    for (i, listener) in listeners.into_iter().enumerate() {
+    for (i, (listener, tls_listener)) in listeners.into_iter().enumerate() {
         let (shared, stopped) = (shared.clone(), stopped.clone());
+        let tls = tls_listener.zip(config.clone());
         handles.push(on_thread(format!("gatehouse-worker-{i}"), move || {
-            traffic_worker(i, listener, shared, stopped)
+            traffic_worker(i, listener, tls, shared, stopped)
         })?);
     }
     Ok(Listening {
         local_addr,
+        tls_addr,
         stop,
         workers: handles,
     })
 }
 
-/// One traffic worker: its accept loop, serving HTTP/1.1 and h2c with the request path.
+/// One traffic worker: its accept loops (plain and TLS), serving HTTP/1.1 and HTTP/2
+/// with the request path.
 async fn traffic_worker(
     index: usize,
     listener: std::net::TcpListener,
+    tls: Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
     shared: Arc<Shared>,
     stopped: Stopped,
 ) {
@@ -208,33 +243,91 @@ async fn traffic_worker(
             return;
         }
     };
+    let tls = match tls.map(|(l, c)| tokio::net::TcpListener::from_std(l).map(|l| (l, c))) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "HTTPS listener setup failed");
+            return;
+        }
+    };
     let builder = Rc::new(http::traffic());
     // Cloned per request: an `Rc`, so no atomic traffic between workers.
     let shared = Rc::new(shared);
-    accept_loop(listener, stopped, move |stream, client, mut stop| {
+    let plain = {
         let (shared, builder) = (shared.clone(), builder.clone());
+        accept_loop(listener, stopped.clone(), move |stream, client, stop| {
+            let peer = Peer::new(client);
+            serve_traffic(stream, peer, shared.clone(), builder.clone(), stop)
+        })
+    };
+    let Some((tls_listener, config)) = tls else {
+        return plain.await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let secure = accept_loop(tls_listener, stopped, move |stream, client, stop| {
+        let (shared, builder, acceptor) = (shared.clone(), builder.clone(), acceptor.clone());
         async move {
-            let peer = Rc::new(Peer::new(client));
-            let svc = service_fn(move |req| {
-                let (shared, peer) = (shared.clone(), peer.clone());
-                async move {
-                    Ok::<_, std::convert::Infallible>(phases::handle(req, &peer, &shared).await)
+            let handshake = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    let result = tls::Handshake::of(&e);
+                    shared.metrics.tls_handshake(result);
+                    tracing::debug!(%client, error = %e, result = result.label(), "TLS handshake failed");
+                    return;
                 }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let ended = tokio::select! {
-                ended = conn.as_mut() => ended,
-                _ = stop.changed() => {
-                    // Finish the response in flight, then close.
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+                Err(_) => {
+                    shared.metrics.tls_handshake(tls::Handshake::Timeout);
+                    return;
                 }
             };
-            if let Err(e) = ended {
-                tracing::debug!(%client, error = %e, "connection ended");
-            }
+            shared.metrics.tls_handshake(tls::Handshake::Success);
+            // The certificate served, found again by the name the client asked for.
+            let sni = stream.get_ref().1.server_name();
+            let certificate = shared
+                .current
+                .load()
+                .tls
+                .lookup(sni)
+                .map(|(id, _)| id.clone());
+            let peer = Peer::with_tls(client, Some(Tls { certificate }));
+            serve_traffic(stream, peer, shared, builder, stop).await;
         }
-    })
-    .await;
+    });
+    tokio::join!(plain, secure);
+}
+
+/// Serves one traffic connection (plain or after its TLS handshake) with the request
+/// path until it closes or the listener stops. `shared` is an `Rc` so that cloning it
+/// per request is a plain increment, not an atomic one on a line every worker writes.
+#[allow(clippy::redundant_allocation)]
+async fn serve_traffic<I>(
+    io: I,
+    peer: Peer,
+    shared: Rc<Arc<Shared>>,
+    builder: Rc<auto::Builder<http::LocalExec>>,
+    mut stop: Stopped,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client = peer.addr;
+    let peer = Rc::new(peer);
+    let svc = service_fn(move |req| {
+        let (shared, peer) = (shared.clone(), peer.clone());
+        async move { Ok::<_, std::convert::Infallible>(phases::handle(req, &peer, &shared).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        _ = stop.changed() => {
+            // Finish the response in flight, then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%client, error = %e, "connection ended");
+    }
 }

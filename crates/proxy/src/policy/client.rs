@@ -1,6 +1,6 @@
 //! The HTTP client of calls the gateway makes for itself, not for a request's upstream:
 //! JWKS fetches and forward-authentication checks. HTTP/1.1, `http` or `https` (rustls
-//! with the `ring` provider), pooled keep-alive connections; verified against the public
+//! with the `aws-lc-rs` provider), pooled keep-alive connections; verified against the public
 //! web roots, or against the PEM CA certificates a policy names.
 
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub fn build(ca_pem: Option<&str>) -> Result<AuxClient, String> {
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
