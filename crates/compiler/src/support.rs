@@ -39,9 +39,6 @@ pub const DOCS: bool = false;
 /// Upstream fields set in `spec` that the proxy does not implement, as field paths.
 pub fn unsupported_upstream_fields(spec: &UpstreamSpec) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if spec.tls.is_some() {
-        out.push("spec.tls");
-    }
     if let Some(lb) = &spec.load_balancer {
         if lb.policy.unwrap_or_default() != LoadBalancerPolicy::RoundRobin {
             out.push("spec.loadBalancer.policy");

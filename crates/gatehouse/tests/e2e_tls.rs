@@ -486,3 +486,193 @@ fn a_broken_certificate_is_a_diagnostic_of_its_route_only() {
     );
     assert!(out.contains("does not name \"z.test\""), "{out}");
 }
+
+// === TLS to upstreams ===
+
+/// An HTTPS upstream on `runtime` with `leaf`, HTTP/1.1 and HTTP/2 by ALPN; when
+/// `client_ca` is given it requires a client certificate signed by it. Each answer says
+/// the protocol and whether a client certificate was presented.
+fn tls_upstream(
+    runtime: &tokio::runtime::Runtime,
+    leaf: &Leaf,
+    client_ca: Option<&Ca>,
+) -> SocketAddr {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => builder.with_client_cert_verifier(
+            rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(ca.roots()),
+                provider,
+            )
+            .build()
+            .expect("client verifier"),
+        ),
+    };
+    let key = PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).expect("key");
+    let mut config = builder
+        .with_single_cert(vec![leaf.der.clone()], key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    runtime.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let (_, conn) = tls.get_ref();
+                let alpn =
+                    String::from_utf8_lossy(conn.alpn_protocol().unwrap_or(b"none")).into_owned();
+                let client = if conn.peer_certificates().is_some() {
+                    "client-cert"
+                } else {
+                    "no-client-cert"
+                };
+                let answer = format!("tls upstream: {alpn} {client}");
+                let svc = hyper::service::service_fn(move |_req| {
+                    let answer = answer.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(answer)),
+                        ))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
+/// An `Opaque` Secret with `ca.crt`.
+fn ca_secret(name: &str, ca: &Ca) -> String {
+    let pem = ca.issuer.pem();
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\nstringData:\n  ca.crt: |\n    {}\n",
+        pem.trim_end().replace('\n', "\n    ")
+    )
+}
+
+/// An Upstream to `addr` with `tls` (YAML flow mapping), and a route `/NAME` to it.
+fn upstream_route(name: &str, addr: SocketAddr, protocol: &str, tls: &str) -> String {
+    format!(
+        r#"apiVersion: gatehouse.dev/v1alpha1
+kind: Upstream
+metadata: {{name: {name}, namespace: default}}
+spec:
+  endpoints: [{{host: 127.0.0.1, port: {port}}}]
+  protocol: {protocol}
+  tls: {tls}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: {name}, namespace: default}}
+spec:
+  hosts: [up.test]
+  rules: [{{name: all, matches: [{{path: {{type: Prefix, value: /{name}}}}}], backends: [{{upstream: {name}}}]}}]
+---
+"#,
+        port = addr.port()
+    )
+}
+
+#[test]
+fn upstreams_are_reached_over_tls_verified_by_their_ca_with_client_certificates() {
+    let servers = upstream_runtime();
+    let server_ca = Ca::new("upstream server CA");
+    let other_ca = Ca::new("some other CA");
+    let client_ca = Ca::new("upstream client CA");
+    let server_leaf = server_ca.leaf(&["upstream.test"]);
+    let client_leaf = client_ca.leaf(&["gateway.test"]);
+    let open = tls_upstream(&servers, &server_leaf, None);
+    let mutual = tls_upstream(&servers, &server_leaf, Some(&client_ca));
+    let verified = "{sni: upstream.test, caSecretRef: {name: server-ca}}";
+    let with_cert = "{sni: upstream.test, caSecretRef: {name: server-ca}, clientCertificateRef: {name: client-cert}}";
+    let manifests = [
+        upstream_route("good", open, "HTTP1", verified),
+        upstream_route("h2", open, "HTTP2", verified),
+        upstream_route(
+            "wrongca",
+            open,
+            "HTTP1",
+            "{sni: upstream.test, caSecretRef: {name: other-ca}}",
+        ),
+        upstream_route(
+            "wrongname",
+            open,
+            "HTTP1",
+            "{sni: elsewhere.test, caSecretRef: {name: server-ca}}",
+        ),
+        upstream_route("insecure", open, "HTTP1", "{insecureSkipVerify: true}"),
+        upstream_route("nocert", mutual, "HTTP1", verified),
+        upstream_route("withcert", mutual, "HTTP1", with_cert),
+        ca_secret("server-ca", &server_ca),
+        ca_secret("other-ca", &other_ca),
+        tls_secret("client-cert", &client_leaf),
+    ]
+    .join("---\n");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("gatehouse.log");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("all.yaml"), &manifests).expect("write");
+    let (_process, http, _admin) = common::spawn_gatehouse_with(
+        dir.path(),
+        std::process::Stdio::from(std::fs::File::create(&log).expect("log")),
+        &[],
+    );
+    let get = |path: &str| common::request(http, "GET", "up.test", path, &[]);
+
+    assert_eq!(get("/good").text(), "tls upstream: http/1.1 no-client-cert");
+    // Pooled: a second request on the same worker reuses the connection; either way it
+    // is served the same.
+    assert_eq!(get("/good").status, 200);
+    assert_eq!(get("/h2").text(), "tls upstream: h2 no-client-cert");
+    assert_eq!(get("/insecure").status, 200);
+    assert_eq!(
+        get("/withcert").text(),
+        "tls upstream: http/1.1 client-cert"
+    );
+
+    for refused in ["/wrongca", "/wrongname", "/nocert"] {
+        assert_problem(&get(refused), 502);
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for upstream in ["default/wrongca", "default/wrongname", "default/nocert"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("upstream TLS handshake failed") && l.contains(upstream)),
+            "no log line names {upstream}:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("BEGIN PRIVATE KEY") && !text.contains("PRIVATE KEY-----"),
+        "a key reached the log"
+    );
+
+    // insecureSkipVerify is a lint warning.
+    let (_, out) = lint(
+        &upstream_route("insecure", open, "HTTP1", "{insecureSkipVerify: true}"),
+        &[],
+    );
+    assert!(out.contains("insecureSkipVerify"), "{out}");
+    assert!(out.contains("not verified"), "{out}");
+    drop(servers);
+}

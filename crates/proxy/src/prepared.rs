@@ -26,6 +26,15 @@ pub enum PrepareError {
     /// A policy could not be prepared.
     #[error("policy: {0}")]
     Policy(#[from] crate::policy::PolicyError),
+    /// An upstream's TLS client could not be made (the compiler checked its
+    /// certificates: this is a table from elsewhere).
+    #[error("upstream {upstream} tls: {why}")]
+    UpstreamTls {
+        /// The upstream.
+        upstream: String,
+        /// What is wrong.
+        why: String,
+    },
     /// A route's API version headers could not be prepared.
     #[error(transparent)]
     Version(#[from] crate::version::VersionError),
@@ -171,13 +180,16 @@ impl Prepared {
             Some(p) if p.table.consumers == table.consumers => p.consumers.clone(),
             _ => Arc::new(policy::consumers::Consumers::new(&table.consumers)),
         };
+        let tls = upstream_tls(&table, cx.previous)?;
         let upstreams = table
             .upstreams
             .iter()
             .zip(cx.states.sync(&table.upstreams))
-            .map(|(u, state)| PreparedUpstream {
+            .zip(tls)
+            .map(|((u, state), tls)| PreparedUpstream {
                 spec: u.clone(),
                 state,
+                tls,
             })
             .collect();
         let tls = crate::listener::tls::Catalog::prepare(&table, cx.previous.map(|p| &p.tls));
@@ -198,6 +210,42 @@ impl Prepared {
     pub(crate) fn rule(&self, target: Target) -> &PreparedRule {
         &self.routes[target.route][target.rule]
     }
+}
+
+/// Each upstream's TLS client, the running table's when its settings are unchanged.
+fn upstream_tls(
+    table: &Table,
+    previous: Option<&Prepared>,
+) -> Result<Vec<Option<Arc<crate::upstream::tls::TlsClient>>>, PrepareError> {
+    table
+        .upstreams
+        .iter()
+        .map(|u| {
+            let Some(spec) = &u.tls else {
+                return Ok(None);
+            };
+            // Upstreams are sorted by id (as `backends` relies on).
+            let kept = previous.and_then(|p| {
+                let i = p
+                    .upstreams
+                    .binary_search_by(|pu| pu.spec.id.as_str().cmp(&u.id))
+                    .ok()?;
+                let pu = &p.upstreams[i];
+                (pu.spec.tls == u.tls && pu.spec.protocol == u.protocol)
+                    .then(|| pu.tls.clone())
+                    .flatten()
+            });
+            if let Some(kept) = kept {
+                return Ok(Some(kept));
+            }
+            crate::upstream::tls::TlsClient::prepare(spec, u.protocol)
+                .map(|c| Some(Arc::new(c)))
+                .map_err(|why| PrepareError::UpstreamTls {
+                    upstream: u.id.clone(),
+                    why,
+                })
+        })
+        .collect()
 }
 
 /// Each route's rules: the running table's when it holds the same route object (its

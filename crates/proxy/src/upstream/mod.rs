@@ -6,7 +6,9 @@
 //!  state.rs     per-upstream state kept across tables: endpoint schedule, positions
 //!  resolve.rs   DNS names among the endpoints, kept fresh on their TTL
 //!  pool.rs      per-worker connection pools (HTTP/1.1 keep-alive, HTTP/2, upgrades)
-//!  h1.rs        HTTP/1.1 on the request's own task, for requests whose body is known
+//!  h1.rs        HTTP/1.1 on the request's own task, for plaintext requests whose body
+//!               is known
+//!  tls.rs       TLS to the servers: verification, client certificates, ALPN
 //!  (health.rs, breaker.rs, retry.rs come next: checks, ejection, circuit breaking,
 //!   retries with budget and backoff)
 //! ```
@@ -20,6 +22,7 @@ pub mod h1;
 pub mod pool;
 mod resolve;
 pub mod state;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +45,8 @@ pub struct PreparedUpstream {
     pub spec: Upstream,
     /// Its live state, shared with the tables before and after this one.
     pub state: Arc<UpstreamState>,
+    /// Its TLS client, when it has `tls`.
+    pub tls: Option<Arc<tls::TlsClient>>,
 }
 
 impl PreparedUpstream {
@@ -73,11 +78,13 @@ pub(crate) fn exchange(
     held: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + '_ {
     // Not an `async fn`: its future would keep a copy of `req` however it is sent.
-    let way = if upstream.spec.protocol == Protocol::Http1 && h1::carries(&req) {
-        Way::Inline(h1::Wire::new(req))
-    } else {
-        Way::Pooled(Box::new(req))
-    };
+    let way =
+        if upstream.spec.protocol == Protocol::Http1 && upstream.tls.is_none() && h1::carries(&req)
+        {
+            Way::Inline(h1::Wire::new(req))
+        } else {
+            Way::Pooled(Box::new(req))
+        };
     let (addr, now) = to;
     async move {
         let resp = match way {
@@ -110,6 +117,11 @@ fn outcome<T>(
     match sent {
         Err(_) | Ok(Err(pool::SendError::ConnectTimeout(_))) => Err(GatewayError::Timeout),
         Ok(Err(e)) if e.body_too_large() => Err(GatewayError::PayloadTooLarge(MAX_BODY_BYTES)),
+        Ok(Err(e)) if e.is_tls() => {
+            // Configuration or certificate trouble, not a passing glitch: always logged.
+            tracing::warn!(upstream = %upstream.spec.id, error = %e, "upstream TLS handshake failed");
+            Err(GatewayError::BadGateway)
+        }
         Ok(Err(e)) => {
             tracing::debug!(upstream = %upstream.spec.id, error = %e, "upstream exchange failed");
             Err(GatewayError::BadGateway)
@@ -186,17 +198,23 @@ async fn send_pooled(
     upgrade: bool,
 ) -> Result<Response<hyper::body::Incoming>, pool::SendError> {
     let (mut addr, now) = to;
-    let connect = Duration::from_millis(upstream.spec.timeouts.connect_ms);
+    let timeout = Duration::from_millis(upstream.spec.timeouts.connect_ms);
+    let tls = upstream.tls.as_deref();
     let mut attempt = 1;
     loop {
         let result = if upgrade {
-            Box::pin(pool::send_upgrade(addr, req, connect)).await
+            Box::pin(pool::send_upgrade(
+                pool::Connect { addr, timeout, tls },
+                req,
+            ))
+            .await
         } else {
             pool::send(
                 (addr, now),
                 upstream.spec.protocol,
                 req,
                 &upstream.spec.timeouts,
+                tls,
             )
             .await
         };

@@ -24,6 +24,7 @@ use rustc_hash::FxHashMap as HashMap;
 use tokio::net::TcpStream;
 
 use super::h1;
+use super::tls::TlsClient;
 use crate::listener::http::LocalExec;
 
 /// What upstream-bound requests carry: the client's body, cut off at the body limit.
@@ -38,9 +39,13 @@ const H2_KEEPALIVE: Duration = Duration::from_secs(30);
 type H1 = http1::SendRequest<UpstreamBody>;
 type H2 = http2::SendRequest<UpstreamBody>;
 
+/// Where a pooled connection goes: the address, and the upstream's TLS settings
+/// ([`TlsClient::key`]; 0 for plaintext).
+type Dest = (SocketAddr, u64);
+
 thread_local! {
-    static IDLE: IdleLists<H1> = IdleLists::new(judge_h1);
-    static MULTIPLEXED: RefCell<HashMap<SocketAddr, H2>> = RefCell::new(HashMap::default());
+    static IDLE: IdleLists<H1, Dest> = IdleLists::new(judge_h1);
+    static MULTIPLEXED: RefCell<HashMap<Dest, H2>> = RefCell::new(HashMap::default());
 }
 
 /// Why an upstream exchange failed.
@@ -52,6 +57,16 @@ pub enum SendError {
     /// The connection was refused or failed.
     #[error("connect to {addr}: {source}")]
     Connect {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed (or timed out): the server's certificate was refused,
+    /// it refused ours, or it does not speak TLS.
+    #[error("TLS handshake with {addr}: {source}")]
+    Tls {
         /// The endpoint.
         addr: SocketAddr,
         /// The cause.
@@ -79,6 +94,30 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// Whether TLS failed: the handshake, or an alert right after it (with TLS 1.3 a
+    /// server refuses a missing or unknown client certificate once the client thinks
+    /// the handshake is done).
+    pub fn is_tls(&self) -> bool {
+        if matches!(self, SendError::Tls { .. }) {
+            return true;
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if e.is::<rustls::Error>() {
+                return true;
+            }
+            if let Some(inner) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                && inner.is::<rustls::Error>()
+            {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+
     /// Whether the exchange failed because the client's body went over the limit.
     pub fn body_too_large(&self) -> bool {
         let SendError::Exchange { source, .. } = self else {
@@ -126,16 +165,119 @@ pub async fn send(
     protocol: Protocol,
     req: Request<UpstreamBody>,
     timeouts: &Timeouts,
+    tls: Option<&TlsClient>,
 ) -> Result<Response<Incoming>, Failed> {
     let (addr, now) = to;
-    let connect = Duration::from_millis(timeouts.connect_ms);
+    let connect = Connect {
+        addr,
+        timeout: Duration::from_millis(timeouts.connect_ms),
+        tls,
+    };
     match protocol {
         Protocol::Http1 => {
             let idle = Duration::from_millis(timeouts.idle_ms);
-            send_http1(addr, req, connect, (now, idle)).await
+            send_http1(connect, req, (now, idle)).await
         }
         // Boxed: the larger future, and the rarer protocol.
-        Protocol::Http2 => Box::pin(send_http2(addr, req, connect)).await,
+        Protocol::Http2 => Box::pin(send_http2(connect, req)).await,
+    }
+}
+
+/// How to open a connection to an endpoint.
+#[derive(Clone, Copy)]
+pub(super) struct Connect<'a> {
+    /// The endpoint.
+    pub addr: SocketAddr,
+    /// For TCP, and again for the TLS handshake.
+    pub timeout: Duration,
+    /// The upstream's TLS; `None`: plaintext.
+    pub tls: Option<&'a TlsClient>,
+}
+
+impl Connect<'_> {
+    fn dest(&self) -> Dest {
+        (self.addr, self.tls.map_or(0, |t| t.key))
+    }
+
+    /// A new connection, TLS set up when the upstream has it, handed to `handshake`
+    /// (hyper's, for the connection's protocol).
+    async fn open<T, F, Fut>(&self, handshake: F) -> Result<T, SendError>
+    where
+        F: FnOnce(Io) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SendError>>,
+    {
+        let addr = self.addr;
+        let tcp = connect(addr, self.timeout).await?;
+        match self.tls {
+            None => handshake(Io::Plain(TokioIo::new(tcp))).await,
+            Some(tls) => {
+                let stream = tokio::time::timeout(self.timeout, tls.connect(tcp, addr))
+                    .await
+                    .map_err(|_| SendError::Tls {
+                        addr,
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the handshake did not finish in time",
+                        ),
+                    })?
+                    .map_err(|source| SendError::Tls { addr, source })?;
+                handshake(Io::Tls(Box::new(TokioIo::new(stream)))).await
+            }
+        }
+    }
+}
+
+/// An upstream connection: plaintext, or TLS.
+pub(super) enum Io {
+    /// TCP.
+    Plain(TokioIo<TcpStream>),
+    /// TLS over TCP (boxed: the TLS state is large, and plaintext the common case).
+    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
+}
+
+impl hyper::rt::Read for Io {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(io) => std::pin::Pin::new(io).poll_read(cx, buf),
+            Io::Tls(io) => std::pin::Pin::new(&mut **io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for Io {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(io) => std::pin::Pin::new(io).poll_write(cx, buf),
+            Io::Tls(io) => std::pin::Pin::new(&mut **io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(io) => std::pin::Pin::new(io).poll_flush(cx),
+            Io::Tls(io) => std::pin::Pin::new(&mut **io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(io) => std::pin::Pin::new(io).poll_shutdown(cx),
+            Io::Tls(io) => std::pin::Pin::new(&mut **io).poll_shutdown(cx),
+        }
     }
 }
 
@@ -149,11 +291,7 @@ pub(super) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpSt
     Ok(stream)
 }
 
-async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TokioIo<TcpStream>, SendError> {
-    connect(addr, timeout).await.map(TokioIo::new)
-}
-
-fn take_idle(addr: SocketAddr, now: Instant) -> Option<H1> {
+fn take_idle(addr: Dest, now: Instant) -> Option<H1> {
     IDLE.with(|idle| idle.take(addr, now))
 }
 
@@ -167,7 +305,7 @@ fn judge_h1(s: &mut H1) -> Idle {
     }
 }
 
-fn give_back(addr: SocketAddr, sender: H1, idle: (Instant, Duration)) {
+fn give_back(addr: Dest, sender: H1, idle: (Instant, Duration)) {
     IDLE.with(|lists| lists.give_back(addr, sender, idle));
 }
 
@@ -177,8 +315,8 @@ fn give_back(addr: SocketAddr, sender: H1, idle: (Instant, Duration)) {
 /// upstream closed, and emptied lists go: an endpoint no longer picked keeps no
 /// sockets.
 #[derive(Debug)]
-pub(super) struct IdleLists<C> {
-    lists: RefCell<HashMap<SocketAddr, Vec<Pooled<C>>>>,
+pub(super) struct IdleLists<C, K = SocketAddr> {
+    lists: RefCell<HashMap<K, Vec<Pooled<C>>>>,
     judge: fn(&mut C) -> Idle,
     given: std::cell::Cell<u32>,
 }
@@ -203,9 +341,9 @@ pub(super) enum Idle {
     Discard,
 }
 
-impl<C> IdleLists<C> {
+impl<C, K: std::hash::Hash + Eq> IdleLists<C, K> {
     /// Lists whose connections `judge` says what to do with.
-    pub(super) const fn new(judge: fn(&mut C) -> Idle) -> IdleLists<C> {
+    pub(super) const fn new(judge: fn(&mut C) -> Idle) -> IdleLists<C, K> {
         IdleLists {
             lists: RefCell::new(HashMap::with_hasher(rustc_hash::FxBuildHasher)),
             judge,
@@ -215,7 +353,7 @@ impl<C> IdleLists<C> {
 
     /// The most recently returned usable connection to `addr`; closed or expired ones
     /// met on the way are dropped.
-    pub(super) fn take(&self, addr: SocketAddr, now: Instant) -> Option<C> {
+    pub(super) fn take(&self, addr: K, now: Instant) -> Option<C> {
         let mut lists = self.lists.borrow_mut();
         let list = lists.get_mut(&addr)?;
         let mut i = list.len();
@@ -237,10 +375,9 @@ impl<C> IdleLists<C> {
         (self.judge)(&mut pooled.conn)
     }
 
-    /// Keeps `conn` for the next request to `addr`, unless enough are kept.
     /// Keeps `conn` for the next request to `addr` for at most `idle` from `now`,
     /// unless enough are kept.
-    pub(super) fn give_back(&self, addr: SocketAddr, conn: C, (now, idle): (Instant, Duration)) {
+    pub(super) fn give_back(&self, addr: K, conn: C, (now, idle): (Instant, Duration)) {
         let mut lists = self.lists.borrow_mut();
         let list = lists.entry(addr).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
@@ -260,16 +397,19 @@ impl<C> IdleLists<C> {
     }
 }
 
-async fn connect_http1(addr: SocketAddr, timeout: Duration) -> Result<H1, SendError> {
-    let io = tcp(addr, timeout).await?;
-    // Messages through a proxy are mostly small: one flattened write beats writev.
-    let (sender, conn) = http1::Builder::new()
-        .writev(false)
-        .handshake(io)
-        .await
-        .map_err(|source| SendError::Exchange { addr, source })?;
-    drive(conn, addr, "upstream connection closed");
-    Ok(sender)
+async fn connect_http1(to: Connect<'_>) -> Result<H1, SendError> {
+    let addr = to.addr;
+    to.open(|io| async move {
+        // Messages through a proxy are mostly small: one flattened write beats writev.
+        let (sender, conn) = http1::Builder::new()
+            .writev(false)
+            .handshake(io)
+            .await
+            .map_err(|source| SendError::Exchange { addr, source })?;
+        drive(conn, addr, "upstream connection closed");
+        Ok(sender)
+    })
+    .await
 }
 
 /// Drives an upstream connection on this worker; it ends when the peer or the pool
@@ -289,15 +429,15 @@ where
 /// written (the upstream's keep-alive timer won the race), the request is sent again
 /// on a new connection: it never reached the upstream, so this is safe for any method.
 async fn send_http1(
-    addr: SocketAddr,
+    to: Connect<'_>,
     req: Request<UpstreamBody>,
-    connect_timeout: Duration,
     idle: (Instant, Duration),
 ) -> Result<Response<Incoming>, Failed> {
-    let req = match take_idle(addr, idle.0) {
+    let (addr, dest) = (to.addr, to.dest());
+    let req = match take_idle(dest, idle.0) {
         Some(mut pooled) => match pooled.try_send_request(req).await {
             Ok(resp) => {
-                give_back(addr, pooled, idle);
+                give_back(dest, pooled, idle);
                 return Ok(resp);
             }
             Err(mut e) => match e.take_message() {
@@ -315,7 +455,7 @@ async fn send_http1(
     };
     // Connecting is the rare path and its future is large: boxed, so the state every
     // request carries (and moves) stays small.
-    let mut fresh = match Box::pin(connect_http1(addr, connect_timeout)).await {
+    let mut fresh = match Box::pin(connect_http1(to)).await {
         Ok(c) => c,
         Err(error) => {
             return Err(Failed {
@@ -329,45 +469,49 @@ async fn send_http1(
         .await
         .map_err(|source| Failed::from(SendError::Exchange { addr, source }))?;
     // Ready again once this response's body has been read; `take_idle` checks.
-    give_back(addr, fresh, idle);
+    give_back(dest, fresh, idle);
     Ok(resp)
 }
 
-async fn connect_http2(addr: SocketAddr, timeout: Duration) -> Result<H2, SendError> {
-    let io = tcp(addr, timeout).await?;
-    let (sender, conn) = http2::Builder::new(LocalExec)
-        .timer(TokioTimer::new())
-        .keep_alive_interval(H2_KEEPALIVE)
-        .keep_alive_while_idle(true)
-        .handshake(io)
-        .await
-        .map_err(|source| SendError::Exchange { addr, source })?;
-    drive(conn, addr, "upstream HTTP/2 connection closed");
-    Ok(sender)
+async fn connect_http2(to: Connect<'_>) -> Result<H2, SendError> {
+    let addr = to.addr;
+    to.open(|io| async move {
+        let (sender, conn) = http2::Builder::new(LocalExec)
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_KEEPALIVE)
+            .keep_alive_while_idle(true)
+            .handshake(io)
+            .await
+            .map_err(|source| SendError::Exchange { addr, source })?;
+        drive(conn, addr, "upstream HTTP/2 connection closed");
+        Ok(sender)
+    })
+    .await
 }
 
-/// The worker's HTTP/2 connection to `addr`, made when there is none or it closed.
-async fn multiplexed(addr: SocketAddr, timeout: Duration, fresh: bool) -> Result<H2, SendError> {
+/// The worker's HTTP/2 connection to the endpoint, made when there is none or it closed.
+async fn multiplexed(to: Connect<'_>, fresh: bool) -> Result<H2, SendError> {
+    let dest = to.dest();
     if !fresh
         && let Some(s) =
-            MULTIPLEXED.with(|m| m.borrow().get(&addr).filter(|s| !s.is_closed()).cloned())
+            MULTIPLEXED.with(|m| m.borrow().get(&dest).filter(|s| !s.is_closed()).cloned())
     {
         return Ok(s);
     }
-    let sender = Box::pin(connect_http2(addr, timeout)).await?;
-    MULTIPLEXED.with(|m| m.borrow_mut().insert(addr, sender.clone()));
+    let sender = Box::pin(connect_http2(to)).await?;
+    MULTIPLEXED.with(|m| m.borrow_mut().insert(dest, sender.clone()));
     Ok(sender)
 }
 
 /// HTTP/2. A request the connection refused before sending it (the upstream said
 /// GOAWAY) is sent again on a new connection.
 async fn send_http2(
-    addr: SocketAddr,
+    to: Connect<'_>,
     req: Request<UpstreamBody>,
-    connect_timeout: Duration,
 ) -> Result<Response<Incoming>, Failed> {
+    let addr = to.addr;
     let exchange = |e| Failed::from(SendError::Exchange { addr, source: e });
-    let (mut sender, req) = match multiplexed(addr, connect_timeout, false).await {
+    let (mut sender, req) = match multiplexed(to, false).await {
         Ok(s) => (s, req),
         Err(error) => {
             return Err(Failed {
@@ -381,7 +525,7 @@ async fn send_http2(
         Ok(resp) => Ok(resp),
         Err(mut e) => match e.take_message() {
             Some(unsent) => {
-                let mut sender = match multiplexed(addr, connect_timeout, true).await {
+                let mut sender = match multiplexed(to, true).await {
                     Ok(s) => s,
                     Err(error) => {
                         return Err(Failed {
@@ -400,13 +544,26 @@ async fn send_http2(
 
 /// Sends an upgrade request (WebSocket) on a new HTTP/1.1 connection that may be
 /// taken over by the protocol the upstream switches to.
-pub async fn send_upgrade(
-    addr: SocketAddr,
+pub(super) async fn send_upgrade(
+    to: Connect<'_>,
     req: Request<UpstreamBody>,
-    connect_timeout: Duration,
 ) -> Result<Response<Incoming>, Failed> {
-    let io = match tcp(addr, connect_timeout).await {
-        Ok(io) => io,
+    let addr = to.addr;
+    let opened = to
+        .open(|io| async move {
+            let (sender, conn) = http1::handshake::<_, UpstreamBody>(io)
+                .await
+                .map_err(|source| SendError::Exchange { addr, source })?;
+            tokio::task::spawn_local(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(%addr, error = %e, "upstream upgrade connection closed");
+                }
+            });
+            Ok(sender)
+        })
+        .await;
+    let mut sender = match opened {
+        Ok(s) => s,
         Err(error) => {
             return Err(Failed {
                 error,
@@ -414,14 +571,6 @@ pub async fn send_upgrade(
             });
         }
     };
-    let (mut sender, conn) = http1::handshake(io)
-        .await
-        .map_err(|source| Failed::from(SendError::Exchange { addr, source }))?;
-    tokio::task::spawn_local(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(%addr, error = %e, "upstream upgrade connection closed");
-        }
-    });
     sender
         .send_request(req)
         .await
