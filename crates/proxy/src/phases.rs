@@ -4,7 +4,7 @@
 //! [`Phase`]: `Break(response)` ends the request there.
 //!
 //! ```text
-//!  1. listener limits        listener/limits.rs   431, 413
+//!  1. listener limits        listener/limits.rs   414, 431, 400 (framing), 413
 //!  2. route lookup           routing.rs           404, 405 + Allow, 400; 503 for a blocked rule
 //!  3. WAF                    (policy/waf.rs, next)
 //!     CORS                   policy/cors.rs       preflights answered here
@@ -184,11 +184,21 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         started,
         identity: None,
     };
-    let resp = match serve(req, &mut cx).await {
-        Ok(resp) => resp,
-        Err(e) => error_response(&cx, e),
+    let http1 = req.version() < http::Version::HTTP_2;
+    let (resp, close) = match serve(req, &mut cx).await {
+        Ok(resp) => (resp, false),
+        Err(e) => {
+            let close = http1 && e.closes_connection();
+            (error_response(&cx, e), close)
+        }
     };
-    finish(cx, resp, &method)
+    let mut resp = finish(cx, resp, &method);
+    if close {
+        // Set after hop-by-hop headers are stripped; hyper then closes after it.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// The phases, in order.

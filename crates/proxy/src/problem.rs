@@ -20,6 +20,13 @@ pub enum GatewayError {
     PayloadTooLarge(u64),
     /// Request line and headers are larger than the limit.
     HeadersTooLarge(usize),
+    /// More header lines than the limit.
+    TooManyHeaders(usize),
+    /// The request target is longer than the limit.
+    UriTooLong(usize),
+    /// The HTTP/1.1 message framing is ambiguous (a `Transfer-Encoding` that is not one
+    /// plain `chunked`): 400, and the connection is closed.
+    Framing(&'static str),
     /// The rule is not served (unsupported field, missing policy or Secret).
     Blocked,
     /// No backend can take the request (missing upstream, no endpoint).
@@ -66,6 +73,12 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// Whether the connection must close after this answer (HTTP/1.1): the client's
+    /// framing cannot be trusted to find where its next request starts.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, GatewayError::Framing(_))
+    }
+
     /// Status, title and detail.
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
@@ -84,6 +97,21 @@ impl GatewayError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "Request Header Fields Too Large",
                 format!("The request line and headers exceed {limit} bytes."),
+            ),
+            GatewayError::TooManyHeaders(limit) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request Header Fields Too Large",
+                format!("The request has more than {limit} header lines."),
+            ),
+            GatewayError::UriTooLong(limit) => (
+                StatusCode::URI_TOO_LONG,
+                "URI Too Long",
+                format!("The request target is longer than {limit} bytes."),
+            ),
+            GatewayError::Framing(why) => (
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                format!("{why}; the connection is closed."),
             ),
             GatewayError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,6 +1,6 @@
 //! HTTP on an accepted connection: HTTP/1.1 and h2c (prior knowledge) with the
-//! listener's bounds for traffic, plain HTTP/1.1 for the admin surfaces. TLS comes
-//! next, in front of the same builder.
+//! listener's bounds for traffic, plain HTTP/1.1 for the admin surfaces. On TLS with
+//! ALPN `h2`, HTTP/2 is the only protocol spoken ([`Builders`]).
 
 use std::time::Duration;
 
@@ -31,13 +31,33 @@ where
     }
 }
 
+/// A traffic worker's connection builders.
+pub(crate) struct Builders {
+    /// Either protocol, by the first bytes: plain connections, TLS without ALPN `h2`.
+    pub any: auto::Builder<LocalExec>,
+    /// HTTP/2 only: TLS with ALPN `h2` (an HTTP/1.1 request line there is a protocol
+    /// error, not a request).
+    pub http2: auto::Builder<LocalExec>,
+}
+
+impl Builders {
+    /// The builders, each with the limits.
+    pub fn new() -> Builders {
+        Builders {
+            any: traffic(),
+            http2: traffic().http2_only(),
+        }
+    }
+}
+
 /// The connection builder of a traffic worker: HTTP/1.1 and h2c, with the limits.
-pub(crate) fn traffic() -> auto::Builder<LocalExec> {
+fn traffic() -> auto::Builder<LocalExec> {
     let mut builder = auto::Builder::new(LocalExec);
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(2 * super::limits::MAX_HEADERS)
         .max_buf_size(PARSER_BUFFER)
         .writev(false)
         .http2()

@@ -34,8 +34,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use hyper_util::server::conn::auto;
-
 use crate::headers::{Peer, Tls};
 use crate::{Shared, phases, worker};
 
@@ -251,14 +249,14 @@ async fn traffic_worker(
             return;
         }
     };
-    let builder = Rc::new(http::traffic());
+    let builders = Rc::new(http::Builders::new());
     // Cloned per request: an `Rc`, so no atomic traffic between workers.
     let shared = Rc::new(shared);
     let plain = {
-        let (shared, builder) = (shared.clone(), builder.clone());
+        let (shared, builders) = (shared.clone(), builders.clone());
         accept_loop(listener, stopped.clone(), move |stream, client, stop| {
             let peer = Peer::new(client);
-            serve_traffic(stream, peer, shared.clone(), builder.clone(), stop)
+            serve_traffic(stream, peer, shared.clone(), builders.clone(), None, stop)
         })
     };
     let Some((tls_listener, config)) = tls else {
@@ -266,7 +264,7 @@ async fn traffic_worker(
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let secure = accept_loop(tls_listener, stopped, move |stream, client, stop| {
-        let (shared, builder, acceptor) = (shared.clone(), builder.clone(), acceptor.clone());
+        let (shared, builders, acceptor) = (shared.clone(), builders.clone(), acceptor.clone());
         async move {
             let handshake = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
             let stream = match handshake.await {
@@ -284,7 +282,8 @@ async fn traffic_worker(
             };
             shared.metrics.tls_handshake(tls::Handshake::Success);
             // The certificate served, found again by the name the client asked for.
-            let sni = stream.get_ref().1.server_name();
+            let (_, conn) = stream.get_ref();
+            let (sni, alpn) = (conn.server_name(), conn.alpn_protocol().map(<[u8]>::to_vec));
             let certificate = shared
                 .current
                 .load()
@@ -292,21 +291,22 @@ async fn traffic_worker(
                 .lookup(sni)
                 .map(|(id, _)| id.clone());
             let peer = Peer::with_tls(client, Some(Tls { certificate }));
-            serve_traffic(stream, peer, shared, builder, stop).await;
+            serve_traffic(stream, peer, shared, builders, alpn, stop).await;
         }
     });
     tokio::join!(plain, secure);
 }
 
-/// Serves one traffic connection (plain or after its TLS handshake) with the request
-/// path until it closes or the listener stops. `shared` is an `Rc` so that cloning it
+/// Serves one traffic connection (plain, or after its TLS handshake with the protocol
+/// ALPN agreed) with the request path until it closes or the listener stops. `shared` is an `Rc` so that cloning it
 /// per request is a plain increment, not an atomic one on a line every worker writes.
 #[allow(clippy::redundant_allocation)]
 async fn serve_traffic<I>(
     io: I,
     peer: Peer,
     shared: Rc<Arc<Shared>>,
-    builder: Rc<auto::Builder<http::LocalExec>>,
+    builders: Rc<http::Builders>,
+    alpn: Option<Vec<u8>>,
     mut stop: Stopped,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -317,15 +317,26 @@ async fn serve_traffic<I>(
         let (shared, peer) = (shared.clone(), peer.clone());
         async move { Ok::<_, std::convert::Infallible>(phases::handle(req, &peer, &shared).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    let ended = tokio::select! {
-        ended = conn.as_mut() => ended,
-        _ = stop.changed() => {
-            // Finish the response in flight, then close.
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+    // Runs a connection until it ends; on stop, finishes the response in flight first.
+    macro_rules! until_stopped {
+        ($conn:expr) => {{
+            let conn = $conn;
+            tokio::pin!(conn);
+            tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }};
+    }
+    let io = TokioIo::new(io);
+    let ended = match alpn.as_deref() {
+        // HTTP/2 agreed: nothing else is read (upgrades are HTTP/1.1 only, and hyper's
+        // upgradeable connection would tell the protocols apart by the first bytes).
+        Some(b"h2") => until_stopped!(builders.http2.serve_connection(io, svc)),
+        _ => until_stopped!(builders.any.serve_connection_with_upgrades(io, svc)),
     };
     if let Err(e) = ended {
         tracing::debug!(%client, error = %e, "connection ended");

@@ -180,6 +180,14 @@ async fn exchange_pooled(
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
     let sent = tokio::time::timeout(timeout, send_pooled(req, to, upstream, upgrade)).await;
     let mut resp = outcome(sent, upstream)?;
+    // An HTTP/1.1 response framed both ways (hyper reads it by the coding): refused, as
+    // the inline client does (`h1.rs`).
+    if resp.headers().contains_key(header::TRANSFER_ENCODING)
+        && resp.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        tracing::debug!(upstream = %upstream.spec.id, "response with both Content-Length and Transfer-Encoding");
+        return Err(GatewayError::BadGateway);
+    }
     if let Some(client_side) = client_side
         && resp.status() == StatusCode::SWITCHING_PROTOCOLS
     {
