@@ -6,7 +6,7 @@ SHELL := /bin/bash
 RELEASE_BUILD := $(CARGO) build --release --locked -p gatehouse
 IMAGE ?= gatehouse:$(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' charts/gatehouse/Chart.yaml)
 
-.PHONY: help run build test check fmt lint unit e2e-kube e2e-kind bench-propagation crds docs bench bench-compiler clean chart-crds chart-test e2e-helm manifests image fuzz
+.PHONY: help run build test check fmt lint unit conformance frontdoor e2e-kube e2e-kind bench-propagation crds docs bench bench-compiler clean chart-crds chart-test e2e-helm manifests image fuzz
 
 help: ## this list
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,7 +29,7 @@ run: ## serve examples/quickstart in front of a live echo upstream (Ctrl-C stops
 build: ## build the gatehouse binary (debug)
 	$(CARGO) build -p gatehouse
 
-test: check unit e2e-kube chart-test e2e-helm ## everything CI runs: format, clippy, unit + integration + e2e tests, the Helm chart
+test: check unit e2e-kube chart-test e2e-helm conformance frontdoor ## everything CI runs: format, clippy, unit + integration + e2e tests, the Helm chart
 	@echo "make test: all checks passed"
 
 check: ## formatting and clippy with warnings denied
@@ -47,6 +47,15 @@ chart-test: ## the Helm chart: helm lint --strict, Kubernetes 1.34 schemas, char
 	$(CARGO) build --locked -q -p gatehouse
 	target/tools/venv/bin/python charts/tests/test_chart.py
 	target/tools/venv/bin/python examples/test_examples.py
+
+conformance: ## suites we did not write, against the built binary: h2spec (h2c and TLS), testssl.sh (the HTTPS listener)
+	$(CARGO) build --locked -q -p gatehouse
+	e2e/conformance/h2spec.sh all
+	e2e/conformance/testssl.sh
+
+frontdoor: ## hostile traffic against the built binary: smuggling, injection, limits, slow clients, HTTP/2 floods, the path matrix
+	$(CARGO) build --locked -q -p gatehouse
+	e2e/frontdoor/run.sh
 
 e2e-helm: ## helm install / upgrade (CRD gains a field) / uninstall against the e2e control plane (root: network namespace)
 	e2e/helm/run.sh
@@ -67,12 +76,15 @@ e2e-kind: ## the same suite against the cluster of KUBECONFIG (e.g. kind); see e
 	e2e/kube/kind.sh
 
 FUZZ_SECONDS ?= 300
-fuzz: ## fuzz JWT and JWKS parsing, FUZZ_SECONDS (300) per target (nightly toolchain; installs cargo-fuzz)
+fuzz: ## fuzz JWT/JWKS parsing, the path normalizer, the router, the pushed-table decoder: FUZZ_SECONDS (300) per target (nightly; installs cargo-fuzz)
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
 	mkdir -p fuzz/corpus/jwt_token && cp bench/auth/token.txt fuzz/corpus/jwt_token/bench-token
 	cd fuzz && cargo +nightly fuzz run -O jwt_token -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo +nightly fuzz run -O jwks_document -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && cargo +nightly fuzz run -O path_normalize -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && cargo +nightly fuzz run -O router_match -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && cargo +nightly fuzz run -O table_decode -- -max_total_time=$(FUZZ_SECONDS)
 
 fmt: ## format the code
 	$(CARGO) fmt --all

@@ -1,6 +1,10 @@
 //! Bodies: every response body the gateway sends ([`Body`]), an upstream's streamed
 //! one ([`Streamed`]), and the client's request body as the phases see it
-//! ([`RequestBody`]: streamed until a policy needs it whole).
+//! ([`RequestBody`]: streamed until a policy needs it whole), held to a minimum rate
+//! ([`ClientBody`]).
+
+use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full};
@@ -76,9 +80,105 @@ impl hyper::body::Body for Streamed {
     }
 }
 
+/// A client's body must arrive within this time, plus [`BODY_GRACE_PER_BYTE`] for each
+/// byte received: a client dribbling its body (slowloris on the body) is cut off
+/// without holding an upstream exchange open (Apache's `mod_reqtimeout` rule).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// More time for each byte received: 2 ms, a minimum rate of 500 bytes/s on average.
+pub const BODY_GRACE_PER_BYTE: Duration = Duration::from_micros(2000);
+
+/// The client's body was too slow.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body arrived slower than 500 bytes/s after its first 10 s")]
+pub struct BodyTooSlow;
+
+/// The client's request body, cut off when it arrives too slowly. The deadline is armed
+/// only when the body is not all there yet, so most requests pay nothing.
+#[derive(Debug)]
+pub struct ClientBody {
+    inner: Incoming,
+    started: std::time::Instant,
+    received: u64,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl ClientBody {
+    /// `inner`, from a request that arrived at `started`.
+    pub(crate) fn new(inner: Incoming, started: std::time::Instant) -> ClientBody {
+        ClientBody {
+            inner,
+            started,
+            received: 0,
+            deadline: None,
+        }
+    }
+
+    fn due(&self) -> tokio::time::Instant {
+        let grace =
+            BODY_GRACE_PER_BYTE.saturating_mul(u32::try_from(self.received).unwrap_or(u32::MAX));
+        tokio::time::Instant::from_std(self.started) + BODY_TIMEOUT + grace
+    }
+}
+
+impl hyper::body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                    let due = this.due();
+                    if let Some(d) = &mut this.deadline {
+                        d.as_mut().reset(due);
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
+            Poll::Pending => {
+                let due = this.due();
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTooSlow)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether `e` (or what caused it) is [`BodyTooSlow`].
+pub(crate) fn too_slow(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<BodyTooSlow>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// The client's request body: streamed as it arrives, or already read by a policy.
 pub(crate) enum RequestBody {
-    Streamed(Incoming),
+    Streamed(ClientBody),
     Buffered(Bytes),
 }
 
@@ -97,6 +197,7 @@ impl RequestBody {
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 Err(GatewayError::PayloadTooLarge(limit))
             }
+            Err(e) if too_slow(&*e) => Err(GatewayError::BodyTooSlow),
             Err(_) => Err(GatewayError::BadBody(
                 "the request body could not be read".into(),
             )),

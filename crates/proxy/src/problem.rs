@@ -24,6 +24,9 @@ pub enum GatewayError {
     TooManyHeaders(usize),
     /// The request target is longer than the limit.
     UriTooLong(usize),
+    /// The request body arrived too slowly (`body.rs`, `ClientBody`): 408, and the
+    /// connection is closed.
+    BodyTooSlow,
     /// The HTTP/1.1 message framing is ambiguous (a `Transfer-Encoding` that is not one
     /// plain `chunked`): 400, and the connection is closed.
     Framing(&'static str),
@@ -76,7 +79,7 @@ impl GatewayError {
     /// Whether the connection must close after this answer (HTTP/1.1): the client's
     /// framing cannot be trusted to find where its next request starts.
     pub fn closes_connection(&self) -> bool {
-        matches!(self, GatewayError::Framing(_))
+        matches!(self, GatewayError::Framing(_) | GatewayError::BodyTooSlow)
     }
 
     /// Status, title and detail.
@@ -107,6 +110,11 @@ impl GatewayError {
                 StatusCode::URI_TOO_LONG,
                 "URI Too Long",
                 format!("The request target is longer than {limit} bytes."),
+            ),
+            GatewayError::BodyTooSlow => (
+                StatusCode::REQUEST_TIMEOUT,
+                "Request Timeout",
+                "The request body arrived too slowly (under 500 bytes/s after its first 10 s); the connection is closed.".into(),
             ),
             GatewayError::Framing(why) => (
                 StatusCode::BAD_REQUEST,

@@ -80,7 +80,9 @@ pub enum BadPath {
     #[error(transparent)]
     Malformed(#[from] PathError),
     /// `%2F` / `%5C` in the path and the rule does not allow it.
-    #[error("the path holds an encoded slash (%2F or %5C), which this route does not accept")]
+    #[error(
+        "the path holds an encoded slash (%2F or %5C), a backslash or a ;-parameter, which this route does not accept"
+    )]
     EncodedSlash,
 }
 

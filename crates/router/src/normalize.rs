@@ -1,7 +1,13 @@
 //! Path normalization, exactly as the contract says: percent-encoded unreserved
 //! characters decoded, repeated slashes merged, dot-segments removed. An encoded `/` or
 //! `\` (`%2F`, `%5C`) stays encoded and is flagged, so the rule that wins can decide
-//! (400 unless it opts in). Matching and forwarding both use the normalized path.
+//! (400 unless it opts in); so are a raw `\` and a `;` (a path parameter), which many
+//! servers read as a separator (`/admin;x` is `/admin` to a servlet container, `\` is
+//! `/` to others): the router would match one path and the upstream serve another.
+//! Matching and forwarding both use the normalized path.
+//!
+//! Refused outright (400): an escaped NUL (`%00`), and escapes that decode to bytes that
+//! are not UTF-8 (`%FF`, the overlong `%C0%AF`), which servers decode differently.
 
 use std::borrow::Cow;
 
@@ -10,7 +16,8 @@ use std::borrow::Cow;
 pub struct NormalizedPath<'a> {
     /// The normalized path; borrowed when the input was already normal.
     pub path: Cow<'a, str>,
-    /// The path holds `%2F` or `%5C`.
+    /// The path holds `%2F`, `%5C`, a raw `\` or a `;`: separators the upstream may
+    /// read differently from the router.
     pub encoded_slash: bool,
 }
 
@@ -23,6 +30,12 @@ pub enum PathError {
     /// A `%` not followed by two hex digits.
     #[error("the path has a malformed percent-encoding")]
     BadPercent,
+    /// `%00`.
+    #[error("the path holds an encoded NUL (%00)")]
+    Nul,
+    /// Escapes that decode to bytes that are not UTF-8.
+    #[error("the path's percent-encoded bytes are not UTF-8")]
+    NotUtf8,
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -44,7 +57,7 @@ fn is_plain(path: &[u8]) -> bool {
     let mut prev = 0u8;
     for (i, &b) in path.iter().enumerate() {
         match b {
-            b'%' => return false,
+            b'%' | b'\\' | b';' => return false,
             b'/' if prev == b'/' => return false,
             b'.' if prev == b'/' => {
                 // "/." followed by end, "/" or ".": a dot-segment.
@@ -77,9 +90,14 @@ pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathError> {
     // 1. Decode unreserved escapes; upper-case the hex of the others.
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut encoded_slash = false;
+    // Whether an escape stands for a byte beyond ASCII (checked for UTF-8 below).
+    let mut high = false;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if b == b'\\' || b == b';' {
+            encoded_slash = true;
+        }
         if b == b'%' {
             let (Some(h), Some(l)) = (
                 bytes.get(i + 1).copied().and_then(hex),
@@ -88,6 +106,10 @@ pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathError> {
                 return Err(PathError::BadPercent);
             };
             let c = (h << 4) | l;
+            if c == 0 {
+                return Err(PathError::Nul);
+            }
+            high |= c >= 0x80;
             if is_unreserved(c) {
                 decoded.push(c);
             } else {
@@ -103,6 +125,10 @@ pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathError> {
             decoded.push(b);
             i += 1;
         }
+    }
+
+    if high && !decodes_to_utf8(&decoded) {
+        return Err(PathError::NotUtf8);
     }
 
     // 2. Merge slashes and remove dot-segments (RFC 3986 §5.2.4 on a segment stack).
@@ -134,6 +160,30 @@ pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathError> {
         path: Cow::Owned(out),
         encoded_slash,
     })
+}
+
+/// Whether the path's escapes, all decoded, leave UTF-8 (raw bytes are ASCII: the
+/// request target has no others).
+fn decodes_to_utf8(path: &[u8]) -> bool {
+    let mut bytes = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        match (
+            path[i],
+            path.get(i + 1).copied().and_then(hex),
+            path.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                bytes.push((h << 4) | l);
+                i += 3;
+            }
+            (b, _, _) => {
+                bytes.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&bytes).is_ok()
 }
 
 /// Splits a normalized path into segments: `/` has none; `/a/b/` has `a`, `b`, ``.
@@ -189,6 +239,25 @@ mod tests {
         assert_eq!(normalize("/a%zz"), Err(PathError::BadPercent));
         assert_eq!(normalize("/a%4"), Err(PathError::BadPercent));
         assert_eq!(normalize("a/b"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn refuses_nul_and_escapes_that_are_not_utf8() {
+        assert_eq!(normalize("/a%00"), Err(PathError::Nul));
+        assert_eq!(normalize("/x%ff"), Err(PathError::NotUtf8));
+        assert_eq!(normalize("/x/%c0%af"), Err(PathError::NotUtf8));
+        assert_eq!(normalize("/%e0%80%ae"), Err(PathError::NotUtf8));
+        assert_eq!(normalize("/x%80"), Err(PathError::NotUtf8));
+        // Real UTF-8 stays as sent (upper-cased escapes).
+        assert_eq!(n("/caf%c3%a9"), "/caf%C3%A9");
+    }
+
+    #[test]
+    fn flags_backslashes_and_path_parameters() {
+        for p in ["/admin;x", "/x/..;/admin", "/\\admin", "/x/..\\admin"] {
+            assert!(normalize(p).expect("normalizes").encoded_slash, "{p}");
+        }
+        assert!(!normalize("/admin").expect("ok").encoded_slash);
     }
 
     #[test]

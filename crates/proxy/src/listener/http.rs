@@ -16,6 +16,10 @@ const PARSER_BUFFER: usize = 2 * MAX_REQUEST_HEAD;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent streams a client may open on one HTTP/2 connection.
 const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// HTTP/2 streams reset by the client before being served, at once, per connection.
+const MAX_PENDING_RESETS: usize = 20;
+/// HTTP/2 streams we reset for the client's protocol errors, per connection.
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 
 /// Runs hyper's background tasks (HTTP/2 streams, upstream connections) on the
 /// thread's `LocalSet`, so they stay on the thread that owns their connection.
@@ -64,6 +68,11 @@ fn traffic() -> auto::Builder<LocalExec> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_header_list_size(PARSER_BUFFER as u32)
+        // Rapid reset (CVE-2023-44487): streams the client resets before they are
+        // served; and streams we reset for the client's errors (a flood of malformed
+        // requests). Beyond either: GOAWAY ENHANCE_YOUR_CALM.
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(HEADER_READ_TIMEOUT);
     builder

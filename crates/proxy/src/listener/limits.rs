@@ -18,7 +18,7 @@ use crate::problem::GatewayError;
 /// parser's own bare 431 with the connection closed.
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
-/// Longest request target (path and query, or the absolute form): 414 beyond it.
+/// Longest request target (path and query): 414 beyond it.
 pub const MAX_URI: usize = 8 * 1024;
 
 /// Most header lines in a request: 431 beyond it. The HTTP/1.1 parser is given room
@@ -34,8 +34,8 @@ pub const MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 /// beyond its buffer; a complete one that arrived in one read is measured here), and a
 /// declared body within [`MAX_BODY_BYTES`].
 pub(crate) fn check(parts: &Parts) -> Result<(), GatewayError> {
-    let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
-        + parts.uri.authority().map_or(0, |a| a.as_str().len());
+    // The path and query: what HTTP/1.1's origin form and HTTP/2's `:path` both carry.
+    let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if target > MAX_URI {
         return Err(GatewayError::UriTooLong(MAX_URI));
     }

@@ -117,6 +117,11 @@ fn outcome<T>(
     match sent {
         Err(_) | Ok(Err(pool::SendError::ConnectTimeout(_))) => Err(GatewayError::Timeout),
         Ok(Err(e)) if e.body_too_large() => Err(GatewayError::PayloadTooLarge(MAX_BODY_BYTES)),
+        Ok(Err(e)) if e.client_body_too_slow() => Err(GatewayError::BodyTooSlow),
+        Ok(Err(e)) if e.client_body_failed() => {
+            tracing::debug!(upstream = %upstream.spec.id, error = %e, "the client's request body failed");
+            Err(GatewayError::Framing("the request body is malformed"))
+        }
         Ok(Err(e)) if e.is_tls() => {
             // Configuration or certificate trouble, not a passing glitch: always logged.
             tracing::warn!(upstream = %upstream.spec.id, error = %e, "upstream TLS handshake failed");

@@ -29,7 +29,7 @@ use crate::listener::http::LocalExec;
 
 /// What upstream-bound requests carry: the client's body, cut off at the body limit.
 pub type UpstreamBody =
-    http_body_util::Either<Limited<Incoming>, http_body_util::Full<bytes::Bytes>>;
+    http_body_util::Either<Limited<crate::body::ClientBody>, http_body_util::Full<bytes::Bytes>>;
 
 /// Idle HTTP/1.1 connections kept per endpoint and worker.
 const MAX_IDLE_PER_ENDPOINT: usize = 64;
@@ -94,6 +94,18 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// Whether the client's request body arrived too slowly ([`crate::body::BodyTooSlow`]).
+    pub fn client_body_too_slow(&self) -> bool {
+        matches!(self, SendError::Exchange { source, .. } if crate::body::too_slow(source))
+    }
+
+    /// Whether the client's request body failed while it was being sent (a malformed
+    /// chunk, a body cut short): the client's fault, not the upstream's.
+    pub fn client_body_failed(&self) -> bool {
+        matches!(self, SendError::Exchange { source, .. } if source.is_user())
+            && !self.body_too_large()
+    }
+
     /// Whether TLS failed: the handshake, or an alert right after it (with TLS 1.3 a
     /// server refuses a missing or unknown client certificate once the client thinks
     /// the handshake is done).
