@@ -14,11 +14,18 @@ ES256 with keys from a Secret, every request carrying the same valid token). The
 ratios to the plain Gatehouse route are printed last, with their targets: policies cost
 at most 10% more CPU per request; a hit is served at least 1.5x faster; auth costs at
 most 15% more CPU per request.
+
+TLS rows: Gatehouse's --https listener and nginx's `listen ssl`, the same ECDSA P-256
+certificate (made with openssl for the run), the same upstream over plaintext. "https"
+keeps connections alive (the cost of TLS records); "handshake" sends `Connection: close`
+so every request is a new connection and a full handshake. Their ratios are to nginx
+on the same row (target for "https": CPU per request <= nginx's).
 """
 import os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UPSTREAM, GATEHOUSE, NGINX, HAPROXY = 18081, 18090, 18091, 18092
+GATEHOUSE_TLS, NGINX_TLS = 18094, 18093
 DURATION = os.environ.get("BENCH_DURATION", "8s")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNS = os.environ.get("BENCH_CONNECTIONS", "32")
@@ -64,11 +71,11 @@ def wait_port(port, timeout=10):
             time.sleep(0.05)
     sys.exit(f"bench: nothing listens on {port}")
 
-def wrk(port, path="/api/bench", headers=()):
+def wrk(port, path="/api/bench", headers=(), scheme="http"):
     args = ["wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}", "--latency"]
     for h in headers:
         args += ["-H", h]
-    out = subprocess.run(args + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
+    out = subprocess.run(args + [f"{scheme}://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -102,6 +109,10 @@ http {{ access_log off; keepalive_requests 1000000;
   upstream origin {{ server 127.0.0.1:{UPSTREAM}; keepalive 64; keepalive_requests 1000000; }}
   server {{ listen 127.0.0.1:{NGINX};
     location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Request-Id $request_id; }} }}
+  server {{ listen 127.0.0.1:{NGINX_TLS} ssl; ssl_certificate {work}/tls.crt; ssl_certificate_key {work}/tls.key;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:1m;
+    location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Request-Id $request_id; }} }} }}
 """)
         with open(f"{work}/haproxy.cfg", "w") as f:
@@ -121,13 +132,43 @@ frontend fe
 backend be
   server origin 127.0.0.1:{UPSTREAM}
 """)
+        # One certificate for both TLS listeners, and the route Gatehouse serves it on.
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                        "-keyout", f"{work}/tls.key", "-out", f"{work}/tls.crt"],
+                       check=True, capture_output=True)
+        os.mkdir(f"{work}/manifests")
+        shutil.copy(f"{ROOT}/bench/gateway.yaml", f"{work}/manifests/gateway.yaml")
+        indent = lambda path: open(path).read().strip().replace("\n", "\n    ")
+        with open(f"{work}/manifests/tls.yaml", "w") as f:
+            f.write(f"""apiVersion: v1
+kind: Secret
+metadata: {{name: bench-tls}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+    {indent(f"{work}/tls.crt")}
+  tls.key: |
+    {indent(f"{work}/tls.key")}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: bench-tls}}
+spec:
+  tls: {{secretName: bench-tls}}
+  rules:
+    - name: tls
+      matches: [{{path: {{type: Prefix, value: /tls}}}}]
+      backends: [{{upstream: origin}}]
+""")
         start(["nginx", "-c", f"{work}/upstream.conf", "-p", work])
         wait_port(UPSTREAM)
-        gh = start([f"{ROOT}/target/release/gatehouse", "run", "-f", f"{ROOT}/bench/gateway.yaml",
-                    "--http", f"127.0.0.1:{GATEHOUSE}", "--admin", "127.0.0.1:18099", "--workers", "1"])
+        gh = start([f"{ROOT}/target/release/gatehouse", "run", "-f", f"{work}/manifests",
+                    "--http", f"127.0.0.1:{GATEHOUSE}", "--https", f"127.0.0.1:{GATEHOUSE_TLS}",
+                    "--admin", "127.0.0.1:18099", "--workers", "1"])
         ng = start(["nginx", "-c", f"{work}/nginx.conf", "-p", work])
         ha = start(["haproxy", "-f", f"{work}/haproxy.cfg"])
-        for port in (GATEHOUSE, NGINX, HAPROXY):
+        for port in (GATEHOUSE, NGINX, HAPROXY, GATEHOUSE_TLS, NGINX_TLS):
             wait_port(port)
         plain = ("/api/bench", ())
         with open(f"{ROOT}/bench/auth/token.txt") as f:
@@ -140,17 +181,21 @@ backend be
             "policies": (GATEHOUSE, lambda: [gh.pid], ("/policies/bench", ("Cache-Control: no-cache",))),
             "cache-hit": (GATEHOUSE, lambda: [gh.pid], ("/cached/bench", ())),
             "auth": (GATEHOUSE, lambda: [gh.pid], ("/auth/bench", (f"Authorization: Bearer {token}",))),
+            "https": (GATEHOUSE_TLS, lambda: [gh.pid], ("/tls/bench", ()), "https"),
+            "nginx-tls": (NGINX_TLS, lambda: [ng.pid] + children(ng.pid), ("/tls/bench", ()), "https"),
+            "handshake": (GATEHOUSE_TLS, lambda: [gh.pid], ("/tls/bench", ("Connection: close",)), "https"),
+            "nginx-hs": (NGINX_TLS, lambda: [ng.pid] + children(ng.pid), ("/tls/bench", ("Connection: close",)), "https"),
         }
         results = {name: [] for name in targets}
         for rnd in range(ROUNDS):
-            for name, (port, pids, (path, headers)) in targets.items():
+            for name, (port, pids, (path, headers), *scheme) in targets.items():
                 before = cpu_ticks(pids())
-                rps, total, lat, errors = wrk(port, path, headers)
+                rps, total, lat, errors = wrk(port, path, headers, *scheme)
                 used = cpu_ticks(pids()) - before
                 cpu_us = used * 1e6 / TICK / total if total and pids() else 0.0
                 results[name].append((rps, cpu_us, lat["50%"], lat["99%"], errors))
                 print(f"round {rnd + 1} {name:9} {rps:10.0f} req/s  {cpu_us:6.1f} CPU-µs/req  p99 {lat['99%']:.2f} ms  errors {errors}", flush=True)
-        rss = {name: peak_rss_kb(pids()) for name, (_, pids, _) in targets.items()}
+        rss = {name: peak_rss_kb(pids()) for name, (_, pids, *_) in targets.items()}
         med = {n: [statistics.median(x[i] for x in r) for i in range(4)] + [sum(x[4] for x in r)]
                for n, r in results.items()}
         base = med["nginx"]
@@ -169,6 +214,13 @@ backend be
             print(f"  cache-hit req/s x{hit[0] / g[0]:.2f} (target >= 1.50)   CPU-µs/req x{hit[1] / g[1]:.2f}   p99 x{hit[3] / g[3]:.2f}")
         if g[1] and auth[1]:
             print(f"  auth      CPU-µs/req x{auth[1] / g[1]:.2f} (target <= 1.15)   req/s x{auth[0] / g[0]:.2f}")
+        print()
+        print("TLS, Gatehouse relative to nginx on the same row (same certificate, same run):")
+        for ours, theirs, target in (("https", "nginx-tls", " (target <= 1.00)"), ("handshake", "nginx-hs", "")):
+            o, t = med[ours], med[theirs]
+            if o[1] and t[1]:
+                print(f"  {ours:9} CPU-µs/req x{o[1] / t[1]:.2f}{target}   req/s x{o[0] / t[0]:.2f}   p99 x{o[3] / t[3]:.2f}"
+                      f"   (vs its plain route: CPU x{o[1] / g[1]:.2f})")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

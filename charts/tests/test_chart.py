@@ -176,11 +176,13 @@ class Pod(unittest.TestCase):
                 pod = one(objs, "Deployment")["spec"]["template"]["spec"]
                 proxy = next(c for c in pod["containers"] if c["name"] == "proxy")
                 ports = {p["name"]: p["containerPort"] for p in proxy["ports"]}
-                self.assertEqual(sorted(ports), ["http", "metrics"], "no admin port is declared")
+                self.assertEqual(sorted(ports), ["http", "https", "metrics"], "no admin port is declared")
                 metrics, = flag(proxy["args"], "metrics")
                 self.assertEqual(metrics, f"0.0.0.0:{ports['metrics']}")
                 http, = flag(proxy["args"], "http")
                 self.assertEqual(http, f"0.0.0.0:{ports['http']}")
+                https, = flag(proxy["args"], "https")
+                self.assertEqual(https, f"0.0.0.0:{ports['https']}")
                 admin, = flag(proxy["args"], "admin")
                 self.assertTrue(admin.startswith("127.0.0.1:"), admin)
                 ready = proxy["readinessProbe"]["httpGet"]
@@ -189,9 +191,9 @@ class Pod(unittest.TestCase):
                 self.assertEqual((live["path"], live["port"]), ("/healthz", "metrics"))
                 for svc in by_kind(objs, "Service"):
                     for p in svc["spec"]["ports"]:
-                        self.assertIn(p["targetPort"], ("http", "metrics"))
+                        self.assertIn(p["targetPort"], ("http", "https", "metrics"))
                 traffic = next(s for s in by_kind(objs, "Service") if not s["metadata"]["name"].endswith("-metrics"))
-                self.assertEqual([p["targetPort"] for p in traffic["spec"]["ports"]], ["http"])
+                self.assertEqual([p["targetPort"] for p in traffic["spec"]["ports"]], ["http", "https"])
                 self.assertEqual(traffic["spec"]["type"], values["service"]["type"])
                 self.assertEqual(traffic["metadata"].get("annotations", {}), values["service"]["annotations"])
 

@@ -131,6 +131,7 @@ struct World {
     client: Client,
     ns: String,
     http: SocketAddr,
+    https: SocketAddr,
     _dir: tempfile::TempDir,
     proxy: Option<Running>,
     controller: Option<Running>,
@@ -173,6 +174,7 @@ impl World {
         let mut world = World {
             client,
             http: free_port(),
+            https: free_port(),
             socket: dir.path().join("admin.sock"),
             state: dir.path().join("state"),
             _dir: dir,
@@ -201,6 +203,8 @@ impl World {
         let admin = free_port();
         let child = Command::new(gatehouse_bin())
             .args(["proxy", "--workers", "1", "--metrics", "off"])
+            .arg("--https")
+            .arg(self.https.to_string())
             .arg("--http")
             .arg(self.http.to_string())
             .arg("--admin")
@@ -1323,5 +1327,160 @@ fn the_controller_converges_after_an_api_server_restart_with_compaction() {
         eprintln!("during the API server restart: {ok} requests ok, {failed} failed");
         assert_eq!(failed, 0, "the proxy kept serving ({ok} ok)");
         assert!(ok > 0);
+    });
+}
+
+/// A self-signed certificate for `name` and its key, PEM.
+fn self_signed(name: &str) -> (String, String, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+}
+
+/// The certificate the HTTPS listener at `addr` serves for `sni` (not verified), DER.
+async fn served_certificate(addr: SocketAddr, sni: &str) -> Option<Vec<u8>> {
+    use std::sync::Arc;
+    #[derive(Debug)]
+    struct Any(Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for Any {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Any(provider)))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).ok()?;
+    let tls = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let der = tls.get_ref().1.peer_certificates()?.first()?.to_vec();
+    Some(der)
+}
+
+#[test]
+fn a_tls_secret_is_served_by_sni_rotated_by_editing_it_and_a_broken_one_is_a_condition() {
+    with_cluster("tls", |cluster| async move {
+        let world = World::new(&cluster, "tls").await;
+        world.echo_service("svc").await;
+        let secret = |name: &str, (crt, key): (&str, &str)| {
+            json!({
+                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": name},
+                "stringData": {"tls.crt": crt, "tls.key": key},
+            })
+        };
+        let (crt1, key1, der1) = self_signed("secure.e2e.test");
+        world.apply(secret("secure-tls", (&crt1, &key1))).await;
+        world
+            .apply(json!({
+                "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ApiRoute",
+                "metadata": {"name": "secure"},
+                "spec": {"hosts": ["secure.e2e.test"], "tls": {"secretName": "secure-tls"},
+                         "rules": [prefix_rule("/", "svc")]},
+            }))
+            .await;
+        converge("the certificate is served by SNI", || async {
+            served_certificate(world.https, "secure.e2e.test")
+                .await
+                .as_deref()
+                == Some(&der1[..])
+        })
+        .await;
+
+        // Rotation: the edited Secret is served on the next connection.
+        let (crt2, key2, der2) = self_signed("secure.e2e.test");
+        world.apply(secret("secure-tls", (&crt2, &key2))).await;
+        converge("the rotated certificate is served", || async {
+            served_certificate(world.https, "secure.e2e.test")
+                .await
+                .as_deref()
+                == Some(&der2[..])
+        })
+        .await;
+
+        // A key that is not the certificate's: the route's condition says so, and the
+        // other host keeps its certificate.
+        let (crt3, _, _) = self_signed("broken.e2e.test");
+        world.apply(secret("broken-tls", (&crt3, &key1))).await;
+        world
+            .apply(json!({
+                "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ApiRoute",
+                "metadata": {"name": "broken"},
+                "spec": {"hosts": ["broken.e2e.test"], "tls": {"secretName": "broken-tls"},
+                         "rules": [prefix_rule("/", "svc")]},
+            }))
+            .await;
+        converge("InvalidCertificate on the broken route", || async {
+            world
+                .condition_is(
+                    "ApiRoute",
+                    "broken",
+                    "ResolvedRefs",
+                    "False",
+                    "InvalidCertificate",
+                )
+                .await
+        })
+        .await;
+        assert!(
+            served_certificate(world.https, "broken.e2e.test")
+                .await
+                .is_none()
+        );
+        assert_eq!(
+            served_certificate(world.https, "secure.e2e.test")
+                .await
+                .as_deref(),
+            Some(&der2[..])
+        );
     });
 }
