@@ -141,28 +141,10 @@ help="$("$bin" run --help 2>&1)" || die "$bin run --help failed"
 grep -q -- '--https' <<<"$help" || die "$bin has no --https listener"
 
 mkdir -p "$out"
-work="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-testssl.XXXXXX")"
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-read -r p_up p_http p_https p_admin < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-PY
-)
+# shellcheck source=e2e/conformance/common.sh
+source "$here/common.sh"
+work_dir testssl
+read -r p_up p_http p_https p_admin < <(free_ports 4)
 
 # --- certificates and manifests
 mkdir -p "$work/manifests"
