@@ -302,6 +302,14 @@ fn each_host_gets_its_certificate_by_sni_and_wildcards_cover_one_label() {
     );
     assert!(handshakes(&f, "success") >= 3.0);
 
+    // The private keys never leave the process: /config shows them withheld.
+    let config = common::request(f.gateway.admin, "GET", "localhost", "/config", &[]).text();
+    assert!(config.contains("\"withheld\":true"), "{config}");
+    for leaf in [&f.a, &f.b, &f.wild] {
+        let body = leaf.key.lines().nth(1).expect("a key line");
+        assert!(!config.contains(body), "a private key reached /config");
+    }
+
     // Plain HTTP keeps serving every route, the ones with tls included.
     let plain = common::request(f.gateway.http, "GET", "plain.test", "/", &[]);
     assert_eq!(plain.text(), "plain only");
