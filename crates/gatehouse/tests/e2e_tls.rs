@@ -504,7 +504,9 @@ fn tls_upstream(
     runtime: &tokio::runtime::Runtime,
     leaf: &Leaf,
     client_ca: Option<&Ca>,
-) -> SocketAddr {
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = handshakes.clone();
     use rustls::pki_types::PrivateKeyDer;
     use rustls::pki_types::pem::PemObject;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -537,11 +539,12 @@ fn tls_upstream(
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
-            let acceptor = acceptor.clone();
+            let (acceptor, counted) = (acceptor.clone(), counted.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (_, conn) = tls.get_ref();
                 let alpn =
                     String::from_utf8_lossy(conn.alpn_protocol().unwrap_or(b"none")).into_owned();
@@ -567,7 +570,7 @@ fn tls_upstream(
             });
         }
     });
-    addr
+    (addr, handshakes)
 }
 
 /// An `Opaque` Secret with `ca.crt`.
@@ -610,8 +613,8 @@ fn upstreams_are_reached_over_tls_verified_by_their_ca_with_client_certificates(
     let client_ca = Ca::new("upstream client CA");
     let server_leaf = server_ca.leaf(&["upstream.test"]);
     let client_leaf = client_ca.leaf(&["gateway.test"]);
-    let open = tls_upstream(&servers, &server_leaf, None);
-    let mutual = tls_upstream(&servers, &server_leaf, Some(&client_ca));
+    let (open, handshakes) = tls_upstream(&servers, &server_leaf, None);
+    let (mutual, _) = tls_upstream(&servers, &server_leaf, Some(&client_ca));
     let verified = "{sni: upstream.test, caSecretRef: {name: server-ca}}";
     let with_cert = "{sni: upstream.test, caSecretRef: {name: server-ca}, clientCertificateRef: {name: client-cert}}";
     let manifests = [
@@ -649,9 +652,17 @@ fn upstreams_are_reached_over_tls_verified_by_their_ca_with_client_certificates(
     let get = |path: &str| common::request(http, "GET", "up.test", path, &[]);
 
     assert_eq!(get("/good").text(), "tls upstream: http/1.1 no-client-cert");
-    // Pooled: a second request on the same worker reuses the connection; either way it
-    // is served the same.
-    assert_eq!(get("/good").status, 200);
+    // Pooled: ten more requests, each answered before the next is sent, reuse the
+    // workers' connections (two workers: at most one new connection each).
+    let before = handshakes.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..10 {
+        assert_eq!(get("/good").status, 200);
+    }
+    let added = handshakes.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(
+        added <= 1,
+        "{added} new TLS connections for 10 sequential requests"
+    );
     assert_eq!(get("/h2").text(), "tls upstream: h2 no-client-cert");
     assert_eq!(get("/insecure").status, 200);
     assert_eq!(
