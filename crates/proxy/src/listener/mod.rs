@@ -298,8 +298,9 @@ async fn traffic_worker(
 }
 
 /// Serves one traffic connection (plain, or after its TLS handshake with the protocol
-/// ALPN agreed) with the request path until it closes or the listener stops. `shared` is an `Rc` so that cloning it
-/// per request is a plain increment, not an atomic one on a line every worker writes.
+/// ALPN agreed) with the request path until it closes or the listener stops. `shared`
+/// is an `Rc` so that cloning it per request is a plain increment, not an atomic one on
+/// a line every worker writes.
 #[allow(clippy::redundant_allocation)]
 async fn serve_traffic<I>(
     io: I,

@@ -102,7 +102,10 @@ impl SendError {
     /// Whether the client's request body failed while it was being sent (a malformed
     /// chunk, a body cut short): the client's fault, not the upstream's.
     pub fn client_body_failed(&self) -> bool {
-        matches!(self, SendError::Exchange { source, .. } if source.is_user())
+        // hyper reports the request body's own error as a user error with that error as
+        // its cause; its other user errors (misuse of its API) have none.
+        matches!(self, SendError::Exchange { source, .. }
+            if source.is_user() && std::error::Error::source(source).is_some())
             && !self.body_too_large()
     }
 
