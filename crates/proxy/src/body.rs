@@ -92,31 +92,34 @@ pub const BODY_GRACE_PER_BYTE: Duration = Duration::from_micros(2000);
 #[error("the request body arrived slower than 500 bytes/s after its first 10 s")]
 pub struct BodyTooSlow;
 
-/// The client's request body, cut off when it arrives too slowly. The deadline is armed
-/// only when the body is not all there yet, so most requests pay nothing.
+/// The client's request body, cut off when it arrives too slowly. The clock starts when
+/// the body is first read (a request may wait in a throttling or concurrency queue
+/// before that), and the deadline is armed only when the body is not all there yet, so
+/// most requests pay nothing.
 #[derive(Debug)]
 pub struct ClientBody {
     inner: Incoming,
-    started: std::time::Instant,
+    started: Option<tokio::time::Instant>,
     received: u64,
     deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ClientBody {
-    /// `inner`, from a request that arrived at `started`.
-    pub(crate) fn new(inner: Incoming, started: std::time::Instant) -> ClientBody {
+    /// The client's body.
+    pub(crate) fn new(inner: Incoming) -> ClientBody {
         ClientBody {
             inner,
-            started,
+            started: None,
             received: 0,
             deadline: None,
         }
     }
 
-    fn due(&self) -> tokio::time::Instant {
+    fn due(&mut self) -> tokio::time::Instant {
+        let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
         let grace =
             BODY_GRACE_PER_BYTE.saturating_mul(u32::try_from(self.received).unwrap_or(u32::MAX));
-        tokio::time::Instant::from_std(self.started) + BODY_TIMEOUT + grace
+        started + BODY_TIMEOUT + grace
     }
 }
 

@@ -206,7 +206,7 @@ async fn serve(req: Request<Incoming>, cx: &mut Ctx<'_>) -> Result<Response<Body
     let (parts, body) = req.into_parts();
     let mut req = Inbound {
         parts,
-        body: RequestBody::Streamed(crate::body::ClientBody::new(body, cx.started)),
+        body: RequestBody::Streamed(crate::body::ClientBody::new(body)),
         body_limit: listener::limits::MAX_BODY_BYTES,
     };
     // 1. Listener limits, before any work on the request.
