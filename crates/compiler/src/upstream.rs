@@ -62,6 +62,17 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
             }
         }
     };
+    if let Some(sni) = spec.tls.as_ref().and_then(|t| t.sni.as_ref())
+        && !is_dns_name(&sni.to_ascii_lowercase())
+        && sni.parse::<IpAddr>().is_err()
+    {
+        sink.error(
+            "spec.tls.sni",
+            Reason::Invalid,
+            format!("{sni:?} is not a DNS name or an IP address"),
+        );
+        valid = false;
+    }
     let mut blocked = blockers(spec, sink);
     let tls = spec
         .tls
@@ -217,17 +228,6 @@ fn tls(
         insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
         ..Default::default()
     };
-    if let Some(sni) = &t.sni
-        && !is_dns_name(&sni.to_ascii_lowercase())
-        && sni.parse::<IpAddr>().is_err()
-    {
-        block(
-            sink,
-            "spec.tls.sni",
-            Reason::Invalid,
-            format!("{sni:?} is not a DNS name or an IP address"),
-        );
-    }
     if out.insecure_skip_verify {
         sink.warning(
             "spec.tls.insecureSkipVerify",

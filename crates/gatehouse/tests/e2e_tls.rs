@@ -693,5 +693,11 @@ fn upstreams_are_reached_over_tls_verified_by_their_ca_with_client_certificates(
     );
     assert!(out.contains("insecureSkipVerify"), "{out}");
     assert!(out.contains("not verified"), "{out}");
+    // An sni that is no name: the Upstream is invalid.
+    let (ok, out) = lint(
+        &upstream_route("badsni", open, "HTTP1", "{sni: \"not a name!\"}"),
+        &[],
+    );
+    assert!(!ok && out.contains("spec.tls.sni"), "{out}");
     drop(servers);
 }
