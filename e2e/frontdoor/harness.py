@@ -777,7 +777,8 @@ def _pct_decode(s):
     return bytes(out)
 
 
-def _resolve(path):
+def resolve_dots(path):
+    """`path` with empty and dot segments resolved (RFC 3986 §5.2.4), no trailing slash."""
     segs = []
     for seg in path.split("/"):
         if seg in ("", "."):
@@ -806,8 +807,8 @@ def backend_readings(path):
     readings = set()
     for b in bases:
         for v in (b, b.replace("\\", "/")):
-            readings.add(_resolve(v))
-            readings.add(_resolve("/".join(seg.split(";", 1)[0] for seg in v.split("/"))))
+            readings.add(resolve_dots(v))
+            readings.add(resolve_dots("/".join(seg.split(";", 1)[0] for seg in v.split("/"))))
     return readings
 
 

@@ -29,6 +29,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
+    resolve_dots,
     CONTINUATION, END_HEADERS, END_STREAM, ERROR_NAMES, HEADERS, RST_STREAM, DATA,
     SETTINGS_MAX_CONCURRENT_STREAMS, Gateway, H2Raw, Raw, Upstream, backend_readings,
     exchange, frame, h2_get, literal, request, request_block, under,
@@ -1041,16 +1042,7 @@ def canonical(path):
     characters decoded, dot-segments removed, repeated slashes merged."""
     path = _UNRESERVED.sub(lambda m: chr(int(m.group(0)[1:], 16)), path)
     trailing = path.endswith("/") and len(path) > 1
-    segs = []
-    for seg in path.split("/"):
-        if seg in ("", "."):
-            continue
-        if seg == "..":
-            if segs:
-                segs.pop()
-            continue
-        segs.append(seg)
-    out = "/" + "/".join(segs)
+    out = resolve_dots(path)
     if trailing and out != "/" and not path.rstrip("/").endswith(("/..", "/.")):
         out += "/"
     return out
