@@ -53,8 +53,15 @@ impl Catalog {
     pub fn prepare(table: &Table, previous: Option<&Catalog>) -> Catalog {
         let mut out = Catalog::default();
         let mut by_id: HashMap<&str, usize> = HashMap::new();
+        let before: HashMap<&str, &Entry> = previous
+            .map(|p| p.certificates.iter().map(|e| (&*e.id, e)).collect())
+            .unwrap_or_default();
         for c in &table.certificates {
-            let kept = previous.and_then(|p| p.reusable(c));
+            // Kept when its chain and key are unchanged.
+            let kept = before
+                .get(c.id.as_str())
+                .filter(|e| e.source == *c)
+                .map(|e| e.key.clone());
             let key = match kept {
                 Some(k) => k,
                 None => match certified_key(c) {
@@ -89,14 +96,6 @@ impl Catalog {
             }
         }
         out
-    }
-
-    /// The key of the previous table for `c`, when its chain and key are unchanged.
-    fn reusable(&self, c: &gatehouse_table::Certificate) -> Option<Arc<CertifiedKey>> {
-        self.certificates
-            .iter()
-            .find(|e| e.source == *c)
-            .map(|e| e.key.clone())
     }
 
     /// Whether any certificate is served.
