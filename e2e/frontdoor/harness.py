@@ -36,6 +36,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+def first_header(headers, name):
+    """The first value of header `name` (any case) among `(name, value)` pairs, or None."""
+    for n, v in headers:
+        if n.lower() == name.lower():
+            return v
+    return None
+
+
 # === recording upstreams ===============================================================
 
 
@@ -56,10 +64,7 @@ class Recorded:
         return self.target.split("?", 1)[0]
 
     def header(self, name):
-        for n, v in self.headers:
-            if n.lower() == name.lower():
-                return v
-        return None
+        return first_header(self.headers, name)
 
     def __repr__(self):
         return "%s %s (x-case=%s, %d body bytes)" % (
@@ -303,10 +308,7 @@ class Response:
         self.body = body
 
     def header(self, name):
-        for n, v in self.headers:
-            if n.lower() == name.lower():
-                return v
-        return None
+        return first_header(self.headers, name)
 
     def __repr__(self):
         return "%d %s (%d body bytes)" % (self.status, self.reason, len(self.body))

@@ -98,11 +98,6 @@ impl Catalog {
         out
     }
 
-    /// Whether any certificate is served.
-    pub fn is_empty(&self) -> bool {
-        self.certificates.is_empty()
-    }
-
     /// The certificate for a client asking for `sni` (none: the default).
     fn find(&self, sni: Option<&str>) -> Option<usize> {
         let Some(name) = sni else {
