@@ -564,9 +564,10 @@ pub struct Waf {
     /// `Block` (403) or `Detect` (log + metric). Default `Block`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<WafMode>,
-    /// Built-in rule families. Default: all.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<WafRule>,
+    /// Built-in rule families. Omitted: all six; `[]`: none (the CIDR rules or the
+    /// Core Rule Set alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<WafRule>>,
     /// Request parts inspected. Default: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inspect: Vec<WafTarget>,

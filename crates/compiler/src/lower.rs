@@ -11,7 +11,7 @@ use gatehouse_api::policy::{
     self as api, ErrorFormat, FailureMode, Policies, RateLimitKeyType, RateLimitMode,
     RateLimitScope, ResponseValidationMode,
 };
-use gatehouse_table::policy::{self as lowered, PolicyField, RulePolicies, Sourced, Unenforced};
+use gatehouse_table::policy::{self as lowered, PolicyField, RulePolicies, Sourced};
 
 use crate::auth;
 use crate::values::{parse_duration, parse_template};
@@ -54,13 +54,8 @@ pub(crate) fn field(
             })
             .transpose()
     }
-    let unenforced = || {
-        Some(Unenforced {
-            source: source.to_string(),
-        })
-    };
     match field {
-        PolicyField::Waf => out.waf = unenforced(),
+        PolicyField::Waf => out.waf = sourced(&p.waf, source, waf)?,
         PolicyField::Authentication => {
             out.authentication = sourced(&p.authentication, source, |a| {
                 auth::authentication(a, secrets)
@@ -85,6 +80,80 @@ pub(crate) fn field(
         PolicyField::Errors => out.errors = sourced(&p.errors, source, errors)?,
     }
     Ok(())
+}
+
+/// `waf.maxInspectBytes` when not written.
+const DEFAULT_MAX_INSPECT_BYTES: u64 = 64 * 1024;
+/// `waf.coreRuleSet.paranoiaLevel` when not written.
+const DEFAULT_PARANOIA_LEVEL: u8 = 1;
+/// `waf.coreRuleSet.anomalyThreshold` when not written.
+const DEFAULT_ANOMALY_THRESHOLD: u32 = 5;
+
+fn waf(w: &api::Waf) -> Result<lowered::Waf, String> {
+    let mut rules: Vec<lowered::WafRule> = match &w.rules {
+        None => lowered::WafRule::ALL.to_vec(),
+        Some(list) => list
+            .iter()
+            .map(|r| match r {
+                api::WafRule::SqlInjection => lowered::WafRule::SqlInjection,
+                api::WafRule::CrossSiteScripting => lowered::WafRule::CrossSiteScripting,
+                api::WafRule::PathTraversal => lowered::WafRule::PathTraversal,
+                api::WafRule::CommandInjection => lowered::WafRule::CommandInjection,
+                api::WafRule::ScannerDetection => lowered::WafRule::ScannerDetection,
+                api::WafRule::ProtocolViolation => lowered::WafRule::ProtocolViolation,
+            })
+            .collect(),
+    };
+    rules.sort();
+    rules.dedup();
+    let all = w.inspect.is_empty();
+    let has = |t: api::WafTarget| all || w.inspect.contains(&t);
+    let inspect = lowered::WafParts {
+        path: has(api::WafTarget::Path),
+        query: has(api::WafTarget::Query),
+        headers: has(api::WafTarget::Headers),
+        body: has(api::WafTarget::Body),
+    };
+    let nets = |list: &[String]| -> Result<Vec<ipnet::IpNet>, String> {
+        list.iter()
+            .map(|c| {
+                c.parse::<ipnet::IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|n| n.trunc())
+                    .map_err(|_| format!("{c:?} is not a CIDR or IP address"))
+            })
+            .collect()
+    };
+    let core_rule_set = match &w.core_rule_set {
+        Some(crs) if crs.enabled == Some(true) => Some(lowered::CoreRuleSet {
+            paranoia_level: crs
+                .paranoia_level
+                .map_or(Ok(DEFAULT_PARANOIA_LEVEL), u8::try_from)
+                .map_err(|_| "coreRuleSet.paranoiaLevel: must be between 1 and 4".to_string())?,
+            anomaly_threshold: crs.anomaly_threshold.unwrap_or(DEFAULT_ANOMALY_THRESHOLD),
+            exclusions: crs
+                .exclusions
+                .iter()
+                .map(|e| lowered::CrsExclusion {
+                    rule_id: e.rule_id,
+                    paths: e.paths.clone(),
+                })
+                .collect(),
+        }),
+        _ => None,
+    };
+    Ok(lowered::Waf {
+        mode: match w.mode.unwrap_or_default() {
+            api::WafMode::Block => lowered::WafMode::Block,
+            api::WafMode::Detect => lowered::WafMode::Detect,
+        },
+        rules,
+        inspect,
+        max_inspect_bytes: w.max_inspect_bytes.unwrap_or(DEFAULT_MAX_INSPECT_BYTES),
+        allow_cidrs: nets(&w.allow_cidrs)?,
+        deny_cidrs: nets(&w.deny_cidrs)?,
+        core_rule_set,
+    })
 }
 
 fn duration(d: &gatehouse_api::Duration) -> Result<u64, String> {

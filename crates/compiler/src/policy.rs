@@ -433,6 +433,21 @@ impl Checker<'_, '_, '_> {
                 "must be between 1 and 4".into(),
             );
         }
+        for (i, e) in w
+            .core_rule_set
+            .iter()
+            .flat_map(|c| c.exclusions.iter())
+            .enumerate()
+        {
+            for (j, path) in e.paths.iter().enumerate() {
+                if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control()) {
+                    self.invalid(
+                        &format!("waf.coreRuleSet.exclusions[{i}].paths[{j}]"),
+                        format!("{path:?} is not a path prefix (it starts with /)"),
+                    );
+                }
+            }
+        }
     }
 
     fn errors(&mut self, e: &ErrorPolicy) {

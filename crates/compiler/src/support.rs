@@ -24,8 +24,8 @@ pub fn unsupported_policy_parts(field: PolicyField, _policies: &Policies) -> Vec
         | PolicyField::Validation
         | PolicyField::Cache
         | PolicyField::Authentication
-        | PolicyField::Authorization => Vec::new(),
-        PolicyField::Waf => vec![""],
+        | PolicyField::Authorization
+        | PolicyField::Waf => Vec::new(),
     }
 }
 

@@ -26,6 +26,22 @@ pub struct DataPlaneArgs {
     /// recently and least frequently used entries go first.
     #[arg(long, env = "GATEHOUSE_CACHE_CAPACITY", default_value_t = gatehouse_proxy::policy::cache::DEFAULT_CAPACITY)]
     pub cache_capacity: u64,
+    /// Peers whose `X-Forwarded-For` names the client (comma-separated CIDRs or
+    /// addresses): the address the WAF's CIDR rules, `ClientIp` rate limits and
+    /// `${clientIp}` see. Without it, the connection's peer is the client.
+    #[arg(long, env = "GATEHOUSE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The OWASP Core Rule Set's rule files (`REQUEST-*.conf`), for `waf.coreRuleSet`.
+    #[arg(long, env = "GATEHOUSE_CRS_RULES", default_value = gatehouse_proxy::policy::waf::crs::DEFAULT_RULES_DIR)]
+    pub crs_rules: std::path::PathBuf,
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address.
+fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not a CIDR or IP address"))
 }
 
 impl DataPlaneArgs {
@@ -43,6 +59,8 @@ impl DataPlaneArgs {
         Ok(Options {
             global_limits,
             cache_capacity: self.cache_capacity,
+            trusted_proxies: self.trusted_proxies.clone(),
+            crs_rules: self.crs_rules.clone(),
         })
     }
 }

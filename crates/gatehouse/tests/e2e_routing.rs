@@ -496,8 +496,8 @@ spec:
       backends: [{upstream: nowhere}]
     - name: blocked
       matches: [{path: {type: Exact, value: /blocked}}]
-      respond: {status: 200, body: must-not-be-served}
-      policies: {waf: {rules: [SqlInjection]}}
+      backends: [{upstream: echo}]
+      mirror: {upstream: echo}
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: ApiRoute
@@ -1186,8 +1186,8 @@ fn upstream_timeouts_are_504() {
 #[test]
 fn unservable_rules_are_503() {
     let gw = gateway();
-    // A policy this data plane does not enforce: the compiler blocks the rule; it is
-    // never served open.
+    // A field this data plane does not implement (`mirror`): the compiler blocks the
+    // rule; it is never served open.
     assert_problem(&get(&gw, "errors.test", "/blocked"), 503);
     // A backend naming an Upstream that does not exist.
     assert_problem(&get(&gw, "errors.test", "/missing"), 503);

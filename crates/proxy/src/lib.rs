@@ -98,6 +98,8 @@ pub struct Shared {
     policy_states: policy::PolicyStates,
     /// Request and config metrics.
     pub metrics: metrics::Metrics,
+    /// `--trusted-proxies`.
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// Tables replaced, until nothing else holds them (see [`Retired`]).
     retired: Retired,
 }
@@ -182,6 +184,10 @@ pub struct Options {
     pub global_limits: Option<policy::limit::GlobalBackend>,
     /// `--cache-capacity`: bytes the response cache holds at most.
     pub cache_capacity: u64,
+    /// `--trusted-proxies`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `--crs-rules`: the directory of the OWASP Core Rule Set's rule files.
+    pub crs_rules: std::path::PathBuf,
 }
 
 impl Default for Options {
@@ -189,6 +195,8 @@ impl Default for Options {
         Options {
             global_limits: None,
             cache_capacity: policy::cache::DEFAULT_CAPACITY,
+            trusted_proxies: Vec::new(),
+            crs_rules: policy::waf::crs::DEFAULT_RULES_DIR.into(),
         }
     }
 }
@@ -207,7 +215,8 @@ impl Shared {
         let metrics = metrics::Metrics::default();
         let mut regexes = gatehouse_router::RegexCache::default();
         let policy_states =
-            policy::PolicyStates::new(options.global_limits, options.cache_capacity);
+            policy::PolicyStates::new(options.global_limits, options.cache_capacity)
+                .with_crs_rules(options.crs_rules);
         let mut round = policy::StatesRound::default();
         let prepared = Prepared::new(
             table,
@@ -227,12 +236,45 @@ impl Shared {
             regexes: std::sync::Mutex::new(regexes),
             policy_states,
             metrics,
+            trusted_proxies: options.trusted_proxies,
             retired: Retired::new(),
         });
         shared
             .metrics
             .config_applied(version, true, started.elapsed());
         Ok(shared)
+    }
+
+    /// The client's address for a request from `peer`: the peer's own, unless it is a
+    /// trusted proxy (`--trusted-proxies`); then `X-Forwarded-For` is read from the
+    /// right, past every trusted proxy, to the first address that is not one. A value
+    /// that is not an address stops the walk at the last trusted hop.
+    pub(crate) fn client_of(
+        &self,
+        peer: &headers::Peer,
+        headers: &http::HeaderMap,
+    ) -> std::net::IpAddr {
+        let mut client = peer.addr.ip();
+        let trusted = |ip: &std::net::IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
+        if self.trusted_proxies.is_empty() || !trusted(&client) {
+            return client;
+        }
+        let hops = headers
+            .get_all(http::header::HeaderName::from_static("x-forwarded-for"))
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect::<Vec<_>>();
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.trim().parse::<std::net::IpAddr>() else {
+                break;
+            };
+            client = ip;
+            if !trusted(&ip) {
+                break;
+            }
+        }
+        client
     }
 
     /// Prepares `table` and, if that works, makes it the one requests see, atomically.

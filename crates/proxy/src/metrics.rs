@@ -7,6 +7,7 @@
 //! across tables. Names follow `spec/runtime.md`.
 
 use crate::listener::tls::Handshake;
+use crate::policy::waf::Matched;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -56,6 +57,27 @@ struct Series {
     durations: Histogram,
     /// Policy outcomes, by [`Counter`].
     counts: [u64; Counter::ALL.len()],
+    /// WAF matches, by [`Matched::index`] and [`WafAction`].
+    waf: [[u64; 2]; Matched::ALL.len()],
+}
+
+/// What a WAF match did: the `action` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WafAction {
+    /// The request was refused.
+    Block = 0,
+    /// The request went through (`mode: Detect`).
+    Detect = 1,
+}
+
+impl WafAction {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            WafAction::Block => "block",
+            WafAction::Detect => "detect",
+        }
+    }
 }
 
 /// A policy outcome counted per route: each is one series of a metric family.
@@ -270,6 +292,13 @@ impl Metrics {
         self.with_series(labels, |series| series.counts[counter as usize] += 1);
     }
 
+    /// Counts a WAF match on the calling worker.
+    pub fn waf_match(&self, labels: &RuleLabels, matched: Matched, action: WafAction) {
+        self.with_series(labels, |series| {
+            series.waf[matched.index()][action as usize] += 1;
+        });
+    }
+
     /// Records a table apply.
     pub fn config_applied(&self, version: u64, ok: bool, took: Duration) {
         if ok {
@@ -300,6 +329,8 @@ impl Metrics {
         let mut requests: HashMap<(&(String, String), &'static str, u16), u64> = HashMap::new();
         let mut durations: HashMap<&(String, String), Histogram> = HashMap::new();
         let mut counted: std::collections::BTreeMap<(&str, usize), u64> = Default::default();
+        let mut waf: std::collections::BTreeMap<(&str, &'static str, &'static str), u64> =
+            Default::default();
         if let Ok(blocks) = self.blocks.lock() {
             for block in blocks.iter() {
                 let Ok(block) = block.lock() else { continue };
@@ -310,6 +341,16 @@ impl Metrics {
                     for (i, n) in series.counts.iter().enumerate() {
                         if *n > 0 {
                             *counted.entry((labels.0.as_str(), i)).or_default() += n;
+                        }
+                    }
+                    for (matched, by_action) in Matched::ALL.iter().zip(&series.waf) {
+                        for (action, n) in
+                            [WafAction::Block, WafAction::Detect].iter().zip(by_action)
+                        {
+                            if *n > 0 {
+                                *waf.entry((labels.0.as_str(), matched.label(), action.label()))
+                                    .or_default() += n;
+                            }
                         }
                     }
                     if series.durations.count > 0 {
@@ -359,6 +400,14 @@ impl Metrics {
                     );
                 }
             }
+        }
+        out.push_str("# HELP gatehouse_waf_matches_total Requests the WAF matched, by route, WAF rule (a native family, CoreRuleSet, DenyCidrs, AllowCidrs) and action (block, detect).\n# TYPE gatehouse_waf_matches_total counter\n");
+        for ((route, rule, action), n) in &waf {
+            let _ = writeln!(
+                out,
+                "gatehouse_waf_matches_total{{route=\"{}\",rule=\"{rule}\",action=\"{action}\"}} {n}",
+                escape(route)
+            );
         }
         let _ = writeln!(
             out,

@@ -6,7 +6,7 @@
 //! ```text
 //!  1. listener limits        listener/limits.rs   414, 431, 400 (framing), 413
 //!  2. route lookup           routing.rs           404, 405 + Allow, 400; 503 for a blocked rule
-//!  3. WAF                    (policy/waf.rs, next)
+//!  3. WAF                    policy/waf/          403 (CIDR rules, native rules, CRS)
 //!     CORS                   policy/cors.rs       preflights answered here
 //!     authentication         policy/authentication.rs 401 + WWW-Authenticate (503 when
 //!                                                 the check service fails)
@@ -41,7 +41,7 @@ use crate::headers::{self, Peer, X_REQUEST_ID};
 use crate::metrics::{Counter, Metrics};
 use crate::policy::authentication::{self, Identity};
 use crate::policy::{
-    RulePolicies, authorization, cache, cors, errors, limit, transform, validation,
+    RulePolicies, authorization, cache, cors, errors, limit, transform, validation, waf,
 };
 use crate::prepared::{Prepared, PreparedRule};
 use crate::problem::GatewayError;
@@ -98,6 +98,9 @@ pub(crate) struct Ctx<'t> {
     pub metrics: &'t Metrics,
     /// The client end of the connection.
     pub peer: &'t Peer,
+    /// The client's address: the peer's, or with `--trusted-proxies`, the one the
+    /// trusted proxies in front of us name in `X-Forwarded-For`.
+    pub client: std::net::IpAddr,
     /// `X-Request-Id`: the client's, or generated.
     pub request_id: &'t HeaderValue,
     /// The rule routing selected; `None` until then (or when none matched).
@@ -174,10 +177,12 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
     let table = shared.prepared();
     let method = req.method().clone();
     let request_id = request_id::of(req.headers());
+    let client = shared.client_of(peer, req.headers());
     let mut cx = Ctx {
         table: &table,
         metrics: &shared.metrics,
         peer,
+        client,
         request_id: &request_id,
         rule: None,
         decor: Decor::default(),
@@ -220,6 +225,7 @@ async fn serve(req: Request<Incoming>, cx: &mut Ctx<'_>) -> Result<Response<Body
         ControlFlow::Break(answer) => return Ok(answer),
     };
     // 3. WAF → CORS → authentication → authorization.
+    waf::on_request(cx, &mut req).await?;
     if let ControlFlow::Break(answer) = cors::on_request(cx, &req.parts)? {
         return Ok(answer);
     }

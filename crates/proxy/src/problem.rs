@@ -73,6 +73,8 @@ pub enum GatewayError {
     Misdirected,
     /// The forward-authentication service failed, timed out or cannot be reached.
     AuthUnavailable(&'static str),
+    /// The web application firewall refused the request (which rule is not said).
+    Firewall,
 }
 
 impl GatewayError {
@@ -207,6 +209,11 @@ impl GatewayError {
                 (*detail).to_string(),
             ),
             GatewayError::Forbidden(why) => (StatusCode::FORBIDDEN, "Forbidden", why.clone()),
+            GatewayError::Firewall => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "This request was refused by the gateway's web application firewall.".into(),
+            ),
             GatewayError::Misdirected => (
                 StatusCode::MISDIRECTED_REQUEST,
                 "Misdirected Request",

@@ -93,7 +93,7 @@ impl<'a> Routed<'a> {
             params: &self.params,
             query: self.target.query(),
             headers,
-            client: cx.peer.addr,
+            client: cx.client,
             rid: cx.rid(),
             identity: cx.identity.as_ref(),
         }

@@ -1,8 +1,6 @@
 //! `${...}` templates: what they read from a request, and paths rendered from them.
 //! The templates themselves were parsed by the compiler into [`TemplatePart`]s.
 
-use std::net::SocketAddr;
-
 use gatehouse_router::query_pairs;
 use gatehouse_table::TemplatePart;
 use http::HeaderMap;
@@ -16,7 +14,7 @@ pub(crate) struct TemplateCtx<'a> {
     /// `${header.<name>}`: the client's headers (empty once they became the upstream's).
     pub headers: Option<&'a HeaderMap>,
     /// `${clientIp}`.
-    pub client: SocketAddr,
+    pub client: std::net::IpAddr,
     /// `${requestId}`.
     pub rid: &'a str,
     /// `${consumer}`, `${claim.<name>}`: who authentication said the caller is.
@@ -47,7 +45,7 @@ impl TemplateCtx<'_> {
                     out.push_str(v);
                 }
             }
-            TemplatePart::ClientIp => out.push_str(&self.client.ip().to_string()),
+            TemplatePart::ClientIp => out.push_str(&self.client.to_string()),
             TemplatePart::RequestId => out.push_str(self.rid),
             TemplatePart::Consumer => {
                 if let Some(c) = self.identity.and_then(|i| i.consumer.as_deref()) {

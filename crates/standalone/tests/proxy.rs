@@ -68,8 +68,8 @@ spec:
       redirect: {{scheme: https, hostname: api.example.com, path: "/v2/items/${{path.id}}", statusCode: 301}}
     - name: guarded
       matches: [{{path: {{type: Exact, value: /guarded}}}}]
-      respond: {{status: 200}}
-      policies: {{waf: {{rules: [SqlInjection]}}}}
+      backends: [{{upstream: echo}}]
+      mirror: {{upstream: echo}}
 "#,
         ip = echo.ip(),
         port = echo.port()
@@ -227,7 +227,7 @@ async fn upstream_failures_map_to_502_503_504() {
     let r = send(proxy, "GET", "/slow", &[]).await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
 
-    // A rule using a policy the data plane does not enforce yet is not served open.
+    // A rule using a field the data plane does not implement yet is not served open.
     let r = send(proxy, "GET", "/guarded", &[]).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     listening.shutdown(Duration::from_secs(5));

@@ -42,7 +42,7 @@ pub use policy::{
     HeaderEdits, HeaderTemplate, Limit, PathRewrite, PolicyField, QueryEdits, RateLimit,
     RateLimitKey, RateLimitMode, RateLimitScope, RequestTransform, RequestValidation,
     ResponseTransform, ResponseValidation, ResponseValidationMode, RulePolicies, Sourced,
-    Unenforced, Validation,
+    Validation, Waf, WafMode, WafParts, WafRule,
 };
 
 use std::collections::BTreeMap;
@@ -59,7 +59,8 @@ use serde::{Deserialize, Serialize};
 /// 4: `authentication` and `authorization` are typed ([`auth`]); secret material is
 /// [`auth::Sealed`], and a consumer's password hash is sealed too.
 /// 5: [`Table::certificates`] and [`Route::tls`]: routes served over HTTPS.
-pub const FORMAT: u32 = 5;
+/// 6: `waf` is typed ([`policy::Waf`]) and enforced.
+pub const FORMAT: u32 = 6;
 
 /// The whole compiled configuration.
 #[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]

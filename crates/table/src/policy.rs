@@ -7,9 +7,8 @@
 //! (header values, compiled schemas, buckets) from these values and decodes nothing.
 //! What stays data is the user's data: a JSON Schema document.
 //!
-//! Fields the data plane does not enforce yet (`waf`) are recorded only as [`Unenforced`]: the layer they came from, so
-//! `explain` and `/config` show every effective field. The compiler blocks every rule
-//! that has one (`Rule::blocked`), and the proxy answers such rules 503.
+//! A field the data plane would not enforce never gets here: the compiler blocks the
+//! rule (`Rule::blocked`) and the proxy answers it 503.
 
 use std::collections::BTreeMap;
 
@@ -85,9 +84,9 @@ impl PolicyField {
 #[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RulePolicies {
-    /// `waf` (not enforced yet: the rule is blocked).
+    /// `waf`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub waf: Option<Unenforced>,
+    pub waf: Option<Sourced<Waf>>,
     /// `cors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Sourced<Cors>>,
@@ -131,11 +130,8 @@ impl RulePolicies {
         fn src<T>(s: &Option<Sourced<T>>) -> Option<&str> {
             s.as_ref().map(|s| s.source.as_str())
         }
-        fn unenforced(s: &Option<Unenforced>) -> Option<&str> {
-            s.as_ref().map(|s| s.source.as_str())
-        }
         let all = [
-            (PolicyField::Waf, unenforced(&self.waf)),
+            (PolicyField::Waf, src(&self.waf)),
             (PolicyField::Cors, src(&self.cors)),
             (PolicyField::Authentication, src(&self.authentication)),
             (PolicyField::Authorization, src(&self.authorization)),
@@ -166,12 +162,120 @@ pub struct Sourced<T> {
     pub config: T,
 }
 
-/// A policy field that is set but not enforced by the data plane yet: only its layer.
+// === waf ===
+
+/// The web application firewall of a rule.
 #[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Unenforced {
-    /// Which layer it came from: `ApiPolicy ns/name`, `route`, `rule`.
-    pub source: String,
+pub struct Waf {
+    /// What a match does.
+    pub mode: WafMode,
+    /// The native rule families, sorted, without duplicates; empty when only the CIDR
+    /// rules or the Core Rule Set run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<WafRule>,
+    /// The request parts the native rules inspect.
+    pub inspect: WafParts,
+    /// Bytes of each part inspected (the body's first bytes, each header value's, ...).
+    pub max_inspect_bytes: u64,
+    /// When not empty, only client addresses in these networks are served.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// Client addresses in these networks are refused (before `allow_cidrs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_cidrs: Vec<ipnet::IpNet>,
+    /// The OWASP Core Rule Set, when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_rule_set: Option<CoreRuleSet>,
+}
+
+/// What a WAF match does.
+#[derive(Clone, Copy, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WafMode {
+    /// Refuse the request: 403.
+    #[default]
+    Block,
+    /// Let it through; log and count the match.
+    Detect,
+}
+
+/// A native rule family.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum WafRule {
+    /// SQL injection (libinjection).
+    SqlInjection,
+    /// Cross-site scripting (libinjection).
+    CrossSiteScripting,
+    /// `../` out of the path, and well-known system files.
+    PathTraversal,
+    /// Shell commands chained or substituted into a value.
+    CommandInjection,
+    /// Known attack tools' signatures.
+    ScannerDetection,
+    /// Malformed encodings, control bytes and methods no API takes.
+    ProtocolViolation,
+}
+
+impl WafRule {
+    /// Every family, in declaration order.
+    pub const ALL: [WafRule; 6] = [
+        WafRule::SqlInjection,
+        WafRule::CrossSiteScripting,
+        WafRule::PathTraversal,
+        WafRule::CommandInjection,
+        WafRule::ScannerDetection,
+        WafRule::ProtocolViolation,
+    ];
+
+    /// The family's name in the resources.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WafRule::SqlInjection => "SqlInjection",
+            WafRule::CrossSiteScripting => "CrossSiteScripting",
+            WafRule::PathTraversal => "PathTraversal",
+            WafRule::CommandInjection => "CommandInjection",
+            WafRule::ScannerDetection => "ScannerDetection",
+            WafRule::ProtocolViolation => "ProtocolViolation",
+        }
+    }
+}
+
+/// The request parts the native rules inspect.
+#[derive(Clone, Copy, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WafParts {
+    /// The path.
+    pub path: bool,
+    /// The query string's names and values.
+    pub query: bool,
+    /// Header values (cookies one by one).
+    pub headers: bool,
+    /// The body: JSON and form bodies leaf by leaf, others whole.
+    pub body: bool,
+}
+
+/// OWASP Core Rule Set settings, defaults applied.
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoreRuleSet {
+    /// 1 to 4.
+    pub paranoia_level: u8,
+    /// The inbound anomaly score that blocks, at least 1.
+    pub anomaly_threshold: u32,
+    /// Rules switched off, everywhere or under some path prefixes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclusions: Vec<CrsExclusion>,
+}
+
+/// A CRS rule switched off.
+#[derive(Clone, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CrsExclusion {
+    /// The rule id.
+    pub rule_id: u32,
+    /// Path prefixes where it is off; empty: everywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
 }
 
 // === cors ===
@@ -520,8 +624,19 @@ mod tests {
     #[test]
     fn rule_policies_serialize_typed_and_list_their_sources() {
         let policies = RulePolicies {
-            waf: Some(Unenforced {
+            waf: Some(Sourced {
                 source: "ApiPolicy shop/waf".into(),
+                config: Waf {
+                    mode: WafMode::Detect,
+                    rules: vec![WafRule::SqlInjection],
+                    inspect: WafParts {
+                        query: true,
+                        ..WafParts::default()
+                    },
+                    max_inspect_bytes: 1024,
+                    deny_cidrs: vec!["10.0.0.0/8".parse().expect("a network")],
+                    ..Waf::default()
+                },
             }),
             rate_limit: Some(Sourced {
                 source: "rule".into(),
@@ -543,7 +658,13 @@ mod tests {
         assert_eq!(
             value,
             json!({
-                "waf": {"source": "ApiPolicy shop/waf"},
+                "waf": {"source": "ApiPolicy shop/waf", "config": {
+                    "mode": "Detect",
+                    "rules": ["SqlInjection"],
+                    "inspect": {"path": false, "query": true, "headers": false, "body": false},
+                    "maxInspectBytes": 1024,
+                    "denyCidrs": ["10.0.0.0/8"],
+                }},
                 "rateLimit": {"source": "rule", "config": {
                     "limits": [{"requests": 10, "periodMs": 1000}],
                     "key": {"type": "Header", "name": "x-user"},

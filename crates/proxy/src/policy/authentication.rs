@@ -409,7 +409,7 @@ pub(crate) fn on_request<'a>(
             ));
         }
         if let Some(e) = auth.external.as_ref().filter(|_| presented.external) {
-            let ip = cx.peer.addr.ip().to_string();
+            let ip = cx.client.to_string();
             match e.check(parts, &ip, cx.request_id).await {
                 Checked::Allowed(headers) => {
                     let id = Identity::default();

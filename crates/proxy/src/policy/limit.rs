@@ -528,7 +528,7 @@ pub(crate) fn rate_limit<'a>(
     };
     let id = cx.identity.as_ref();
     let client = Client {
-        ip: cx.peer.addr.ip(),
+        ip: cx.client,
         consumer: id.and_then(|i| i.consumer.as_deref()),
         claims: id.and_then(|i| i.claims.as_deref()),
     };

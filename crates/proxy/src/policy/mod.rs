@@ -4,14 +4,15 @@
 //! them in the order `DESIGN.md` fixes:
 //!
 //! ```text
-//! request:  CORS (preflight answered here) → rate limit → concurrency limit
+//! request:  WAF → CORS (preflight answered here) → rate limit → concurrency limit
 //!           → request validation → cache lookup → request transform → backend
 //! response: response validation → response transform → cache store
 //!           → error formatting → CORS, RateLimit-* and X-Cache headers
 //! ```
 //!
 //! Process-wide backends live in [`PolicyStates`] too: the Redis client of global rate
-//! limits (`--redis`) and the response cache (`--cache-capacity`).
+//! limits (`--redis`), the response cache (`--cache-capacity`), and the Core Rule Set
+//! rule sets loaded (`--crs-rules`), one per configuration, shared by the rules using it.
 //!
 //! A rule without policies carries `None` and pays nothing. Nothing here parses text,
 //! per request or per table: the compiler already turned durations into milliseconds,
@@ -38,6 +39,7 @@ pub mod jwt;
 pub mod limit;
 pub mod transform;
 pub mod validation;
+pub mod waf;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -62,6 +64,8 @@ pub struct PolicyError {
 /// The prepared policies of one rule.
 #[derive(Debug, Default)]
 pub struct RulePolicies {
+    /// `waf`.
+    pub waf: Option<waf::Waf>,
     /// `cors`.
     pub cors: Option<cors::Cors>,
     /// `authentication`.
@@ -96,6 +100,10 @@ pub struct PolicyStates {
     pub global: Option<limit::GlobalBackend>,
     /// The response cache (`--cache-capacity`).
     pub cache: cache::ResponseCache,
+    /// Core Rule Set rule sets, by configuration.
+    crs: Mutex<FxHashMap<String, Arc<waf::crs::RuleSet>>>,
+    /// `--crs-rules`: where the CRS's rule files are.
+    crs_rules: std::path::PathBuf,
 }
 
 impl Default for PolicyStates {
@@ -114,7 +122,15 @@ impl PolicyStates {
             jwks: Mutex::default(),
             global,
             cache: cache::ResponseCache::new(cache_capacity),
+            crs: Mutex::default(),
+            crs_rules: waf::crs::DEFAULT_RULES_DIR.into(),
         }
+    }
+
+    /// The same, with the Core Rule Set's rule files in `dir`.
+    pub fn with_crs_rules(mut self, dir: std::path::PathBuf) -> PolicyStates {
+        self.crs_rules = dir;
+        self
     }
 }
 
@@ -137,6 +153,7 @@ pub struct StatesRound {
     rate: FxHashMap<String, Arc<limit::Buckets>>,
     concurrency: FxHashMap<String, Arc<limit::InFlight>>,
     jwks: FxHashMap<String, Arc<jwks::RemoteJwks>>,
+    crs: FxHashMap<String, Arc<waf::crs::RuleSet>>,
 }
 
 /// The state under `key`: the previous table's when it had one, else `fresh()`; the
@@ -175,6 +192,7 @@ impl PolicyStates {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = round.concurrency;
         *self.jwks.lock().unwrap_or_else(PoisonError::into_inner) = round.jwks;
+        *self.crs.lock().unwrap_or_else(PoisonError::into_inner) = round.crs;
     }
 }
 
@@ -208,6 +226,47 @@ pub fn keep(route: &str, rule: &Rule, states: &PolicyStates, round: &mut StatesR
     {
         keep_state(&states.jwks, &mut round.jwks, key);
     }
+    if let Some(key) = policies.waf.as_ref().and_then(|w| crs_key(&w.config)) {
+        keep_state(&states.crs, &mut round.crs, key);
+    }
+}
+
+/// The key of a rule's Core Rule Set configuration, when it enables the CRS: what its
+/// rule set is loaded from (the settings and how much body it sees).
+fn crs_key(w: &gatehouse_table::policy::Waf) -> Option<String> {
+    let crs = w.core_rule_set.as_ref()?;
+    let settings = serde_json::to_string(crs).unwrap_or_default();
+    Some(format!("{settings}\0{}", w.max_inspect_bytes))
+}
+
+/// The Core Rule Set rule set of `w`: the one already loaded for the same settings,
+/// else loaded now. `Ok(None)` when the rule does not enable the CRS.
+fn crs_rules(
+    states: &PolicyStates,
+    round: &mut StatesRound,
+    w: &gatehouse_table::policy::Waf,
+) -> Result<Option<Arc<waf::crs::RuleSet>>, String> {
+    let (Some(key), Some(crs)) = (crs_key(w), w.core_rule_set.as_ref()) else {
+        return Ok(None);
+    };
+    if let Some(found) = round.crs.get(&key) {
+        return Ok(Some(found.clone()));
+    }
+    let loaded = states
+        .crs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .cloned();
+    let set = match loaded {
+        Some(set) => set,
+        None => {
+            let max = usize::try_from(w.max_inspect_bytes).unwrap_or(usize::MAX);
+            Arc::new(waf::crs::RuleSet::load(crs, &states.crs_rules, max)?)
+        }
+    };
+    round.crs.insert(key, set.clone());
+    Ok(Some(set))
 }
 
 /// The key of a remote key set: its URI and CA.
@@ -286,8 +345,6 @@ pub fn prepare(
             message,
         }
     };
-    // `waf` is not enforced by this version: the compiler blocks rules that set it, so
-    // the request path never reaches its policy.
     let mut out = RulePolicies {
         cors: policies
             .cors
@@ -299,6 +356,15 @@ pub fn prepare(
             .map(|s| authorization::Authorization::prepare(&s.config)),
         ..RulePolicies::default()
     };
+    if let Some(slot) = &policies.waf {
+        let crs = crs_rules(states, round, &slot.config).map_err(fail(PolicyField::Waf))?;
+        let schema = policies
+            .validation
+            .as_ref()
+            .and_then(|v| v.config.request.as_ref())
+            .and_then(|r| r.schema.as_ref());
+        out.waf = Some(waf::Waf::prepare(&slot.config, crs, schema));
+    }
     if let Some(slot) = &policies.authentication {
         out.authentication = Some(
             authentication::Authentication::prepare(route, &slot.config, |uri, ca| {

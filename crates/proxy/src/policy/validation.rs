@@ -192,6 +192,11 @@ impl RequestChecks {
         self.schema.is_some() && has_body(headers)
     }
 
+    /// Whether the schema (when there is one) accepts `doc`.
+    pub fn accepts(&self, doc: &Value) -> bool {
+        self.schema.as_ref().is_some_and(|s| s.is_valid(doc))
+    }
+
     /// Checks a buffered body against the schema; returns the parsed document.
     pub fn check_body(&self, body: &[u8]) -> Result<Option<Value>, Refusal> {
         let Some(schema) = &self.schema else {
@@ -277,6 +282,17 @@ pub(crate) fn on_request<'a>(
         req.body = RequestBody::Buffered(bytes);
         Ok(())
     })
+}
+
+/// The largest request body the rule accepts: `current` (the listener's), or the
+/// rule's `validation.request.maxBodyBytes` when smaller. For phases that read the body
+/// before validation does (the WAF), so that reading it first never lets more through.
+pub(crate) fn body_limit(cx: &Ctx<'_>, current: u64) -> u64 {
+    cx.policies()
+        .and_then(|p| p.validation.as_ref())
+        .and_then(|v| v.request.as_ref())
+        .and_then(|r| r.max_body_bytes)
+        .map_or(current, |m| m.min(current))
 }
 
 /// Whether the rule checks upstream responses: then the upstream is asked for an

@@ -1,0 +1,677 @@
+//! `waf`: the web application firewall, the first policy phase of the request path.
+//!
+//! In order:
+//!
+//! 1. **Client address**: `denyCidrs`, then `allowCidrs` (only these), on the client
+//!    address (`--trusted-proxies` applied). Always enforced: 403.
+//! 2. **Native rules** over the parts `inspect` names, each value decoded first
+//!    ([`decode`]) and tested by each family ([`detect`]): the path (each segment, and
+//!    whole), each query parameter's name and value, each header value (cookies one by
+//!    one; credentials and the standard negotiation headers are not inspected), the body
+//!    (JSON: every key and string leaf; forms: every field; text: whole; other media
+//!    types are not inspected), each up to `maxInspectBytes`.
+//! 3. **The OWASP Core Rule Set** ([`crs`]): the request, its body included when
+//!    `inspect` has `Body`, evaluated by libmodsecurity with the rule set loaded when the
+//!    table was prepared.
+//!
+//! `Block` answers 403 problem+json that names no rule; `Detect` lets the request
+//! through. Both log the match (rule, field, a truncated value) and count it in
+//! `gatehouse_waf_matches_total{route,rule,action}`.
+//!
+//! **Schema awareness.** On a rule whose request schema (`validation.request.schema`)
+//! types a field as a number, boolean, enum, const, or a string of format uuid,
+//! date-time, date, time, email, ipv4 or ipv6, and whose body the schema accepts, the
+//! injection families skip that field's value: the schema already rules out any
+//! injection in it, and JSON APIs are where generic rules misfire most.
+
+pub mod crs;
+pub(crate) mod decode;
+pub(crate) mod detect;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gatehouse_table::policy::{self as table, WafMode, WafParts, WafRule};
+use http::{HeaderMap, Method, header};
+use ipnet::IpNet;
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+
+use self::decode::decode;
+use self::detect::{Families, Part};
+use crate::body::RequestBody;
+use crate::metrics::WafAction;
+use crate::phases::{Ctx, Inbound, Step};
+use crate::problem::GatewayError;
+
+/// What matched, as the metric's `rule` label names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Matched {
+    /// A native family.
+    Native(WafRule),
+    /// The Core Rule Set.
+    CoreRuleSet,
+    /// The client address is in `denyCidrs`.
+    DenyCidrs,
+    /// The client address is outside `allowCidrs`.
+    AllowCidrs,
+}
+
+impl Matched {
+    /// Every label, in the metric's order.
+    pub const ALL: [Matched; 9] = [
+        Matched::Native(WafRule::SqlInjection),
+        Matched::Native(WafRule::CrossSiteScripting),
+        Matched::Native(WafRule::PathTraversal),
+        Matched::Native(WafRule::CommandInjection),
+        Matched::Native(WafRule::ScannerDetection),
+        Matched::Native(WafRule::ProtocolViolation),
+        Matched::CoreRuleSet,
+        Matched::DenyCidrs,
+        Matched::AllowCidrs,
+    ];
+
+    /// The `rule` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Matched::Native(r) => r.as_str(),
+            Matched::CoreRuleSet => "CoreRuleSet",
+            Matched::DenyCidrs => "DenyCidrs",
+            Matched::AllowCidrs => "AllowCidrs",
+        }
+    }
+
+    /// Position in [`Matched::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Matched::Native(r) => r as usize,
+            Matched::CoreRuleSet => 6,
+            Matched::DenyCidrs => 7,
+            Matched::AllowCidrs => 8,
+        }
+    }
+}
+
+/// Headers whose values are not inspected: credentials (never looked at, never
+/// logged), and standard headers the gateway or HTTP itself parses by grammar.
+const NOT_INSPECTED: [&str; 17] = [
+    "authorization",
+    "proxy-authorization",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "accept-charset",
+    "content-length",
+    "content-type",
+    "connection",
+    "cache-control",
+    "pragma",
+    "if-none-match",
+    "if-modified-since",
+    "traceparent",
+    "tracestate",
+    "x-request-id",
+    "te",
+];
+
+/// A prepared `waf`.
+#[derive(Debug)]
+pub struct Waf {
+    mode: WafMode,
+    families: Families,
+    parts: WafParts,
+    max: usize,
+    allow: Vec<IpNet>,
+    deny: Vec<IpNet>,
+    crs: Option<Arc<crs::RuleSet>>,
+    /// What the rule's request schema types, when it has one.
+    typed: Option<Typed>,
+}
+
+impl Waf {
+    /// Prepares a policy; `crs` is the rule set its `coreRuleSet` loaded, `schema` the
+    /// rule's request schema.
+    pub fn prepare(c: &table::Waf, crs: Option<Arc<crs::RuleSet>>, schema: Option<&Value>) -> Waf {
+        Waf {
+            mode: c.mode,
+            families: Families::of(&c.rules),
+            parts: c.inspect,
+            max: usize::try_from(c.max_inspect_bytes).unwrap_or(usize::MAX),
+            allow: c.allow_cidrs.clone(),
+            deny: c.deny_cidrs.clone(),
+            crs,
+            typed: schema.map(Typed::of),
+        }
+    }
+
+    /// Whether the body is read for this request.
+    fn reads_body(&self, headers: &HeaderMap) -> bool {
+        self.parts.body
+            && (!self.families.is_empty() || self.crs.is_some())
+            && crate::policy::validation::has_body(headers)
+    }
+}
+
+/// A match: what, where, and a sample of the value.
+struct Hit {
+    matched: Matched,
+    field: String,
+    sample: String,
+}
+
+/// At most this many characters of a matched value reach the log.
+const SAMPLE_CHARS: usize = 32;
+
+/// The first [`SAMPLE_CHARS`] characters of a value, control characters escaped, and
+/// its length: enough to recognise an attack, not enough to leak a document.
+fn sample(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    let mut out: String = text
+        .chars()
+        .take(SAMPLE_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().count() > SAMPLE_CHARS {
+        out.push('…');
+    }
+    format!("{out} ({} bytes)", value.len())
+}
+
+/// Phase 3, the WAF.
+pub(crate) fn on_request<'a>(
+    cx: &'a Ctx<'_>,
+    req: &'a mut Inbound,
+) -> Step<'a, Result<(), GatewayError>> {
+    let Some(waf) = cx.policies().and_then(|p| p.waf.as_ref()) else {
+        return Step::now(Ok(()));
+    };
+    if let Some(hit) = address(waf, cx.client) {
+        return Step::now(verdict(cx, waf, hit, true));
+    }
+    if let Some(hit) = native_head(waf, &req.parts)
+        && let Err(e) = verdict(cx, waf, hit, false)
+    {
+        return Step::now(Err(e));
+    }
+    if !waf.reads_body(&req.parts.headers) {
+        return Step::now(crs_verdict(cx, waf, req, None));
+    }
+    Step::later(async move {
+        let limit = crate::policy::validation::body_limit(cx, req.body_limit);
+        let body = std::mem::replace(&mut req.body, RequestBody::Buffered(Bytes::new()));
+        let bytes = body.read(limit).await.map_err(|e| match e {
+            GatewayError::PayloadTooLarge(max) => {
+                GatewayError::Invalid(crate::policy::validation::Refusal::TooLarge(max))
+            }
+            other => other,
+        })?;
+        req.body = RequestBody::Buffered(bytes.clone());
+        if !waf.families.is_empty()
+            && let Some(hit) = native_body(cx, waf, &req.parts.headers, &bytes)
+        {
+            verdict(cx, waf, hit, false)?;
+        }
+        crs_verdict(cx, waf, req, Some(&bytes))
+    })
+}
+
+/// The CIDR rules.
+fn address(waf: &Waf, client: IpAddr) -> Option<Hit> {
+    let hit = |matched| Hit {
+        matched,
+        field: "client".into(),
+        sample: client.to_string(),
+    };
+    if waf.deny.iter().any(|n| n.contains(&client)) {
+        return Some(hit(Matched::DenyCidrs));
+    }
+    if !waf.allow.is_empty() && !waf.allow.iter().any(|n| n.contains(&client)) {
+        return Some(hit(Matched::AllowCidrs));
+    }
+    None
+}
+
+/// Counts and logs a match; `Err` when it refuses the request (`Block`, and the CIDR
+/// rules whatever the mode).
+fn verdict(cx: &Ctx<'_>, waf: &Waf, hit: Hit, always: bool) -> Result<(), GatewayError> {
+    let block = always || waf.mode == WafMode::Block;
+    let action = if block {
+        WafAction::Block
+    } else {
+        WafAction::Detect
+    };
+    if let Some(rule) = cx.rule {
+        cx.metrics.waf_match(&rule.labels, hit.matched, action);
+    }
+    tracing::warn!(
+        request_id = cx.rid(),
+        route = cx.rule.map(|r| r.route_id()).unwrap_or_default(),
+        rule = cx.rule.map(|r| r.spec().name.as_str()).unwrap_or_default(),
+        waf_rule = hit.matched.label(),
+        field = %hit.field,
+        value = %hit.sample,
+        action = action.label(),
+        "waf match"
+    );
+    if block {
+        Err(GatewayError::Firewall)
+    } else {
+        Ok(())
+    }
+}
+
+/// Names logged for a field: at most this many characters of a request-given name.
+const NAME_CHARS: usize = 64;
+
+fn field(kind: &str, name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name);
+    let name: String = name
+        .chars()
+        .take(NAME_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    format!("{kind}:{name}")
+}
+
+/// The native rules over the request head: method and framing, path, query, headers.
+fn native_head(waf: &Waf, parts: &http::request::Parts) -> Option<Hit> {
+    let f = waf.families;
+    if f.is_empty() {
+        return None;
+    }
+    let violation = |field: &str, value: &[u8]| Hit {
+        matched: Matched::Native(WafRule::ProtocolViolation),
+        field: field.to_string(),
+        sample: sample(value),
+    };
+    if f.has(WafRule::ProtocolViolation)
+        && let Some(why) = protocol(parts)
+    {
+        return Some(violation("request", why.as_bytes()));
+    }
+    let check = |part: Part, field: &dyn Fn() -> String, raw: &[u8], plus: bool| {
+        let d = decode(raw, plus, waf.max);
+        if f.has(WafRule::ProtocolViolation) && d.anomalies.any() {
+            return Some(Hit {
+                matched: Matched::Native(WafRule::ProtocolViolation),
+                field: field(),
+                sample: sample(raw),
+            });
+        }
+        detect::check(f, part, &d.text).map(|rule| Hit {
+            matched: Matched::Native(rule),
+            field: field(),
+            sample: sample(&d.text),
+        })
+    };
+    if waf.parts.path {
+        let path = parts.uri.path().as_bytes();
+        let mut plain = true;
+        for seg in path.split(|b| *b == b'/') {
+            if seg.is_empty() {
+                continue;
+            }
+            plain &= seg
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            if let Some(hit) = check(Part::Path, &|| "path".into(), seg, false) {
+                return Some(hit);
+            }
+        }
+        if !plain && let Some(hit) = check(Part::Path, &|| "path".into(), path, false) {
+            return Some(hit);
+        }
+    }
+    if waf.parts.query
+        && let Some(query) = parts.uri.query()
+        && let Some(hit) = fields(query.as_bytes(), &|name, value| {
+            check(Part::Query, &|| field("query", name), name, true)
+                .or_else(|| check(Part::Query, &|| field("query", name), value, true))
+        })
+    {
+        return Some(hit);
+    }
+    if waf.parts.headers {
+        for (name, value) in &parts.headers {
+            let name = name.as_str();
+            if f.has(WafRule::ScannerDetection)
+                && (detect::scanner_header(name)
+                    || (name == "user-agent" && detect::scanner_agent(value.as_bytes())))
+            {
+                return Some(Hit {
+                    matched: Matched::Native(WafRule::ScannerDetection),
+                    field: field("header", name.as_bytes()),
+                    sample: sample(value.as_bytes()),
+                });
+            }
+            if NOT_INSPECTED.contains(&name) {
+                continue;
+            }
+            let hit = if name == "cookie" {
+                cookies(value.as_bytes(), &|cookie, v| {
+                    check(Part::Header, &|| field("cookie", cookie), v, false)
+                })
+            } else {
+                check(
+                    Part::Header,
+                    &|| field("header", name.as_bytes()),
+                    value.as_bytes(),
+                    false,
+                )
+            };
+            if hit.is_some() {
+                return hit;
+            }
+        }
+    }
+    None
+}
+
+/// Requests no API takes: `TRACE`/`TRACK`/`DEBUG`, a body on `GET`/`HEAD`, more than
+/// [`MAX_RANGES`] ranges, several `Host` headers.
+fn protocol(parts: &http::request::Parts) -> Option<&'static str> {
+    const MAX_RANGES: usize = 10;
+    match parts.method.as_str() {
+        "TRACE" | "TRACK" | "DEBUG" => return Some("method"),
+        _ => {}
+    }
+    if (parts.method == Method::GET || parts.method == Method::HEAD)
+        && crate::policy::validation::has_body(&parts.headers)
+    {
+        return Some("body on GET or HEAD");
+    }
+    if parts
+        .headers
+        .get(header::RANGE)
+        .is_some_and(|r| r.as_bytes().iter().filter(|b| **b == b',').count() >= MAX_RANGES)
+    {
+        return Some("too many ranges");
+    }
+    if parts.headers.get_all(header::HOST).iter().count() > 1 {
+        return Some("several Host headers");
+    }
+    None
+}
+
+/// A test over a field's name and value.
+type FieldCheck<'a> = dyn Fn(&[u8], &[u8]) -> Option<Hit> + 'a;
+
+/// Calls `each` with every `name=value` of a query string or form body, until it
+/// returns a hit.
+fn fields(s: &[u8], each: &FieldCheck<'_>) -> Option<Hit> {
+    s.split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .find_map(|pair| {
+            let (name, value) = match memchr::memchr(b'=', pair) {
+                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                None => (pair, &b""[..]),
+            };
+            each(name, value)
+        })
+}
+
+/// Calls `each` with every cookie's name and value, until it returns a hit.
+fn cookies(s: &[u8], each: &FieldCheck<'_>) -> Option<Hit> {
+    s.split(|b| *b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let (name, value) = match memchr::memchr(b'=', pair) {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (&b""[..], pair),
+        };
+        each(name, value.trim_ascii())
+    })
+}
+
+/// The native rules over the body.
+fn native_body(cx: &Ctx<'_>, waf: &Waf, headers: &HeaderMap, body: &[u8]) -> Option<Hit> {
+    let f = waf.families;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let check = |part: Part, field: &dyn Fn() -> String, raw: &[u8], plus: bool| {
+        let d = decode(raw, plus, waf.max);
+        if f.has(WafRule::ProtocolViolation) && d.anomalies.nul {
+            return Some(Hit {
+                matched: Matched::Native(WafRule::ProtocolViolation),
+                field: field(),
+                sample: sample(raw),
+            });
+        }
+        detect::check(f, part, &d.text).map(|rule| Hit {
+            matched: Matched::Native(rule),
+            field: field(),
+            sample: sample(&d.text),
+        })
+    };
+    let inspected = &body[..body.len().min(waf.max)];
+    if media == "application/json" || media.ends_with("+json") {
+        if inspected.len() == body.len()
+            && let Ok(doc) = serde_json::from_slice::<Value>(body)
+        {
+            let typed = waf.typed.as_ref().filter(|_| schema_accepts(cx, &doc));
+            let mut pointer = String::new();
+            return json(&doc, typed, &mut pointer, &|p, v| {
+                check(Part::Body, &|| field("body", p.as_bytes()), v, false)
+            });
+        }
+        // Too large to parse within the bound, or not JSON: its text.
+        return check(Part::Body, &|| "body".into(), inspected, false);
+    }
+    if media == "application/x-www-form-urlencoded" {
+        return fields(inspected, &|name, value| {
+            check(Part::Body, &|| field("form", name), name, true)
+                .or_else(|| check(Part::Body, &|| field("form", name), value, true))
+        });
+    }
+    let textual = media.is_empty()
+        || media.starts_with("text/")
+        || media.ends_with("xml")
+        || media == "application/graphql";
+    if textual {
+        return check(Part::Body, &|| "body".into(), inspected, false);
+    }
+    None
+}
+
+/// Whether the rule's request schema accepts `doc` (validation will pass it).
+fn schema_accepts(cx: &Ctx<'_>, doc: &Value) -> bool {
+    cx.policies()
+        .and_then(|p| p.validation.as_ref())
+        .and_then(|v| v.request.as_ref())
+        .is_some_and(|r| r.accepts(doc))
+}
+
+/// Walks a JSON document: every key and string leaf, with its JSON pointer; leaves the
+/// schema types (`typed`) are skipped.
+fn json(
+    v: &Value,
+    typed: Option<&Typed>,
+    pointer: &mut String,
+    each: &dyn Fn(&str, &[u8]) -> Option<Hit>,
+) -> Option<Hit> {
+    if typed.is_some_and(|t| t.safe) {
+        return None;
+    }
+    match v {
+        Value::String(s) => each(pointer, s.as_bytes()),
+        Value::Array(items) => {
+            let item = typed.and_then(|t| t.items.as_deref());
+            items.iter().enumerate().find_map(|(i, x)| {
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&i.to_string());
+                let hit = json(x, item, pointer, each);
+                pointer.truncate(len);
+                hit
+            })
+        }
+        Value::Object(map) => map.iter().find_map(|(k, x)| {
+            let declared = typed.and_then(|t| t.properties.get(k));
+            let len = pointer.len();
+            pointer.push('/');
+            pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
+            let hit = if declared.is_none() {
+                // Names the schema does not declare are the client's: inspected too.
+                each(pointer, k.as_bytes())
+            } else {
+                None
+            }
+            .or_else(|| {
+                let child = declared.or_else(|| typed.and_then(|t| t.additional.as_deref()));
+                json(x, child, pointer, each)
+            });
+            pointer.truncate(len);
+            hit
+        }),
+        _ => None,
+    }
+}
+
+/// String formats a schema validates strictly enough that no injection fits.
+const SAFE_FORMATS: [&str; 7] = ["uuid", "date-time", "date", "time", "email", "ipv4", "ipv6"];
+
+/// What a request schema types, as a tree over the document.
+#[derive(Debug, Default)]
+struct Typed {
+    /// Values here are typed: numbers, booleans, enums, consts, strict formats.
+    safe: bool,
+    properties: FxHashMap<String, Typed>,
+    items: Option<Box<Typed>>,
+    additional: Option<Box<Typed>>,
+}
+
+impl Typed {
+    fn of(schema: &Value) -> Typed {
+        let Some(obj) = schema.as_object() else {
+            return Typed::default();
+        };
+        let scalar = |t: &Value| matches!(t.as_str(), Some("integer" | "number" | "boolean"));
+        let safe = match obj.get("type") {
+            Some(Value::Array(types)) => !types.is_empty() && types.iter().all(scalar),
+            Some(t) => scalar(t),
+            None => false,
+        } || obj.contains_key("enum")
+            || obj.contains_key("const")
+            || obj
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| SAFE_FORMATS.contains(&f));
+        Typed {
+            safe,
+            properties: obj
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|props| {
+                    props
+                        .iter()
+                        .map(|(k, s)| (k.clone(), Typed::of(s)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            items: obj.get("items").map(|s| Box::new(Typed::of(s))),
+            additional: obj
+                .get("additionalProperties")
+                .filter(|s| s.is_object())
+                .map(|s| Box::new(Typed::of(s))),
+        }
+    }
+}
+
+/// The Core Rule Set's verdict on the request (`body` when it was read).
+fn crs_verdict(
+    cx: &Ctx<'_>,
+    waf: &Waf,
+    req: &Inbound,
+    body: Option<&[u8]>,
+) -> Result<(), GatewayError> {
+    let Some(rules) = &waf.crs else {
+        return Ok(());
+    };
+    let outcome = rules.evaluate(&crs::Request {
+        client: cx.client,
+        client_port: cx.peer.addr.port(),
+        parts: &req.parts,
+        body,
+    });
+    match outcome {
+        crs::Outcome::Pass => Ok(()),
+        crs::Outcome::Matched { rules, field } => verdict(
+            cx,
+            waf,
+            Hit {
+                matched: Matched::CoreRuleSet,
+                field,
+                sample: rules,
+            },
+            false,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_schema_types_what_it_constrains() {
+        let t = Typed::of(&json!({
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "qty": {"type": "integer"},
+                "size": {"enum": ["S", "M"]},
+                "note": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "string", "format": "email"}}
+            }
+        }));
+        assert!(!t.safe);
+        assert!(t.properties["id"].safe);
+        assert!(t.properties["qty"].safe);
+        assert!(t.properties["size"].safe);
+        assert!(!t.properties["note"].safe);
+        assert!(t.properties["tags"].items.as_ref().is_some_and(|i| i.safe));
+    }
+
+    #[test]
+    fn json_walks_keys_and_string_leaves_and_skips_typed_ones() {
+        let doc = json!({"a": "x", "b": {"c": ["y", 1, true]}, "d": "z"});
+        let seen = std::cell::RefCell::new(Vec::new());
+        let mut pointer = String::new();
+        json(&doc, None, &mut pointer, &|p, v| {
+            seen.borrow_mut()
+                .push(format!("{p}={}", String::from_utf8_lossy(v)));
+            None
+        });
+        assert_eq!(
+            seen.into_inner(),
+            ["/a=a", "/a=x", "/b=b", "/b/c=c", "/b/c/0=y", "/d=d", "/d=z"]
+        );
+        let typed = Typed::of(&json!({"properties": {"a": {"enum": ["x"]}, "b": {}}}));
+        let seen = std::cell::RefCell::new(Vec::new());
+        json(&doc, Some(&typed), &mut pointer, &|p, _| {
+            seen.borrow_mut().push(p.to_string());
+            None
+        });
+        assert_eq!(seen.into_inner(), ["/b/c", "/b/c/0", "/d", "/d"]);
+    }
+
+    #[test]
+    fn samples_are_truncated_and_escaped() {
+        assert_eq!(sample(b"a\nb"), "a\\nb (3 bytes)");
+        let long = "x".repeat(100);
+        assert_eq!(
+            sample(long.as_bytes()),
+            format!("{}… (100 bytes)", "x".repeat(32))
+        );
+    }
+}
