@@ -93,9 +93,11 @@ crds: ## regenerate crds/ and docs/reference.md from the Rust types (then the ch
 	UPDATE_CRDS=1 UPDATE_DOCS=1 $(CARGO) test -p gatehouse-api --test generated
 	$(MAKE) manifests
 
-bench: ## Gatehouse vs nginx vs HAProxy on this machine (installs nginx-light, haproxy, wrk)
-	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v haproxy >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy wrk)
+bench: ## Gatehouse vs nginx vs HAProxy on this machine (installs nginx-light, haproxy, wrk, ModSecurity and the CRS)
+	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v haproxy >/dev/null && \
+	  dpkg -s libnginx-mod-http-modsecurity modsecurity-crs libmodsecurity3 >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy wrk \
+	    libnginx-mod-http-modsecurity modsecurity-crs libmodsecurity3)
 	$(RELEASE_BUILD)
 	python3 bench/run.py
 

@@ -20,12 +20,41 @@ certificate (made with openssl for the run), the same upstream over plaintext. "
 keeps connections alive (the cost of TLS records); "handshake" sends `Connection: close`
 so every request is a new connection and a full handshake. Their ratios are to nginx
 on the same row (target for "https": CPU per request <= nginx's).
+
+WAF rows: one realistic API GET (a query string, a browser's User-Agent, Accept, Referer
+and Cookie, a named Host) sent to four routes that differ only in their first path
+segment. "waf-off" is the plain Gatehouse route; "waf-native" adds the built-in WAF
+(all six rule families on path, query and headers; target: CPU per request at most 10%
+more than waf-off); "waf-crs" runs the OWASP Core Rule Set at paranoia level 1 through
+libmodsecurity instead; "nginx-crs" is a second nginx (one worker, its own port, so its
+CPU is counted apart) with the ModSecurity module in front of the same upstream, loading
+the configuration Gatehouse builds for that policy (the CRS's REQUEST-* rules, response
+bodies not inspected), written to modsec.conf for the run (target for waf-crs: CPU per
+request <= nginx-crs's). The request trips no rule: every WAF row must answer 200, which
+is checked before the load starts. Needs libmodsecurity3, modsecurity-crs and
+libnginx-mod-http-modsecurity. GATEHOUSE_BIN picks the binary (default
+target/release/gatehouse).
 """
 import os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UPSTREAM, GATEHOUSE, NGINX, HAPROXY = 18081, 18090, 18091, 18092
 GATEHOUSE_TLS, NGINX_TLS = 18094, 18093
+NGINX_CRS = 18095
+GATEHOUSE_BIN = os.environ.get("GATEHOUSE_BIN", f"{ROOT}/target/release/gatehouse")
+CRS_RULES = "/usr/share/modsecurity-crs/rules"
+MODSECURITY_MODULE = "/usr/lib/nginx/modules/ngx_http_modsecurity_module.so"
+# The WAF rows' request: each row puts its own prefix (/api, /waf, /crs) before WAF_PATH.
+# A named Host: a numeric one (wrk's default, 127.0.0.1:port) is itself a CRS finding
+# at paranoia level 1 (920350), below the threshold but logged.
+WAF_PATH = "/v1/products?q=blue+shirt&page=2&sort=price"
+WAF_HEADERS = (
+    "Host: shop.example.com",
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+    "Accept: application/json",
+    "Referer: https://shop.example.com/search?q=shirt",
+    "Cookie: session=3f2a9c1e; theme=dark",
+)
 DURATION = os.environ.get("BENCH_DURATION", "8s")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNS = os.environ.get("BENCH_CONNECTIONS", "32")
@@ -34,6 +63,46 @@ TICK = os.sysconf("SC_CLK_TCK")
 def need(tool):
     if shutil.which(tool) is None:
         sys.exit(f"bench: {tool} is missing (make bench installs nginx-light, haproxy, wrk with apt-get)")
+
+def need_file(path, package):
+    if not os.path.exists(path):
+        sys.exit(f"bench: {path} is missing (make bench installs {package} with apt-get)")
+
+def modsecurity_conf():
+    """The ModSecurity configuration Gatehouse builds for `coreRuleSet: {enabled: true,
+    paranoiaLevel: 1}` (anomaly threshold 5, 65536 bytes inspected): see `configuration`
+    in crates/proxy/src/policy/waf/crs.rs. Only the request rules; no response bodies.
+    No SecRequestBodyInMemoryLimit: ModSecurity 3 refuses it ("no longer supported")."""
+    text = "\n".join([
+        "SecRuleEngine On",
+        "SecRequestBodyAccess On",
+        "SecRequestBodyLimit 65536",
+        "SecRequestBodyLimitAction ProcessPartial",
+        "SecResponseBodyAccess Off",
+        "SecAuditEngine Off",
+        'SecDefaultAction "phase:1,log,auditlog,pass"',
+        'SecDefaultAction "phase:2,log,auditlog,pass"',
+        'SecAction "id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=1"',
+        'SecAction "id:900110,phase:1,nolog,pass,t:none,setvar:tx.inbound_anomaly_score_threshold=5,setvar:tx.outbound_anomaly_score_threshold=4"',
+        'SecAction "id:900990,phase:1,nolog,pass,t:none,setvar:tx.crs_setup_version=334"',
+        r'SecRule REQUEST_HEADERS:Content-Type "@rx (?i)^application/(?:[a-z0-9.+-]+\+)?json" "id:9500000,phase:1,t:none,pass,nolog,ctl:requestBodyProcessor=JSON"',
+    ]) + "\n"
+    for name in sorted(os.listdir(CRS_RULES)):
+        if name.startswith("REQUEST-") and name.endswith(".conf"):
+            text += f'Include "{CRS_RULES}/{name}"\n'
+    return text
+
+def answers(port, path, headers):
+    """The status of one request, or the error that kept it from getting one."""
+    import http.client
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", path, headers=dict(h.split(": ", 1) for h in headers))
+        status = c.getresponse().status
+        c.close()
+        return status
+    except OSError as e:
+        return e
 
 def cpu_ticks(pids):
     total = 0
@@ -60,10 +129,12 @@ def children(pid):
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
 
-def wait_port(port, timeout=10):
+def wait_port(port, timeout=10, proc=None):
     import socket
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            sys.exit(f"bench: {' '.join(proc.args)} exited with {proc.returncode} before listening on {port}")
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             return
@@ -89,6 +160,10 @@ def wrk(port, path="/api/bench", headers=(), scheme="http"):
 def main():
     for t in ("wrk", "nginx", "haproxy"):
         need(t)
+    if not os.access(GATEHOUSE_BIN, os.X_OK):
+        sys.exit(f"bench: {GATEHOUSE_BIN} is missing (make bench builds it; GATEHOUSE_BIN picks another)")
+    need_file(CRS_RULES, "modsecurity-crs")
+    need_file(MODSECURITY_MODULE, "libnginx-mod-http-modsecurity")
     work = tempfile.mkdtemp(prefix="gatehouse-bench-")
     procs = []
     def start(args, **kw):
@@ -112,6 +187,22 @@ http {{ access_log off; keepalive_requests 1000000;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Request-Id $request_id; }} }}
   server {{ listen 127.0.0.1:{NGINX_TLS} ssl; ssl_certificate {work}/tls.crt; ssl_certificate_key {work}/tls.key;
     ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:1m;
+    location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Request-Id $request_id; }} }} }}
+""")
+        # nginx-crs: the same proxying as nginx.conf, behind ModSecurity with Gatehouse's
+        # configuration, in its own process. error_log to /dev/null: ModSecurity logs
+        # each rule match there.
+        with open(f"{work}/modsec.conf", "w") as f:
+            f.write(modsecurity_conf())
+        with open(f"{work}/nginx-crs.conf", "w") as f:
+            f.write(f"""load_module {MODSECURITY_MODULE};
+daemon off; worker_processes 1; pid {work}/nginx-crs.pid; error_log /dev/null;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 1000000;
+  upstream origin {{ server 127.0.0.1:{UPSTREAM}; keepalive 64; keepalive_requests 1000000; }}
+  server {{ listen 127.0.0.1:{NGINX_CRS};
+    modsecurity on; modsecurity_rules_file {work}/modsec.conf;
     location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Request-Id $request_id; }} }} }}
 """)
@@ -163,13 +254,16 @@ spec:
 """)
         start(["nginx", "-c", f"{work}/upstream.conf", "-p", work])
         wait_port(UPSTREAM)
-        gh = start([f"{ROOT}/target/release/gatehouse", "run", "-f", f"{work}/manifests",
+        gh = start([GATEHOUSE_BIN, "run", "-f", f"{work}/manifests",
                     "--http", f"127.0.0.1:{GATEHOUSE}", "--https", f"127.0.0.1:{GATEHOUSE_TLS}",
                     "--admin", "127.0.0.1:18099", "--workers", "1"])
         ng = start(["nginx", "-c", f"{work}/nginx.conf", "-p", work])
+        nc = start(["nginx", "-c", f"{work}/nginx-crs.conf", "-p", work])
         ha = start(["haproxy", "-f", f"{work}/haproxy.cfg"])
-        for port in (GATEHOUSE, NGINX, HAPROXY, GATEHOUSE_TLS, NGINX_TLS):
-            wait_port(port)
+        # Gatehouse loads the CRS before it listens: a longer wait.
+        for port, proc, timeout in ((GATEHOUSE, gh, 60), (GATEHOUSE_TLS, gh, 60), (NGINX, ng, 10),
+                                    (NGINX_TLS, ng, 10), (NGINX_CRS, nc, 10), (HAPROXY, ha, 10)):
+            wait_port(port, timeout, proc)
         plain = ("/api/bench", ())
         with open(f"{ROOT}/bench/auth/token.txt") as f:
             token = f.read().strip()
@@ -185,7 +279,18 @@ spec:
             "nginx-tls": (NGINX_TLS, lambda: [ng.pid] + children(ng.pid), ("/tls/bench", ()), "https"),
             "handshake": (GATEHOUSE_TLS, lambda: [gh.pid], ("/tls/bench", ("Connection: close",)), "https"),
             "nginx-hs": (NGINX_TLS, lambda: [ng.pid] + children(ng.pid), ("/tls/bench", ("Connection: close",)), "https"),
+            "waf-off": (GATEHOUSE, lambda: [gh.pid], ("/api" + WAF_PATH, WAF_HEADERS)),
+            "waf-native": (GATEHOUSE, lambda: [gh.pid], ("/waf" + WAF_PATH, WAF_HEADERS)),
+            "waf-crs": (GATEHOUSE, lambda: [gh.pid], ("/crs" + WAF_PATH, WAF_HEADERS)),
+            "nginx-crs": (NGINX_CRS, lambda: [nc.pid] + children(nc.pid), ("/crs" + WAF_PATH, WAF_HEADERS)),
         }
+        # A WAF row that refuses the request would measure 403s: the request must pass them all.
+        for name in ("waf-off", "waf-native", "waf-crs", "nginx-crs"):
+            port, _, (path, headers) = targets[name]
+            status = answers(port, path, headers)
+            if status != 200:
+                sys.exit(f"bench: {name} answers {status} to GET {path}, not 200; "
+                         "the WAF rows' request must pass every WAF")
         results = {name: [] for name in targets}
         for rnd in range(ROUNDS):
             for name, (port, pids, (path, headers), *scheme) in targets.items():
@@ -194,7 +299,7 @@ spec:
                 used = cpu_ticks(pids()) - before
                 cpu_us = used * 1e6 / TICK / total if total and pids() else 0.0
                 results[name].append((rps, cpu_us, lat["50%"], lat["99%"], errors))
-                print(f"round {rnd + 1} {name:9} {rps:10.0f} req/s  {cpu_us:6.1f} CPU-µs/req  p99 {lat['99%']:.2f} ms  errors {errors}", flush=True)
+                print(f"round {rnd + 1} {name:10} {rps:10.0f} req/s  {cpu_us:6.1f} CPU-µs/req  p99 {lat['99%']:.2f} ms  errors {errors}", flush=True)
         rss = {name: peak_rss_kb(pids()) for name, (_, pids, *_) in targets.items()}
         med = {n: [statistics.median(x[i] for x in r) for i in range(4)] + [sum(x[4] for x in r)]
                for n, r in results.items()}
@@ -221,6 +326,18 @@ spec:
             if o[1] and t[1]:
                 print(f"  {ours:9} CPU-µs/req x{o[1] / t[1]:.2f}{target}   req/s x{o[0] / t[0]:.2f}   p99 x{o[3] / t[3]:.2f}"
                       f"   (vs its plain route: CPU x{o[1] / g[1]:.2f})")
+        print()
+        print("WAF, the same request on every row (same run):")
+        off, native, crs, ngx = med["waf-off"], med["waf-native"], med["waf-crs"], med["nginx-crs"]
+        if off[1] and native[1]:
+            print(f"  waf-native CPU-µs/req x{native[1] / off[1]:.2f} vs waf-off (target <= 1.10)"
+                  f"   req/s x{native[0] / off[0]:.2f}   p99 x{native[3] / off[3]:.2f}")
+        if crs[1] and ngx[1]:
+            print(f"  waf-crs    CPU-µs/req x{crs[1] / ngx[1]:.2f} vs nginx-crs (target <= 1.00)"
+                  f"   req/s x{crs[0] / ngx[0]:.2f}   p99 x{crs[3] / ngx[3]:.2f}")
+        if crs[1] and off[1]:
+            print(f"  waf-crs    CPU-µs/req x{crs[1] / off[1]:.2f} vs waf-off (information)"
+                  f"   req/s x{crs[0] / off[0]:.2f}   p99 x{crs[3] / off[3]:.2f}")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

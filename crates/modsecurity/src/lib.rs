@@ -140,7 +140,8 @@ fn open() -> Result<Engine, String> {
 struct Collector {
     /// Ids of the rules that matched, in order.
     ids: Vec<u32>,
-    /// The variable the first detection rule matched (`ARGS:q`).
+    /// The variable the last detection rule matched (`ARGS:q`): the rule files run
+    /// from protocol checks to attack classes, so the last is the most specific.
     variable: Option<String>,
 }
 
@@ -171,9 +172,14 @@ impl Collector {
         if let Some(id) = between(text, "[id \"", "\"").and_then(|s| s.parse().ok()) {
             self.ids.push(id);
         }
-        if self.variable.is_none() && !text.contains("Anomaly Score Exceeded") {
-            self.variable = between(text, "against variable `", "'")
-                .map(|v| v.chars().take(VARIABLE_CHARS).collect());
+        // `... against variable `ARGS:q' (Value: ...`, or the CRS's own log data:
+        // `[data "Matched Data: ... found within ARGS:q: ..."]`.
+        let variable = between(text, "against variable `", "'")
+            .or_else(|| between(text, " found within ", ": "));
+        if !text.contains("Anomaly Score Exceeded")
+            && let Some(v) = variable
+        {
+            self.variable = Some(v.chars().take(VARIABLE_CHARS).collect());
         }
     }
 }
@@ -237,7 +243,7 @@ pub enum Verdict {
     Intervene {
         /// The ids of the rules that logged a match, in order.
         rules: Vec<u32>,
-        /// The variable the first of them matched (`ARGS:q`), when the engine said.
+        /// The variable the last of them matched (`ARGS:q`), when the engine said.
         variable: Option<String>,
     },
 }
@@ -437,7 +443,7 @@ mod tests {
         match set.evaluate(&req("/?w=odd&q=attack")) {
             Verdict::Intervene { rules, variable } => {
                 assert_eq!(rules, [2, 1]);
-                assert_eq!(variable.as_deref(), Some("ARGS:w"));
+                assert_eq!(variable.as_deref(), Some("ARGS:q"));
             }
             Verdict::Pass => panic!("not denied"),
         }

@@ -24,7 +24,7 @@ pub enum PrepareError {
     #[error("routing table: {0}")]
     Router(#[from] RouterError),
     /// A policy could not be prepared.
-    #[error("policy: {0}")]
+    #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
     /// An upstream's TLS client could not be made (the compiler checked its
     /// certificates: this is a table from elsewhere).

@@ -49,7 +49,7 @@ pub enum Outcome {
     Matched {
         /// The ids of the rules that matched, comma-separated (`942100,949110`).
         rules: String,
-        /// The first variable matched (`ARGS:q`), or `request`.
+        /// The variable the most specific rule matched (`ARGS:q`), or `request`.
         field: String,
     },
 }
@@ -91,7 +91,6 @@ fn configuration(c: &CoreRuleSet, files: &[PathBuf], max_body: usize) -> String 
         "SecRuleEngine On\n\
          SecRequestBodyAccess On\n\
          SecRequestBodyLimit {limit}\n\
-         SecRequestBodyInMemoryLimit {limit}\n\
          SecRequestBodyLimitAction ProcessPartial\n\
          SecResponseBodyAccess Off\n\
          SecAuditEngine Off\n\

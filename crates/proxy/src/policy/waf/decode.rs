@@ -63,7 +63,14 @@ pub(crate) fn decode(raw: &[u8], plus_is_space: bool, max: usize) -> Decoded<'_>
     let mut text = raw.to_vec();
     for round in 0..ROUNDS {
         let mut changed = false;
-        if let Some(next) = percent(&text, plus_is_space && round == 0, &mut anomalies) {
+        // A `%` left by an earlier round (`50%25` → `50%`) is text, not a bad escape.
+        let mut later = Anomalies::default();
+        let noticed = if round == 0 {
+            &mut anomalies
+        } else {
+            &mut later
+        };
+        if let Some(next) = percent(&text, plus_is_space && round == 0, noticed) {
             text = next;
             changed = true;
         }
@@ -358,6 +365,9 @@ mod tests {
     fn notices_what_protocol_violation_reports() {
         let d = decode(b"100%", false, 64);
         assert!(d.anomalies.bad_escape);
+        let d = decode(b"50%25+off", true, 64);
+        assert!(!d.anomalies.any());
+        assert_eq!(d.text.as_ref(), b"50% off");
         let d = decode(b"a%00b", false, 64);
         assert!(d.anomalies.nul);
         let d = decode(b"a%1bb", false, 64);

@@ -610,7 +610,7 @@ fn crs_verdict(
             Hit {
                 matched: Matched::CoreRuleSet,
                 field,
-                sample: rules,
+                sample: format!("CRS rules {rules}"),
             },
             false,
         ),
