@@ -160,7 +160,10 @@ fn gateway() -> Arc<Logged> {
 /// A 403 from the WAF: problem+json that names no rule.
 fn assert_blocked(r: &RawResponse) {
     let problem = assert_problem(r, 403);
-    let text = format!("{} {} {}", problem["type"], problem["title"], problem["detail"]);
+    let text = format!(
+        "{} {} {}",
+        problem["type"], problem["title"], problem["detail"]
+    );
     for internal in ["Sql", "Script", "Traversal", "942", "libinjection", "rule"] {
         assert!(!text.contains(internal), "the 403 names {internal}: {text}");
     }

@@ -56,6 +56,11 @@ impl Families {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    /// The set as bits (one per [`WafRule`], in declaration order).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
 }
 
 /// Whether `value` is made only of bytes that cannot form SQL, markup or shell syntax.

@@ -27,6 +27,7 @@
 pub mod crs;
 pub(crate) mod decode;
 pub(crate) mod detect;
+mod seen;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -291,19 +292,7 @@ fn native_head(waf: &Waf, parts: &http::request::Parts) -> Option<Hit> {
         return Some(violation("request", why.as_bytes()));
     }
     let check = |part: Part, field: &dyn Fn() -> String, raw: &[u8], plus: bool| {
-        let d = decode(raw, plus, waf.max);
-        if f.has(WafRule::ProtocolViolation) && d.anomalies.any() {
-            return Some(Hit {
-                matched: Matched::Native(WafRule::ProtocolViolation),
-                field: field(),
-                sample: sample(raw),
-            });
-        }
-        detect::check(f, part, &d.text).map(|rule| Hit {
-            matched: Matched::Native(rule),
-            field: field(),
-            sample: sample(&d.text),
-        })
+        inspect(waf, part, field, raw, plus, true)
     };
     if waf.parts.path {
         let path = parts.uri.path().as_bytes();
@@ -368,6 +357,44 @@ fn native_head(waf: &Waf, parts: &http::request::Parts) -> Option<Hit> {
     None
 }
 
+/// Decodes one value and runs the native families over it. `strict`: every anomaly
+/// decoding notices is a `ProtocolViolation` (the head); otherwise only NUL (bodies,
+/// where text may hold control characters). A value this worker found clean before,
+/// tested the same way, is not tested again ([`seen`]).
+fn inspect(
+    waf: &Waf,
+    part: Part,
+    field: &dyn Fn() -> String,
+    raw: &[u8],
+    plus: bool,
+    strict: bool,
+) -> Option<Hit> {
+    let f = waf.families;
+    let raw = &raw[..raw.len().min(waf.max)];
+    let tag =
+        u32::from(f.bits()) | (part as u32) << 8 | u32::from(plus) << 12 | u32::from(strict) << 13;
+    seen::unless_clean(tag, raw, || {
+        let d = decode(raw, plus, waf.max);
+        let violation = if strict {
+            d.anomalies.any()
+        } else {
+            d.anomalies.nul
+        };
+        if f.has(WafRule::ProtocolViolation) && violation {
+            return Some(Hit {
+                matched: Matched::Native(WafRule::ProtocolViolation),
+                field: field(),
+                sample: sample(raw),
+            });
+        }
+        detect::check(f, part, &d.text).map(|rule| Hit {
+            matched: Matched::Native(rule),
+            field: field(),
+            sample: sample(&d.text),
+        })
+    })
+}
+
 /// Requests no API takes: `TRACE`/`TRACK`/`DEBUG`, a body on `GET`/`HEAD`, more than
 /// [`MAX_RANGES`] ranges, several `Host` headers.
 fn protocol(parts: &http::request::Parts) -> Option<&'static str> {
@@ -425,7 +452,6 @@ fn cookies(s: &[u8], each: &FieldCheck<'_>) -> Option<Hit> {
 
 /// The native rules over the body.
 fn native_body(cx: &Ctx<'_>, waf: &Waf, headers: &HeaderMap, body: &[u8]) -> Option<Hit> {
-    let f = waf.families;
     let media = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -438,19 +464,7 @@ fn native_body(cx: &Ctx<'_>, waf: &Waf, headers: &HeaderMap, body: &[u8]) -> Opt
         })
         .unwrap_or_default();
     let check = |part: Part, field: &dyn Fn() -> String, raw: &[u8], plus: bool| {
-        let d = decode(raw, plus, waf.max);
-        if f.has(WafRule::ProtocolViolation) && d.anomalies.nul {
-            return Some(Hit {
-                matched: Matched::Native(WafRule::ProtocolViolation),
-                field: field(),
-                sample: sample(raw),
-            });
-        }
-        detect::check(f, part, &d.text).map(|rule| Hit {
-            matched: Matched::Native(rule),
-            field: field(),
-            sample: sample(&d.text),
-        })
+        inspect(waf, part, field, raw, plus, false)
     };
     let inspected = &body[..body.len().min(waf.max)];
     if media == "application/json" || media.ends_with("+json") {
