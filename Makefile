@@ -6,7 +6,7 @@ SHELL := /bin/bash
 RELEASE_BUILD := $(CARGO) build --release --locked -p gatehouse
 IMAGE ?= gatehouse:$(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' charts/gatehouse/Chart.yaml)
 
-.PHONY: help run build test check fmt lint unit conformance frontdoor e2e-kube e2e-kind bench-propagation crds docs bench bench-compiler clean chart-crds chart-test e2e-helm manifests image fuzz
+.PHONY: help run build test check fmt lint unit conformance frontdoor waf e2e-kube e2e-kind bench-propagation crds docs bench bench-compiler clean chart-crds chart-test e2e-helm manifests image fuzz
 
 help: ## this list
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,7 +29,7 @@ run: ## serve examples/quickstart in front of a live echo upstream (Ctrl-C stops
 build: ## build the gatehouse binary (debug)
 	$(CARGO) build -p gatehouse
 
-test: check unit e2e-kube chart-test e2e-helm conformance frontdoor ## everything CI runs: format, clippy, unit + integration + e2e tests, the Helm chart
+test: check unit e2e-kube chart-test e2e-helm conformance frontdoor waf ## everything CI runs: format, clippy, unit + integration + e2e tests, the Helm chart
 	@echo "make test: all checks passed"
 
 check: ## formatting and clippy with warnings denied
@@ -52,6 +52,10 @@ conformance: ## suites we did not write, against the built binary: h2spec (h2c a
 	$(CARGO) build --locked -q -p gatehouse
 	e2e/conformance/h2spec.sh all
 	e2e/conformance/testssl.sh
+
+waf: ## the WAF's false-positive and true-positive rates over e2e/waf's corpus (native rules, the OWASP CRS), with the targets checked
+	$(CARGO) build --locked -q -p gatehouse -p gatehouse-testkit
+	e2e/waf/run.sh
 
 frontdoor: ## hostile traffic against the built binary: smuggling, injection, limits, slow clients, HTTP/2 floods, the path matrix
 	$(CARGO) build --locked -q -p gatehouse
@@ -76,7 +80,7 @@ e2e-kind: ## the same suite against the cluster of KUBECONFIG (e.g. kind); see e
 	e2e/kube/kind.sh
 
 FUZZ_SECONDS ?= 300
-fuzz: ## fuzz JWT/JWKS parsing, the path normalizer, the router, the pushed-table decoder: FUZZ_SECONDS (300) per target (nightly; installs cargo-fuzz)
+fuzz: ## fuzz JWT/JWKS parsing, the path normalizer, the router, the pushed-table decoder, the WAF's decoders and inspectors: FUZZ_SECONDS (300) per target (nightly; installs cargo-fuzz)
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
 	mkdir -p fuzz/corpus/jwt_token && cp bench/auth/token.txt fuzz/corpus/jwt_token/bench-token
@@ -85,6 +89,7 @@ fuzz: ## fuzz JWT/JWKS parsing, the path normalizer, the router, the pushed-tabl
 	cd fuzz && cargo +nightly fuzz run -O path_normalize -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo +nightly fuzz run -O router_match -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo +nightly fuzz run -O table_decode -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && cargo +nightly fuzz run -O waf_inspect -- -max_total_time=$(FUZZ_SECONDS)
 
 fmt: ## format the code
 	$(CARGO) fmt --all

@@ -433,6 +433,18 @@ impl Checker<'_, '_, '_> {
                 "must be between 1 and 4".into(),
             );
         }
+        if w.core_rule_set.as_ref().and_then(|c| c.anomaly_threshold) == Some(0) {
+            self.invalid(
+                "waf.coreRuleSet.anomalyThreshold",
+                "must be at least 1 (0 would refuse every request)".into(),
+            );
+        }
+        if w.max_inspect_bytes == Some(0) {
+            self.invalid(
+                "waf.maxInspectBytes",
+                "must be at least 1 (0 would inspect nothing)".into(),
+            );
+        }
         for (i, e) in w
             .core_rule_set
             .iter()
@@ -440,10 +452,16 @@ impl Checker<'_, '_, '_> {
             .enumerate()
         {
             for (j, path) in e.paths.iter().enumerate() {
-                if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control()) {
+                if !path.starts_with('/')
+                    || path
+                        .bytes()
+                        .any(|b| b.is_ascii_control() || b == b'"' || b == b'\\')
+                {
                     self.invalid(
                         &format!("waf.coreRuleSet.exclusions[{i}].paths[{j}]"),
-                        format!("{path:?} is not a path prefix (it starts with /)"),
+                        format!(
+                            "{path:?} is not a path prefix: it must start with / and hold no quote, backslash or control character"
+                        ),
                     );
                 }
             }

@@ -501,7 +501,7 @@ spec:
       policies:
         waf:
           rules: []
-          coreRuleSet: {enabled: true, exclusions: [{ruleId: 942100, paths: [/excluded/search]}]}
+          coreRuleSet: {enabled: true, exclusions: [{ruleId: 942100, paths: [/excluded/search.json]}]}
 "#;
 
 fn crs_gateway() -> Arc<Logged> {
@@ -531,6 +531,20 @@ fn the_core_rule_set_blocks_at_paranoia_1_and_2() {
         r#"{"comment": "<script>alert(document.cookie)</script>"}"#,
     ));
     assert_passed(&gw.get("/pl1/search?q=select+a+blue+shirt", &[]));
+    // An API's methods and media types are allowed (the CRS's defaults are a web site's).
+    assert_passed(&gw.send(
+        "PUT",
+        "/pl1/items/7",
+        "application/json",
+        r#"{"name": "shirt"}"#,
+    ));
+    assert_passed(&gw.send(
+        "PATCH",
+        "/pl1/items/7",
+        "application/merge-patch+json",
+        r#"{"name": "shirt"}"#,
+    ));
+    assert_passed(&request(gw.http, "DELETE", "waf.test", "/pl1/items/7", &[]));
     assert_passed(&gw.send(
         "POST",
         "/pl1/comments",
@@ -552,7 +566,12 @@ fn the_core_rule_set_detects_and_an_exclusion_switches_a_rule_off() {
     let sqli = "?q=1%27%20OR%20%271%27%3D%271";
     // 942100 (libinjection) is the only rule this trips at paranoia 1.
     assert_blocked(&gw.get(&format!("/excluded/other{sqli}"), &[]));
-    assert_passed(&gw.get(&format!("/excluded/search{sqli}"), &[]));
+    assert_passed(&gw.get(&format!("/excluded/search.json{sqli}"), &[]));
+    assert_passed(&gw.get(&format!("/excluded/search.json/more{sqli}"), &[]));
+    // By whole segments, the dot a dot, the path as routed.
+    assert_blocked(&gw.get(&format!("/excluded/search.jsonp{sqli}"), &[]));
+    assert_blocked(&gw.get(&format!("/excluded/searchXjson{sqli}"), &[]));
+    assert_blocked(&gw.get(&format!("/excluded/search.json/%2e%2e/other{sqli}"), &[]));
     let r = gw.get(&format!("/pl1-detect/search{sqli}"), &[]);
     assert_passed(&r);
     let rid = r.header("x-request-id").unwrap_or_default().to_string();

@@ -186,6 +186,15 @@ pub(crate) enum RequestBody {
 }
 
 impl RequestBody {
+    /// Whether the body may hold data: not known to be empty. Over HTTP/2 a request
+    /// may carry a body without `Content-Length`, so the headers alone cannot say.
+    pub fn may_have_data(&self) -> bool {
+        match self {
+            RequestBody::Streamed(b) => !hyper::body::Body::is_end_stream(b),
+            RequestBody::Buffered(b) => !b.is_empty(),
+        }
+    }
+
     /// The whole body, at most `limit` bytes (else 413).
     pub async fn read(self, limit: u64) -> Result<Bytes, GatewayError> {
         let body = match self {

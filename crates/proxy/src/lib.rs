@@ -254,7 +254,8 @@ impl Shared {
         peer: &headers::Peer,
         headers: &http::HeaderMap,
     ) -> std::net::IpAddr {
-        let mut client = peer.addr.ip();
+        // `::ffff:192.0.2.1` (an IPv4 client of a dual-stack listener) is 192.0.2.1.
+        let mut client = peer.addr.ip().to_canonical();
         let trusted = |ip: &std::net::IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
         if self.trusted_proxies.is_empty() || !trusted(&client) {
             return client;
@@ -269,6 +270,7 @@ impl Shared {
             let Ok(ip) = hop.trim().parse::<std::net::IpAddr>() else {
                 break;
             };
+            let ip = ip.to_canonical();
             client = ip;
             if !trusted(&ip) {
                 break;

@@ -143,8 +143,14 @@ pub fn has_body(headers: &HeaderMap) -> bool {
 
 impl RequestChecks {
     /// The checks on the request head, in the order a client fixes them: required
-    /// headers, then media type, then the declared size.
-    pub fn check_head(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+    /// headers, then media type, then the declared size. `body`: whether the request
+    /// carries a body (see [`RequestBody::may_have_data`]).
+    pub fn check_head(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        body: bool,
+    ) -> Result<(), Refusal> {
         let missing: Vec<String> = self
             .required_headers
             .iter()
@@ -154,7 +160,6 @@ impl RequestChecks {
         if !missing.is_empty() {
             return Err(Refusal::MissingHeaders(missing));
         }
-        let body = has_body(headers);
         if body && !self.content_types.is_empty() {
             let given = headers
                 .get(header::CONTENT_TYPE)
@@ -188,8 +193,8 @@ impl RequestChecks {
     }
 
     /// Whether the body must be read for [`RequestChecks::check_body`].
-    pub fn needs_body(&self, headers: &HeaderMap) -> bool {
-        self.schema.is_some() && has_body(headers)
+    pub fn needs_body(&self, body: bool) -> bool {
+        self.schema.is_some() && body
     }
 
     /// Whether the schema (when there is one) accepts `doc`.
@@ -263,13 +268,14 @@ pub(crate) fn on_request<'a>(
     else {
         return Step::now(Ok(()));
     };
-    if let Err(refusal) = checks.check_head(&req.parts.method, &req.parts.headers) {
+    let body = has_body(&req.parts.headers) || req.body.may_have_data();
+    if let Err(refusal) = checks.check_head(&req.parts.method, &req.parts.headers, body) {
         return Step::now(Err(GatewayError::Invalid(refusal)));
     }
     req.body_limit = checks
         .max_body_bytes
         .map_or(req.body_limit, |m| m.min(req.body_limit));
-    if !checks.needs_body(&req.parts.headers) {
+    if !checks.needs_body(body) {
         return Step::now(Ok(()));
     }
     Step::later(async move {
@@ -397,7 +403,7 @@ mod tests {
         let r = v.request.as_ref().expect("request checks");
         let post = Method::POST;
         assert_eq!(
-            r.check_head(&post, &headers(&[])),
+            r.check_head(&post, &headers(&[]), false),
             Err(Refusal::MissingHeaders(vec!["x-request-id".into()]))
         );
         let h = headers(&[
@@ -406,7 +412,7 @@ mod tests {
             ("content-length", "3"),
         ]);
         assert_eq!(
-            r.check_head(&post, &h),
+            r.check_head(&post, &h, true),
             Err(Refusal::MediaType("application/xml".into()))
         );
         let h = headers(&[
@@ -414,16 +420,16 @@ mod tests {
             ("content-type", "Application/JSON; charset=utf-8"),
             ("content-length", "11"),
         ]);
-        assert_eq!(r.check_head(&post, &h), Err(Refusal::TooLarge(10)));
+        assert_eq!(r.check_head(&post, &h, true), Err(Refusal::TooLarge(10)));
         let h = headers(&[
             ("x-request-id", "1"),
             ("content-type", "text/csv"),
             ("content-length", "3"),
         ]);
-        assert_eq!(r.check_head(&post, &h), Ok(()));
+        assert_eq!(r.check_head(&post, &h, true), Ok(()));
         // No body: no media type to check.
         assert_eq!(
-            r.check_head(&Method::GET, &headers(&[("x-request-id", "1")])),
+            r.check_head(&Method::GET, &headers(&[("x-request-id", "1")]), false),
             Ok(())
         );
     }
@@ -454,7 +460,7 @@ mod tests {
         assert!(matches!(r.check_body(b"{"), Err(Refusal::NotJson(_))));
         // A schema requires a body on methods that carry one.
         assert!(matches!(
-            r.check_head(&Method::POST, &headers(&[])),
+            r.check_head(&Method::POST, &headers(&[]), false),
             Err(Refusal::NotJson(_))
         ));
     }

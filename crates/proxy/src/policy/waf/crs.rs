@@ -19,6 +19,14 @@ pub const DEFAULT_RULES_DIR: &str = "/usr/share/modsecurity-crs/rules";
 /// range (900000-999999).
 const OWN_RULE_IDS: u32 = 9_500_000;
 
+/// Methods the CRS lets through (911100): an API's, where the CRS's own default is a
+/// web site's (GET, HEAD, POST, OPTIONS) and would refuse every PUT, PATCH and DELETE.
+pub const ALLOWED_METHODS: &str = "GET HEAD POST OPTIONS PUT PATCH DELETE";
+
+/// Request media types the CRS lets through (920420), in its `|type|` list format: the
+/// CRS's defaults and the JSON, text and binary types APIs take.
+pub const ALLOWED_CONTENT_TYPES: &str = "|application/x-www-form-urlencoded| |multipart/form-data| |multipart/related| |text/xml| |application/xml| |application/soap+xml| |application/json| |application/cloudevents+json| |application/cloudevents-batch+json| |application/merge-patch+json| |application/json-patch+json| |application/problem+json| |application/ld+json| |application/vnd.api+json| |application/graphql| |application/x-ndjson| |application/grpc| |application/octet-stream| |text/plain| |text/csv|";
+
 /// A loaded rule set.
 #[derive(Debug)]
 pub struct RuleSet {
@@ -79,6 +87,18 @@ fn request_rule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// `s` as a regex matching exactly itself.
+fn regex_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.^$|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A double-quoted ModSecurity string's content.
 fn quoted(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
@@ -99,18 +119,24 @@ fn configuration(c: &CoreRuleSet, files: &[PathBuf], max_body: usize) -> String 
          SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={pl}\"\n\
          SecAction \"id:900110,phase:1,nolog,pass,t:none,setvar:tx.inbound_anomaly_score_threshold={threshold},setvar:tx.outbound_anomaly_score_threshold=4\"\n\
          SecAction \"id:900990,phase:1,nolog,pass,t:none,setvar:tx.crs_setup_version=334\"\n\
+         SecAction \"id:900200,phase:1,nolog,pass,t:none,setvar:'tx.allowed_methods={methods}'\"\n\
+         SecAction \"id:900220,phase:1,nolog,pass,t:none,setvar:'tx.allowed_request_content_type={types}'\"\n\
          SecRule REQUEST_HEADERS:Content-Type \"@rx (?i)^application/(?:[a-z0-9.+-]+\\+)?json\" \"id:{json_id},phase:1,t:none,pass,nolog,ctl:requestBodyProcessor=JSON\"\n",
         limit = max_body.max(1),
         pl = c.paranoia_level,
         threshold = c.anomaly_threshold,
         json_id = OWN_RULE_IDS,
+        methods = ALLOWED_METHODS,
+        types = ALLOWED_CONTENT_TYPES,
     );
     let mut id = OWN_RULE_IDS + 1;
     for e in &c.exclusions {
         for path in &e.paths {
+            // The path as routing sees it (decoded, dot segments resolved), and the
+            // prefix by whole segments: `/search` covers `/search/x`, not `/searchable`.
             text.push_str(&format!(
-                "SecRule REQUEST_FILENAME \"@beginsWith {}\" \"id:{id},phase:1,t:none,pass,nolog,ctl:ruleRemoveById={}\"\n",
-                quoted(path),
+                "SecRule REQUEST_FILENAME \"@rx ^{}(?:/|$)\" \"id:{id},phase:1,t:none,t:urlDecodeUni,t:normalizePath,pass,nolog,ctl:ruleRemoveById={}\"\n",
+                regex_literal(path.trim_end_matches('/')).replace('"', "\\\""),
                 e.rule_id
             ));
             id += 1;
@@ -129,7 +155,7 @@ impl RuleSet {
     /// Loads the CRS in `dir` as `c` configures it; bodies are inspected up to
     /// `max_body` bytes.
     pub fn load(c: &CoreRuleSet, dir: &Path, max_body: usize) -> Result<RuleSet, String> {
-        msc::available().map_err(|e| format!("coreRuleSet needs {e}"))?;
+        msc::available().map_err(|e| format!("coreRuleSet: {e}"))?;
         let files = request_rule_files(dir).map_err(|e| format!("coreRuleSet: {e}"))?;
         let rules = msc::RuleSet::load(&configuration(c, &files, max_body)).map_err(|e| {
             format!(
@@ -212,9 +238,11 @@ mod tests {
         assert!(text.contains("setvar:tx.paranoia_level=2"));
         assert!(text.contains("inbound_anomaly_score_threshold=7"));
         assert!(text.contains(
-            "SecRule REQUEST_FILENAME \"@beginsWith /search\" \"id:9500001,phase:1,t:none,pass,nolog,ctl:ruleRemoveById=942100\""
-        ));
-        assert!(text.contains("@beginsWith /q\\\"x"));
+            "SecRule REQUEST_FILENAME \"@rx ^/search(?:/|$)\" \"id:9500001,phase:1,t:none,t:urlDecodeUni,t:normalizePath,pass,nolog,ctl:ruleRemoveById=942100\""
+        ), "{text}");
+        assert!(text.contains("@rx ^/q\\\"x(?:/|$)"), "{text}");
+        assert_eq!(regex_literal("/v1.2/a+b"), "/v1\\.2/a\\+b");
+        assert!(text.contains("tx.allowed_methods=GET HEAD POST OPTIONS PUT PATCH DELETE"));
         let include = text.find("Include \"/crs/REQUEST-901.conf\"");
         let remove = text.find("SecRuleRemoveById 920350");
         assert!(include.is_some() && remove > include);

@@ -27,12 +27,14 @@ pub(crate) struct Anomalies {
     pub nul: bool,
     /// A control byte other than tab, CR and LF.
     pub control: bool,
+    /// A carriage return: what splits a header or a response when echoed into one.
+    pub carriage_return: bool,
 }
 
 impl Anomalies {
     /// Whether anything was noticed.
     pub fn any(self) -> bool {
-        self.bad_escape || self.overlong || self.nul || self.control
+        self.bad_escape || self.overlong || self.nul || self.control || self.carriage_return
     }
 }
 
@@ -101,6 +103,8 @@ fn scan_controls(text: &[u8], anomalies: &mut Anomalies) {
     for &b in text {
         if b == 0 {
             anomalies.nul = true;
+        } else if b == b'\r' {
+            anomalies.carriage_return = true;
         } else if (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f {
             anomalies.control = true;
         }
@@ -376,6 +380,8 @@ mod tests {
         assert!(d.anomalies.overlong);
         let d = decode("line\nnext\ttab".as_bytes(), false, 64);
         assert!(!d.anomalies.any());
+        let d = decode(b"x%0d%0aSet-Cookie:%20a=b", false, 64);
+        assert!(d.anomalies.carriage_return);
         let d = decode("café crème".as_bytes(), false, 64);
         assert!(!d.anomalies.any());
     }

