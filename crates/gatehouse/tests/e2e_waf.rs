@@ -236,6 +236,13 @@ fn each_native_family_blocks_on_each_part() {
         "application/json",
         r#"{"<svg onload=alert(1)>": 1}"#,
     ));
+    // A repeated key: the value a parser keeping the last one would drop is seen too.
+    assert_blocked(&gw.send(
+        "POST",
+        "/block/comments",
+        "application/json",
+        r#"{"comment": "<script>alert(1)</script>", "comment": "fine"}"#,
+    ));
     assert_blocked(&gw.send(
         "POST",
         "/block/login",

@@ -540,14 +540,18 @@ fn native_body(
     };
     let inspected = &body[..body.len().min(waf.max)];
     if media == "application/json" || media.ends_with("+json") {
-        if inspected.len() == body.len()
-            && let Ok(doc) = serde_json::from_slice::<Value>(body)
-        {
-            let typed = waf.typed.as_ref().filter(|_| accepts(&doc));
-            let mut pointer = String::new();
-            return json(&doc, typed, &mut pointer, &|p, v| {
+        if inspected.len() == body.len() {
+            // The schema's verdict needs the document; the walk does not.
+            let typed = waf
+                .typed
+                .as_ref()
+                .filter(|_| serde_json::from_slice::<Value>(body).is_ok_and(|doc| accepts(&doc)));
+            let walked = json(body, typed, &|p, v| {
                 check(Part::Body, &|| field("body", p.as_bytes()), v, false)
             });
+            if let Ok(hit) = walked {
+                return hit;
+            }
         }
         // Too large to parse within the bound, or not JSON: its text.
         return check(Part::Body, &|| "body".into(), inspected, false);
@@ -576,49 +580,135 @@ fn schema_accepts(cx: &Ctx<'_>, doc: &Value) -> bool {
         .is_some_and(|r| r.accepts(doc))
 }
 
-/// Walks a JSON document: every key and string leaf, with its JSON pointer; leaves the
-/// schema types (`typed`) are skipped.
+/// Walks a JSON body as it is parsed: every key and string leaf, with its JSON pointer,
+/// a repeated key's every value included (a parsed document keeps only one of them,
+/// and an upstream may read the other); leaves the schema types (`typed`) are skipped.
+/// `Err` when the body is not JSON.
 fn json(
-    v: &Value,
+    body: &[u8],
     typed: Option<&Typed>,
-    pointer: &mut String,
     each: &dyn Fn(&str, &[u8]) -> Option<Hit>,
-) -> Option<Hit> {
-    if typed.is_some_and(|t| t.safe) {
-        return None;
+) -> Result<Option<Hit>, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut pointer = String::new();
+    let mut hit = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let walked = Walk {
+        typed,
+        pointer: &mut pointer,
+        each,
+        hit: &mut hit,
     }
-    match v {
-        Value::String(s) => each(pointer, s.as_bytes()),
-        Value::Array(items) => {
-            let item = typed.and_then(|t| t.items.as_deref());
-            items.iter().enumerate().find_map(|(i, x)| {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&i.to_string());
-                let hit = json(x, item, pointer, each);
-                pointer.truncate(len);
-                hit
-            })
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match (hit, walked) {
+        (Some(hit), _) => Ok(Some(hit)),
+        (None, Ok(())) => Ok(None),
+        (None, Err(e)) => Err(e),
+    }
+}
+
+/// One value of a JSON walk (see [`json`]). A hit ends the walk (as an error the
+/// parser passes up).
+struct Walk<'a, 'b> {
+    typed: Option<&'a Typed>,
+    pointer: &'b mut String,
+    each: &'a dyn Fn(&str, &[u8]) -> Option<Hit>,
+    hit: &'b mut Option<Hit>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.typed.is_some_and(|t| t.safe) {
+            return <serde::de::IgnoredAny as serde::Deserialize>::deserialize(d).map(|_| ());
         }
-        Value::Object(map) => map.iter().find_map(|(k, x)| {
-            let declared = typed.and_then(|t| t.properties.get(k));
-            let len = pointer.len();
-            pointer.push('/');
-            pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
-            let hit = if declared.is_none() {
-                // Names the schema does not declare are the client's: inspected too.
-                each(pointer, k.as_bytes())
-            } else {
-                None
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        *self.hit = (self.each)(self.pointer, v.as_bytes());
+        if self.hit.is_some() {
+            return Err(E::custom("matched"));
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let item = self.typed.and_then(|t| t.items.as_deref());
+        let len = self.pointer.len();
+        for i in 0.. {
+            self.pointer.truncate(len);
+            self.pointer.push('/');
+            self.pointer.push_str(&i.to_string());
+            let next = seq.next_element_seed(Walk {
+                typed: item,
+                pointer: &mut *self.pointer,
+                each: self.each,
+                hit: &mut *self.hit,
+            })?;
+            if next.is_none() {
+                break;
             }
-            .or_else(|| {
-                let child = declared.or_else(|| typed.and_then(|t| t.additional.as_deref()));
-                json(x, child, pointer, each)
-            });
-            pointer.truncate(len);
-            hit
-        }),
-        _ => None,
+        }
+        self.pointer.truncate(len);
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let len = self.pointer.len();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            self.pointer.truncate(len);
+            self.pointer.push('/');
+            self.pointer
+                .push_str(&key.replace('~', "~0").replace('/', "~1"));
+            let declared = self.typed.and_then(|t| t.properties.get(key.as_ref()));
+            if declared.is_none() {
+                // Names the schema does not declare are the client's: inspected too.
+                *self.hit = (self.each)(self.pointer, key.as_bytes());
+                if self.hit.is_some() {
+                    return Err(serde::de::Error::custom("matched"));
+                }
+            }
+            let child = declared.or_else(|| self.typed.and_then(|t| t.additional.as_deref()));
+            map.next_value_seed(Walk {
+                typed: child,
+                pointer: &mut *self.pointer,
+                each: self.each,
+                hit: &mut *self.hit,
+            })?;
+        }
+        self.pointer.truncate(len);
+        Ok(())
     }
 }
 
@@ -734,25 +824,47 @@ mod tests {
 
     #[test]
     fn json_walks_keys_and_string_leaves_and_skips_typed_ones() {
-        let doc = json!({"a": "x", "b": {"c": ["y", 1, true]}, "d": "z"});
+        let doc = br#"{"a": "x", "b": {"c": ["y", 1, true, null]}, "d": "z", "d": "w"}"#;
         let seen = std::cell::RefCell::new(Vec::new());
-        let mut pointer = String::new();
-        json(&doc, None, &mut pointer, &|p, v| {
+        let walked = json(doc, None, &|p, v| {
             seen.borrow_mut()
                 .push(format!("{p}={}", String::from_utf8_lossy(v)));
             None
         });
+        assert!(matches!(walked, Ok(None)));
+        // A repeated key's values are both seen.
         assert_eq!(
             seen.into_inner(),
-            ["/a=a", "/a=x", "/b=b", "/b/c=c", "/b/c/0=y", "/d=d", "/d=z"]
+            [
+                "/a=a", "/a=x", "/b=b", "/b/c=c", "/b/c/0=y", "/d=d", "/d=z", "/d=d", "/d=w"
+            ]
         );
-        let typed = Typed::of(&json!({"properties": {"a": {"enum": ["x"]}, "b": {}}}));
+        let typed = Typed::of(&serde_json::json!({"properties": {"a": {"enum": ["x"]}, "b": {}}}));
         let seen = std::cell::RefCell::new(Vec::new());
-        json(&doc, Some(&typed), &mut pointer, &|p, _| {
+        let _ = json(doc, Some(&typed), &|p, _| {
             seen.borrow_mut().push(p.to_string());
             None
         });
-        assert_eq!(seen.into_inner(), ["/b/c", "/b/c/0", "/d", "/d"]);
+        assert_eq!(
+            seen.into_inner(),
+            ["/b/c", "/b/c/0", "/d", "/d", "/d", "/d"]
+        );
+        // The first hit ends the walk; what is not JSON is an error.
+        let hits = std::cell::Cell::new(0);
+        let walked = json(br#"{"x": "bad", "y": "bad"}"#, None, &|_, v| {
+            (v == b"bad").then(|| {
+                hits.set(hits.get() + 1);
+                Hit {
+                    matched: Matched::CoreRuleSet,
+                    field: String::new(),
+                    sample: String::new(),
+                }
+            })
+        });
+        assert!(matches!(walked, Ok(Some(_))));
+        assert_eq!(hits.get(), 1);
+        assert!(json(b"{not json", None, &|_, _| None).is_err());
+        assert!(json(b"{} trailing", None, &|_, _| None).is_err());
     }
 
     #[test]
