@@ -24,18 +24,21 @@ Configurations (each under its own prefix):
                   schema awareness only affects the native rules, measured anyway
 
 Usage: measure.py [--bin PATH] [--echo PATH] [--only CONFIG[,CONFIG]] [--json FILE]
-                  [--check] [--require-crs] [--jobs N] [--full] [--keep]
+                  [--check] [--require-crs] [--jobs N] [--full] [--keep] [--corpus NAME]
   --bin        the gateway (default $GATEHOUSE_BIN, else target/debug/gatehouse)
   --echo       the echo upstream (default $GATEHOUSE_ECHO_BIN, else target/debug/gatehouse-echo)
   --check      exit 1 unless native FP <= 1% and native TP (WAF) >= 95%
   --require-crs  a CRS configuration that cannot load is an error (else it is skipped)
   --full       list every false positive / negative (default: at most 25 per list)
   --keep       keep the temporary folder (manifests and logs) and print its path
+  --corpus     the corpus module of this folder to send (default `corpus`, i.e. corpus.py;
+               `holdout` is holdout.py, the held-out corpus written apart from the detectors)
 Exit: 0 ok, 1 a --check target missed (or a required CRS configuration could not load),
 2 the measurement could not be made.
 """
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -508,6 +511,7 @@ def resolve(path, env, default):
 
 
 def main(argv):
+    global corpus
     ap = argparse.ArgumentParser(description="WAF false/true-positive rates against the built gateway")
     ap.add_argument("--bin")
     ap.add_argument("--echo")
@@ -518,7 +522,15 @@ def main(argv):
     ap.add_argument("--jobs", type=int, default=8)
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--corpus", default="corpus", metavar="NAME",
+                    help="corpus module in %s (default: corpus; holdout: the held-out corpus)" % HERE)
     args = ap.parse_args(argv)
+
+    if args.corpus != "corpus":
+        if not re.fullmatch(r"[A-Za-z_]\w*", args.corpus) or not os.path.isfile(os.path.join(HERE, args.corpus + ".py")):
+            print("measure: no corpus module %r in %s" % (args.corpus, HERE), file=sys.stderr)
+            return 2
+        corpus = importlib.import_module(args.corpus)
 
     binary = resolve(args.bin, "GATEHOUSE_BIN", "target/debug/gatehouse")
     echo_bin = resolve(args.echo, "GATEHOUSE_ECHO_BIN", "target/debug/gatehouse-echo")
@@ -553,7 +565,8 @@ def main(argv):
         if not wait_port(echo_port, echo):
             print("measure: the echo upstream did not start (%s)" % echo_bin, file=sys.stderr)
             return 2
-        print("measure: %s, %d items, %d configuration(s)" % (binary, len(items), len(configs)), flush=True)
+        print("measure: %s, %d items%s, %d configuration(s)" % (
+            binary, len(items), "" if args.corpus == "corpus" else " (corpus %s)" % args.corpus, len(configs)), flush=True)
         for name, prefix, waf, schema in configs:
             gw = Gateway(binary, folder, name, manifests(prefix, waf, schema, echo_port))
             if gw.error:
@@ -591,7 +604,7 @@ def main(argv):
 
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"binary": binary, "corpus": counts, "targets": {"fp_max": TARGET_FP, "tp_min": TARGET_TP},
+            json.dump({"binary": binary, "corpus": counts, **({} if args.corpus == "corpus" else {"corpus_module": args.corpus}), "targets": {"fp_max": TARGET_FP, "tp_min": TARGET_TP},
                        "configurations": results}, f, indent=2, ensure_ascii=False)
         print("\nmeasure: wrote %s" % args.json)
 

@@ -643,9 +643,11 @@ pub struct CoreRuleSet {
     pub enabled: Option<bool>,
     /// 1 to 4. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4))]
     pub paranoia_level: Option<u32>,
     /// Inbound anomaly score that blocks. Default 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub anomaly_threshold: Option<u32>,
     /// False-positive tuning.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -119,6 +119,18 @@ fn waf(w: &api::Waf) -> Result<lowered::Waf, String> {
             .map(|c| {
                 c.parse::<ipnet::IpNet>()
                     .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|n| match n {
+                        // `::ffff:192.0.2.0/120` is 192.0.2.0/24: clients are compared as
+                        // IPv4 once canonical.
+                        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => {
+                            match v6.addr().to_ipv4_mapped() {
+                                Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                                    .map_or(n, ipnet::IpNet::V4),
+                                None => n,
+                            }
+                        }
+                        _ => n,
+                    })
                     .map(|n| n.trunc())
                     .map_err(|_| format!("{c:?} is not a CIDR or IP address"))
             })

@@ -25,7 +25,7 @@ pub const ALLOWED_METHODS: &str = "GET HEAD POST OPTIONS PUT PATCH DELETE";
 
 /// Request media types the CRS lets through (920420), in its `|type|` list format: the
 /// CRS's defaults and the JSON, text and binary types APIs take.
-pub const ALLOWED_CONTENT_TYPES: &str = "|application/x-www-form-urlencoded| |multipart/form-data| |multipart/related| |text/xml| |application/xml| |application/soap+xml| |application/json| |application/cloudevents+json| |application/cloudevents-batch+json| |application/merge-patch+json| |application/json-patch+json| |application/problem+json| |application/ld+json| |application/vnd.api+json| |application/graphql| |application/x-ndjson| |application/grpc| |application/octet-stream| |text/plain| |text/csv|";
+pub const ALLOWED_CONTENT_TYPES: &str = "|application/x-www-form-urlencoded| |multipart/form-data| |multipart/related| |text/xml| |application/xml| |application/soap+xml| |application/json| |application/cloudevents+json| |application/cloudevents-batch+json| |application/merge-patch+json| |application/json-patch+json| |application/problem+json| |application/ld+json| |application/vnd.api+json| |application/graphql| |application/x-ndjson| |application/hal+json| |application/grpc| |application/grpc+proto| |application/grpc-web| |application/grpc-web+proto| |application/x-protobuf| |application/protobuf| |application/cbor| |application/octet-stream| |text/plain| |text/csv|";
 
 /// A loaded rule set.
 #[derive(Debug)]

@@ -7,8 +7,9 @@
 //! A value with none of `%`, `&`, `\` (and `+` where it means a space) is returned as
 //! it is, without copying: most values on most requests.
 //!
-//! What decoding notices on the way ([`Anomalies`]) is what `ProtocolViolation` reports:
-//! a `%` that does not start an escape, overlong UTF-8, NUL and other control bytes.
+//! What decoding notices on the way ([`Anomalies`]) is what `ProtocolViolation` reports
+//! (each part counting what its encoding makes an anomaly): a `%` that does not start an
+//! escape, overlong UTF-8, NUL, CR and other control bytes.
 
 use std::borrow::Cow;
 

@@ -2,15 +2,20 @@
 //!
 //! - `SqlInjection` and `CrossSiteScripting`: libinjection (the `libinjectionrs` port),
 //!   which tokenizes the value as SQL or HTML and matches token fingerprints, rather
-//!   than regexes over words: "O'Reilly", "select a blue shirt" and "1 < 2" pass.
+//!   than regexes over words: "O'Reilly" and "select a blue shirt" pass. In prose, a
+//!   match must also break out of a literal ([`sqli`]).
 //! - `PathTraversal`: a `..` segment leaving the directory (at the start of a value, or
-//!   two in a row), any `..` segment in the path itself, and well-known system files.
-//! - `CommandInjection`: a shell separator or substitution (`;`, `|`, `&&`, `` ` ``,
-//!   `$(`, a newline after a token) followed by a command a shell would run, with shell
-//!   arguments or nothing after it; `${IFS}`.
+//!   two in a row), any `..` segment in the path itself, and well-known system files
+//!   named in a path-like value.
+//! - `CommandInjection`: a shell separator or substitution (`;`, `|`, `&&`, `&`, `` ` ``,
+//!   `$(`, a newline after a token) followed by a command a shell would run (matched
+//!   case-sensitively), with what it takes to be a command line where it stands: after
+//!   a token, arguments or nothing; after prose, an argument only an attack gives it;
+//!   `${IFS}`; Shellshock's `() {`.
 //! - `ScannerDetection`: attack tools' `User-Agent`s and marker headers.
-//! - `ProtocolViolation`: what decoding noticed (bad escapes, overlong UTF-8, NUL and
-//!   control bytes) and requests no API takes (`TRACE`, a body on `GET`, many ranges).
+//! - `ProtocolViolation`: what decoding noticed (bad escapes, overlong UTF-8, NUL,
+//!   control bytes, CR; which count depends on the part) and requests no API takes
+//!   (`TRACE`, a body on `GET`, many ranges).
 //!
 //! Values made only of letters, digits and `-._~/:,@` cannot carry SQL, markup or a
 //! shell command and skip those tests (most header values, most paths).
@@ -212,21 +217,33 @@ fn traversal(part: Part, value: &[u8]) -> bool {
             return true;
         }
     }
-    // A system file named in a value that is a path (not a sentence that mentions
-    // one: "I added it to /etc/hosts").
-    let prose = value
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty())
-        .nth(2)
-        .is_some();
-    !prose
+    // A system file named in a value that is a path: one that starts like one, or is not
+    // a sentence that mentions one ("I added it to /etc/hosts").
+    let path_like = matches!(value.first(), Some(b'/' | b'\\' | b'.'))
+        || value.get(1..3) == Some(b":\\")
+        || value.get(1..3) == Some(b":/")
+        || value
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .nth(2)
+            .is_none();
+    path_like
         && (has_dots || value.iter().any(|b| *b == b'/' || *b == b'\\'))
-        && FILES.as_ref().is_some_and(|a| a.is_match(value))
+        && FILES.as_ref().is_some_and(|a| {
+            // A whole name: `etc/group`, not `/orgs/etc/groups`.
+            a.find_iter(value).any(|m| {
+                let pattern = SYSTEM_FILES[m.pattern().as_usize()].as_bytes();
+                let name = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+                let before = m.start().checked_sub(1).and_then(|i| value.get(i));
+                (!name(pattern.first()) || !name(before))
+                    && (!name(pattern.last()) || !name(value.get(m.end())))
+            })
+        })
 }
 
 /// Commands an injected shell line runs. Matched case-sensitively, as shells run
 /// them: "ID" and "Python" in prose are words, `id` and `python` commands.
-const COMMANDS: [&str; 61] = [
+const COMMANDS: [&str; 59] = [
     "sh",
     "bash",
     "zsh",
@@ -284,10 +301,33 @@ const COMMANDS: [&str; 61] = [
     "ssh",
     "busybox",
     "certutil",
-    "type",
-    "timeout",
     "nohup",
     "mkfifo",
+];
+
+/// Commands whose first argument is another program or a script: after a token, a
+/// plain word after them still makes a command line (`;busybox telnetd`), where after
+/// others it reads as prose ("Notes; find the bug").
+const EXECUTORS: [&str; 19] = [
+    "sh",
+    "bash",
+    "zsh",
+    "ksh",
+    "dash",
+    "csh",
+    "python",
+    "python3",
+    "perl",
+    "ruby",
+    "php",
+    "node",
+    "powershell",
+    "pwsh",
+    "cmd",
+    "cmd.exe",
+    "busybox",
+    "sudo",
+    "nohup",
 ];
 
 /// Words before a separator from which the text counts as prose (a sentence, or a
@@ -426,7 +466,14 @@ fn runs_command(rest: &[u8], context: Context) -> bool {
             Context::Token,
             Some(b';' | b'|' | b'&' | b'`' | b')' | b'<' | b'>' | b'$' | b'\n' | b'\'' | b'"'),
         ) => true,
-        (Context::Token, Some(b' ' | b'\t')) => true,
+        (Context::Token, Some(b' ' | b'\t')) => {
+            let arg = trim_start(tail);
+            let plain_word = arg
+                .iter()
+                .take_while(|b| !b.is_ascii_whitespace())
+                .all(u8::is_ascii_alphabetic);
+            arg.is_empty() || !plain_word || EXECUTORS.iter().any(|e| e.as_bytes() == name)
+        }
         (Context::Joined, Some(b' ' | b'\t')) => !trim_start(tail).is_empty(),
         (Context::Joined, Some(b';' | b'|' | b'&' | b'`' | b')' | b'<' | b'>' | b'$')) => true,
         (Context::Prose, Some(b' ' | b'\t')) => strong(trim_start(tail)),
@@ -556,7 +603,10 @@ mod tests {
             "Tip: to find big files run `du -sh * | sort -h | tail -n 20`.",
             "Then reload it: `source ~/.bashrc; echo $PATH`.",
             "Nice write-up! `rm -rf node_modules && npm ci` is faster",
-            "C:\\Windows\\System32\\drivers\\etc\\hosts is where it lives",
+            "the file (C:\\Windows\\System32\\drivers\\etc\\hosts) is where it lives",
+            "Notes; find the bug",
+            "Status; sleep tight",
+            "/orgs/etc/groups",
         ] {
             assert_eq!(hit(Part::Body, v), None, "{v:?}");
         }
@@ -587,6 +637,8 @@ mod tests {
             ("& ping -n 10 127.0.0.1 &", WafRule::CommandInjection),
             ("|| whoami", WafRule::CommandInjection),
             ("() { :; }; /bin/bash -c 'id'", WafRule::CommandInjection),
+            ("/etc/passwd a b", WafRule::PathTraversal),
+            ("/proc/self/cmdline", WafRule::PathTraversal),
             ("a;busybox telnetd -l /bin/sh", WafRule::CommandInjection),
             ("`id`", WafRule::CommandInjection),
             (

@@ -155,7 +155,9 @@ impl Waf {
         parts: &http::request::Parts,
         body: Option<&[u8]>,
     ) -> Option<&'static str> {
-        native_head(self, parts)
+        let has_body = crate::policy::validation::has_body(&parts.headers)
+            || body.is_some_and(|b| !b.is_empty());
+        native_head(self, parts, has_body)
             .or_else(|| body.and_then(|b| native_body(self, &parts.headers, b, &|_| false)))
             .map(|hit| hit.matched.label())
     }
@@ -193,7 +195,11 @@ const SECRET_NAMES: [&str; 8] = [
 /// Whether a field (`header:x-api-key`, `cookie:sid`, `query:token`) holds what
 /// [`SECRET_NAMES`] names. Every cookie counts: any may be a session.
 fn secret_field(field: &str) -> bool {
-    let lower = field.to_ascii_lowercase();
+    // Names as the client wrote them may be encoded (`api%5Fkey`).
+    let lower = decode(field.as_bytes(), true, field.len())
+        .text
+        .to_ascii_lowercase();
+    let lower = String::from_utf8_lossy(&lower);
     lower.starts_with("cookie:") || SECRET_NAMES.iter().any(|n| lower.contains(n))
 }
 
@@ -226,7 +232,9 @@ pub(crate) fn on_request<'a>(
     if let Some(hit) = address(waf, cx.client) {
         return Step::now(verdict(cx, waf, hit, true));
     }
-    if let Some(hit) = native_head(waf, &req.parts)
+    let has_body =
+        crate::policy::validation::has_body(&req.parts.headers) || req.body.may_have_data();
+    if let Some(hit) = native_head(waf, &req.parts, has_body)
         && let Err(e) = verdict(cx, waf, hit, false)
     {
         return Step::now(Err(e));
@@ -322,7 +330,7 @@ fn field(kind: &str, name: &[u8]) -> String {
 }
 
 /// The native rules over the request head: method and framing, path, query, headers.
-fn native_head(waf: &Waf, parts: &http::request::Parts) -> Option<Hit> {
+fn native_head(waf: &Waf, parts: &http::request::Parts, body: bool) -> Option<Hit> {
     let f = waf.families;
     if f.is_empty() {
         return None;
@@ -333,7 +341,7 @@ fn native_head(waf: &Waf, parts: &http::request::Parts) -> Option<Hit> {
         sample: sample(value),
     };
     if f.has(WafRule::ProtocolViolation)
-        && let Some(why) = protocol(parts)
+        && let Some(why) = protocol(parts, body)
     {
         return Some(violation("request", why.as_bytes()));
     }
@@ -396,10 +404,12 @@ fn native_head(waf: &Waf, parts: &http::request::Parts) -> Option<Hit> {
             } else {
                 let whole = || field("header", name.as_bytes());
                 check(Part::Header, &whole, value, false).or_else(|| {
-                    // A URL (`Referer`, a callback): its query too, field by field.
+                    // A URL (`Referer`, a callback): its query too, field by field,
+                    // named `header:referer?q` (a credential's name redacts it).
                     fields(url_query(value)?, &|n, v| {
-                        check(Part::Query, &whole, n, true)
-                            .or_else(|| check(Part::Query, &whole, v, true))
+                        let param = || format!("{}?{}", whole(), String::from_utf8_lossy(n));
+                        check(Part::Header, &param, n, true)
+                            .or_else(|| check(Part::Header, &param, v, true))
                     })
                 })
             };
@@ -452,15 +462,13 @@ fn inspect(
 
 /// Requests no API takes: `TRACE`/`TRACK`/`DEBUG`, a body on `GET`/`HEAD`, more than
 /// [`MAX_RANGES`] ranges, several `Host` headers.
-fn protocol(parts: &http::request::Parts) -> Option<&'static str> {
+fn protocol(parts: &http::request::Parts, body: bool) -> Option<&'static str> {
     const MAX_RANGES: usize = 10;
     match parts.method.as_str() {
         "TRACE" | "TRACK" | "DEBUG" => return Some("method"),
         _ => {}
     }
-    if (parts.method == Method::GET || parts.method == Method::HEAD)
-        && crate::policy::validation::has_body(&parts.headers)
-    {
+    if (parts.method == Method::GET || parts.method == Method::HEAD) && body {
         return Some("body on GET or HEAD");
     }
     if parts
