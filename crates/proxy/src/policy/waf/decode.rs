@@ -28,7 +28,8 @@ pub(crate) struct Anomalies {
     pub nul: bool,
     /// A control byte other than tab, CR and LF.
     pub control: bool,
-    /// A carriage return: what splits a header or a response when echoed into one.
+    /// A carriage return, or a line feed that starts a header line (`\nSet-Cookie:`):
+    /// what splits a header or a response when echoed into one.
     pub carriage_return: bool,
 }
 
@@ -89,6 +90,10 @@ pub(crate) fn decode(raw: &[u8], plus_is_space: bool, max: usize) -> Decoded<'_>
             text = next;
             changed = true;
         }
+        if let Some(next) = lookalikes(&text) {
+            text = next;
+            changed = true;
+        }
         if !changed {
             break;
         }
@@ -101,7 +106,10 @@ pub(crate) fn decode(raw: &[u8], plus_is_space: bool, max: usize) -> Decoded<'_>
 }
 
 fn scan_controls(text: &[u8], anomalies: &mut Anomalies) {
-    for &b in text {
+    for (i, &b) in text.iter().enumerate() {
+        if b == b'\n' && header_line(&text[i + 1..]) {
+            anomalies.carriage_return = true;
+        }
         if b == 0 {
             anomalies.nul = true;
         } else if b == b'\r' {
@@ -110,6 +118,15 @@ fn scan_controls(text: &[u8], anomalies: &mut Anomalies) {
             anomalies.control = true;
         }
     }
+}
+
+/// Whether `s` starts like a header line: a field name and a colon.
+fn header_line(s: &[u8]) -> bool {
+    let name = s
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+        .count();
+    name > 0 && s.get(name) == Some(&b':')
 }
 
 fn hex(b: u8) -> Option<u32> {
@@ -334,6 +351,34 @@ fn overlong(s: &[u8], anomalies: &mut Anomalies) -> Option<Vec<u8>> {
     changed.then_some(out)
 }
 
+/// Characters that stand in for ASCII where a filter compares bytes: fullwidth forms
+/// (`．` U+FF0E for `.`) and the slashes of other scripts (`∕` U+2215, `⁄` U+2044, `∖`
+/// U+2216): replaced by the ASCII they imitate. `None` when there were none.
+fn lookalikes(s: &[u8]) -> Option<Vec<u8>> {
+    if !s.iter().any(|b| *b == 0xef || *b == 0xe2) {
+        return None;
+    }
+    let text = std::str::from_utf8(s).ok()?;
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    for c in text.chars() {
+        let ascii = match c {
+            '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xff01 + 0x21),
+            '\u{2215}' | '\u{2044}' => Some('/'),
+            '\u{2216}' => Some('\\'),
+            _ => None,
+        };
+        match ascii {
+            Some(a) => {
+                out.push(a);
+                changed = true;
+            }
+            None => out.push(c),
+        }
+    }
+    changed.then(|| out.into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,6 +408,9 @@ mod tests {
         assert_eq!(text("%26lt%3Bscript%26gt%3B", false), "<script>");
         assert_eq!(text("..%c0%af..%c0%afetc", false), "../../etc");
         assert_eq!(text("Tom &amp; Jerry", false), "Tom & Jerry");
+        assert_eq!(text("%uff0e%uff0e%u2215etc", false), "../etc");
+        assert_eq!(text("..%u2216..%u2216boot.ini", false), "..\\..\\boot.ini");
+        assert_eq!(text("日本語", false), "日本語");
         assert_eq!(text("fish & chips", false), "fish & chips");
     }
 
@@ -383,6 +431,10 @@ mod tests {
         assert!(!d.anomalies.any());
         let d = decode(b"x%0d%0aSet-Cookie:%20a=b", false, 64);
         assert!(d.anomalies.carriage_return);
+        let d = decode(b"x%0aSet-Cookie:%20a=b", false, 64);
+        assert!(d.anomalies.carriage_return);
+        let d = decode(b"two%0alines, fine", false, 64);
+        assert!(!d.anomalies.carriage_return);
         let d = decode("café crème".as_bytes(), false, 64);
         assert!(!d.anomalies.any());
     }

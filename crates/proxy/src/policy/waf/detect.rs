@@ -38,6 +38,8 @@ pub(crate) enum Part {
     UserAgent,
     /// A body value (a JSON string, a form field, or the text).
     Body,
+    /// An XML body's text: markup by design, so not a cross-site scripting finding.
+    Markup,
 }
 
 /// The native rule families a rule runs, as a bit set.
@@ -83,6 +85,9 @@ pub(crate) fn check(families: Families, part: Part, value: &[u8]) -> Option<WafR
     if part == Part::UserAgent && families.has(WafRule::ScannerDetection) && scanner_agent(value) {
         return Some(WafRule::ScannerDetection);
     }
+    if part == Part::Path && families.has(WafRule::ScannerDetection) && probe_path(value) {
+        return Some(WafRule::ScannerDetection);
+    }
     if families.has(WafRule::PathTraversal) && traversal(part, value) {
         return Some(WafRule::PathTraversal);
     }
@@ -92,7 +97,7 @@ pub(crate) fn check(families: Families, part: Part, value: &[u8]) -> Option<WafR
     if families.has(WafRule::SqlInjection) && sqli(value) {
         return Some(WafRule::SqlInjection);
     }
-    if families.has(WafRule::CrossSiteScripting) && xss(value) {
+    if families.has(WafRule::CrossSiteScripting) && part != Part::Markup && xss(value) {
         return Some(WafRule::CrossSiteScripting);
     }
     if families.has(WafRule::CommandInjection) && command(value) {
@@ -110,6 +115,24 @@ const PROSE_SQL_WORDS: usize = 5;
 /// client" and a SQL example someone pasted into a ticket read as SQL to libinjection,
 /// but cannot leave the string they are put in.
 fn sqli(value: &[u8]) -> bool {
+    // MySQL runs what its versioned comments hold (`/*!50000UNION*/`): read them as
+    // the SQL they are.
+    if memchr::memmem::find(value, b"/*!").is_some() {
+        let mut plain = Vec::with_capacity(value.len());
+        let mut rest = value;
+        while let Some(i) = memchr::memmem::find(rest, b"/*!") {
+            plain.extend_from_slice(&rest[..i]);
+            plain.push(b' ');
+            let after = &rest[i + 3..];
+            let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+            rest = &after[digits..];
+        }
+        plain.extend_from_slice(rest);
+        let unversioned = String::from_utf8_lossy(&plain).replace("*/", " ");
+        if libinjectionrs::detect_sqli(unversioned.as_bytes()).is_injection() {
+            return true;
+        }
+    }
     let found = libinjectionrs::detect_sqli(value);
     if !found.is_injection() {
         return false;
@@ -166,7 +189,7 @@ fn script_url(value: &[u8]) -> bool {
 }
 
 /// Files no API request names.
-const SYSTEM_FILES: [&str; 18] = [
+const SYSTEM_FILES: [&str; 22] = [
     "etc/passwd",
     "etc/shadow",
     "etc/group",
@@ -185,6 +208,10 @@ const SYSTEM_FILES: [&str; 18] = [
     ".ssh/id_rsa",
     ".aws/credentials",
     "file:///",
+    "php://filter",
+    "php://input",
+    "expect://",
+    "phar://",
 ];
 
 fn traversal(part: Part, value: &[u8]) -> bool {
@@ -442,11 +469,20 @@ enum Context {
 /// followed by what `context` requires.
 fn runs_command(rest: &[u8], context: Context) -> bool {
     let rest = trim_start(rest);
+    // Quotes and backslashes inside a word are removed by the shell: `c'a't` is `cat`.
     let word_len = rest
         .iter()
-        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
+        .take_while(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'/' | b'.' | b'_' | b'-' | b'\'' | b'"' | b'\\')
+        })
         .count();
-    let word = &rest[..word_len];
+    let unquoted: Vec<u8> = rest[..word_len]
+        .iter()
+        .copied()
+        .filter(|b| !matches!(b, b'\'' | b'"' | b'\\'))
+        .collect();
+    let word = unquoted.as_slice();
     let name = match word.iter().rposition(|b| *b == b'/') {
         Some(slash) => &word[slash + 1..],
         None => word,
@@ -491,7 +527,7 @@ fn trim_start(s: &[u8]) -> &[u8] {
 }
 
 /// Attack tools, as their `User-Agent`s name them (lowercase).
-const SCANNERS: [&str; 38] = [
+const SCANNERS: [&str; 44] = [
     "sqlmap",
     "nikto",
     "nmap",
@@ -530,16 +566,79 @@ const SCANNERS: [&str; 38] = [
     "feroxbuster",
     "sf/2.",
     "nmap scripting engine",
+    "censysinspect",
+    "expanse, a palo alto",
+    "(hydra)",
+    "projectdiscovery",
+    "ratproxy",
+    "zgrab",
 ];
 
 /// Headers only attack tools send.
-const SCANNER_HEADERS: [&str; 5] = [
+const SCANNER_HEADERS: [&str; 8] = [
     "acunetix-product",
     "acunetix-scanning-agreement",
+    "acunetix-aspect",
+    "acunetix-aspect-password",
+    "acunetix-aspect-queries",
     "x-scan-memo",
     "x-wipp",
     "x-request-memo",
 ];
+
+/// Paths scanners probe for and no API serves: source control, environment and
+/// editor files, and the admin pages of software an API gateway does not front.
+const PROBE_PATHS: [&str; 21] = [
+    "/.env",
+    "/.git/",
+    "/.git",
+    "/.svn/",
+    "/.hg/",
+    "/.ds_store",
+    "/.aws/",
+    "/.ssh/",
+    "/.vscode/",
+    "/.idea/",
+    "/wp-login.php",
+    "/wp-admin",
+    "/xmlrpc.php",
+    "/phpmyadmin",
+    "/phpunit/",
+    "eval-stdin.php",
+    "/server-status",
+    "/cgi-bin/",
+    "/_ignition/",
+    "/hnap1",
+    "/boaform/",
+];
+
+/// Whether a path (decoded) probes for what [`PROBE_PATHS`] lists: as a whole segment
+/// sequence (`/.env`, `/app/.git/config`), not inside a name (`/.environment`).
+fn probe_path(path: &[u8]) -> bool {
+    static PROBES: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+        AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .build(PROBE_PATHS)
+            .ok()
+    });
+    if !path.contains(&b'.') && !path.contains(&b'-') && !path.contains(&b'_') {
+        // Every probe but `/cgi-bin/`, `/hnap1`, `/boaform/` has one of these.
+        let lower = path.to_ascii_lowercase();
+        return [&b"/cgi-bin/"[..], b"/hnap1", b"/boaform/"]
+            .iter()
+            .any(|p| {
+                memchr::memmem::find(&lower, p).is_some_and(|i| segment_end(&lower, i + p.len()))
+            });
+    }
+    PROBES
+        .as_ref()
+        .is_some_and(|a| a.find_iter(path).any(|m| segment_end(path, m.end())))
+}
+
+/// Whether a match ending at `end` ends a segment (or the pattern ended with `/`).
+fn segment_end(path: &[u8], end: usize) -> bool {
+    end == path.len() || path[end - 1] == b'/' || matches!(path[end], b'/' | b'?' | b';')
+}
 
 /// Whether a `User-Agent` names an attack tool.
 pub(crate) fn scanner_agent(agent: &[u8]) -> bool {
@@ -637,6 +736,15 @@ mod tests {
             ("& ping -n 10 127.0.0.1 &", WafRule::CommandInjection),
             ("|| whoami", WafRule::CommandInjection),
             ("() { :; }; /bin/bash -c 'id'", WafRule::CommandInjection),
+            (";c'a't /e't'c/pa's'swd", WafRule::CommandInjection),
+            (
+                "1 /*!50000UNION*/ /*!50000SELECT*/ 1,2,user()-- -",
+                WafRule::SqlInjection,
+            ),
+            (
+                "php://filter/convert.base64-encode/resource=../config.php",
+                WafRule::PathTraversal,
+            ),
             ("/etc/passwd a b", WafRule::PathTraversal),
             ("/proc/self/cmdline", WafRule::PathTraversal),
             ("a;busybox telnetd -l /bin/sh", WafRule::CommandInjection),

@@ -96,25 +96,15 @@ impl Matched {
 }
 
 /// Headers whose values are not inspected: credentials (never looked at, never
-/// logged), and standard headers the gateway or HTTP itself parses by grammar.
-const NOT_INSPECTED: [&str; 17] = [
+/// logged), framing HTTP itself parsed, and trace context the gateway validates.
+const NOT_INSPECTED: [&str; 7] = [
     "authorization",
     "proxy-authorization",
-    "accept",
-    "accept-encoding",
-    "accept-language",
-    "accept-charset",
     "content-length",
-    "content-type",
     "connection",
-    "cache-control",
-    "pragma",
-    "if-none-match",
-    "if-modified-since",
+    "te",
     "traceparent",
     "tracestate",
-    "x-request-id",
-    "te",
 ];
 
 /// A prepared `waf`.
@@ -443,7 +433,7 @@ fn inspect(
         let violation = match part {
             Part::Path | Part::Query => a.any(),
             Part::Header | Part::UserAgent => a.overlong || a.nul || a.control || a.carriage_return,
-            Part::Body => a.nul,
+            Part::Body | Part::Markup => a.nul,
         };
         if f.has(WafRule::ProtocolViolation) && violation {
             return Some(Hit {
@@ -471,12 +461,15 @@ fn protocol(parts: &http::request::Parts, body: bool) -> Option<&'static str> {
     if (parts.method == Method::GET || parts.method == Method::HEAD) && body {
         return Some("body on GET or HEAD");
     }
-    if parts
-        .headers
-        .get(header::RANGE)
-        .is_some_and(|r| r.as_bytes().iter().filter(|b| **b == b',').count() >= MAX_RANGES)
-    {
-        return Some("too many ranges");
+    if let Some(range) = parts.headers.get(header::RANGE) {
+        let r = range.as_bytes();
+        if r.iter().filter(|b| **b == b',').count() >= MAX_RANGES {
+            return Some("too many ranges");
+        }
+        // A bound no file has (MS15-034 sent 18446744073709551615).
+        if r.split(|b| !b.is_ascii_digit()).any(|n| n.len() > 18) {
+            return Some("a range beyond any size");
+        }
     }
     if parts.headers.get_all(header::HOST).iter().count() > 1 {
         return Some("several Host headers");
@@ -570,10 +563,11 @@ fn native_body(
                 .or_else(|| check(Part::Body, &|| field("form", name), value, true))
         });
     }
-    let textual = media.is_empty()
-        || media.starts_with("text/")
-        || media.ends_with("xml")
-        || media == "application/graphql";
+    if media.ends_with("xml") {
+        // XML is markup by design: its text is inspected by every family but XSS.
+        return check(Part::Markup, &|| "body".into(), inspected, false);
+    }
+    let textual = media.is_empty() || media.starts_with("text/") || media == "application/graphql";
     if textual {
         return check(Part::Body, &|| "body".into(), inspected, false);
     }
