@@ -14,12 +14,13 @@
 //! Where things are:
 //!
 //! ```text
-//!  listener/    the one accept loop (traffic workers, admin, push), limits, HTTP/1.1 + h2c; TLS next
+//!  listener/    the one accept loop (traffic workers, admin, push), limits, HTTP/1.1 + h2c, TLS
 //!  phases.rs    the request path: the ordered list of phases over one per-request context
 //!  routing.rs   phase 2, route lookup          backend.rs   phase 5, respond | redirect | upstream
-//!  policy/      one file per policy, each holding its phases: cors, authentication (with
-//!               consumers, jwt, jwks, external, client), authorization, limit, validation,
-//!               cache, transform, errors; waf next
+//!  policy/      one file per policy, each holding its phases: waf (decoders, native
+//!               detectors, the CRS through gatehouse-modsecurity), cors, authentication
+//!               (with consumers, jwt, jwks, external, client), authorization, limit,
+//!               validation, cache, transform, errors
 //!  upstream/    balance (sees the request), state, resolve (DNS), pool; health, breaker, retry next
 //!  admin/       health, metrics, config, explain, cache purge; push (the controller's socket)
 //!  prepared.rs  a table made ready: the router, upstreams, one PreparedRule per rule
@@ -33,8 +34,10 @@
 //! concurrency permits, the response cache, whose fill locks are sharded by key);
 //! authentication's memos (verified tokens per rule, basic-auth successes, both sharded
 //! caches written only on a miss) and remote key sets (one per JWKS URI, swapped
-//! atomically by the fetch thread, read per request without a lock).
-//! Round-robin positions and metrics are per worker.
+//! atomically by the fetch thread, read per request without a lock); the Core Rule Set's
+//! rule sets (read only once loaded; each request is a ModSecurity transaction of its
+//! own). Round-robin positions, metrics and the WAF's memory of clean values are per
+//! worker.
 //!
 //! API versions need no phase of their own: the compiler folded them into the table's
 //! matches; `version.rs` prepares the response headers a versioned route adds

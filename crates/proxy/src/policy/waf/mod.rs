@@ -235,8 +235,16 @@ pub(crate) fn on_request<'a>(
     Step::later(async move {
         let limit = crate::policy::validation::body_limit(cx, req.body_limit);
         let body = std::mem::replace(&mut req.body, RequestBody::Buffered(Bytes::new()));
+        // Over the rule's own `maxBodyBytes`, the 413 is validation's (and counted so);
+        // over the listener's, the listener's.
+        let validated = cx
+            .policies()
+            .and_then(|p| p.validation.as_ref())
+            .and_then(|v| v.request.as_ref())
+            .and_then(|r| r.max_body_bytes)
+            .is_some_and(|m| m == limit);
         let bytes = body.read(limit).await.map_err(|e| match e {
-            GatewayError::PayloadTooLarge(max) => {
+            GatewayError::PayloadTooLarge(max) if validated => {
                 GatewayError::Invalid(crate::policy::validation::Refusal::TooLarge(max))
             }
             other => other,

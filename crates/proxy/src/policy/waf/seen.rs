@@ -3,9 +3,11 @@
 //! request) is not decoded and tested again: real traffic repeats its header values far
 //! more than it varies them, and libinjection costs microseconds per value.
 //!
-//! Direct-mapped and bounded ([`SLOTS`] values of at most [`MAX_LEN`] bytes per worker
-//! thread); a slot holds the value itself, compared byte for byte, so a hash collision
-//! only costs a test. Only clean verdicts are kept: a match is always tested, counted
+//! Bounded ([`SLOTS`] values of at most [`MAX_LEN`] bytes per worker thread), each value
+//! in one of two slots its hash picks, so two values that keep coming do not keep
+//! evicting each other; a new value takes an empty slot, else one not hit since the last
+//! insert there. A slot holds the value itself, compared byte for byte, so a hash
+//! collision only costs a test. Only clean verdicts are kept: a match is always tested, counted
 //! and logged. The verdict depends on the value and on how it is tested (the families,
 //! the part, whether `+` is a space, which anomalies count): all of that is in the key.
 
@@ -23,6 +25,8 @@ struct Slot {
     hash: u64,
     tag: u32,
     value: Box<[u8]>,
+    /// Hit since the last insert into one of its slots.
+    recent: bool,
 }
 
 thread_local! {
@@ -43,12 +47,18 @@ pub(crate) fn unless_clean<T>(
     h.write_u32(tag);
     h.write(value);
     let hash = h.finish();
-    let index = (hash as usize) % SLOTS;
+    let candidates = [(hash as usize) % SLOTS, ((hash >> 32) as usize) % SLOTS];
     let known = CLEAN.with(|c| {
-        c.borrow()
-            .get(index)
-            .and_then(Option::as_ref)
-            .is_some_and(|s| s.hash == hash && s.tag == tag && *s.value == *value)
+        let mut slots = c.borrow_mut();
+        candidates
+            .iter()
+            .any(|&i| match slots.get_mut(i).and_then(Option::as_mut) {
+                Some(s) if s.hash == hash && s.tag == tag && *s.value == *value => {
+                    s.recent = true;
+                    true
+                }
+                _ => false,
+            })
     });
     if known {
         return None;
@@ -60,10 +70,27 @@ pub(crate) fn unless_clean<T>(
             if slots.is_empty() {
                 slots.resize_with(SLOTS, || None);
             }
-            slots[index] = Some(Slot {
+            let free = candidates
+                .iter()
+                .copied()
+                .find(|&i| slots[i].is_none())
+                .or_else(|| {
+                    candidates
+                        .iter()
+                        .copied()
+                        .find(|&i| slots[i].as_ref().is_some_and(|s| !s.recent))
+                })
+                .unwrap_or(candidates[0]);
+            for &i in &candidates {
+                if let Some(s) = slots[i].as_mut() {
+                    s.recent = false;
+                }
+            }
+            slots[free] = Some(Slot {
                 hash,
                 tag,
                 value: value.into(),
+                recent: true,
             });
         });
     }
@@ -101,5 +128,24 @@ mod tests {
         unless_clean(1, b"short", clean);
         unless_clean(1, b"short", clean);
         assert_eq!(tests.get(), 4);
+    }
+
+    #[test]
+    fn values_that_keep_coming_stay_remembered() {
+        // Many values, each asked for again and again: once the cache holds them, no
+        // test runs (two slots per value: a few collisions do not evict them).
+        let values: Vec<Vec<u8>> = (0..64)
+            .map(|i| format!("value number {i}").into_bytes())
+            .collect();
+        let tests = Cell::new(0);
+        for _ in 0..3 {
+            for v in &values {
+                unless_clean(7, v, || {
+                    tests.set(tests.get() + 1);
+                    None::<()>
+                });
+            }
+        }
+        assert_eq!(tests.get(), values.len());
     }
 }
