@@ -401,7 +401,7 @@ impl Metrics {
                 }
             }
         }
-        out.push_str("# HELP gatehouse_waf_matches_total Requests the WAF matched, by route, WAF rule (a native family, CoreRuleSet, DenyCidrs, AllowCidrs) and action (block, detect).\n# TYPE gatehouse_waf_matches_total counter\n");
+        out.push_str("# HELP gatehouse_waf_matches_total WAF matches (in Detect mode one request may match more than once), by route, WAF rule (a native family, CoreRuleSet, DenyCidrs, AllowCidrs) and action (block, detect).\n# TYPE gatehouse_waf_matches_total counter\n");
         for ((route, rule, action), n) in &waf {
             let _ = writeln!(
                 out,
