@@ -1067,11 +1067,12 @@ fn a_waf_policy_guards_the_routes_that_reference_it() {
             stored["spec"]["rules"][1]["policies"]["waf"]["rules"],
             json!([])
         );
-        assert!(
+        converge("the route with `rules: []` is Accepted", || async {
             world
                 .condition_is("ApiRoute", "watched", "Accepted", "True", "Accepted")
                 .await
-        );
+        })
+        .await;
     });
 }
 
