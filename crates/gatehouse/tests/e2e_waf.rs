@@ -18,12 +18,11 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, Weak};
 
 use common::{
-    RawResponse, Running, assert_problem, echoed, eventually, request, send_raw,
-    spawn_gatehouse_with, upstream_runtime,
+    LoggedGateway, RawResponse, assert_problem, echoed, eventually, request, send_raw,
+    upstream_runtime,
 };
 
 /// The routes: one rule per behaviour, all in front of the echo upstream.
@@ -96,65 +95,47 @@ spec:
       policies: {waf: {}}
 "#;
 
-/// A gateway whose log is kept in a file.
-struct Logged {
-    http: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    log: std::path::PathBuf,
-    _process: Running,
-    manifests: tempfile::TempDir,
-    _upstreams: tokio::runtime::Runtime,
+/// The gateway over `files` (the echo upstream's port put for `@ECHO@`), with `flags`,
+/// its log kept in a file.
+fn start(files: &[(&str, String)], flags: &[&str]) -> LoggedGateway {
+    let servers = upstream_runtime();
+    let echo = common::spawn_echo(&servers);
+    let files: Vec<(&str, String)> = files
+        .iter()
+        .map(|(name, text)| (*name, text.replace("@ECHO@", &echo.port().to_string())))
+        .collect();
+    LoggedGateway::serve_with(servers, &files, flags)
 }
 
-impl Logged {
-    fn start(files: &[(&str, String)], flags: &[&str]) -> Logged {
-        let upstreams = upstream_runtime();
-        let echo = common::spawn_echo(&upstreams);
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (name, text) in files {
-            let text = text.replace("@ECHO@", &echo.port().to_string());
-            std::fs::write(dir.path().join(name), text).expect("write manifests");
-        }
-        let log = dir.path().join("gatehouse.log.txt");
-        let file = std::fs::File::create(&log).expect("log file");
-        let (process, http, admin) = spawn_gatehouse_with(dir.path(), Stdio::from(file), flags);
-        Logged {
-            http,
-            admin,
-            log,
-            _process: process,
-            manifests: dir,
-            _upstreams: upstreams,
-        }
-    }
+/// `GET target` with `Host: waf.test`.
+fn get(gw: &LoggedGateway, target: &str, headers: &[(&str, &str)]) -> RawResponse {
+    gw.get("waf.test", target, headers)
+}
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+/// A request with a body, to `Host: waf.test`.
+fn send(
+    gw: &LoggedGateway,
+    method: &str,
+    target: &str,
+    content_type: &str,
+    body: &str,
+) -> RawResponse {
+    let raw = format!(
+        "{method} {target} HTTP/1.1\r\nHost: waf.test\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    send_raw(gw.http, raw.as_bytes())
+}
 
-    fn get(&self, target: &str, headers: &[(&str, &str)]) -> RawResponse {
-        request(self.http, "GET", "waf.test", target, headers)
-    }
-
-    fn send(&self, method: &str, target: &str, content_type: &str, body: &str) -> RawResponse {
-        let raw = format!(
-            "{method} {target} HTTP/1.1\r\nHost: waf.test\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        send_raw(self.http, raw.as_bytes())
-    }
-
-    fn metrics(&self) -> String {
-        request(self.admin, "GET", "localhost", "/metrics", &[]).text()
-    }
+/// The metrics text.
+fn metrics_of(gw: &LoggedGateway) -> String {
+    gw.admin_text("/metrics")
 }
 
 /// The gateway over [`MANIFESTS`], shared by the tests running at the same time.
-fn gateway() -> Arc<Logged> {
-    static SLOT: Mutex<Weak<Logged>> = Mutex::new(Weak::new());
-    common::shared(&SLOT, || {
-        Logged::start(&[("waf.yaml", MANIFESTS.to_string())], &[])
-    })
+fn gateway() -> Arc<LoggedGateway> {
+    static SLOT: Mutex<Weak<LoggedGateway>> = Mutex::new(Weak::new());
+    common::shared(&SLOT, || start(&[("waf.yaml", MANIFESTS.to_string())], &[]))
 }
 
 /// A 403 from the WAF: problem+json that names no rule.
@@ -195,61 +176,74 @@ fn each_native_family_blocks_on_each_part() {
         "/block/search?q=100%zz",
         "/block/search?q=%c0%ae%c0%ae%c0%af",
     ] {
-        assert_blocked(&gw.get(target, &[]));
+        assert_blocked(&get(&gw, target, &[]));
     }
     // A query parameter's name is inspected too.
-    assert_blocked(&gw.get("/block/search?%3Cscript%3E=1", &[]));
+    assert_blocked(&get(&gw, "/block/search?%3Cscript%3E=1", &[]));
     // The path: a segment, and a traversal out of it.
-    assert_blocked(&gw.get(
+    assert_blocked(&get(
+        &gw,
         "/block/items/1%27%20UNION%20SELECT%20password%20FROM%20users--",
         &[],
     ));
-    assert_blocked(&gw.get("/block/static/%2e%2e/etc/passwd", &[]));
+    assert_blocked(&get(&gw, "/block/static/%2e%2e/etc/passwd", &[]));
     // Headers, a cookie, the scanners' signatures.
-    assert_blocked(&gw.get("/block/a", &[("X-Note", "<script>alert(1)</script>")]));
-    assert_blocked(&gw.get(
+    assert_blocked(&get(
+        &gw,
+        "/block/a",
+        &[("X-Note", "<script>alert(1)</script>")],
+    ));
+    assert_blocked(&get(
+        &gw,
         "/block/a",
         &[("Referer", "https://x.test/?id=1' or '1'='1")],
     ));
-    assert_blocked(&gw.get(
+    assert_blocked(&get(
+        &gw,
         "/block/a",
         &[("Cookie", "session=abc; pref=%27%20OR%201%3D1--")],
     ));
-    assert_blocked(&gw.get(
+    assert_blocked(&get(
+        &gw,
         "/block/a",
         &[("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")],
     ));
-    assert_blocked(&gw.get("/block/a", &[("Acunetix-Product", "WVS/12")]));
+    assert_blocked(&get(&gw, "/block/a", &[("Acunetix-Product", "WVS/12")]));
     // Protocol: methods no API takes, a body on GET.
     assert_blocked(&request(gw.http, "TRACE", "waf.test", "/block/a", &[]));
-    assert_blocked(&gw.send("GET", "/block/a", "text/plain", "hello"));
+    assert_blocked(&send(&gw, "GET", "/block/a", "text/plain", "hello"));
     // Bodies: JSON leaves and keys, form fields, text.
-    assert_blocked(&gw.send(
+    assert_blocked(&send(
+        &gw,
         "POST",
         "/block/comments",
         "application/json",
         r#"{"post": 7, "comment": {"text": "nice", "tags": ["<img src=x onerror=alert(1)>"]}}"#,
     ));
-    assert_blocked(&gw.send(
+    assert_blocked(&send(
+        &gw,
         "POST",
         "/block/comments",
         "application/json",
         r#"{"<svg onload=alert(1)>": 1}"#,
     ));
     // A repeated key: the value a parser keeping the last one would drop is seen too.
-    assert_blocked(&gw.send(
+    assert_blocked(&send(
+        &gw,
         "POST",
         "/block/comments",
         "application/json",
         r#"{"comment": "<script>alert(1)</script>", "comment": "fine"}"#,
     ));
-    assert_blocked(&gw.send(
+    assert_blocked(&send(
+        &gw,
         "POST",
         "/block/login",
         "application/x-www-form-urlencoded",
         "user=admin%27--&password=x",
     ));
-    assert_blocked(&gw.send(
+    assert_blocked(&send(
+        &gw,
         "POST",
         "/block/notes",
         "text/plain",
@@ -268,9 +262,10 @@ fn benign_requests_pass() {
         "/block/users/42?fields=name,email",
         "/block/redirect?next=https%3A%2F%2Fshop.example.com%2Fcart%3Fa%3D1",
     ] {
-        assert_passed(&gw.get(target, &[]));
+        assert_passed(&get(&gw, target, &[]));
     }
-    assert_passed(&gw.get(
+    assert_passed(&get(
+        &gw,
         "/block/a",
         &[
             (
@@ -281,7 +276,8 @@ fn benign_requests_pass() {
             ("Referer", "https://shop.example.com/search?q=shirt"),
         ],
     ));
-    let r = gw.send(
+    let r = send(
+        &gw,
         "POST",
         "/block/reviews",
         "application/json",
@@ -290,7 +286,8 @@ fn benign_requests_pass() {
     assert_passed(&r);
     // The upstream gets the body the WAF read, untouched.
     assert!(echoed(&r).body.contains("Conan O'Brien"), "{}", r.text());
-    assert_passed(&gw.send(
+    assert_passed(&send(
+        &gw,
         "POST",
         "/block/login",
         "application/x-www-form-urlencoded",
@@ -302,26 +299,41 @@ fn benign_requests_pass() {
 fn inspect_and_rules_limit_what_is_looked_at() {
     let gw = gateway();
     // `inspect: [Query]`: headers and bodies are not looked at.
-    assert_blocked(&gw.get("/query-only/a?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E", &[]));
-    assert_passed(&gw.get("/query-only/a", &[("X-Note", "<script>alert(1)</script>")]));
-    assert_passed(&gw.send(
+    assert_blocked(&get(
+        &gw,
+        "/query-only/a?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        &[],
+    ));
+    assert_passed(&get(
+        &gw,
+        "/query-only/a",
+        &[("X-Note", "<script>alert(1)</script>")],
+    ));
+    assert_passed(&send(
+        &gw,
         "POST",
         "/query-only/a",
         "text/plain",
         "<script>alert(1)</script>",
     ));
     // `rules: [SqlInjection]`: only that family.
-    assert_blocked(&gw.get("/sqli-only/a?q=1%27%20OR%20%271%27%3D%271", &[]));
-    assert_passed(&gw.get("/sqli-only/a?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E", &[]));
+    assert_blocked(&get(&gw, "/sqli-only/a?q=1%27%20OR%20%271%27%3D%271", &[]));
+    assert_passed(&get(
+        &gw,
+        "/sqli-only/a?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        &[],
+    ));
     // `maxInspectBytes: 64`: what comes after is not looked at.
     let padding = "a".repeat(100);
-    assert_passed(&gw.send(
+    assert_passed(&send(
+        &gw,
         "POST",
         "/short/a",
         "text/plain",
         &format!("{padding} <script>alert(1)</script>"),
     ));
-    assert_blocked(&gw.send(
+    assert_blocked(&send(
+        &gw,
         "POST",
         "/short/a",
         "text/plain",
@@ -332,10 +344,18 @@ fn inspect_and_rules_limit_what_is_looked_at() {
 #[test]
 fn detect_passes_logs_and_counts() {
     let gw = gateway();
-    let r = gw.get("/detect/search?q=1%27%20OR%20%271%27%3D%271&secret=x", &[]);
+    let r = get(
+        &gw,
+        "/detect/search?q=1%27%20OR%20%271%27%3D%271&secret=x",
+        &[],
+    );
     assert_passed(&r);
     let rid = r.header("x-request-id").unwrap_or_default().to_string();
-    let r = gw.get("/detect/a", &[("User-Agent", "Mozilla/5.0 (Nikto/2.1.6)")]);
+    let r = get(
+        &gw,
+        "/detect/a",
+        &[("User-Agent", "Mozilla/5.0 (Nikto/2.1.6)")],
+    );
     assert_passed(&r);
     assert!(
         eventually(|| gw.log().lines().any(|l| l.contains(&rid))),
@@ -359,7 +379,7 @@ fn detect_passes_logs_and_counts() {
     ] {
         assert!(line.contains(expected), "{expected} missing from {line}");
     }
-    let metrics = gw.metrics();
+    let metrics = metrics_of(&gw);
     for expected in [
         "gatehouse_waf_matches_total{route=\"default/waf\",rule=\"SqlInjection\",action=\"detect\"}",
         "gatehouse_waf_matches_total{route=\"default/waf\",rule=\"ScannerDetection\",action=\"detect\"}",
@@ -367,8 +387,12 @@ fn detect_passes_logs_and_counts() {
         assert!(metrics.contains(expected), "{expected} missing:\n{metrics}");
     }
     // Blocks are counted as such.
-    assert_blocked(&gw.get("/block/a?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E", &[]));
-    let metrics = gw.metrics();
+    assert_blocked(&get(
+        &gw,
+        "/block/a?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        &[],
+    ));
+    let metrics = metrics_of(&gw);
     assert!(
         metrics.contains(
             "gatehouse_waf_matches_total{route=\"default/waf\",rule=\"CrossSiteScripting\",action=\"block\"}"
@@ -381,7 +405,7 @@ fn detect_passes_logs_and_counts() {
 fn a_long_matched_value_is_logged_truncated() {
     let gw = gateway();
     let long = format!("%3Cscript%3Ealert(1)%3C%2Fscript%3E{}", "x".repeat(200));
-    let r = gw.get(&format!("/detect/a?q={long}"), &[]);
+    let r = get(&gw, &format!("/detect/a?q={long}"), &[]);
     assert_passed(&r);
     let rid = r.header("x-request-id").unwrap_or_default().to_string();
     assert!(eventually(|| gw.log().contains(&rid)));
@@ -396,15 +420,23 @@ fn a_long_matched_value_is_logged_truncated() {
 #[test]
 fn cidr_rules_refuse_by_client_address() {
     let gw = gateway();
-    assert_blocked(&gw.get("/deny/a", &[]));
-    assert_blocked(&gw.get("/allow-other/a", &[]));
-    assert_passed(&gw.get("/allow-local/a", &[]));
+    assert_blocked(&get(&gw, "/deny/a", &[]));
+    assert_blocked(&get(&gw, "/allow-other/a", &[]));
+    assert_passed(&get(&gw, "/allow-local/a", &[]));
     // The CIDR rules are enforced whatever the mode.
-    assert_blocked(&gw.get("/deny-detect/a", &[]));
+    assert_blocked(&get(&gw, "/deny-detect/a", &[]));
     // Without --trusted-proxies, X-Forwarded-For names no one.
-    assert_passed(&gw.get("/allow-local/a", &[("X-Forwarded-For", "10.1.2.3")]));
-    assert_blocked(&gw.get("/allow-other/a", &[("X-Forwarded-For", "10.1.2.3")]));
-    let metrics = gw.metrics();
+    assert_passed(&get(
+        &gw,
+        "/allow-local/a",
+        &[("X-Forwarded-For", "10.1.2.3")],
+    ));
+    assert_blocked(&get(
+        &gw,
+        "/allow-other/a",
+        &[("X-Forwarded-For", "10.1.2.3")],
+    ));
+    let metrics = metrics_of(&gw);
     assert!(
         metrics.contains(
             "gatehouse_waf_matches_total{route=\"default/waf\",rule=\"DenyCidrs\",action=\"block\"}"
@@ -417,23 +449,29 @@ fn cidr_rules_refuse_by_client_address() {
 
 #[test]
 fn trusted_proxies_name_the_client() {
-    let gw = Logged::start(
+    let gw = start(
         &[("waf.yaml", MANIFESTS.to_string())],
         &["--trusted-proxies", "127.0.0.1/32,198.51.100.0/24"],
     );
     // The peer (127.0.0.1) is trusted: the client is the rightmost untrusted hop.
-    assert_passed(&gw.get("/allow-other/a", &[("X-Forwarded-For", "10.1.2.3")]));
-    assert_passed(&gw.get(
+    assert_passed(&get(
+        &gw,
+        "/allow-other/a",
+        &[("X-Forwarded-For", "10.1.2.3")],
+    ));
+    assert_passed(&get(
+        &gw,
         "/allow-other/a",
         &[("X-Forwarded-For", "203.0.113.9, 10.1.2.3, 198.51.100.7")],
     ));
-    assert_blocked(&gw.get(
+    assert_blocked(&get(
+        &gw,
         "/allow-other/a",
         &[("X-Forwarded-For", "10.1.2.3, 203.0.113.9")],
     ));
-    assert_passed(&gw.get("/deny/a", &[("X-Forwarded-For", "192.0.2.1")]));
+    assert_passed(&get(&gw, "/deny/a", &[("X-Forwarded-For", "192.0.2.1")]));
     // No header: the peer itself.
-    assert_blocked(&gw.get("/deny/a", &[]));
+    assert_blocked(&get(&gw, "/deny/a", &[]));
 }
 
 // === schema awareness ===
@@ -443,15 +481,39 @@ fn fields_the_schema_types_are_not_inspected_once_it_accepts_the_body() {
     let gw = gateway();
     // An enum value that reads like SQL: the schema allows exactly it.
     let body = r#"{"id": "7d9f3c1e-2b4a-4c8e-9f00-1a2b3c4d5e6f", "sort": "price' or ''='", "note": "thanks"}"#;
-    assert_passed(&gw.send("POST", "/typed/orders", "application/json", body));
+    assert_passed(&send(
+        &gw,
+        "POST",
+        "/typed/orders",
+        "application/json",
+        body,
+    ));
     // The same body where nothing types the field.
-    assert_blocked(&gw.send("POST", "/untyped/orders", "application/json", body));
+    assert_blocked(&send(
+        &gw,
+        "POST",
+        "/untyped/orders",
+        "application/json",
+        body,
+    ));
     // Free text is still inspected on the typed rule.
     let body = r#"{"id": "7d9f3c1e-2b4a-4c8e-9f00-1a2b3c4d5e6f", "sort": "name", "note": "<script>alert(1)</script>"}"#;
-    assert_blocked(&gw.send("POST", "/typed/orders", "application/json", body));
+    assert_blocked(&send(
+        &gw,
+        "POST",
+        "/typed/orders",
+        "application/json",
+        body,
+    ));
     // A body the schema refuses is inspected whole: the attack in `id` is seen.
     let body = r#"{"id": "1' OR '1'='1", "sort": "name"}"#;
-    assert_blocked(&gw.send("POST", "/typed/orders", "application/json", body));
+    assert_blocked(&send(
+        &gw,
+        "POST",
+        "/typed/orders",
+        "application/json",
+        body,
+    ));
 }
 
 // === the OWASP Core Rule Set ===
@@ -511,10 +573,10 @@ spec:
           coreRuleSet: {enabled: true, exclusions: [{ruleId: 942100, paths: [/excluded/search.json]}]}
 "#;
 
-fn crs_gateway() -> Arc<Logged> {
-    static SLOT: Mutex<Weak<Logged>> = Mutex::new(Weak::new());
+fn crs_gateway() -> Arc<LoggedGateway> {
+    static SLOT: Mutex<Weak<LoggedGateway>> = Mutex::new(Weak::new());
     common::shared(&SLOT, || {
-        Logged::start(&[("crs.yaml", CRS_MANIFESTS.to_string())], &[])
+        start(&[("crs.yaml", CRS_MANIFESTS.to_string())], &[])
     })
 }
 
@@ -529,30 +591,34 @@ fn the_core_rule_set_blocks_at_paranoia_1_and_2() {
         "/pl1/search?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
         "/pl1/files?name=..%2F..%2Fetc%2Fpasswd",
     ] {
-        assert_blocked(&gw.get(target, &[]));
+        assert_blocked(&get(&gw, target, &[]));
     }
-    assert_blocked(&gw.send(
+    assert_blocked(&send(
+        &gw,
         "POST",
         "/pl1/comments",
         "application/json",
         r#"{"comment": "<script>alert(document.cookie)</script>"}"#,
     ));
-    assert_passed(&gw.get("/pl1/search?q=select+a+blue+shirt", &[]));
+    assert_passed(&get(&gw, "/pl1/search?q=select+a+blue+shirt", &[]));
     // An API's methods and media types are allowed (the CRS's defaults are a web site's).
-    assert_passed(&gw.send(
+    assert_passed(&send(
+        &gw,
         "PUT",
         "/pl1/items/7",
         "application/json",
         r#"{"name": "shirt"}"#,
     ));
-    assert_passed(&gw.send(
+    assert_passed(&send(
+        &gw,
         "PATCH",
         "/pl1/items/7",
         "application/merge-patch+json",
         r#"{"name": "shirt"}"#,
     ));
     assert_passed(&request(gw.http, "DELETE", "waf.test", "/pl1/items/7", &[]));
-    assert_passed(&gw.send(
+    assert_passed(&send(
+        &gw,
         "POST",
         "/pl1/comments",
         "application/json",
@@ -560,8 +626,8 @@ fn the_core_rule_set_blocks_at_paranoia_1_and_2() {
     ));
     // Many special characters: only paranoia level 2 counts them (942430).
     let odd = "/search?q=a%27b%27c%27d%27e%27f%27g%27h%27i%27j%27k%27l%27m%27n";
-    assert_passed(&gw.get(&format!("/pl1{odd}"), &[]));
-    assert_blocked(&gw.get(&format!("/pl2{odd}"), &[]));
+    assert_passed(&get(&gw, &format!("/pl1{odd}"), &[]));
+    assert_blocked(&get(&gw, &format!("/pl2{odd}"), &[]));
 }
 
 #[test]
@@ -572,14 +638,18 @@ fn the_core_rule_set_detects_and_an_exclusion_switches_a_rule_off() {
     let gw = crs_gateway();
     let sqli = "?q=1%27%20OR%20%271%27%3D%271";
     // 942100 (libinjection) is the only rule this trips at paranoia 1.
-    assert_blocked(&gw.get(&format!("/excluded/other{sqli}"), &[]));
-    assert_passed(&gw.get(&format!("/excluded/search.json{sqli}"), &[]));
-    assert_passed(&gw.get(&format!("/excluded/search.json/more{sqli}"), &[]));
+    assert_blocked(&get(&gw, &format!("/excluded/other{sqli}"), &[]));
+    assert_passed(&get(&gw, &format!("/excluded/search.json{sqli}"), &[]));
+    assert_passed(&get(&gw, &format!("/excluded/search.json/more{sqli}"), &[]));
     // By whole segments, the dot a dot, the path as routed.
-    assert_blocked(&gw.get(&format!("/excluded/search.jsonp{sqli}"), &[]));
-    assert_blocked(&gw.get(&format!("/excluded/searchXjson{sqli}"), &[]));
-    assert_blocked(&gw.get(&format!("/excluded/search.json/%2e%2e/other{sqli}"), &[]));
-    let r = gw.get(&format!("/pl1-detect/search{sqli}"), &[]);
+    assert_blocked(&get(&gw, &format!("/excluded/search.jsonp{sqli}"), &[]));
+    assert_blocked(&get(&gw, &format!("/excluded/searchXjson{sqli}"), &[]));
+    assert_blocked(&get(
+        &gw,
+        &format!("/excluded/search.json/%2e%2e/other{sqli}"),
+        &[],
+    ));
+    let r = get(&gw, &format!("/pl1-detect/search{sqli}"), &[]);
     assert_passed(&r);
     let rid = r.header("x-request-id").unwrap_or_default().to_string();
     assert!(eventually(|| gw.log().contains(&rid)), "{}", gw.log());
@@ -595,7 +665,7 @@ fn the_core_rule_set_detects_and_an_exclusion_switches_a_rule_off() {
     }
     // The matched value itself is not logged.
     assert!(!line.contains("'1'='1"), "{line}");
-    assert!(gw.metrics().contains(
+    assert!(metrics_of(&gw).contains(
         "gatehouse_waf_matches_total{route=\"default/crs\",rule=\"CoreRuleSet\",action=\"detect\"}"
     ));
 }
@@ -635,11 +705,11 @@ spec:
       backends: [{upstream: echo}]
 "#;
     let crs_dir = rules.path().to_string_lossy().to_string();
-    let gw = Logged::start(
+    let gw = start(
         &[("plain.yaml", plain.to_string())],
         &["--crs-rules", &crs_dir],
     );
-    assert_passed(&gw.get("/a", &[]));
+    assert_passed(&get(&gw, "/a", &[]));
     // A route asks for the CRS: the table is refused, the running one keeps serving.
     let with_crs = r#"
 apiVersion: gatehouse.dev/v1alpha1
@@ -664,12 +734,11 @@ spec:
         gw.log()
     );
     assert!(
-        gw.metrics()
-            .contains("gatehouse_config_applies_total{result=\"rejected\"} 1"),
+        metrics_of(&gw).contains("gatehouse_config_applies_total{result=\"rejected\"} 1"),
         "{}",
-        gw.metrics()
+        metrics_of(&gw)
     );
-    assert_passed(&gw.get("/a", &[]));
+    assert_passed(&get(&gw, "/a", &[]));
     assert_eq!(request(gw.http, "GET", "crs.test", "/", &[]).status, 404);
 }
 

@@ -7,12 +7,10 @@
 // Each suite uses its own subset of these helpers.
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::io::BufReader;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::runtime::Handle;
 
-use crate::common::{self, RawResponse, Running};
+use crate::common::{self, RawResponse};
 
 // === fixture keys, JWKS, tokens ===
 
@@ -210,72 +208,7 @@ pub fn yaml_str(text: &str) -> String {
 
 // === a gateway whose log is kept ===
 
-/// `gatehouse run` over a folder of manifests with its stderr (the log) in a file, and
-/// the runtime of the servers behind it. Fields drop in order: the process stops first.
-pub struct LoggedGateway {
-    _process: Running,
-    /// Traffic listener.
-    pub http: SocketAddr,
-    /// Admin listener.
-    pub admin: SocketAddr,
-    /// The watched folder.
-    pub manifests: tempfile::TempDir,
-    log: PathBuf,
-    _logs: tempfile::TempDir,
-    _servers: tokio::runtime::Runtime,
-}
-
-impl std::fmt::Debug for LoggedGateway {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoggedGateway")
-            .field("http", &self.http)
-            .field("admin", &self.admin)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LoggedGateway {
-    /// Writes `files` (name, text) to a fresh folder and serves it; `servers` is kept
-    /// alive as long as the gateway.
-    pub fn serve(servers: tokio::runtime::Runtime, files: &[(&str, String)]) -> LoggedGateway {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).expect("write manifests");
-        }
-        // Not inside the watched folder: the log is no manifest.
-        let logs = tempfile::tempdir().expect("tempdir");
-        let log = logs.path().join("gatehouse.log");
-        let file = File::create(&log).expect("log file");
-        let (process, http, admin) =
-            common::spawn_gatehouse_with(dir.path(), Stdio::from(file), &[]);
-        LoggedGateway {
-            _process: process,
-            http,
-            admin,
-            manifests: dir,
-            log,
-            _logs: logs,
-            _servers: servers,
-        }
-    }
-
-    /// Everything the gateway logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `GET target` on the traffic listener with `Host: host`.
-    pub fn get(&self, host: &str, target: &str, headers: &[(&str, &str)]) -> RawResponse {
-        common::request(self.http, "GET", host, target, headers)
-    }
-
-    /// `GET path` on the admin listener, as text.
-    pub fn admin_text(&self, path: &str) -> String {
-        let r = common::request(self.admin, "GET", "localhost", path, &[]);
-        assert_eq!(r.status, 200, "admin {path}: {r:?}");
-        r.text()
-    }
-}
+pub use crate::common::LoggedGateway;
 
 /// [`common::request`] that waits up to `timeout` for the answer (the common client
 /// gives up after 15 s): for requests that may wait on a slow key or auth server.

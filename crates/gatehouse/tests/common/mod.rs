@@ -260,6 +260,81 @@ impl Gateway {
     }
 }
 
+/// `gatehouse run` over a folder of manifests with its stderr (the log) in a file, and
+/// the runtime of the servers behind it. Fields drop in order: the process stops first.
+pub struct LoggedGateway {
+    _process: Running,
+    /// Traffic listener.
+    pub http: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+    /// The watched folder.
+    pub manifests: tempfile::TempDir,
+    log: std::path::PathBuf,
+    _logs: tempfile::TempDir,
+    _servers: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for LoggedGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedGateway")
+            .field("http", &self.http)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoggedGateway {
+    /// Writes `files` (name, text) to a fresh folder and serves it; `servers` is kept
+    /// alive as long as the gateway.
+    pub fn serve(servers: tokio::runtime::Runtime, files: &[(&str, String)]) -> LoggedGateway {
+        LoggedGateway::serve_with(servers, files, &[])
+    }
+
+    /// [`LoggedGateway::serve`] with more flags for `gatehouse run`.
+    pub fn serve_with(
+        servers: tokio::runtime::Runtime,
+        files: &[(&str, String)],
+        flags: &[&str],
+    ) -> LoggedGateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write manifests");
+        }
+        // Not inside the watched folder: the log is no manifest.
+        let logs = tempfile::tempdir().expect("tempdir");
+        let log = logs.path().join("gatehouse.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let (process, http, admin) = spawn_gatehouse_with(dir.path(), Stdio::from(file), flags);
+        LoggedGateway {
+            _process: process,
+            http,
+            admin,
+            manifests: dir,
+            log,
+            _logs: logs,
+            _servers: servers,
+        }
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET target` on the traffic listener with `Host: host`.
+    pub fn get(&self, host: &str, target: &str, headers: &[(&str, &str)]) -> RawResponse {
+        request(self.http, "GET", host, target, headers)
+    }
+
+    /// `GET path` on the admin listener, as text.
+    pub fn admin_text(&self, path: &str) -> String {
+        let r = request(self.admin, "GET", "localhost", path, &[]);
+        assert_eq!(r.status, 200, "admin {path}: {r:?}");
+        r.text()
+    }
+}
+
 /// `gatehouse lint` over `text` (written to a fresh folder) with `flags`: whether it
 /// exited 0, and what it printed (stdout, then stderr).
 pub fn lint(text: &str, flags: &[&str]) -> (bool, String) {
