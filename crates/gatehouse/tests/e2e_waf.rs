@@ -127,6 +127,22 @@ fn send(
     send_raw(gw.http, raw.as_bytes())
 }
 
+/// The log line of the request a response answered (its `X-Request-Id`), once the
+/// gateway has written it.
+fn logged_line(gw: &LoggedGateway, r: &RawResponse) -> String {
+    let rid = r.header("x-request-id").unwrap_or_default().to_string();
+    assert!(
+        eventually(|| gw.log().lines().any(|l| l.contains(&rid))),
+        "no log line for {rid}: {}",
+        gw.log()
+    );
+    gw.log()
+        .lines()
+        .find(|l| l.contains(&rid))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The metrics text.
 fn metrics_of(gw: &LoggedGateway) -> String {
     gw.admin_text("/metrics")
@@ -350,24 +366,13 @@ fn detect_passes_logs_and_counts() {
         &[],
     );
     assert_passed(&r);
-    let rid = r.header("x-request-id").unwrap_or_default().to_string();
+    let line = logged_line(&gw, &r);
     let r = get(
         &gw,
         "/detect/a",
         &[("User-Agent", "Mozilla/5.0 (Nikto/2.1.6)")],
     );
     assert_passed(&r);
-    assert!(
-        eventually(|| gw.log().lines().any(|l| l.contains(&rid))),
-        "no log line for {rid}: {}",
-        gw.log()
-    );
-    let line = gw
-        .log()
-        .lines()
-        .find(|l| l.contains(&rid))
-        .unwrap_or_default()
-        .to_string();
     for expected in [
         "waf match",
         "\"waf_rule\":\"SqlInjection\"",
@@ -407,10 +412,7 @@ fn a_long_matched_value_is_logged_truncated() {
     let long = format!("%3Cscript%3Ealert(1)%3C%2Fscript%3E{}", "x".repeat(200));
     let r = get(&gw, &format!("/detect/a?q={long}"), &[]);
     assert_passed(&r);
-    let rid = r.header("x-request-id").unwrap_or_default().to_string();
-    assert!(eventually(|| gw.log().contains(&rid)));
-    let log = gw.log();
-    let line = log.lines().find(|l| l.contains(&rid)).unwrap_or_default();
+    let line = logged_line(&gw, &r);
     assert!(line.contains("(225 bytes)"), "{line}");
     assert!(!line.contains(&"x".repeat(100)), "not truncated: {line}");
 }
@@ -651,10 +653,7 @@ fn the_core_rule_set_detects_and_an_exclusion_switches_a_rule_off() {
     ));
     let r = get(&gw, &format!("/pl1-detect/search{sqli}"), &[]);
     assert_passed(&r);
-    let rid = r.header("x-request-id").unwrap_or_default().to_string();
-    assert!(eventually(|| gw.log().contains(&rid)), "{}", gw.log());
-    let log = gw.log();
-    let line = log.lines().find(|l| l.contains(&rid)).unwrap_or_default();
+    let line = logged_line(&gw, &r);
     for expected in [
         "\"waf_rule\":\"CoreRuleSet\"",
         "942100",

@@ -106,6 +106,15 @@ pub(crate) fn check(families: Families, part: Part, value: &[u8]) -> Option<WafR
     None
 }
 
+/// The whitespace-separated words of `value`, counted up to `at_most`.
+fn words(value: &[u8], at_most: usize) -> usize {
+    value
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .take(at_most)
+        .count()
+}
+
 /// Words from which a value counts as prose for [`sqli`].
 const PROSE_SQL_WORDS: usize = 5;
 
@@ -137,11 +146,7 @@ fn sqli(value: &[u8]) -> bool {
     if !found.is_injection() {
         return false;
     }
-    let words = value
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty())
-        .count();
-    if words < PROSE_SQL_WORDS {
+    if words(value, PROSE_SQL_WORDS) < PROSE_SQL_WORDS {
         return true;
     }
     let fingerprint = found
@@ -249,11 +254,7 @@ fn traversal(part: Part, value: &[u8]) -> bool {
     let path_like = matches!(value.first(), Some(b'/' | b'\\' | b'.'))
         || value.get(1..3) == Some(b":\\")
         || value.get(1..3) == Some(b":/")
-        || value
-            .split(|b| b.is_ascii_whitespace())
-            .filter(|w| !w.is_empty())
-            .nth(2)
-            .is_none();
+        || words(value, 3) < 3;
     path_like
         && (has_dots || value.iter().any(|b| *b == b'/' || *b == b'\\'))
         && FILES.as_ref().is_some_and(|a| {

@@ -152,13 +152,10 @@ impl Waf {
             .map(|hit| hit.matched.label())
     }
 
-    /// Whether the body is read for this request: the rule inspects bodies, and the
-    /// request says it has one or its body is not known to be empty (HTTP/2 needs no
-    /// `Content-Length`).
-    fn reads_body(&self, headers: &HeaderMap, body: &RequestBody) -> bool {
-        self.parts.body
-            && (!self.families.is_empty() || self.crs.is_some())
-            && (crate::policy::validation::has_body(headers) || body.may_have_data())
+    /// Whether the body is read for a request that has one (`has_body`: it says so, or
+    /// its body is not known to be empty; HTTP/2 needs no `Content-Length`).
+    fn reads_body(&self, has_body: bool) -> bool {
+        self.parts.body && (!self.families.is_empty() || self.crs.is_some()) && has_body
     }
 }
 
@@ -229,7 +226,7 @@ pub(crate) fn on_request<'a>(
     {
         return Step::now(Err(e));
     }
-    if !waf.reads_body(&req.parts.headers, &req.body) {
+    if !waf.reads_body(has_body) {
         return Step::now(crs_verdict(cx, waf, req, None));
     }
     Step::later(async move {
