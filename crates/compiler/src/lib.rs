@@ -28,6 +28,7 @@ pub mod diagnostics;
 pub mod explain;
 mod lower;
 mod policy;
+mod resilience;
 mod route;
 mod routes_only;
 mod support;

@@ -12,9 +12,9 @@ use gatehouse_table::{
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::diagnostics::{Kind, ObjectRef, Reason, Sink};
-use crate::support;
 use crate::values::{is_dns_name, parse_duration};
 use crate::{Index, UpstreamInfo};
+use crate::{resilience, support};
 
 const DEFAULT_CONNECT_MS: u64 = 2_000;
 const DEFAULT_REQUEST_MS: u64 = 30_000;
@@ -29,7 +29,10 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
     let spec = &up.spec;
     let mut d = Durations { sink, valid: true };
     let timeouts = timeouts(spec, &mut d);
-    check_nested_durations(up, &mut d);
+    let hash_on = resilience::hash_on(spec, &mut d);
+    let retries = resilience::retries(spec, &mut d);
+    let health_check = resilience::health_check(spec, &mut d);
+    let circuit_breaker = resilience::circuit_breaker(spec, &mut d);
     let (sink, mut valid) = (d.sink, d.valid);
 
     let (discovery, endpoints, total) = match (&spec.service, &spec.endpoints) {
@@ -88,6 +91,10 @@ pub(crate) fn compile(up: &Upstream, index: &Index<'_>, sink: &mut Sink<'_>) -> 
         endpoints,
         timeouts,
         load_balancer: load_balancer(spec),
+        hash_on,
+        retries,
+        health_check,
+        circuit_breaker,
         tls,
         blocked,
     });
@@ -308,44 +315,6 @@ impl Durations<'_, '_> {
     pub fn fail(&mut self, field: &str, message: String) {
         self.sink.error(field, Reason::Invalid, message);
         self.valid = false;
-    }
-}
-
-fn check_nested_durations(up: &Upstream, d: &mut Durations<'_, '_>) {
-    let spec = &up.spec;
-    if let Some(r) = &spec.retries {
-        d.ms("spec.retries.perTryTimeout", r.per_try_timeout.as_ref(), 1);
-        if let Some(b) = &r.backoff {
-            let base = d.ms("spec.retries.backoff.base", b.base.as_ref(), 25);
-            let max = d.ms("spec.retries.backoff.max", b.max.as_ref(), 250);
-            if base > max {
-                d.fail(
-                    "spec.retries.backoff",
-                    format!("base ({base}ms) exceeds max ({max}ms)"),
-                );
-            }
-        }
-    }
-    if let Some(h) = &spec.health_check {
-        if let Some(a) = &h.active {
-            d.ms("spec.healthCheck.active.interval", a.interval.as_ref(), 1);
-            d.ms("spec.healthCheck.active.timeout", a.timeout.as_ref(), 1);
-        }
-        if let Some(p) = &h.passive {
-            d.ms(
-                "spec.healthCheck.passive.ejectionTime",
-                p.ejection_time.as_ref(),
-                1,
-            );
-        }
-    }
-    if let Some(c) = &spec.circuit_breaker {
-        d.ms("spec.circuitBreaker.window", c.window.as_ref(), 1);
-        d.ms(
-            "spec.circuitBreaker.openDuration",
-            c.open_duration.as_ref(),
-            1,
-        );
     }
 }
 

@@ -2,7 +2,7 @@
 //! answers itself (`respond`, `redirect`), or the request goes upstream: the request
 //! transform reads what it needs from the request as received, the request is rewritten
 //! for the upstream (`forward.rs`), the balancer picks an upstream and an endpoint, and
-//! the exchange sends it. Aggregation and mirroring plug in here next.
+//! the upstream call sends it (breaker, attempts, retries: `upstream/`). Aggregation and mirroring plug in here next.
 
 use std::time::Duration;
 
@@ -56,11 +56,12 @@ async fn upstream(
     routed: &Routed<'_>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Response<Body>, GatewayError> {
-    let upstream = balance::backend(&cx.table.upstreams, rule, &req.parts)?;
+    let upstream = balance::backend(&cx.table.upstreams, rule)?;
     if !upstream.spec.blocked.is_empty() {
         return Err(GatewayError::Blocked);
     }
-    let addr = upstream.pick().ok_or(GatewayError::Unavailable)?;
+    // The balancer's key is read from the request as the client sent it.
+    let key = balance::request_key(upstream.spec.hash_on.as_ref(), &req.parts, cx.client);
     let timeout = rule
         .spec()
         .timeout_ms
@@ -100,6 +101,11 @@ async fn upstream(
         req.parts.headers.remove(header::ACCEPT_ENCODING);
     }
     let req = Request::from_parts(req.parts, body);
-    let timeout = Duration::from_millis(timeout);
-    upstream::exchange(req, (addr, cx.started), upstream, timeout, permit).await
+    let how = upstream::Call {
+        key,
+        started: cx.started,
+        timeout: Duration::from_millis(timeout),
+        metrics: cx.metrics,
+    };
+    upstream::call(req, upstream, how, permit).await
 }

@@ -32,6 +32,14 @@ pub struct Streamed {
 }
 
 impl Streamed {
+    /// Keeps `held` (a concurrency permit) until the body ends, when the body was made
+    /// before it was known which response would be answered (retries).
+    pub(crate) fn hold(&mut self, held: Option<tokio::sync::OwnedSemaphorePermit>) {
+        if held.is_some() {
+            self._held = held;
+        }
+    }
+
     pub(crate) fn new(body: Received, held: Option<tokio::sync::OwnedSemaphorePermit>) -> Streamed {
         Streamed {
             replay: None,

@@ -344,6 +344,84 @@ impl Shared {
     pub fn table(&self) -> Arc<Table> {
         self.current.load().table.clone()
     }
+
+    /// `/metrics`: the counters, and the live gauges of the served table's upstreams.
+    pub fn render_metrics(&self) -> String {
+        let mut out = self.metrics.render();
+        let current = self.current.load();
+        let rows: Vec<(String, [usize; 3], Option<u8>)> = current
+            .upstreams
+            .iter()
+            .map(|u| {
+                let mut counts = [0; 3];
+                for (_, state) in u.state.endpoints() {
+                    counts[state as usize] += 1;
+                }
+                let breaker = u
+                    .spec
+                    .circuit_breaker
+                    .as_ref()
+                    .map(|_| u.state.breaker.state() as u8);
+                (u.spec.id.clone(), counts, breaker)
+            })
+            .collect();
+        metrics::render_upstream_gauges(&mut out, &rows);
+        out
+    }
+
+    /// What the served table's upstreams look like now (`/config`, and the
+    /// controller's status): each endpoint's state and requests in flight, the
+    /// breaker's state.
+    pub fn upstream_health(&self) -> Vec<UpstreamHealth> {
+        let current = self.current.load();
+        current
+            .upstreams
+            .iter()
+            .map(|u| UpstreamHealth {
+                id: u.spec.id.clone(),
+                circuit: u
+                    .spec
+                    .circuit_breaker
+                    .as_ref()
+                    .map(|_| u.state.breaker.state().name()),
+                endpoints: u
+                    .state
+                    .endpoints()
+                    .into_iter()
+                    .map(|(e, state)| EndpointHealth {
+                        address: e.addr.to_string(),
+                        state: state.label(),
+                        in_flight: e.in_flight(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// One upstream's live health ([`Shared::upstream_health`]).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamHealth {
+    /// `namespace/name`.
+    pub id: String,
+    /// `closed`, `half-open` or `open`; absent without a breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit: Option<&'static str>,
+    /// Every resolved endpoint.
+    pub endpoints: Vec<EndpointHealth>,
+}
+
+/// One endpoint's live health.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointHealth {
+    /// `ip:port`.
+    pub address: String,
+    /// `healthy`, `ejected` or `unhealthy`.
+    pub state: &'static str,
+    /// Requests in flight (counted only by LeastRequest, PeakEwma and passive checks).
+    pub in_flight: u32,
 }
 
 #[cfg(test)]

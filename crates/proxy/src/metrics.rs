@@ -20,6 +20,57 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// The `upstream` label, interned by [`Metrics::upstream_labels`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpstreamLabels(u32);
+
+/// How an attempt to an upstream went: the `outcome` label of
+/// `gatehouse_upstream_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamOutcome {
+    /// A response below 500.
+    Success = 0,
+    /// A 5xx response.
+    Error = 1,
+    /// No response head in time.
+    Timeout = 2,
+    /// The connection broke before a response head.
+    Reset = 3,
+    /// No connection could be made.
+    Refused = 4,
+}
+
+impl UpstreamOutcome {
+    const ALL: [UpstreamOutcome; 5] = [
+        UpstreamOutcome::Success,
+        UpstreamOutcome::Error,
+        UpstreamOutcome::Timeout,
+        UpstreamOutcome::Reset,
+        UpstreamOutcome::Refused,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            UpstreamOutcome::Success => "success",
+            UpstreamOutcome::Error => "error",
+            UpstreamOutcome::Timeout => "timeout",
+            UpstreamOutcome::Reset => "reset",
+            UpstreamOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// One upstream's counts on one worker.
+#[derive(Debug, Default, Clone)]
+struct UpstreamSeries {
+    /// Attempts by [`UpstreamOutcome`].
+    outcomes: [u64; UpstreamOutcome::ALL.len()],
+    /// Attempt durations (to the response head).
+    durations: Histogram,
+    /// Retries sent, and retries the budget refused.
+    retries: [u64; 2],
+}
+
 /// `route` and `rule` labels, interned by [`Metrics::labels`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleLabels(u32);
@@ -189,6 +240,8 @@ const COUNTER_FAMILIES: [(&str, &str); 5] = [
 struct Block {
     /// By label id.
     series: Vec<Series>,
+    /// By upstream label id.
+    upstreams: Vec<UpstreamSeries>,
 }
 
 #[derive(Debug, Default)]
@@ -203,6 +256,8 @@ struct Interner {
 pub struct Metrics {
     blocks: Mutex<Vec<Arc<Mutex<Block>>>>,
     labels: Mutex<Interner>,
+    /// Upstream ids by label id, and back.
+    upstream_names: Mutex<(Vec<String>, rustc_hash::FxHashMap<String, u32>)>,
     applied: AtomicU64,
     rejected: AtomicU64,
     version: AtomicU64,
@@ -246,6 +301,48 @@ impl Metrics {
             .or_default()
             .insert(rule.to_string(), id);
         RuleLabels(id)
+    }
+
+    /// The label of upstream `id` (the same every time it is asked for).
+    pub fn upstream_labels(&self, id: &str) -> UpstreamLabels {
+        let Ok(mut names) = self.upstream_names.lock() else {
+            return UpstreamLabels(0);
+        };
+        let (list, ids) = &mut *names;
+        if let Some(i) = ids.get(id) {
+            return UpstreamLabels(*i);
+        }
+        let i = u32::try_from(list.len()).unwrap_or(u32::MAX);
+        list.push(id.to_string());
+        ids.insert(id.to_string(), i);
+        UpstreamLabels(i)
+    }
+
+    /// Runs `f` on the calling worker's series for upstream `labels`.
+    fn with_upstream(&self, labels: UpstreamLabels, f: impl FnOnce(&mut UpstreamSeries)) {
+        BLOCK.with(|b| {
+            let b = b.borrow();
+            let Some(block) = b.as_ref() else { return };
+            let Ok(mut block) = block.lock() else { return };
+            let i = labels.0 as usize;
+            if block.upstreams.len() <= i {
+                block.upstreams.resize(i + 1, UpstreamSeries::default());
+            }
+            f(&mut block.upstreams[i]);
+        });
+    }
+
+    /// Records one attempt to an upstream.
+    pub fn upstream(&self, labels: UpstreamLabels, outcome: UpstreamOutcome, took: Duration) {
+        self.with_upstream(labels, |s| {
+            s.outcomes[outcome as usize] += 1;
+            s.durations.observe(took.as_secs_f64());
+        });
+    }
+
+    /// Counts a retry sent (`true`) or refused by the budget.
+    pub fn retry(&self, labels: UpstreamLabels, sent: bool) {
+        self.with_upstream(labels, |s| s.retries[usize::from(!sent)] += 1);
     }
 
     /// Gives the calling worker thread its own block.
@@ -331,9 +428,24 @@ impl Metrics {
         let mut counted: std::collections::BTreeMap<(&str, usize), u64> = Default::default();
         let mut waf: std::collections::BTreeMap<(&str, &'static str, &'static str), u64> =
             Default::default();
+        let upstream_names = self
+            .upstream_names
+            .lock()
+            .map(|n| n.0.clone())
+            .unwrap_or_default();
+        let mut upstreams = vec![UpstreamSeries::default(); upstream_names.len()];
         if let Ok(blocks) = self.blocks.lock() {
             for block in blocks.iter() {
                 let Ok(block) = block.lock() else { continue };
+                for (sum, s) in upstreams.iter_mut().zip(&block.upstreams) {
+                    for (a, b) in sum.outcomes.iter_mut().zip(s.outcomes) {
+                        *a += b;
+                    }
+                    for (a, b) in sum.retries.iter_mut().zip(s.retries) {
+                        *a += b;
+                    }
+                    sum.durations.merge(&s.durations);
+                }
                 for (labels, series) in names.iter().zip(&block.series) {
                     for (method, code, n) in &series.requests {
                         *requests.entry((labels, method, *code)).or_default() += n;
@@ -409,6 +521,7 @@ impl Metrics {
                 escape(route)
             );
         }
+        render_upstreams(&mut out, &upstream_names, &upstreams);
         let _ = writeln!(
             out,
             "# HELP gatehouse_config_version Version of the table being served.\n# TYPE gatehouse_config_version gauge\ngatehouse_config_version {}",
@@ -440,6 +553,77 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// The upstream families counted per worker.
+fn render_upstreams(out: &mut String, names: &[String], series: &[UpstreamSeries]) {
+    let rows: Vec<(&String, &UpstreamSeries)> = {
+        let mut rows: Vec<_> = names.iter().zip(series).collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        rows
+    };
+    out.push_str("# HELP gatehouse_upstream_requests_total Attempts sent to upstreams (retries included), by outcome: success (below 500), error (5xx), timeout, reset (broken before the response head), refused (no connection).\n# TYPE gatehouse_upstream_requests_total counter\n");
+    for (name, s) in &rows {
+        for (o, n) in UpstreamOutcome::ALL.iter().zip(s.outcomes) {
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "gatehouse_upstream_requests_total{{upstream=\"{}\",outcome=\"{}\"}} {n}",
+                    escape(name),
+                    o.label()
+                );
+            }
+        }
+    }
+    out.push_str("# HELP gatehouse_upstream_duration_seconds Time from sending an attempt to its response head (or failure).\n# TYPE gatehouse_upstream_duration_seconds histogram\n");
+    for (name, s) in &rows {
+        if s.durations.count > 0 {
+            let labels = format!("upstream=\"{}\"", escape(name));
+            histogram(
+                out,
+                "gatehouse_upstream_duration_seconds",
+                &labels,
+                &s.durations,
+            );
+        }
+    }
+    out.push_str("# HELP gatehouse_upstream_retries_total Retries sent, and retries the retry budget refused.\n# TYPE gatehouse_upstream_retries_total counter\n");
+    for (name, s) in &rows {
+        for (result, n) in ["sent", "budget_exhausted"].iter().zip(s.retries) {
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "gatehouse_upstream_retries_total{{upstream=\"{}\",result=\"{result}\"}} {n}",
+                    escape(name)
+                );
+            }
+        }
+    }
+}
+
+/// The live gauges of upstreams: endpoints by state and the breaker's state, for
+/// `(id, [healthy, ejected, unhealthy], breaker state or None without a breaker)`.
+pub fn render_upstream_gauges(out: &mut String, upstreams: &[(String, [usize; 3], Option<u8>)]) {
+    out.push_str("# HELP gatehouse_upstream_endpoints Endpoints of each upstream by state: healthy (in rotation), ejected (passive checks), unhealthy (active checks).\n# TYPE gatehouse_upstream_endpoints gauge\n");
+    for (id, counts, _) in upstreams {
+        for (state, n) in ["healthy", "ejected", "unhealthy"].iter().zip(counts) {
+            let _ = writeln!(
+                out,
+                "gatehouse_upstream_endpoints{{upstream=\"{}\",state=\"{state}\"}} {n}",
+                escape(id)
+            );
+        }
+    }
+    out.push_str("# HELP gatehouse_circuit_state Circuit breaker state of each upstream with a breaker: 0 closed, 1 half-open, 2 open.\n# TYPE gatehouse_circuit_state gauge\n");
+    for (id, _, state) in upstreams {
+        if let Some(state) = state {
+            let _ = writeln!(
+                out,
+                "gatehouse_circuit_state{{upstream=\"{}\"}} {state}",
+                escape(id)
+            );
+        }
     }
 }
 

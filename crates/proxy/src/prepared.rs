@@ -186,10 +186,14 @@ impl Prepared {
             .iter()
             .zip(cx.states.sync(&table.upstreams))
             .zip(tls)
-            .map(|((u, state), tls)| PreparedUpstream {
-                spec: u.clone(),
-                state,
-                tls,
+            .map(|((u, state), tls)| {
+                state.set_probe_tls(tls.clone());
+                PreparedUpstream {
+                    spec: u.clone(),
+                    state,
+                    tls,
+                    labels: cx.metrics.upstream_labels(&u.id),
+                }
             })
             .collect();
         let tls = crate::listener::tls::Catalog::prepare(&table, cx.previous.map(|p| &p.tls));

@@ -75,7 +75,15 @@ pub enum GatewayError {
     AuthUnavailable(&'static str),
     /// The web application firewall refused the request (which rule is not said).
     Firewall,
+    /// The upstream's circuit breaker shed the request (open, half-open with its
+    /// trials taken, or a limit reached): 503 with `X-Gatehouse-Reason: circuit-open`.
+    CircuitOpen,
+    /// Every endpoint of the upstream is unhealthy or ejected.
+    NoHealthyEndpoint,
 }
+
+/// Why the gateway answered itself, where the contract names a reason.
+pub const X_GATEHOUSE_REASON: &str = "x-gatehouse-reason";
 
 impl GatewayError {
     /// Whether the connection must close after this answer (HTTP/1.1): the client's
@@ -224,6 +232,16 @@ impl GatewayError {
                 "Service Unavailable",
                 format!("Authentication cannot be checked right now: {why}."),
             ),
+            GatewayError::CircuitOpen => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "The upstream's circuit breaker is open or at its limits; the request was not sent.".into(),
+            ),
+            GatewayError::NoHealthyEndpoint => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "Every endpoint of the upstream is failing its health checks.".into(),
+            ),
             GatewayError::InvalidResponse(_) => (
                 StatusCode::BAD_GATEWAY,
                 "Bad Gateway",
@@ -261,6 +279,10 @@ impl GatewayError {
                 resp.headers_mut()
                     .append(header::WWW_AUTHENTICATE, c.clone());
             }
+        }
+        if let GatewayError::CircuitOpen = self {
+            resp.headers_mut()
+                .insert(X_GATEHOUSE_REASON, HeaderValue::from_static("circuit-open"));
         }
         if let GatewayError::MethodNotAllowed(allow) = self
             && let Ok(v) = HeaderValue::from_str(&allow.join(", "))

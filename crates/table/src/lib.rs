@@ -32,6 +32,7 @@ pub mod identity;
 pub mod patch;
 pub mod policy;
 pub mod push;
+pub mod resilience;
 pub mod schema;
 pub mod text;
 
@@ -60,7 +61,9 @@ use serde::{Deserialize, Serialize};
 /// [`auth::Sealed`], and a consumer's password hash is sealed too.
 /// 5: [`Table::certificates`] and [`Route::tls`]: routes served over HTTPS.
 /// 6: `waf` is typed ([`policy::Waf`]) and enforced.
-pub const FORMAT: u32 = 6;
+/// 7: an upstream's `hashOn`, `retries`, `healthCheck` and `circuitBreaker` are typed
+/// ([`resilience`]) and enforced.
+pub const FORMAT: u32 = 7;
 
 /// The whole compiled configuration.
 #[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
@@ -666,6 +669,18 @@ pub struct Upstream {
     pub timeouts: Timeouts,
     /// Load-balancing policy.
     pub load_balancer: LoadBalancer,
+    /// What `RingHash` and `Maglev` hash; `None` for the other balancers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_on: Option<resilience::HashOn>,
+    /// Retries; `None`: one attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<resilience::Retries>,
+    /// Health checking; `None`: every endpoint the table names takes traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<resilience::HealthCheck>,
+    /// The circuit breaker; `None`: no limits, never open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<resilience::CircuitBreaker>,
     /// TLS to the servers; `None`: plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTls>,

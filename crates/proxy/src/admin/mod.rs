@@ -169,7 +169,7 @@ fn answer(req: &Request<Incoming>, state: &AdminState, surface: Surface) -> Resp
     match (req.method().as_str(), path) {
         ("GET", "/healthz") => text(StatusCode::OK, "ok\n"),
         ("GET", "/metrics") => {
-            let mut r = Response::new(full(Bytes::from(state.shared.metrics.render())));
+            let mut r = Response::new(full(Bytes::from(state.shared.render_metrics())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -202,6 +202,7 @@ fn answer(req: &Request<Incoming>, state: &AdminState, surface: Surface) -> Resp
                     "hash": table.hash,
                     "source": info.source,
                     "appliedAt": rfc3339(info.applied_at),
+                    "upstreams": state.shared.upstream_health(),
                     "table": redacted,
                 }),
             )

@@ -293,20 +293,12 @@ fn token(from: &gatehouse_table::auth::TokenFrom, parts: &Parts) -> Option<Strin
             return Some(v.to_string());
         }
     }
-    if let Some(c) = &from.cookie {
-        let found = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                (k == c && !v.is_empty()).then(|| v.to_string())
-            });
-        if found.is_some() {
-            return found;
-        }
+    if let Some(found) = from
+        .cookie
+        .as_deref()
+        .and_then(|c| crate::headers::cookie(&parts.headers, c))
+    {
+        return Some(found.to_string());
     }
     from.query_param
         .as_deref()

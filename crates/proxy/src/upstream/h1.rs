@@ -101,13 +101,16 @@ pub fn carries(req: &Request<UpstreamBody>) -> bool {
 struct Conn {
     io: TcpStream,
     buf: BytesMut,
+    /// Its count in the upstream breaker's limits, if it has a breaker.
+    _slot: Option<super::breaker::Connection>,
 }
 
 impl Conn {
-    fn new(io: TcpStream) -> Conn {
+    fn new(io: TcpStream, slot: Option<super::breaker::Connection>) -> Conn {
         Conn {
             io,
             buf: BytesMut::new(),
+            _slot: slot,
         }
     }
 
@@ -182,6 +185,7 @@ pub async fn send(
     wire: &Wire,
     to: (SocketAddr, Instant),
     timeouts: &Timeouts,
+    limits: Option<pool::Limits<'_>>,
 ) -> Result<Response<Body>, Failed> {
     let (addr, now) = to;
     let idle = (now, Duration::from_millis(timeouts.idle_ms));
@@ -201,13 +205,16 @@ pub async fn send(
             Err(Attempt::Unanswered(e) | Attempt::Failed(e)) => return Err(failed(e)),
         }
     }
+    let unsent = |error| Failed {
+        error,
+        unsent: true,
+    };
+    let (waiting, slot) = pool::counted(limits).map_err(unsent)?;
     let io = pool::connect(addr, Duration::from_millis(timeouts.connect_ms))
         .await
-        .map_err(|error| Failed {
-            error,
-            unsent: true,
-        })?;
-    match exchange(Conn::new(io), wire, addr, idle).await {
+        .map_err(unsent)?;
+    drop(waiting);
+    match exchange(Conn::new(io, slot), wire, addr, idle).await {
         Ok(resp) => Ok(resp),
         Err(Attempt::Unsent(e) | Attempt::Unanswered(e) | Attempt::Failed(e)) => Err(failed(e)),
     }
@@ -991,9 +998,14 @@ mod tests {
             request_ms: 30_000,
             idle_ms: 90_000,
         };
-        let resp = send(&Wire::new(get(method)), (addr, Instant::now()), &timeouts)
-            .await
-            .map_err(|f| f.error.to_string())?;
+        let resp = send(
+            &Wire::new(get(method)),
+            (addr, Instant::now()),
+            &timeouts,
+            None,
+        )
+        .await
+        .map_err(|f| f.error.to_string())?;
         let status = resp.status();
         Ok((status, resp.into_body().collect().await))
     }

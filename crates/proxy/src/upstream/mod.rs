@@ -1,26 +1,34 @@
 //! Upstreams: where the backend phase sends a request and how.
 //!
 //! ```text
-//!  balance.rs   a rule's weighted backends → one upstream; the upstream's endpoints →
-//!               one address (round robin; sees the request, so hashing balancers can)
-//!  state.rs     per-upstream state kept across tables: endpoint schedule, positions
+//!  balance.rs   a rule's weighted backends → one upstream; the upstream's endpoints in
+//!               rotation → one endpoint (six balancers; sees the request's hash key)
+//!  endpoint.rs  one server: in-flight count, latency estimate, failures, verdicts
+//!  state.rs     per-upstream state kept across tables: endpoints, what is in rotation,
+//!               breaker, retry budget; passive ejection
+//!  health.rs    active probes on their own thread; the timers that end ejections
+//!  breaker.rs   the circuit breaker: limits and the failure-ratio state machine
+//!  retry.rs     what is retried, the budget, backoff
 //!  resolve.rs   DNS names among the endpoints, kept fresh on their TTL
 //!  pool.rs      per-worker connection pools (HTTP/1.1 keep-alive, HTTP/2, upgrades)
 //!  h1.rs        HTTP/1.1 on the request's own task, for plaintext requests whose body
 //!               is known
 //!  tls.rs       TLS to the servers: verification, client certificates, ALPN
-//!  (health.rs, breaker.rs, retry.rs come next: checks, ejection, circuit breaking,
-//!   retries with budget and backoff)
 //! ```
 //!
-//! [`exchange`] is the one place a request leaves for an upstream: connect (trying the
-//! next endpoints when no connection can be made), send within the timeout, and turn
-//! an accepted upgrade into a tunnel.
+//! [`call`] is the one place a request leaves for an upstream: the breaker admits it,
+//! then attempts are made — each picks an endpoint, goes through [`exchange`] and is
+//! counted (metrics, the endpoint's counts, passive checks) — until one succeeds, the
+//! retry policy or its budget says stop, or the request timeout runs out.
 
 pub mod balance;
+pub mod breaker;
+pub mod endpoint;
 pub mod h1;
+mod health;
 pub mod pool;
 mod resolve;
+pub mod retry;
 pub mod state;
 pub mod tls;
 
@@ -28,15 +36,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_table::{Protocol, Upstream};
+use bytes::Bytes;
+use gatehouse_table::{LoadBalancer, Protocol, Upstream};
 use http::{Request, Response, StatusCode, header};
-use http_body_util::Either;
+use http_body_util::{BodyExt, Either, Full};
 
 use crate::body::{Body, Streamed};
 use crate::listener::limits::MAX_BODY_BYTES;
+use crate::metrics::{Metrics, UpstreamLabels, UpstreamOutcome};
 use crate::problem::GatewayError;
 use crate::tunnel;
-use state::UpstreamState;
+use endpoint::now_ns;
+use retry::Failure;
+use state::{Picked, UpstreamState};
 
 /// One upstream, ready to pick endpoints from.
 #[derive(Debug)]
@@ -47,22 +59,300 @@ pub struct PreparedUpstream {
     pub state: Arc<UpstreamState>,
     /// Its TLS client, when it has `tls`.
     pub tls: Option<Arc<tls::TlsClient>>,
+    /// Its metric labels.
+    pub labels: UpstreamLabels,
 }
 
-impl PreparedUpstream {
-    /// The next endpoint (weighted round robin); `None` when there is none.
-    pub fn pick(&self) -> Option<SocketAddr> {
-        self.state.pick()
+/// How a request is sent: what the balancer hashes, when the request arrived, the
+/// time it may take (all attempts), and where outcomes are counted.
+pub(crate) struct Call<'a> {
+    /// The hash of the request's key (`hashOn`), for RingHash and Maglev.
+    pub key: Option<u64>,
+    /// When the request arrived (connection pools compare it with idle deadlines).
+    pub started: Instant,
+    /// The request timeout: the rule's, else the upstream's.
+    pub timeout: Duration,
+    /// Where attempts are counted.
+    pub metrics: &'a Metrics,
+}
+
+/// A failed attempt: what the client is answered, and how the upstream failed (`None`
+/// when it was not the upstream's doing: the client's body, a limit of ours).
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub error: GatewayError,
+    pub failure: Option<Failure>,
+}
+
+impl From<GatewayError> for Failed {
+    fn from(error: GatewayError) -> Failed {
+        Failed {
+            error,
+            failure: None,
+        }
     }
 }
 
-/// Endpoints tried for one request when connecting fails (nothing was sent, so trying
+/// Sends the request to `upstream`: breaker, balancer, attempts (see the module doc).
+/// `held` (a concurrency permit) lives as long as the response body.
+pub(crate) async fn call(
+    req: Request<pool::UpstreamBody>,
+    upstream: &PreparedUpstream,
+    how: Call<'_>,
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Response<Body>, GatewayError> {
+    let spec = &upstream.spec;
+    let admitted = match &spec.circuit_breaker {
+        Some(cfg) => Some(
+            upstream
+                .state
+                .breaker
+                .admit(cfg, now_ns())
+                .ok_or(GatewayError::CircuitOpen)?,
+        ),
+        None => None,
+    };
+    let retries = spec.retries.as_ref().filter(|r| {
+        r.attempts > 0
+            && retry::method_allows(r, req.method())
+            && !req.headers().contains_key(header::UPGRADE)
+    });
+    let result = match retries {
+        None => once(req, upstream, &how, held).await,
+        Some(r) => Box::pin(with_retries(req, r, upstream, &how, held)).await,
+    };
+    if let Some(admitted) = admitted {
+        let failed = match &result {
+            Ok(resp) => resp.status().is_server_error(),
+            Err(f) => f.failure.is_some_and(Failure::is_upstream_failure),
+        };
+        admitted.finish(spec.circuit_breaker.as_ref(), failed, now_ns());
+    }
+    result.map_err(|f| f.error)
+}
+
+/// The endpoint for an attempt; 503 when none is in rotation.
+fn pick(
+    upstream: &PreparedUpstream,
+    key: Option<u64>,
+    avoid: Option<SocketAddr>,
+) -> Result<Picked, Failed> {
+    upstream.state.pick(key, avoid).ok_or_else(|| {
+        if upstream.state.has_endpoints() {
+            GatewayError::NoHealthyEndpoint.into()
+        } else {
+            GatewayError::Unavailable.into()
+        }
+    })
+}
+
+/// One attempt, no retry.
+async fn once(
+    req: Request<pool::UpstreamBody>,
+    upstream: &PreparedUpstream,
+    how: &Call<'_>,
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Response<Body>, Failed> {
+    let picked = pick(upstream, how.key, None)?;
+    attempt(req, &picked, upstream, how, how.timeout, held).await
+}
+
+/// One attempt on `picked`, counted.
+async fn attempt(
+    req: Request<pool::UpstreamBody>,
+    picked: &Picked,
+    upstream: &PreparedUpstream,
+    how: &Call<'_>,
+    timeout: Duration,
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Response<Body>, Failed> {
+    if let Some(e) = &picked.endpoint {
+        e.started();
+    }
+    let began = Instant::now();
+    let result = exchange(
+        req,
+        (picked.addr, how.started),
+        upstream,
+        how.key,
+        timeout,
+        held,
+    )
+    .await;
+    let took = began.elapsed();
+    let failure = match &result {
+        Ok((resp, _)) => resp
+            .status()
+            .is_server_error()
+            .then(|| Failure::Status(resp.status().as_u16())),
+        Err(f) => f.failure,
+    };
+    let outcome = match failure {
+        None => UpstreamOutcome::Success,
+        Some(Failure::Status(_)) => UpstreamOutcome::Error,
+        Some(Failure::Timeout) => UpstreamOutcome::Timeout,
+        Some(Failure::Reset) => UpstreamOutcome::Reset,
+        Some(Failure::Refused) => UpstreamOutcome::Refused,
+    };
+    // A client-side failure (its body) or our own limit says nothing of the upstream.
+    let judged = !matches!(&result, Err(f) if f.failure.is_none());
+    if judged {
+        how.metrics.upstream(upstream.labels, outcome, took);
+    }
+    if let Some(e) = &picked.endpoint {
+        e.ended();
+        if upstream.spec.load_balancer == LoadBalancer::PeakEwma {
+            e.observe(took, now_ns());
+        }
+        if let Some(check) = upstream
+            .spec
+            .health_check
+            .as_ref()
+            .and_then(|h| h.passive.as_ref())
+            && judged
+        {
+            // The picked endpoint's verdict; when another one answered after it could
+            // not be connected to, that one's success is not counted.
+            // Connect failures were counted as they happened (`next_endpoint`).
+            match (&result, failure) {
+                (_, Some(Failure::Refused)) => {}
+                (Ok((_, addr)), _) if *addr != picked.addr => {}
+                (_, Some(f)) if f.is_upstream_failure() => upstream.state.failed(e, check),
+                _ => e.succeeded(),
+            }
+        }
+    }
+    result.map(|(resp, _)| resp)
+}
+
+/// Attempts under the retry policy `r`, within the request timeout.
+async fn with_retries(
+    req: Request<pool::UpstreamBody>,
+    r: &gatehouse_table::resilience::Retries,
+    upstream: &PreparedUpstream,
+    how: &Call<'_>,
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Response<Body>, Failed> {
+    let state = &upstream.state;
+    let _active = state.budget.start();
+    let (parts, body) = req.into_parts();
+    let body = match replayable(body).await {
+        Replay::Bytes(b) => b,
+        Replay::Failed(e) => return Err(e.into()),
+        // Too large or of unknown length: sent once.
+        Replay::No(body) => {
+            return once(Request::from_parts(parts, body), upstream, how, held).await;
+        }
+    };
+    let per_try = r
+        .per_try_timeout_ms
+        .map_or(how.timeout, Duration::from_millis)
+        .min(how.timeout);
+    let attempts = async {
+        let mut avoid = None;
+        // The retry in flight, counted in the budget until the next one or the end.
+        let mut _retrying = None;
+        let mut n = 0;
+        loop {
+            let picked = pick(upstream, how.key, avoid)?;
+            let req = copy(&parts, &body);
+            let result = attempt(req, &picked, upstream, how, per_try, None).await;
+            let failure = match &result {
+                Ok(resp) => {
+                    let s = resp.status().as_u16();
+                    (s >= 500 || r.status_codes.binary_search(&s).is_ok())
+                        .then_some(Failure::Status(s))
+                }
+                Err(f) => f.failure,
+            };
+            if n >= r.attempts || !failure.is_some_and(|f| retry::retried(r, f)) {
+                return result;
+            }
+            let Some(granted) = state.budget.retry(r, now_ns()) else {
+                how.metrics.retry(upstream.labels, false);
+                return result;
+            };
+            how.metrics.retry(upstream.labels, true);
+            // The failed answer is dropped unread: nothing of it reached the client.
+            drop(result);
+            _retrying = Some(granted);
+            n += 1;
+            tokio::time::sleep(retry::backoff(r, n)).await;
+            avoid = Some(picked.addr);
+        }
+    };
+    let mut resp = tokio::time::timeout(how.timeout, attempts)
+        .await
+        .unwrap_or(Err(Failed {
+            error: GatewayError::Timeout,
+            failure: Some(Failure::Timeout),
+        }))?;
+    if let Either::Right(streamed) = resp.body_mut() {
+        streamed.hold(held);
+    }
+    Ok(resp)
+}
+
+/// A request body for attempts: the bytes to replay, or the body to send once.
+enum Replay {
+    Bytes(Bytes),
+    No(pool::UpstreamBody),
+    Failed(GatewayError),
+}
+
+/// The body as bytes to replay when it is known and at most [`retry::REPLAY_LIMIT`].
+async fn replayable(body: pool::UpstreamBody) -> Replay {
+    use hyper::body::Body as _;
+    match body {
+        Either::Right(full) => {
+            let bytes = match full.collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(never) => match never {},
+            };
+            if bytes.len() as u64 <= retry::REPLAY_LIMIT {
+                Replay::Bytes(bytes)
+            } else {
+                Replay::No(Either::Right(Full::new(bytes)))
+            }
+        }
+        Either::Left(streamed) if streamed.is_end_stream() => Replay::Bytes(Bytes::new()),
+        Either::Left(streamed)
+            if streamed
+                .size_hint()
+                .exact()
+                .is_some_and(|n| n <= retry::REPLAY_LIMIT) =>
+        {
+            match streamed.collect().await {
+                Ok(c) => Replay::Bytes(c.to_bytes()),
+                Err(e) if crate::body::too_slow(&*e) => Replay::Failed(GatewayError::BodyTooSlow),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    Replay::Failed(GatewayError::PayloadTooLarge(MAX_BODY_BYTES))
+                }
+                Err(_) => Replay::Failed(GatewayError::Framing("the request body is malformed")),
+            }
+        }
+        other => Replay::No(other),
+    }
+}
+
+/// A copy of the request for one attempt.
+fn copy(parts: &http::request::Parts, body: &Bytes) -> Request<pool::UpstreamBody> {
+    let mut req = Request::new(Either::Right(Full::new(body.clone())));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req
+}
+
+/// Endpoints tried for one attempt when connecting fails (nothing was sent, so trying
 /// another endpoint is safe for any method).
 const CONNECT_ATTEMPTS: usize = 3;
 
 /// Sends the request to `addr` (or, when no connection can be made, to the next
 /// endpoints) within the timeout; an accepted upgrade becomes a tunnel between the
 /// two connections. `held` lives as long as the response body (a concurrency permit).
+/// Answers the response and the endpoint that gave it.
 ///
 /// An HTTP/1.1 request whose body is known goes inline ([`h1`]), written out once here
 /// so that what the futures below carry is small (every future on the way is moved
@@ -74,9 +364,10 @@ pub(crate) fn exchange(
     req: Request<pool::UpstreamBody>,
     to: (SocketAddr, Instant),
     upstream: &PreparedUpstream,
+    key: Option<u64>,
     timeout: Duration,
     held: Option<tokio::sync::OwnedSemaphorePermit>,
-) -> impl Future<Output = Result<Response<Body>, GatewayError>> + '_ {
+) -> impl Future<Output = Result<(Response<Body>, SocketAddr), Failed>> + '_ {
     // Not an `async fn`: its future would keep a copy of `req` however it is sent.
     let way =
         if upstream.spec.protocol == Protocol::Http1 && upstream.tls.is_none() && h1::carries(&req)
@@ -87,17 +378,21 @@ pub(crate) fn exchange(
         };
     let (addr, now) = to;
     async move {
-        let resp = match way {
+        let (resp, addr) = match way {
             Way::Inline(wire) => {
                 let sent =
-                    tokio::time::timeout(timeout, send_inline(&wire, (addr, now), upstream)).await;
-                outcome(sent, upstream)?.map(Either::Right)
+                    tokio::time::timeout(timeout, send_inline(&wire, (addr, now), upstream, key))
+                        .await;
+                let (resp, addr) = outcome(sent, upstream)?;
+                (resp.map(Either::Right), addr)
             }
-            Way::Pooled(req) => Box::pin(exchange_pooled(*req, (addr, now), upstream, timeout))
-                .await?
-                .map(Either::Left),
+            Way::Pooled(req) => {
+                let (resp, addr) =
+                    Box::pin(exchange_pooled(*req, (addr, now), upstream, key, timeout)).await?;
+                (resp.map(Either::Left), addr)
+            }
         };
-        Ok(resp.map(|b| Either::Right(Streamed::new(b, held))))
+        Ok((resp.map(|b| Either::Right(Streamed::new(b, held))), addr))
     }
 }
 
@@ -109,45 +404,73 @@ enum Way {
     Pooled(Box<Request<pool::UpstreamBody>>),
 }
 
-/// What a timed exchange came to, as the gateway answers it.
+/// What a timed exchange came to, as the gateway answers it, and how the upstream
+/// failed.
 fn outcome<T>(
     sent: Result<Result<T, pool::SendError>, tokio::time::error::Elapsed>,
     upstream: &PreparedUpstream,
-) -> Result<T, GatewayError> {
-    match sent {
-        Err(_) | Ok(Err(pool::SendError::ConnectTimeout(_))) => Err(GatewayError::Timeout),
-        Ok(Err(e)) if e.body_too_large() => Err(GatewayError::PayloadTooLarge(MAX_BODY_BYTES)),
-        Ok(Err(e)) if e.client_body_too_slow() => Err(GatewayError::BodyTooSlow),
+) -> Result<T, Failed> {
+    let (error, failure) = match sent {
+        Ok(Ok(resp)) => return Ok(resp),
+        Err(_) => (GatewayError::Timeout, Some(Failure::Timeout)),
+        Ok(Err(pool::SendError::ConnectTimeout(_))) => {
+            (GatewayError::Timeout, Some(Failure::Refused))
+        }
+        Ok(Err(pool::SendError::Overloaded)) => (GatewayError::CircuitOpen, None),
+        Ok(Err(e)) if e.body_too_large() => (GatewayError::PayloadTooLarge(MAX_BODY_BYTES), None),
+        Ok(Err(e)) if e.client_body_too_slow() => (GatewayError::BodyTooSlow, None),
         Ok(Err(e)) if e.client_body_failed() => {
             tracing::debug!(upstream = %upstream.spec.id, error = %e, "the client's request body failed");
-            Err(GatewayError::Framing("the request body is malformed"))
+            (GatewayError::Framing("the request body is malformed"), None)
         }
         Ok(Err(e)) if e.is_tls() => {
             // Configuration or certificate trouble, not a passing glitch: always logged.
             tracing::warn!(upstream = %upstream.spec.id, error = %e, "upstream TLS handshake failed");
-            Err(GatewayError::BadGateway)
+            (GatewayError::BadGateway, Some(Failure::Refused))
+        }
+        Ok(Err(e @ pool::SendError::Connect { .. })) => {
+            tracing::debug!(upstream = %upstream.spec.id, error = %e, "upstream connect failed");
+            (GatewayError::BadGateway, Some(Failure::Refused))
         }
         Ok(Err(e)) => {
             tracing::debug!(upstream = %upstream.spec.id, error = %e, "upstream exchange failed");
-            Err(GatewayError::BadGateway)
+            (GatewayError::BadGateway, Some(Failure::Reset))
         }
-        Ok(Ok(resp)) => Ok(resp),
-    }
+    };
+    Err(Failed { error, failure })
 }
 
 /// The endpoint to try after `addr` could not be connected to, counting `attempt`s;
-/// `None` when there is no other or enough were tried.
+/// `None` when there is no other or enough were tried. The failed connect counts
+/// against `addr` in passive checks here (every connect failure passes by here).
 fn next_endpoint(
     upstream: &PreparedUpstream,
+    key: Option<u64>,
     addr: SocketAddr,
     attempt: &mut usize,
     error: &pool::SendError,
 ) -> Option<SocketAddr> {
+    if matches!(error, pool::SendError::Overloaded) {
+        // Our own limit, not the endpoint's failure; another endpoint would meet it too.
+        return None;
+    }
+    if let Some(check) = upstream
+        .spec
+        .health_check
+        .as_ref()
+        .and_then(|h| h.passive.as_ref())
+    {
+        upstream.state.refused(addr, check);
+    }
     if *attempt >= CONNECT_ATTEMPTS {
         return None;
     }
     *attempt += 1;
-    let next = upstream.pick().filter(|next| *next != addr)?;
+    let next = upstream
+        .state
+        .pick(key, Some(addr))
+        .map(|p| p.addr)
+        .filter(|next| *next != addr)?;
     tracing::debug!(upstream = %upstream.spec.id, %error, "trying the next endpoint");
     Some(next)
 }
@@ -157,19 +480,27 @@ async fn send_inline(
     wire: &h1::Wire,
     to: (SocketAddr, Instant),
     upstream: &PreparedUpstream,
-) -> Result<Response<h1::Body>, pool::SendError> {
+    key: Option<u64>,
+) -> Result<(Response<h1::Body>, SocketAddr), pool::SendError> {
     let (mut addr, now) = to;
     let mut attempt = 1;
     loop {
-        match h1::send(wire, (addr, now), &upstream.spec.timeouts).await {
+        match h1::send(
+            wire,
+            (addr, now),
+            &upstream.spec.timeouts,
+            upstream.limits(),
+        )
+        .await
+        {
             Err(h1::Failed {
                 error,
                 unsent: true,
-            }) => match next_endpoint(upstream, addr, &mut attempt, &error) {
+            }) => match next_endpoint(upstream, key, addr, &mut attempt, &error) {
                 Some(next) => addr = next,
                 None => return Err(error),
             },
-            other => return other.map_err(|f| f.error),
+            other => return other.map(|r| (r, addr)).map_err(|f| f.error),
         }
     }
 }
@@ -179,19 +510,23 @@ async fn exchange_pooled(
     mut req: Request<pool::UpstreamBody>,
     to: (SocketAddr, Instant),
     upstream: &PreparedUpstream,
+    key: Option<u64>,
     timeout: Duration,
-) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+) -> Result<(Response<hyper::body::Incoming>, SocketAddr), Failed> {
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let sent = tokio::time::timeout(timeout, send_pooled(req, to, upstream, upgrade)).await;
-    let mut resp = outcome(sent, upstream)?;
+    let sent = tokio::time::timeout(timeout, send_pooled(req, to, upstream, key, upgrade)).await;
+    let (mut resp, addr) = outcome(sent, upstream)?;
     // An HTTP/1.1 response framed both ways (hyper reads it by the coding): refused, as
     // the inline client does (`h1.rs`).
     if resp.headers().contains_key(header::TRANSFER_ENCODING)
         && resp.headers().contains_key(header::CONTENT_LENGTH)
     {
         tracing::debug!(upstream = %upstream.spec.id, "response with both Content-Length and Transfer-Encoding");
-        return Err(GatewayError::BadGateway);
+        return Err(Failed {
+            error: GatewayError::BadGateway,
+            failure: Some(Failure::Reset),
+        });
     }
     if let Some(client_side) = client_side
         && resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -199,7 +534,7 @@ async fn exchange_pooled(
         let upstream_side = hyper::upgrade::on(&mut resp);
         tunnel::spawn(client_side, upstream_side, upstream.spec.id.clone());
     }
-    Ok(resp)
+    Ok((resp, addr))
 }
 
 /// Sends on a pooled connection; when connecting fails (nothing was sent), to the next
@@ -208,16 +543,23 @@ async fn send_pooled(
     mut req: Request<pool::UpstreamBody>,
     to: (SocketAddr, Instant),
     upstream: &PreparedUpstream,
+    key: Option<u64>,
     upgrade: bool,
-) -> Result<Response<hyper::body::Incoming>, pool::SendError> {
+) -> Result<(Response<hyper::body::Incoming>, SocketAddr), pool::SendError> {
     let (mut addr, now) = to;
     let timeout = Duration::from_millis(upstream.spec.timeouts.connect_ms);
     let tls = upstream.tls.as_deref();
+    let limits = upstream.limits();
     let mut attempt = 1;
     loop {
         let result = if upgrade {
             Box::pin(pool::send_upgrade(
-                pool::Connect { addr, timeout, tls },
+                pool::Connect {
+                    addr,
+                    timeout,
+                    tls,
+                    limits,
+                },
                 req,
             ))
             .await
@@ -227,7 +569,7 @@ async fn send_pooled(
                 upstream.spec.protocol,
                 req,
                 &upstream.spec.timeouts,
-                tls,
+                (tls, limits),
             )
             .await
         };
@@ -235,14 +577,24 @@ async fn send_pooled(
             Err(pool::Failed {
                 error,
                 unsent: Some(unsent),
-            }) => match next_endpoint(upstream, addr, &mut attempt, &error) {
+            }) => match next_endpoint(upstream, key, addr, &mut attempt, &error) {
                 Some(next) => {
                     addr = next;
                     req = unsent;
                 }
                 None => return Err(error),
             },
-            other => return other.map_err(|f| f.error),
+            other => return other.map(|r| (r, addr)).map_err(|f| f.error),
         }
+    }
+}
+
+impl PreparedUpstream {
+    /// The breaker's connection limits, when the upstream has a breaker.
+    pub(crate) fn limits(&self) -> Option<pool::Limits<'_>> {
+        self.spec
+            .circuit_breaker
+            .as_ref()
+            .map(|cfg| (&self.state.breaker, cfg))
     }
 }

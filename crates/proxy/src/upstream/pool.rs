@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rustc_hash::FxHashMap as HashMap;
 use tokio::net::TcpStream;
 
+use super::breaker::{Breaker, Connection};
 use super::h1;
 use super::tls::TlsClient;
 use crate::listener::http::LocalExec;
@@ -48,9 +49,19 @@ thread_local! {
     static MULTIPLEXED: RefCell<HashMap<Dest, H2>> = RefCell::new(HashMap::default());
 }
 
+/// An upstream's circuit-breaker limits on connections, when it has a breaker.
+pub type Limits<'a> = (
+    &'a std::sync::Arc<Breaker>,
+    &'a gatehouse_table::resilience::CircuitBreaker,
+);
+
 /// Why an upstream exchange failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    /// The breaker's `maxConnections` or `maxPendingRequests` is reached: no new
+    /// connection was tried.
+    #[error("the circuit breaker's connection limits are reached")]
+    Overloaded,
     /// No connection could be made in time.
     #[error("connect to {0}: timed out")]
     ConnectTimeout(SocketAddr),
@@ -180,13 +191,14 @@ pub async fn send(
     protocol: Protocol,
     req: Request<UpstreamBody>,
     timeouts: &Timeouts,
-    tls: Option<&TlsClient>,
+    (tls, limits): (Option<&TlsClient>, Option<Limits<'_>>),
 ) -> Result<Response<Incoming>, Failed> {
     let (addr, now) = to;
     let connect = Connect {
         addr,
         timeout: Duration::from_millis(timeouts.connect_ms),
         tls,
+        limits,
     };
     match protocol {
         Protocol::Http1 => {
@@ -207,6 +219,8 @@ pub(super) struct Connect<'a> {
     pub timeout: Duration,
     /// The upstream's TLS; `None`: plaintext.
     pub tls: Option<&'a TlsClient>,
+    /// The breaker's connection limits; `None`: not counted.
+    pub limits: Option<Limits<'a>>,
 }
 
 impl Connect<'_> {
@@ -216,15 +230,18 @@ impl Connect<'_> {
 
     /// A new connection, TLS set up when the upstream has it, handed to `handshake`
     /// (hyper's, for the connection's protocol).
+    /// The connection's count in the breaker's limits goes to `handshake` too, to live
+    /// as long as the connection.
     async fn open<T, F, Fut>(&self, handshake: F) -> Result<T, SendError>
     where
-        F: FnOnce(Io) -> Fut,
+        F: FnOnce(Io, Option<Connection>) -> Fut,
         Fut: std::future::Future<Output = Result<T, SendError>>,
     {
         let addr = self.addr;
+        let (waiting, slot) = counted(self.limits)?;
         let tcp = connect(addr, self.timeout).await?;
-        match self.tls {
-            None => handshake(Io::Plain(TokioIo::new(tcp))).await,
+        let io = match self.tls {
+            None => Io::Plain(TokioIo::new(tcp)),
             Some(tls) => {
                 let stream = tokio::time::timeout(self.timeout, tls.connect(tcp, addr))
                     .await
@@ -236,9 +253,25 @@ impl Connect<'_> {
                         ),
                     })?
                     .map_err(|source| SendError::Tls { addr, source })?;
-                handshake(Io::Tls(Box::new(TokioIo::new(stream)))).await
+                Io::Tls(Box::new(TokioIo::new(stream)))
             }
-        }
+        };
+        drop(waiting);
+        handshake(io, slot).await
+    }
+}
+
+/// Counts a request waiting for a new connection, and the connection, in the breaker's
+/// limits; refused when either is full.
+pub(super) fn counted(
+    limits: Option<Limits<'_>>,
+) -> Result<(Option<super::breaker::Waiting>, Option<Connection>), SendError> {
+    match limits {
+        None => Ok((None, None)),
+        Some((breaker, cfg)) => breaker
+            .connecting(cfg)
+            .map(|(w, c)| (Some(w), Some(c)))
+            .ok_or(SendError::Overloaded),
     }
 }
 
@@ -414,22 +447,22 @@ impl<C, K: std::hash::Hash + Eq> IdleLists<C, K> {
 
 async fn connect_http1(to: Connect<'_>) -> Result<H1, SendError> {
     let addr = to.addr;
-    to.open(|io| async move {
+    to.open(|io, slot| async move {
         // Messages through a proxy are mostly small: one flattened write beats writev.
         let (sender, conn) = http1::Builder::new()
             .writev(false)
             .handshake(io)
             .await
             .map_err(|source| SendError::Exchange { addr, source })?;
-        drive(conn, addr, "upstream connection closed");
+        drive(conn, addr, "upstream connection closed", slot);
         Ok(sender)
     })
     .await
 }
 
 /// Drives an upstream connection on this worker; it ends when the peer or the pool
-/// drops it.
-fn drive<C>(conn: C, addr: SocketAddr, closed: &'static str)
+/// drops it (and with it, its count in the breaker's limits).
+fn drive<C>(conn: C, addr: SocketAddr, closed: &'static str, slot: Option<Connection>)
 where
     C: std::future::Future<Output = Result<(), hyper::Error>> + 'static,
 {
@@ -437,6 +470,7 @@ where
         if let Err(e) = conn.await {
             tracing::debug!(%addr, error = %e, "{closed}");
         }
+        drop(slot);
     });
 }
 
@@ -490,7 +524,7 @@ async fn send_http1(
 
 async fn connect_http2(to: Connect<'_>) -> Result<H2, SendError> {
     let addr = to.addr;
-    to.open(|io| async move {
+    to.open(|io, slot| async move {
         let (sender, conn) = http2::Builder::new(LocalExec)
             .timer(TokioTimer::new())
             .keep_alive_interval(H2_KEEPALIVE)
@@ -498,7 +532,7 @@ async fn connect_http2(to: Connect<'_>) -> Result<H2, SendError> {
             .handshake(io)
             .await
             .map_err(|source| SendError::Exchange { addr, source })?;
-        drive(conn, addr, "upstream HTTP/2 connection closed");
+        drive(conn, addr, "upstream HTTP/2 connection closed", slot);
         Ok(sender)
     })
     .await
@@ -565,7 +599,7 @@ pub(super) async fn send_upgrade(
 ) -> Result<Response<Incoming>, Failed> {
     let addr = to.addr;
     let opened = to
-        .open(|io| async move {
+        .open(|io, slot| async move {
             let (sender, conn) = http1::handshake::<_, UpstreamBody>(io)
                 .await
                 .map_err(|source| SendError::Exchange { addr, source })?;
@@ -573,6 +607,7 @@ pub(super) async fn send_upgrade(
                 if let Err(e) = conn.with_upgrades().await {
                     tracing::debug!(%addr, error = %e, "upstream upgrade connection closed");
                 }
+                drop(slot);
             });
             Ok(sender)
         })
