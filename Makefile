@@ -6,7 +6,7 @@ SHELL := /bin/bash
 RELEASE_BUILD := $(CARGO) build --release --locked -p gatehouse
 IMAGE ?= gatehouse:$(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' charts/gatehouse/Chart.yaml)
 
-.PHONY: help run build test check fmt lint unit conformance frontdoor waf e2e-kube e2e-kind bench-propagation crds docs bench bench-compiler clean chart-crds chart-test e2e-helm manifests image fuzz
+.PHONY: help run build test check fmt lint unit conformance frontdoor waf e2e-kube e2e-kind bench-propagation crds docs bench bench-resilience bench-compiler clean chart-crds chart-test e2e-helm manifests image fuzz
 
 help: ## this list
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -105,6 +105,11 @@ bench: ## Gatehouse vs nginx vs HAProxy on this machine (installs nginx-light, h
 	    libnginx-mod-http-modsecurity modsecurity-crs libmodsecurity3)
 	$(RELEASE_BUILD)
 	python3 bench/run.py
+
+bench-resilience: ## balancers under latency skew, retries against a 20% failure rate (installs wrk)
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	$(CARGO) build --release --locked -p gatehouse -p gatehouse-testkit
+	python3 bench/resilience.py
 
 bench-compiler: ## Criterion: compiling 10,000 routes over 1,000 upstreams
 	$(CARGO) bench -p gatehouse-compiler --bench compile

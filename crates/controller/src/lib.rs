@@ -165,6 +165,8 @@ pub async fn run(client: Client, config: Config) -> Result<(), ControllerError> 
     let mut pushed: Option<Arc<Output>> = None;
     let mut programmed = Programmed::No("not pushed yet".into());
     let mut version = 0u64;
+    // The proxy's endpoints in rotation, for Upstreams with health checks.
+    let mut ready = Arc::new(status::Ready::new());
     loop {
         let changed = tokio::select! {
             r = changes.changed() => {
@@ -217,7 +219,14 @@ pub async fn run(client: Client, config: Config) -> Result<(), ControllerError> 
         // Push when the proxy runs anything else (a change here, or a restarted proxy):
         // the difference from what it runs when that is the table pushed last, else the
         // whole table.
-        programmed = match proxy.running().await {
+        let answer = proxy.running().await;
+        if let Ok(running) = &answer
+            && running.hash == out.table.hash
+            && *ready != running.ready_endpoints
+        {
+            ready = Arc::new(running.ready_endpoints.clone());
+        }
+        programmed = match answer {
             Ok(running) if running.hash == out.table.hash => Programmed::Yes,
             Ok(running) => {
                 version = version.max(running.version) + 1;
@@ -272,14 +281,14 @@ pub async fn run(client: Client, config: Config) -> Result<(), ControllerError> 
 
         // Status is written beside this loop, never in its way: a backlog of thousands
         // of status writes must not delay the next push.
-        status_tx.send_replace(Some((out.clone(), programmed.clone())));
+        status_tx.send_replace(Some((out.clone(), programmed.clone(), ready.clone())));
     }
 }
 
 /// Status writes in flight at once.
 const STATUS_CONCURRENCY: usize = 16;
 
-type StatusSnapshot = Option<(Arc<Output>, Programmed)>;
+type StatusSnapshot = Option<(Arc<Output>, Programmed, Arc<status::Ready>)>;
 
 /// Writes the status the latest snapshot calls for while this replica leads; moves on
 /// to a newer snapshot as soon as there is one (stale writes are skipped), and retries
@@ -305,7 +314,7 @@ async fn write_status(
         if !leadership.is_leader() {
             continue;
         }
-        let Some((out, programmed)) = snapshots.borrow_and_update().clone() else {
+        let Some((out, programmed, ready)) = snapshots.borrow_and_update().clone() else {
             continue;
         };
         // A pass over every status is synchronous work: off the async threads, so that
@@ -314,7 +323,7 @@ async fn write_status(
             let (out, store) = (out.clone(), store.clone());
             let mut kept = std::mem::take(&mut verified);
             tokio::task::spawn_blocking(move || {
-                let writes = status::pending(&out, &programmed, || store.lock(), &mut kept);
+                let writes = status::pending(&out, &programmed, &ready, || store.lock(), &mut kept);
                 (writes, kept)
             })
         };

@@ -151,6 +151,7 @@ impl Proxy {
         let running = Running {
             version: table.version,
             hash: table.hash.clone(),
+            ..Running::default()
         };
         self.send(Method::PUT, table, running).await
     }
@@ -161,6 +162,7 @@ impl Proxy {
         let running = Running {
             version: patch.version,
             hash: patch.hash.clone(),
+            ..Running::default()
         };
         self.send(Method::PATCH, patch, running).await
     }

@@ -18,6 +18,10 @@ use crate::store::Objects;
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "gatehouse";
 
+/// The proxy's endpoints in rotation, by Upstream id, for Upstreams with health
+/// checks: their `readyEndpoints` (the compiler's count is what the table names).
+pub type Ready = std::collections::BTreeMap<String, u32>;
+
 /// Whether the proxy runs the table the statuses describe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Programmed {
@@ -232,6 +236,7 @@ impl<K: Statused> Cursor<K> {
 pub fn pending<G: std::ops::Deref<Target = Objects>>(
     out: &Output,
     programmed: &Programmed,
+    ready: &Ready,
     lock: impl Fn() -> G,
     verified: &mut Verified,
 ) -> Vec<Write> {
@@ -250,9 +255,22 @@ pub fn pending<G: std::ops::Deref<Target = Objects>>(
             Kind::ApiRoute => routes
                 .find(object)
                 .map(|o| compare(object, s, programmed, o, verified, &mut still)),
-            Kind::Upstream => upstreams
-                .find(object)
-                .map(|o| compare(object, s, programmed, o, verified, &mut still)),
+            Kind::Upstream => upstreams.find(object).map(|o| {
+                match ready
+                    .get(&object.id())
+                    .filter(|n| Some(**n) != s.ready_endpoints)
+                {
+                    // Health checks took endpoints out of rotation (or brought them back).
+                    Some(n) => {
+                        let s = ObjectStatus {
+                            ready_endpoints: Some(*n),
+                            ..s.clone()
+                        };
+                        compare(object, &s, programmed, o, verified, &mut still)
+                    }
+                    None => compare(object, s, programmed, o, verified, &mut still),
+                }
+            }),
             Kind::ApiPolicy => policies
                 .find(object)
                 .map(|o| compare(object, s, programmed, o, verified, &mut still)),
@@ -493,33 +511,88 @@ mod tests {
         let mut verified = Verified::default();
         // No status yet: one write.
         let fresh = cached(None, "1");
-        let writes = pending(&out, &Programmed::Yes, || &fresh, &mut verified);
+        let writes = pending(
+            &out,
+            &Programmed::Yes,
+            &Ready::new(),
+            || &fresh,
+            &mut verified,
+        );
         assert_eq!(writes.len(), 1);
         let written = writes[0].status.clone();
         assert!(verified.objects.is_empty());
         // Written (a new resourceVersion): equal, and remembered as such.
         let objects = cached(Some(&written), "2");
-        assert!(pending(&out, &Programmed::Yes, || &objects, &mut verified).is_empty());
+        assert!(
+            pending(
+                &out,
+                &Programmed::Yes,
+                &Ready::new(),
+                || &objects,
+                &mut verified
+            )
+            .is_empty()
+        );
         assert_eq!(verified.objects.len(), 1);
-        assert!(pending(&out, &Programmed::Yes, || &objects, &mut verified).is_empty());
+        assert!(
+            pending(
+                &out,
+                &Programmed::Yes,
+                &Ready::new(),
+                || &objects,
+                &mut verified
+            )
+            .is_empty()
+        );
         // Someone else rewrote the status: compared again, and written back.
         let clobbered = cached(Some(&json!({ "observedGeneration": 1 })), "3");
-        let writes = pending(&out, &Programmed::Yes, || &clobbered, &mut verified);
+        let writes = pending(
+            &out,
+            &Programmed::Yes,
+            &Ready::new(),
+            || &clobbered,
+            &mut verified,
+        );
         assert_eq!(writes.len(), 1);
         // A new answer from the compiler is compared too, even at the same version.
         let objects = cached(Some(&written), "4");
-        assert!(pending(&out, &Programmed::Yes, || &objects, &mut verified).is_empty());
+        assert!(
+            pending(
+                &out,
+                &Programmed::Yes,
+                &Ready::new(),
+                || &objects,
+                &mut verified
+            )
+            .is_empty()
+        );
         let refused = Output {
             statuses: [(route(), status(false))].into_iter().collect(),
             ..Default::default()
         };
         assert_eq!(
-            pending(&refused, &Programmed::Yes, || &objects, &mut verified).len(),
+            pending(
+                &refused,
+                &Programmed::Yes,
+                &Ready::new(),
+                || &objects,
+                &mut verified
+            )
+            .len(),
             1
         );
         // Deleted objects are forgotten.
         let gone = Output::default();
-        assert!(pending(&gone, &Programmed::Yes, || &objects, &mut verified).is_empty());
+        assert!(
+            pending(
+                &gone,
+                &Programmed::Yes,
+                &Ready::new(),
+                || &objects,
+                &mut verified
+            )
+            .is_empty()
+        );
         assert!(verified.objects.is_empty());
     }
 

@@ -96,7 +96,7 @@ fn retries_hide_a_dead_endpoint_and_a_resetting_one_where_one_attempt_does_not()
     let dead = rt.block_on(dead_addr()).expect("dead address");
     f[1].reset(true);
     let addrs = [f[0].addr(), f[1].addr(), dead];
-    let retries = "  retries: {attempts: 2, on: [ConnectFailure, Reset, GatewayError], backoff: {base: 1ms, max: 5ms}}\n";
+    let retries = "  retries: {attempts: 2, on: [ConnectFailure, Reset, GatewayError], backoff: {base: 1ms, max: 5ms}, budget: {percent: 100, minPerSecond: 100}}\n";
     let g = serve(
         rt,
         &[

@@ -601,6 +601,75 @@ fn traffic_follows_endpoint_slices_and_skips_endpoints_that_are_not_ready() {
 }
 
 #[test]
+fn an_endpoint_failing_its_probes_leaves_rotation_and_the_upstream_status_counts_it() {
+    with_cluster("health", |cluster| async move {
+        let world = World::new(&cluster, "health").await;
+        assert!(
+            world.addrs.len() >= 2,
+            "GATEHOUSE_E2E_ADDRS needs two addresses"
+        );
+        // Two pods on one port number, on two addresses, with a health path.
+        let a = gatehouse_testkit::fault::spawn_faulty_on(SocketAddr::new(world.addrs[0], 0))
+            .await
+            .expect("fault upstream");
+        let port = a.addr().port();
+        let b = gatehouse_testkit::fault::spawn_faulty_on(SocketAddr::new(world.addrs[1], port))
+            .await
+            .expect("fault upstream on the second address");
+        world
+            .service(
+                "probed",
+                port,
+                &[(a.addr().ip(), true), (b.addr().ip(), true)],
+            )
+            .await;
+        world
+            .apply(json!({
+                "apiVersion": "gatehouse.dev/v1alpha1", "kind": "Upstream",
+                "metadata": {"name": "probed"},
+                "spec": {
+                    "service": {"name": "probed", "port": "http"},
+                    "healthCheck": {"active": {"path": "/healthz", "interval": "200ms",
+                        "timeout": "100ms", "healthyThreshold": 1, "unhealthyThreshold": 2}},
+                },
+            }))
+            .await;
+        world
+            .route("probed", json!([prefix_rule("/", "probed")]))
+            .await;
+        let ready_is = |n: u64| {
+            let world = &world;
+            async move {
+                world
+                    .get_object("gatehouse.dev/v1alpha1", "Upstream", "probed")
+                    .await
+                    .is_some_and(|u| {
+                        u["status"]["readyEndpoints"] == n && u["status"]["totalEndpoints"] == 2
+                    })
+            }
+        };
+        converge("both endpoints ready", || ready_is(2)).await;
+
+        a.healthy(false);
+        converge("the failing endpoint leaves the status count", || {
+            ready_is(1)
+        })
+        .await;
+        converge("and rotation", || async {
+            let mut all_b = true;
+            for _ in 0..10 {
+                all_b &= served_by(world.http, "/x").await == Some(b.addr().to_string());
+            }
+            all_b
+        })
+        .await;
+
+        a.healthy(true);
+        converge("it comes back", || ready_is(2)).await;
+    });
+}
+
+#[test]
 fn invalid_missing_and_conflicting_routes_report_and_affect_only_themselves() {
     with_cluster("errors", |cluster| async move {
         let world = World::new(&cluster, "errors").await;

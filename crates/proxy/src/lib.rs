@@ -369,6 +369,26 @@ impl Shared {
         out
     }
 
+    /// For each upstream with health checks, the endpoints in rotation now (the push
+    /// socket's `GET /config`: the controller writes them to the Upstream's status).
+    pub fn ready_endpoints(&self) -> std::collections::BTreeMap<String, u32> {
+        let current = self.current.load();
+        current
+            .upstreams
+            .iter()
+            .filter(|u| u.spec.health_check.is_some())
+            .map(|u| {
+                let ready = u
+                    .state
+                    .endpoints()
+                    .iter()
+                    .filter(|(_, s)| *s == upstream::endpoint::EndpointState::Healthy)
+                    .count();
+                (u.spec.id.clone(), u32::try_from(ready).unwrap_or(u32::MAX))
+            })
+            .collect()
+    }
+
     /// What the served table's upstreams look like now (`/config`, and the
     /// controller's status): each endpoint's state and requests in flight, the
     /// breaker's state.

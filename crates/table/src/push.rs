@@ -24,6 +24,13 @@ pub struct Running {
     pub version: u64,
     /// Its content hash; empty before the proxy has a table.
     pub hash: String,
+    /// For each upstream with health checks (by id), the endpoints in rotation now:
+    /// healthy and not ejected. What the controller writes as `readyEndpoints`.
+    #[serde(
+        rename = "readyEndpoints",
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub ready_endpoints: std::collections::BTreeMap<String, u32>,
 }
 
 /// `PUT` or `PATCH /config`, 200: the table now serving.
@@ -65,11 +72,17 @@ mod tests {
 
     #[test]
     fn the_wire_format_is_the_field_names_in_this_order() {
-        let running = Running {
+        let mut running = Running {
             version: 7,
             hash: "ab".into(),
+            ..Running::default()
         };
         assert_eq!(json(&running), r#"{"version":7,"hash":"ab"}"#);
+        running.ready_endpoints.insert("shop/users".into(), 2);
+        assert_eq!(
+            json(&running),
+            r#"{"version":7,"hash":"ab","readyEndpoints":{"shop/users":2}}"#
+        );
         let applied = Applied {
             version: 7,
             hash: "ab".into(),
@@ -96,7 +109,7 @@ mod tests {
             running,
             Running {
                 version: 3,
-                hash: String::new()
+                ..Running::default()
             }
         );
         let refused: Refused = serde_json::from_str("{}").expect("decodes");

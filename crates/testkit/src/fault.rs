@@ -15,11 +15,16 @@
 //!   with `status`.
 //! - `latency(d)`: every answer waits `d` first.
 //! - `healthy(false)`: the health path ([`HEALTH_PATH`]) answers 503 instead of 200.
+//! - `capacity(n)`: at most `n` requests are worked on at once (each for `latency`);
+//!   the others wait their turn, like a server with `n` workers.
 //!
 //! Answers are `200` with a JSON body `{"server": "<addr>", "path": "<path>"}` and the
 //! header `x-echo-server: <addr>`, like the echo upstream. The handle counts requests
 //! that reached the application ([`Faults::requests`], health probes apart:
 //! [`Faults::probes`]) and the concurrent requests at most ([`Faults::peak_in_flight`]).
+//!
+//! `GET /__stats` answers those counters as JSON (`{"requests", "probes"}`) without
+//! counting itself: what a benchmark reads from outside the process.
 //!
 //! [`dead_addr`] is a loopback address nothing listens on.
 
@@ -49,6 +54,7 @@ struct State {
     probes: AtomicU64,
     in_flight: AtomicU32,
     peak: AtomicU32,
+    capacity: std::sync::Mutex<Option<Arc<tokio::sync::Semaphore>>>,
 }
 
 /// The switches and counters of one fault-injection upstream.
@@ -95,6 +101,13 @@ impl Faults {
             .store(latency.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Works on at most `n` requests at once; 0: no limit.
+    pub fn capacity(&self, n: usize) {
+        if let Ok(mut c) = self.0.capacity.lock() {
+            *c = (n > 0).then(|| Arc::new(tokio::sync::Semaphore::new(n)));
+        }
+    }
+
     /// What the health path answers: 200 when healthy, else 503.
     pub fn healthy(&self, on: bool) {
         self.0.healthy.store(on, Ordering::SeqCst);
@@ -124,7 +137,12 @@ pub async fn dead_addr() -> std::io::Result<SocketAddr> {
 
 /// Starts a fault-injection upstream on a free loopback port.
 pub async fn spawn_faulty() -> std::io::Result<Faults> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    spawn_faulty_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Starts a fault-injection upstream on `addr` (port 0: a free one).
+pub async fn spawn_faulty_on(addr: SocketAddr) -> std::io::Result<Faults> {
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let faults = Faults(Arc::new(State {
         addr,
@@ -140,6 +158,7 @@ pub async fn spawn_faulty() -> std::io::Result<Faults> {
         probes: AtomicU64::new(0),
         in_flight: AtomicU32::new(0),
         peak: AtomicU32::new(0),
+        capacity: std::sync::Mutex::new(None),
     }));
     tokio::spawn(serve(listener, faults.0.clone()));
     Ok(faults)
@@ -243,6 +262,20 @@ async fn connection(mut stream: TcpStream, state: Arc<State>) {
             }
             continue;
         }
+        if head.path.starts_with("/__stats") {
+            let stats = serde_json::json!({
+                "requests": state.requests.load(Ordering::SeqCst),
+                "probes": state.probes.load(Ordering::SeqCst),
+            });
+            if reply(&mut stream, &state, 200, &stats.to_string(), head.close)
+                .await
+                .is_err()
+                || head.close
+            {
+                return;
+            }
+            continue;
+        }
         state.requests.fetch_add(1, Ordering::SeqCst);
         let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         state.peak.fetch_max(now, Ordering::SeqCst);
@@ -253,6 +286,11 @@ async fn connection(mut stream: TcpStream, state: Arc<State>) {
         if state.reset.load(Ordering::SeqCst) {
             return reset(stream);
         }
+        let capacity = state.capacity.lock().ok().and_then(|c| c.clone());
+        let _turn = match capacity {
+            Some(c) => c.acquire_owned().await.ok(),
+            None => None,
+        };
         let latency = state.latency_ms.load(Ordering::SeqCst);
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -294,15 +332,21 @@ async fn answer(
     head: &Head,
 ) -> std::io::Result<()> {
     let body = serde_json::json!({"server": state.addr.to_string(), "path": head.path}).to_string();
+    reply(stream, state, status, &body, head.close).await
+}
+
+async fn reply(
+    stream: &mut TcpStream,
+    state: &State,
+    status: u16,
+    body: &str,
+    close: bool,
+) -> std::io::Result<()> {
     let text = format!(
         "HTTP/1.1 {status} Status\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-echo-server: {}\r\n{}\r\n{body}",
         body.len(),
         state.addr,
-        if head.close {
-            "connection: close\r\n"
-        } else {
-            ""
-        },
+        if close { "connection: close\r\n" } else { "" },
     );
     stream.write_all(text.as_bytes()).await?;
     stream.flush().await

@@ -278,6 +278,7 @@ async fn answer(
                 &Running {
                     version: table.version,
                     hash,
+                    ready_endpoints: state.shared().ready_endpoints(),
                 },
             )
         }

@@ -234,7 +234,7 @@ async fn with_retries(
     held: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Response<Body>, Failed> {
     let state = &upstream.state;
-    let _active = state.budget.start();
+    state.budget.request(now_ns());
     let (parts, body) = req.into_parts();
     let body = match replayable(body).await {
         Replay::Bytes(b) => b,
@@ -250,8 +250,6 @@ async fn with_retries(
         .min(how.timeout);
     let attempts = async {
         let mut avoid = None;
-        // The retry in flight, counted in the budget until the next one or the end.
-        let mut _retrying = None;
         let mut n = 0;
         loop {
             let picked = pick(upstream, how.key, avoid)?;
@@ -268,14 +266,13 @@ async fn with_retries(
             if n >= r.attempts || !failure.is_some_and(|f| retry::retried(r, f)) {
                 return result;
             }
-            let Some(granted) = state.budget.retry(r, now_ns()) else {
+            if !state.budget.retry(r, now_ns()) {
                 how.metrics.retry(upstream.labels, false);
                 return result;
-            };
+            }
             how.metrics.retry(upstream.labels, true);
             // The failed answer is dropped unread: nothing of it reached the client.
             drop(result);
-            _retrying = Some(granted);
             n += 1;
             tokio::time::sleep(retry::backoff(r, n)).await;
             avoid = Some(picked.addr);

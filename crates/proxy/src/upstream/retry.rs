@@ -6,10 +6,13 @@
 //!   Only methods idempotent by definition (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) are
 //!   retried unless `idempotentOnly: false`. A retry goes to another endpoint when one
 //!   is in rotation.
-//! - **Budget**: a retry is sent while the retries in flight stay under `percent` of the
-//!   requests in flight to the upstream, or, beyond that, while fewer than
-//!   `minPerSecond` retries were sent this second. Both counts are the upstream's,
-//!   shared by the workers.
+//! - **Budget**: a retry is sent while the retries of the last 10 s stay under `percent`
+//!   of the requests of the last 10 s (first attempts), or, beyond that, while fewer than
+//!   `minPerSecond` retries were sent this second. So retries add at most `percent`% to
+//!   the upstream's load, plus the floor: the bound holds as a rate, whatever the
+//!   concurrency (a budget on retries *in flight* lets bursts of failures through
+//!   unretried while adding load that depends on how long attempts take). The counts are
+//!   the upstream's, shared by the workers: ten one-second buckets of atomics.
 //! - **Backoff**: before retry n (1, 2, ...) a random wait in
 //!   [0, min(max, base × 2^(n-1))] ("full jitter").
 //! - **Bodies** are replayed from a buffer of up to [`REPLAY_LIMIT`] bytes; a larger or
@@ -91,68 +94,71 @@ pub fn backoff(r: &Retries, n: u32) -> Duration {
     Duration::from_millis(fastrand::u64(..=cap))
 }
 
+/// Seconds of history the budget weighs.
+const WINDOW: u64 = 10;
+
+#[derive(Debug, Default)]
+struct Second {
+    /// Which second the counts are for.
+    at: AtomicU64,
+    requests: AtomicU32,
+    retries: AtomicU32,
+}
+
+impl Second {
+    /// This bucket for second `now`, reset when it held an older second.
+    fn at(&self, now: u64) -> &Second {
+        let seen = self.at.load(Ordering::Relaxed);
+        if seen != now
+            && self
+                .at
+                .compare_exchange(seen, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.requests.store(0, Ordering::Relaxed);
+            self.retries.store(0, Ordering::Relaxed);
+        }
+        self
+    }
+}
+
 /// An upstream's retry budget, shared by the workers.
 #[derive(Debug, Default)]
 pub struct Budget {
-    /// Requests in flight to the upstream (on upstreams with retries).
-    active: AtomicU32,
-    /// Retries in flight.
-    retrying: AtomicU32,
-    /// The second `this_second` counts, and the retries sent in it beyond the ratio.
-    second: AtomicU64,
-    this_second: AtomicU32,
-}
-
-/// A request in flight, counted in the budget's base until dropped.
-#[derive(Debug)]
-pub struct Active<'b>(&'b Budget);
-
-impl Drop for Active<'_> {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A retry in flight, counted until dropped.
-#[derive(Debug)]
-pub struct Retrying<'b>(&'b Budget);
-
-impl Drop for Retrying<'_> {
-    fn drop(&mut self) {
-        self.0.retrying.fetch_sub(1, Ordering::Relaxed);
-    }
+    seconds: [Second; WINDOW as usize],
 }
 
 impl Budget {
-    /// Counts a request in flight.
-    pub fn start(&self) -> Active<'_> {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        Active(self)
+    fn second(&self, now_ns: u64) -> (&Second, u64) {
+        let now = now_ns / 1_000_000_000;
+        (self.seconds[(now % WINDOW) as usize].at(now), now)
     }
 
-    /// Room for one more retry now (`now_ns` for the per-second allowance), or `None`:
-    /// the budget is spent.
-    pub fn retry(&self, r: &Retries, now_ns: u64) -> Option<Retrying<'_>> {
-        let active = u64::from(self.active.load(Ordering::Relaxed));
-        let retrying = self.retrying.fetch_add(1, Ordering::Relaxed);
-        if u64::from(retrying) * 100 < active * u64::from(r.budget_percent) {
-            return Some(Retrying(self));
+    /// Counts a request (its first attempt).
+    pub fn request(&self, now_ns: u64) {
+        self.second(now_ns)
+            .0
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether one more retry fits the budget now; counted when it does.
+    pub fn retry(&self, r: &Retries, now_ns: u64) -> bool {
+        let (this, now) = self.second(now_ns);
+        let (mut requests, mut retries) = (0u64, 0u64);
+        for s in &self.seconds {
+            if now.saturating_sub(s.at.load(Ordering::Relaxed)) < WINDOW {
+                requests += u64::from(s.requests.load(Ordering::Relaxed));
+                retries += u64::from(s.retries.load(Ordering::Relaxed));
+            }
         }
-        let second = now_ns / 1_000_000_000;
-        let seen = self.second.load(Ordering::Relaxed);
-        if seen != second
-            && self
-                .second
-                .compare_exchange(seen, second, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.this_second.store(0, Ordering::Relaxed);
+        let within_ratio = retries * 100 < requests * u64::from(r.budget_percent);
+        let this_second = u64::from(this.retries.load(Ordering::Relaxed));
+        if within_ratio || this_second < u64::from(r.budget_min_per_second) {
+            this.retries.fetch_add(1, Ordering::Relaxed);
+            return true;
         }
-        if self.this_second.fetch_add(1, Ordering::Relaxed) < r.budget_min_per_second {
-            return Some(Retrying(self));
-        }
-        self.retrying.fetch_sub(1, Ordering::Relaxed);
-        None
+        false
     }
 }
 
@@ -220,16 +226,22 @@ mod tests {
     fn the_budget_holds_retries_to_the_percentage_plus_the_per_second_floor() {
         let b = Budget::default();
         let r = r();
-        let active: Vec<_> = (0..10).map(|_| b.start()).collect();
-        // 20% of 10 in flight: 2 retries, then 2 more from the per-second floor.
         let t = 5_000_000_000;
-        let granted: Vec<_> = (0..10).filter_map(|_| b.retry(&r, t)).collect();
-        assert_eq!(granted.len(), 4);
-        drop(granted);
-        let next_second: Vec<_> = (0..10)
-            .filter_map(|_| b.retry(&r, t + 1_000_000_000))
-            .collect();
-        assert_eq!(next_second.len(), 4, "ratio room again, and a new second");
-        drop(active);
+        for _ in 0..100 {
+            b.request(t);
+        }
+        // 20% of 100 requests, the floor of 2 included in those.
+        let granted = (0..50).filter(|_| b.retry(&r, t)).count();
+        assert_eq!(granted, 20);
+        // The next second: the ratio is spent, the floor allows 2 more.
+        let granted = (0..50).filter(|_| b.retry(&r, t + 1_000_000_000)).count();
+        assert_eq!(granted, 2);
+        // 11 s later the old requests and retries are out of the window.
+        let later = t + 11_000_000_000;
+        for _ in 0..10 {
+            b.request(later);
+        }
+        let granted = (0..50).filter(|_| b.retry(&r, later)).count();
+        assert_eq!(granted, 2, "20% of 10");
     }
 }
