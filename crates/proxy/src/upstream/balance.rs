@@ -412,9 +412,8 @@ mod tests {
     #[test]
     fn least_request_prefers_the_idle_endpoint() {
         let endpoints = eps(2, |_| 1);
-        for _ in 0..5 {
-            endpoints[0].started();
-        }
+        let busy = endpoints[0].clone();
+        let _in_flight: Vec<_> = (0..5).map(|_| busy.start()).collect();
         let idle = endpoints[1].addr;
         let live = Live::build(LoadBalancer::LeastRequest, endpoints);
         let position = WorkerCounter::default();

@@ -72,15 +72,11 @@ impl Endpoint {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn started(&self) {
+    /// Counts a request in flight until the returned guard drops (also when the
+    /// request is abandoned half-way: its client went away).
+    pub(crate) fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn ended(&self) {
-        // Never below zero, even if a count was lost.
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        InFlight(self)
     }
 
     /// Folds an observed latency into the estimate: a slower answer than the estimate
@@ -151,6 +147,20 @@ impl Endpoint {
     }
 }
 
+/// A request in flight on an endpoint ([`Endpoint::start`]).
+#[derive(Debug)]
+pub(crate) struct InFlight<'e>(&'e Endpoint);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        // Never below zero.
+        let _ = self
+            .0
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
 /// An endpoint's state for metrics and `/config`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndpointState {
@@ -207,9 +217,10 @@ mod tests {
             e.cost(t0 + 30_000_000_000) < 10e6,
             "30 s later it has decayed"
         );
-        e.started();
-        let busy = e.cost(t0 + 30_000_000_000);
-        e.ended();
+        let busy = {
+            let _in_flight = e.start();
+            e.cost(t0 + 30_000_000_000)
+        };
         assert!(busy > e.cost(t0 + 30_000_000_000), "load raises the cost");
     }
 
@@ -217,14 +228,11 @@ mod tests {
     fn least_request_compares_load_by_weight() {
         let a = ep();
         let b = Endpoint::new("127.0.0.1:2".parse().expect("addr"), 3);
-        for _ in 0..2 {
-            b.started();
-        }
-        a.started();
+        let _b: Vec<_> = (0..2).map(|_| b.start()).collect();
+        let on_a = a.start();
         assert!(b.less_loaded_than(&a), "2/3 < 1/1");
-        a.ended();
-        a.ended();
-        assert_eq!(a.in_flight(), 0, "never below zero");
+        drop(on_a);
+        assert_eq!(a.in_flight(), 0);
         assert!(a.less_loaded_than(&b));
     }
 }

@@ -166,9 +166,7 @@ async fn attempt(
     timeout: Duration,
     held: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Response<Body>, Failed> {
-    if let Some(e) = &picked.endpoint {
-        e.started();
-    }
+    let in_flight = picked.endpoint.as_deref().map(endpoint::Endpoint::start);
     let began = Instant::now();
     let result = exchange(
         req,
@@ -199,8 +197,8 @@ async fn attempt(
     if judged {
         how.metrics.upstream(upstream.labels, outcome, took);
     }
+    drop(in_flight);
     if let Some(e) = &picked.endpoint {
-        e.ended();
         if upstream.spec.load_balancer == LoadBalancer::PeakEwma {
             e.observe(took, now_ns());
         }
