@@ -95,40 +95,58 @@ impl From<GatewayError> for Failed {
 
 /// Sends the request to `upstream`: breaker, balancer, attempts (see the module doc).
 /// `held` (a concurrency permit) lives as long as the response body.
-pub(crate) async fn call(
+///
+/// Not an `async fn`, nor are [`attempt`] and [`exchange`]: what can be decided at once
+/// (admission, the endpoint) is, and the request moves straight into the exchange's
+/// future instead of being carried (and moved) through each layer's.
+pub(crate) fn call<'a>(
     req: Request<pool::UpstreamBody>,
-    upstream: &PreparedUpstream,
-    how: Call<'_>,
+    upstream: &'a PreparedUpstream,
+    how: Call<'a>,
     held: Option<tokio::sync::OwnedSemaphorePermit>,
-) -> Result<Response<Body>, GatewayError> {
+) -> impl Future<Output = Result<Response<Body>, GatewayError>> + 'a {
     let spec = &upstream.spec;
     let admitted = match &spec.circuit_breaker {
-        Some(cfg) => Some(
-            upstream
-                .state
-                .breaker
-                .admit(cfg, now_ns())
-                .ok_or(GatewayError::CircuitOpen)?,
-        ),
-        None => None,
+        Some(cfg) => upstream
+            .state
+            .breaker
+            .admit(cfg, now_ns())
+            .ok_or(GatewayError::CircuitOpen)
+            .map(Some),
+        None => Ok(None),
     };
     let retries = spec.retries.as_ref().filter(|r| {
         r.attempts > 0
             && retry::method_allows(r, req.method())
             && !req.headers().contains_key(header::UPGRADE)
     });
-    let result = match retries {
-        None => once(req, upstream, &how, held).await,
-        Some(r) => Box::pin(with_retries(req, r, upstream, &how, held)).await,
-    };
-    if let Some(admitted) = admitted {
-        let failed = match &result {
-            Ok(resp) => resp.status().is_server_error(),
-            Err(f) => f.failure.is_some_and(Failure::is_upstream_failure),
-        };
-        admitted.finish(spec.circuit_breaker.as_ref(), failed, now_ns());
+    // One attempt (most requests): its future, or why there is none.
+    let (mut once, mut retried) = (None, None);
+    let mut refused = None;
+    match (&admitted, retries) {
+        (Err(e), _) => refused = Some(Failed::from(e.clone())),
+        (Ok(_), None) => match pick(upstream, how.key, None) {
+            Ok(picked) => once = Some(attempt(req, picked, upstream, &how, how.timeout, held)),
+            Err(f) => refused = Some(f),
+        },
+        (Ok(_), Some(r)) => retried = Some(Box::pin(with_retries(req, r, upstream, how, held))),
     }
-    result.map_err(|f| f.error)
+    async move {
+        let result = match (refused, once, retried) {
+            (Some(f), _, _) => Err(f),
+            (None, Some(once), _) => once.await,
+            (None, None, Some(retried)) => retried.await,
+            (None, None, None) => Err(GatewayError::Unavailable.into()),
+        };
+        if let Ok(Some(admitted)) = admitted {
+            let failed = match &result {
+                Ok(resp) => resp.status().is_server_error(),
+                Err(f) => f.failure.is_some_and(Failure::is_upstream_failure),
+            };
+            admitted.finish(spec.circuit_breaker.as_ref(), failed, now_ns());
+        }
+        result.map_err(|f| f.error)
+    }
 }
 
 /// The endpoint for an attempt; 503 when none is in rotation.
@@ -146,91 +164,94 @@ fn pick(
     })
 }
 
-/// One attempt, no retry.
-async fn once(
+/// One attempt on `picked`, counted (metrics, the endpoint's counts, passive checks).
+fn attempt<'a>(
     req: Request<pool::UpstreamBody>,
-    upstream: &PreparedUpstream,
-    how: &Call<'_>,
-    held: Option<tokio::sync::OwnedSemaphorePermit>,
-) -> Result<Response<Body>, Failed> {
-    let picked = pick(upstream, how.key, None)?;
-    attempt(req, &picked, upstream, how, how.timeout, held).await
-}
-
-/// One attempt on `picked`, counted.
-async fn attempt(
-    req: Request<pool::UpstreamBody>,
-    picked: &Picked,
-    upstream: &PreparedUpstream,
-    how: &Call<'_>,
+    picked: Picked,
+    upstream: &'a PreparedUpstream,
+    how: &Call<'a>,
     timeout: Duration,
     held: Option<tokio::sync::OwnedSemaphorePermit>,
-) -> Result<Response<Body>, Failed> {
-    let in_flight = picked.endpoint.as_deref().map(endpoint::Endpoint::start);
-    let began = Instant::now();
-    let result = exchange(
+) -> impl Future<Output = Result<Response<Body>, Failed>> + use<'a> {
+    let metrics = how.metrics;
+    let sent = exchange(
         req,
         (picked.addr, how.started),
         upstream,
         how.key,
         timeout,
         held,
-    )
-    .await;
-    let took = began.elapsed();
-    let failure = match &result {
+    );
+    async move {
+        let in_flight = picked.endpoint.as_deref().map(endpoint::Endpoint::start);
+        let began = Instant::now();
+        let result = sent.await;
+        let took = began.elapsed();
+        drop(in_flight);
+        judge(&result, &picked, upstream, metrics, took);
+        result.map(|(resp, _)| resp)
+    }
+}
+
+/// Counts an attempt's outcome: metrics, PeakEwma's estimate, passive checks.
+fn judge(
+    result: &Result<(Response<Body>, SocketAddr), Failed>,
+    picked: &Picked,
+    upstream: &PreparedUpstream,
+    metrics: &Metrics,
+    took: Duration,
+) {
+    let failure = match result {
         Ok((resp, _)) => resp
             .status()
             .is_server_error()
             .then(|| Failure::Status(resp.status().as_u16())),
         Err(f) => f.failure,
     };
-    let outcome = match failure {
-        None => UpstreamOutcome::Success,
-        Some(Failure::Status(_)) => UpstreamOutcome::Error,
-        Some(Failure::Timeout) => UpstreamOutcome::Timeout,
-        Some(Failure::Reset) => UpstreamOutcome::Reset,
-        Some(Failure::Refused) => UpstreamOutcome::Refused,
-    };
     // A client-side failure (its body) or our own limit says nothing of the upstream.
-    let judged = !matches!(&result, Err(f) if f.failure.is_none());
+    let judged = !matches!(result, Err(f) if f.failure.is_none());
     if judged {
-        how.metrics.upstream(upstream.labels, outcome, took);
+        let outcome = match failure {
+            None => UpstreamOutcome::Success,
+            Some(Failure::Status(_)) => UpstreamOutcome::Error,
+            Some(Failure::Timeout) => UpstreamOutcome::Timeout,
+            Some(Failure::Reset) => UpstreamOutcome::Reset,
+            Some(Failure::Refused) => UpstreamOutcome::Refused,
+        };
+        metrics.upstream(upstream.labels, outcome, took);
     }
-    drop(in_flight);
-    if let Some(e) = &picked.endpoint {
-        if upstream.spec.load_balancer == LoadBalancer::PeakEwma {
-            e.observe(took, now_ns());
-        }
-        if let Some(check) = upstream
-            .spec
-            .health_check
-            .as_ref()
-            .and_then(|h| h.passive.as_ref())
-            && judged
-        {
-            // The picked endpoint's verdict; when another one answered after it could
-            // not be connected to, that one's success is not counted.
-            // Connect failures were counted as they happened (`next_endpoint`).
-            match (&result, failure) {
-                (_, Some(Failure::Refused)) => {}
-                (Ok((_, addr)), _) if *addr != picked.addr => {}
-                (_, Some(f)) if f.is_upstream_failure() => upstream.state.failed(e, check),
-                _ => e.succeeded(),
-            }
+    let Some(e) = &picked.endpoint else { return };
+    if upstream.spec.load_balancer == LoadBalancer::PeakEwma {
+        e.observe(took, now_ns());
+    }
+    if let Some(check) = upstream
+        .spec
+        .health_check
+        .as_ref()
+        .and_then(|h| h.passive.as_ref())
+        && judged
+    {
+        // The picked endpoint's verdict; when another one answered after it could not
+        // be connected to, that one's success is not counted. Connect failures were
+        // counted as they happened (`next_endpoint`).
+        match (result, failure) {
+            (_, Some(Failure::Refused)) => {}
+            (Ok((_, addr)), _) if *addr != picked.addr => {}
+            (_, Some(f)) if f.is_upstream_failure() => upstream.state.failed(e, check),
+            _ => e.succeeded(),
         }
     }
-    result.map(|(resp, _)| resp)
 }
 
 /// Attempts under the retry policy `r`, within the request timeout.
-async fn with_retries(
+async fn with_retries<'a>(
     req: Request<pool::UpstreamBody>,
-    r: &gatehouse_table::resilience::Retries,
-    upstream: &PreparedUpstream,
-    how: &Call<'_>,
+    r: &'a gatehouse_table::resilience::Retries,
+    upstream: &'a PreparedUpstream,
+    how: Call<'a>,
     held: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Response<Body>, Failed> {
+    let how = &how;
     let state = &upstream.state;
     state.budget.request(now_ns());
     let (parts, body) = req.into_parts();
@@ -239,7 +260,9 @@ async fn with_retries(
         Replay::Failed(e) => return Err(e.into()),
         // Too large or of unknown length: sent once.
         Replay::No(body) => {
-            return once(Request::from_parts(parts, body), upstream, how, held).await;
+            let picked = pick(upstream, how.key, None)?;
+            let req = Request::from_parts(parts, body);
+            return attempt(req, picked, upstream, how, how.timeout, held).await;
         }
     };
     let per_try = r
@@ -251,8 +274,9 @@ async fn with_retries(
         let mut n = 0;
         loop {
             let picked = pick(upstream, how.key, avoid)?;
+            let addr = picked.addr;
             let req = copy(&parts, &body);
-            let result = attempt(req, &picked, upstream, how, per_try, None).await;
+            let result = attempt(req, picked, upstream, how, per_try, None).await;
             let failure = match &result {
                 Ok(resp) => {
                     let s = resp.status().as_u16();
@@ -273,7 +297,7 @@ async fn with_retries(
             drop(result);
             n += 1;
             tokio::time::sleep(retry::backoff(r, n)).await;
-            avoid = Some(picked.addr);
+            avoid = Some(addr);
         }
     };
     let mut resp = tokio::time::timeout(how.timeout, attempts)
