@@ -164,7 +164,8 @@ fn pick(
     })
 }
 
-/// One attempt on `picked`, counted (metrics, the endpoint's counts, passive checks).
+/// One attempt on `picked`, counted (metrics, the endpoint's counts, passive checks):
+/// the exchange itself, which does the counting, so that no future wraps its own.
 fn attempt<'a>(
     req: Request<pool::UpstreamBody>,
     picked: Picked,
@@ -173,29 +174,33 @@ fn attempt<'a>(
     timeout: Duration,
     held: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> impl Future<Output = Result<Response<Body>, Failed>> + use<'a> {
-    let metrics = how.metrics;
-    let sent = exchange(
-        req,
-        (picked.addr, how.started),
-        upstream,
-        how.key,
+    let to = Sending {
+        picked,
+        started: how.started,
+        key: how.key,
         timeout,
-        held,
-    );
-    async move {
-        let in_flight = picked.endpoint.as_deref().map(endpoint::Endpoint::start);
-        let began = Instant::now();
-        let result = sent.await;
-        let took = began.elapsed();
-        drop(in_flight);
-        judge(&result, &picked, upstream, metrics, took);
-        result.map(|(resp, _)| resp)
-    }
+        metrics: how.metrics,
+    };
+    exchange(req, to, upstream, held)
+}
+
+/// Where and how an attempt goes ([`exchange`]).
+pub(crate) struct Sending<'a> {
+    /// The endpoint.
+    pub picked: Picked,
+    /// When the request arrived (connection pools compare it with idle deadlines).
+    pub started: Instant,
+    /// The balancer's key (another endpoint is picked when connecting fails).
+    pub key: Option<u64>,
+    /// The attempt's timeout.
+    pub timeout: Duration,
+    /// Where the attempt is counted.
+    pub metrics: &'a Metrics,
 }
 
 /// Counts an attempt's outcome: metrics, PeakEwma's estimate, passive checks.
-fn judge(
-    result: &Result<(Response<Body>, SocketAddr), Failed>,
+fn judge<B>(
+    result: &Result<(Response<B>, SocketAddr), Failed>,
     picked: &Picked,
     upstream: &PreparedUpstream,
     metrics: &Metrics,
@@ -368,25 +373,20 @@ fn copy(parts: &http::request::Parts, body: &Bytes) -> Request<pool::UpstreamBod
 /// another endpoint is safe for any method).
 const CONNECT_ATTEMPTS: usize = 3;
 
-/// Sends the request to `addr` (or, when no connection can be made, to the next
-/// endpoints) within the timeout; an accepted upgrade becomes a tunnel between the
-/// two connections. `held` lives as long as the response body (a concurrency permit).
-/// Answers the response and the endpoint that gave it.
+/// Sends the request to the picked endpoint (or, when no connection can be made, to
+/// the next endpoints) within the timeout, and counts the attempt ([`judge`]); an
+/// accepted upgrade becomes a tunnel between the two connections. `held` lives as long
+/// as the response body (a concurrency permit).
 ///
 /// An HTTP/1.1 request whose body is known goes inline ([`h1`]), written out once here
 /// so that what the futures below carry is small (every future on the way is moved
 /// when it starts); the others go through hyper's client, boxed for the same reason.
-///
-/// `to`: the endpoint, and the time the request arrived (connection pools compare it
-/// with idle deadlines).
-pub(crate) fn exchange(
+pub(crate) fn exchange<'a>(
     req: Request<pool::UpstreamBody>,
-    to: (SocketAddr, Instant),
-    upstream: &PreparedUpstream,
-    key: Option<u64>,
-    timeout: Duration,
+    to: Sending<'a>,
+    upstream: &'a PreparedUpstream,
     held: Option<tokio::sync::OwnedSemaphorePermit>,
-) -> impl Future<Output = Result<(Response<Body>, SocketAddr), Failed>> + '_ {
+) -> impl Future<Output = Result<Response<Body>, Failed>> + 'a {
     // Not an `async fn`: its future would keep a copy of `req` however it is sent.
     let way =
         if upstream.spec.protocol == Protocol::Http1 && upstream.tls.is_none() && h1::carries(&req)
@@ -395,23 +395,40 @@ pub(crate) fn exchange(
         } else {
             Way::Pooled(Box::new(req))
         };
-    let (addr, now) = to;
     async move {
-        let (resp, addr) = match way {
+        let Sending {
+            picked,
+            started,
+            key,
+            timeout,
+            metrics,
+        } = to;
+        let addr = picked.addr;
+        let in_flight = picked.endpoint.as_deref().map(endpoint::Endpoint::start);
+        let began = Instant::now();
+        let result = match way {
             Way::Inline(wire) => {
-                let sent =
-                    tokio::time::timeout(timeout, send_inline(&wire, (addr, now), upstream, key))
-                        .await;
-                let (resp, addr) = outcome(sent, upstream)?;
-                (resp.map(Either::Right), addr)
+                let sent = tokio::time::timeout(
+                    timeout,
+                    send_inline(&wire, (addr, started), upstream, key),
+                )
+                .await;
+                outcome(sent, upstream).map(|(resp, addr)| (resp.map(Either::Right), addr))
             }
-            Way::Pooled(req) => {
-                let (resp, addr) =
-                    Box::pin(exchange_pooled(*req, (addr, now), upstream, key, timeout)).await?;
-                (resp.map(Either::Left), addr)
-            }
+            Way::Pooled(req) => Box::pin(exchange_pooled(
+                *req,
+                (addr, started),
+                upstream,
+                key,
+                timeout,
+            ))
+            .await
+            .map(|(resp, addr)| (resp.map(Either::Left), addr)),
         };
-        Ok((resp.map(|b| Either::Right(Streamed::new(b, held))), addr))
+        let took = began.elapsed();
+        drop(in_flight);
+        judge(&result, &picked, upstream, metrics, took);
+        result.map(|(resp, _)| resp.map(|b| Either::Right(Streamed::new(b, held))))
     }
 }
 
