@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use gatehouse_table::resilience::CircuitBreaker;
 
+use super::window::Window;
+
 /// The breaker's state, as `gatehouse_circuit_state` shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CircuitState {
@@ -56,14 +58,6 @@ impl CircuitState {
 
 const BUCKETS: usize = 10;
 
-#[derive(Debug, Default)]
-struct Bucket {
-    /// Which bucket-length period of time the counts are for.
-    period: AtomicU64,
-    requests: AtomicU32,
-    failures: AtomicU32,
-}
-
 /// One upstream's breaker.
 #[derive(Debug, Default)]
 pub struct Breaker {
@@ -75,7 +69,8 @@ pub struct Breaker {
     in_flight: AtomicU32,
     pending: AtomicU32,
     connections: AtomicU32,
-    window: [Bucket; BUCKETS],
+    /// Requests (total) and failures (marked), `window / 10` per bucket.
+    window: Window<BUCKETS>,
 }
 
 /// A request the breaker let through; it reports how the request went with
@@ -145,10 +140,7 @@ impl Breaker {
             if failed {
                 self.open(now);
             } else {
-                for b in &self.window {
-                    b.requests.store(0, Ordering::Relaxed);
-                    b.failures.store(0, Ordering::Relaxed);
-                }
+                self.window.clear();
                 self.state
                     .store(CircuitState::Closed as u8, Ordering::Relaxed);
                 tracing::info!("circuit closed: a trial request succeeded");
@@ -161,29 +153,13 @@ impl Breaker {
         }
         let len = (cfg.window_ms.saturating_mul(1_000_000) / BUCKETS as u64).max(1);
         let period = now / len;
-        let bucket = &self.window[(period % BUCKETS as u64) as usize];
-        let seen = bucket.period.load(Ordering::Relaxed);
-        if seen != period
-            && bucket
-                .period
-                .compare_exchange(seen, period, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            bucket.requests.store(0, Ordering::Relaxed);
-            bucket.failures.store(0, Ordering::Relaxed);
-        }
-        bucket.requests.fetch_add(1, Ordering::Relaxed);
+        let bucket = self.window.bucket(period);
+        bucket.total.fetch_add(1, Ordering::Relaxed);
         if !failed {
             return;
         }
-        bucket.failures.fetch_add(1, Ordering::Relaxed);
-        let (mut requests, mut failures) = (0u64, 0u64);
-        for b in &self.window {
-            if period.saturating_sub(b.period.load(Ordering::Relaxed)) < BUCKETS as u64 {
-                requests += u64::from(b.requests.load(Ordering::Relaxed));
-                failures += u64::from(b.failures.load(Ordering::Relaxed));
-            }
-        }
+        bucket.marked.fetch_add(1, Ordering::Relaxed);
+        let (requests, failures) = self.window.sums(period);
         if requests >= u64::from(cfg.minimum_requests)
             && failures * 1_000_000 >= u64::from(cfg.failure_ratio_ppm) * requests
         {

@@ -9,6 +9,7 @@
 //!  health.rs    active probes on their own thread; the timers that end ejections
 //!  breaker.rs   the circuit breaker: limits and the failure-ratio state machine
 //!  retry.rs     what is retried, the budget, backoff
+//!  window.rs    lock-free sliding windows of counts (breaker, budget)
 //!  resolve.rs   DNS names among the endpoints, kept fresh on their TTL
 //!  pool.rs      per-worker connection pools (HTTP/1.1 keep-alive, HTTP/2, upgrades)
 //!  h1.rs        HTTP/1.1 on the request's own task, for plaintext requests whose body
@@ -31,6 +32,7 @@ mod resolve;
 pub mod retry;
 pub mod state;
 pub mod tls;
+mod window;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -21,10 +21,12 @@
 //! Never a retry after the response has started: an attempt's answer is judged on its
 //! head, before anything of it reaches the client.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gatehouse_table::resilience::{Retries, RetryOn};
+
+use super::window::Window;
 use http::Method;
 
 /// Largest request body kept for replay.
@@ -97,65 +99,32 @@ pub fn backoff(r: &Retries, n: u32) -> Duration {
 /// Seconds of history the budget weighs.
 const WINDOW: u64 = 10;
 
-#[derive(Debug, Default)]
-struct Second {
-    /// Which second the counts are for.
-    at: AtomicU64,
-    requests: AtomicU32,
-    retries: AtomicU32,
-}
-
-impl Second {
-    /// This bucket for second `now`, reset when it held an older second.
-    fn at(&self, now: u64) -> &Second {
-        let seen = self.at.load(Ordering::Relaxed);
-        if seen != now
-            && self
-                .at
-                .compare_exchange(seen, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.requests.store(0, Ordering::Relaxed);
-            self.retries.store(0, Ordering::Relaxed);
-        }
-        self
-    }
-}
-
 /// An upstream's retry budget, shared by the workers.
 #[derive(Debug, Default)]
 pub struct Budget {
-    seconds: [Second; WINDOW as usize],
+    /// Requests (total) and retries (marked), one second per bucket.
+    seconds: Window<{ WINDOW as usize }>,
 }
 
 impl Budget {
-    fn second(&self, now_ns: u64) -> (&Second, u64) {
-        let now = now_ns / 1_000_000_000;
-        (self.seconds[(now % WINDOW) as usize].at(now), now)
-    }
-
     /// Counts a request (its first attempt).
     pub fn request(&self, now_ns: u64) {
-        self.second(now_ns)
-            .0
-            .requests
+        let second = now_ns / 1_000_000_000;
+        self.seconds
+            .bucket(second)
+            .total
             .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether one more retry fits the budget now; counted when it does.
     pub fn retry(&self, r: &Retries, now_ns: u64) -> bool {
-        let (this, now) = self.second(now_ns);
-        let (mut requests, mut retries) = (0u64, 0u64);
-        for s in &self.seconds {
-            if now.saturating_sub(s.at.load(Ordering::Relaxed)) < WINDOW {
-                requests += u64::from(s.requests.load(Ordering::Relaxed));
-                retries += u64::from(s.retries.load(Ordering::Relaxed));
-            }
-        }
+        let second = now_ns / 1_000_000_000;
+        let this = self.seconds.bucket(second);
+        let (requests, retries) = self.seconds.sums(second);
         let within_ratio = retries * 100 < requests * u64::from(r.budget_percent);
-        let this_second = u64::from(this.retries.load(Ordering::Relaxed));
+        let this_second = u64::from(this.marked.load(Ordering::Relaxed));
         if within_ratio || this_second < u64::from(r.budget_min_per_second) {
-            this.retries.fetch_add(1, Ordering::Relaxed);
+            this.marked.fetch_add(1, Ordering::Relaxed);
             return true;
         }
         false
