@@ -21,15 +21,20 @@
 //!               detectors, the CRS through gatehouse-modsecurity), cors, authentication
 //!               (with consumers, jwt, jwks, external, client), authorization, limit,
 //!               validation, cache, transform, errors
-//!  upstream/    balance (sees the request), state, resolve (DNS), pool; health, breaker, retry next
+//!  upstream/    call (breaker, attempts, retries), balance (six balancers), endpoint, state,
+//!               health (probes), breaker, retry, window, resolve (DNS), pool, h1, tls
 //!  admin/       health, metrics, config, explain, cache purge; push (the controller's socket)
 //!  prepared.rs  a table made ready: the router, upstreams, one PreparedRule per rule
 //!  request_id.rs, traceparent.rs, template.rs, respond.rs, forward.rs, tunnel.rs, body.rs
 //! ```
 //!
 //! What is shared between workers, and why: the prepared table (read only, swapped
-//! atomically); upstream state kept across tables (`upstream/state.rs`: an endpoint
-//! schedule read per request, written only when endpoints or DNS answers change);
+//! atomically); upstream state kept across tables (`upstream/state.rs`: the endpoints in
+//! rotation and the balancer's structure, read per request, rebuilt only when endpoints,
+//! DNS answers or health verdicts change; per endpoint, atomics for requests in flight,
+//! latency and failures, written only by the balancers and checks that need them; one
+//! circuit breaker and one retry budget per upstream, atomics, because they judge the
+//! upstream as a whole);
 //! policy state that must be one per rule across workers (rate-limit buckets,
 //! concurrency permits, the response cache, whose fill locks are sharded by key);
 //! authentication's memos (verified tokens per rule, basic-auth successes, both sharded
@@ -115,6 +120,23 @@ pub struct Shared {
 #[derive(Debug)]
 struct Retired {
     to_reaper: std::sync::Mutex<Option<std::sync::mpsc::Sender<Arc<Prepared>>>>,
+}
+
+/// Starts a thread `name` with a single-threaded runtime of its own, running `main`
+/// until it returns (then the thread ends); the runtime's handle spawns more work on
+/// it. For work off the workers: DNS answers, health probes.
+pub(crate) fn runtime_thread(
+    name: &str,
+    main: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<tokio::runtime::Handle> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || runtime.block_on(main))?;
+    Ok(handle)
 }
 
 /// Lowers the calling thread's scheduling priority (nice 10; on Linux a thread's own):
@@ -353,10 +375,7 @@ impl Shared {
             .upstreams
             .iter()
             .map(|u| {
-                let mut counts = [0; 3];
-                for (_, state) in u.state.endpoints() {
-                    counts[state as usize] += 1;
-                }
+                let counts = u.state.counts();
                 let breaker = u
                     .spec
                     .circuit_breaker
@@ -378,12 +397,7 @@ impl Shared {
             .iter()
             .filter(|u| u.spec.health_check.is_some())
             .map(|u| {
-                let ready = u
-                    .state
-                    .endpoints()
-                    .iter()
-                    .filter(|(_, s)| *s == upstream::endpoint::EndpointState::Healthy)
-                    .count();
+                let ready = u.state.counts()[upstream::endpoint::EndpointState::Healthy as usize];
                 (u.spec.id.clone(), u32::try_from(ready).unwrap_or(u32::MAX))
             })
             .collect()

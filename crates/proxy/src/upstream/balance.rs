@@ -67,8 +67,9 @@ pub(crate) fn request_key(
     parts: &Parts,
     client: std::net::IpAddr,
 ) -> Option<u64> {
+    let hash_on = hash_on?;
     let mut h = std::hash::DefaultHasher::new();
-    match hash_on? {
+    match hash_on {
         HashOn::Header(name) => parts.headers.get(name.as_str())?.as_bytes().hash(&mut h),
         HashOn::Cookie(name) => crate::headers::cookie(&parts.headers, name)?.hash(&mut h),
         HashOn::QueryParam(name) => gatehouse_router::query_pairs(parts.uri.query())

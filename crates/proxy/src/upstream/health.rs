@@ -39,18 +39,9 @@ fn runtime() -> Option<&'static tokio::runtime::Handle> {
     static HANDLE: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| tracing::error!(error = %e, "health-check runtime did not start"))
-                .ok()?;
-            let handle = runtime.handle().clone();
-            std::thread::Builder::new()
-                .name("gatehouse-health".into())
-                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            crate::runtime_thread("gatehouse-health", std::future::pending())
                 .map_err(|e| tracing::error!(error = %e, "health-check thread did not start"))
-                .ok()?;
-            Some(handle)
+                .ok()
         })
         .as_ref()
 }

@@ -122,23 +122,20 @@ pub(crate) fn call<'a>(
             && retry::method_allows(r, req.method())
             && !req.headers().contains_key(header::UPGRADE)
     });
-    // One attempt (most requests): its future, or why there is none.
-    let (mut once, mut retried) = (None, None);
-    let mut refused = None;
-    match (&admitted, retries) {
-        (Err(e), _) => refused = Some(Failed::from(e.clone())),
+    // One attempt (most requests), attempts under the retry policy, or why none is made.
+    let start = match (&admitted, retries) {
+        (Err(e), _) => Start::Refused(Failed::from(e.clone())),
         (Ok(_), None) => match pick(upstream, how.key, None) {
-            Ok(picked) => once = Some(attempt(req, picked, upstream, &how, how.timeout, held)),
-            Err(f) => refused = Some(f),
+            Ok(picked) => Start::Once(attempt(req, picked, upstream, &how, how.timeout, held)),
+            Err(f) => Start::Refused(f),
         },
-        (Ok(_), Some(r)) => retried = Some(Box::pin(with_retries(req, r, upstream, how, held))),
-    }
+        (Ok(_), Some(r)) => Start::Retried(Box::pin(with_retries(req, r, upstream, how, held))),
+    };
     async move {
-        let result = match (refused, once, retried) {
-            (Some(f), _, _) => Err(f),
-            (None, Some(once), _) => once.await,
-            (None, None, Some(retried)) => retried.await,
-            (None, None, None) => Err(GatewayError::Unavailable.into()),
+        let result = match start {
+            Start::Refused(f) => Err(f),
+            Start::Once(once) => once.await,
+            Start::Retried(retried) => retried.await,
         };
         if let Ok(Some(admitted)) = admitted {
             let failed = match &result {
@@ -149,6 +146,13 @@ pub(crate) fn call<'a>(
         }
         result.map_err(|f| f.error)
     }
+}
+
+/// How [`call`] goes on: refused at once, one attempt, or attempts with retries.
+enum Start<O, R> {
+    Refused(Failed),
+    Once(O),
+    Retried(R),
 }
 
 /// The endpoint for an attempt; 503 when none is in rotation.

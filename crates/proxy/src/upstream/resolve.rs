@@ -71,12 +71,7 @@ struct Resolver {
 impl Resolver {
     fn start() -> std::io::Result<Resolver> {
         let (register, registrations) = mpsc::unbounded_channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("gatehouse-dns".into())
-            .spawn(move || runtime.block_on(resolve_loop(registrations)))?;
+        crate::runtime_thread("gatehouse-dns", resolve_loop(registrations))?;
         Ok(Resolver { register })
     }
 }

@@ -119,6 +119,15 @@ impl UpstreamState {
         )
     }
 
+    /// How many endpoints are in each state, by [`EndpointState::ALL`] position.
+    pub fn counts(&self) -> [usize; EndpointState::ALL.len()] {
+        let mut counts = [0; EndpointState::ALL.len()];
+        for (_, state) in self.endpoints() {
+            counts[state as usize] += 1;
+        }
+        counts
+    }
+
     /// Names among the endpoints (not IP literals).
     pub(crate) fn names(&self) -> Vec<String> {
         self.inner.lock().map_or_else(
@@ -153,6 +162,7 @@ impl UpstreamState {
         inner.policy = u.load_balancer;
         inner.tracks = tracks;
         inner.protocol = u.protocol;
+        let mut rebuild = reshaped;
         if inner.health != u.health_check {
             // Checks removed or changed: verdicts of the old checks do not carry over.
             if u.health_check.as_ref().and_then(|h| h.active.as_ref())
@@ -168,7 +178,7 @@ impl UpstreamState {
                 }
             }
             inner.health = u.health_check.clone();
-            self.rebuild(&mut inner, false);
+            rebuild = true;
         }
         if changed {
             inner.endpoints = u.endpoints.clone();
@@ -176,9 +186,9 @@ impl UpstreamState {
             inner
                 .answers
                 .retain(|name, _| keep.contains(&name.as_str()));
-            self.rebuild(&mut inner, true);
-        } else if reshaped {
-            self.rebuild(&mut inner, false);
+        }
+        if changed || rebuild {
+            self.rebuild(&mut inner, changed);
         }
         changed
     }
