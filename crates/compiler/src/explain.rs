@@ -66,7 +66,7 @@ pub enum Outcome {
 pub struct Effect {
     /// The rule's action.
     pub action: Action,
-    /// Backends with their endpoints.
+    /// Backends with their endpoints; for an aggregate, its calls' upstreams in call order.
     pub backends: Vec<BackendView>,
     /// Effective policies: field → the layer it came from.
     pub policies: BTreeMap<String, String>,
@@ -301,35 +301,71 @@ fn outcome_of(table: &Table, lookup: Lookup<'_>) -> (Outcome, Option<Target>) {
     }
 }
 
+/// A backend's endpoints, in words.
+fn endpoints_text(b: &BackendView) -> String {
+    if b.missing {
+        "MISSING (503)".to_string()
+    } else {
+        format!(
+            "{} endpoint(s) {}",
+            b.endpoints.len(),
+            b.endpoints.join(" ")
+        )
+    }
+}
+
+/// A template as it was written (`/users/${path.id}`).
+fn template_text(parts: &[gatehouse_table::TemplatePart]) -> String {
+    use gatehouse_table::TemplatePart as P;
+    parts
+        .iter()
+        .map(|p| match p {
+            P::Literal(s) => s.clone(),
+            P::PathParam(n) => format!("${{path.{n}}}"),
+            P::Query(n) => format!("${{query.{n}}}"),
+            P::Header(n) => format!("${{header.{n}}}"),
+            P::Claim(n) => format!("${{claim.{n}}}"),
+            P::Consumer => "${consumer}".into(),
+            P::ClientIp => "${clientIp}".into(),
+            P::RequestId => "${requestId}".into(),
+        })
+        .collect()
+}
+
 /// What the selected rule does with the request.
 fn effect_of(table: &Table, t: Target) -> Effect {
     let rule = &table.routes[t.route].rules[t.rule];
+    let view = |upstream: &str, weight: u32, missing: bool| BackendView {
+        upstream: upstream.to_string(),
+        weight,
+        missing,
+        endpoints: table
+            .upstream(upstream)
+            .map(|u| {
+                u.endpoints
+                    .iter()
+                    .map(|e| format!("{}:{}", e.host, e.port))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    // The backends, or an aggregate's calls' upstreams in call order (weight 1).
     let backends = match &rule.action {
         Action::Backends { backends, .. } => backends
             .iter()
-            .map(|b| BackendView {
-                upstream: b.upstream.clone(),
-                weight: b.weight,
-                missing: b.missing,
-                endpoints: table
-                    .upstream(&b.upstream)
-                    .map(|u| {
-                        u.endpoints
-                            .iter()
-                            .map(|e| format!("{}:{}", e.host, e.port))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
+            .map(|b| view(&b.upstream, b.weight, b.missing))
+            .collect(),
+        Action::Aggregate(a) => a
+            .calls
+            .iter()
+            .map(|c| view(&c.upstream, 1, c.missing))
             .collect(),
         _ => Vec::new(),
     };
     let mut blocked = rule.blocked.clone();
-    if let Action::Backends { backends, .. } = &rule.action {
-        for b in backends {
-            if let Some(u) = table.upstream(&b.upstream) {
-                blocked.extend(u.blocked.iter().cloned());
-            }
+    for b in &backends {
+        if let Some(u) = table.upstream(&b.upstream) {
+            blocked.extend(u.blocked.iter().cloned());
         }
     }
     Effect {
@@ -505,16 +541,13 @@ pub fn render_text(e: &Explanation) -> String {
         match &eff.action {
             Action::Backends { .. } => {
                 for b in &eff.backends {
-                    let state = if b.missing {
-                        "MISSING (503)".to_string()
-                    } else {
-                        format!(
-                            "{} endpoint(s) {}",
-                            b.endpoints.len(),
-                            b.endpoints.join(" ")
-                        )
-                    };
-                    let _ = writeln!(s, "  backend {} weight {}: {state}", b.upstream, b.weight);
+                    let _ = writeln!(
+                        s,
+                        "  backend {} weight {}: {}",
+                        b.upstream,
+                        b.weight,
+                        endpoints_text(b)
+                    );
                 }
             }
             Action::Redirect(r) => {
@@ -524,13 +557,38 @@ pub fn render_text(e: &Explanation) -> String {
                 let _ = writeln!(s, "  respond {} ({})", r.status, r.content_type);
             }
             Action::Aggregate(a) => {
-                let _ = writeln!(
+                let _ = write!(
                     s,
-                    "  aggregate {} call(s), merge {:?}",
-                    a.calls.len(),
-                    a.merge
+                    "  aggregate, merge {:?}, onError {:?}",
+                    a.merge, a.on_error
                 );
+                if let Some(t) = a.timeout_ms {
+                    let _ = write!(s, ", timeout {t}ms");
+                }
+                s.push('\n');
+                for (c, b) in a.calls.iter().zip(&eff.backends) {
+                    let _ = writeln!(
+                        s,
+                        "    call {}: {} {} -> {}: {}",
+                        c.name,
+                        c.method,
+                        template_text(&c.path),
+                        c.upstream,
+                        endpoints_text(b)
+                    );
+                }
             }
+        }
+        if let Action::Backends {
+            mirror: Some(m), ..
+        } = &eff.action
+        {
+            let to = if m.missing {
+                "MISSING (nothing is mirrored)"
+            } else {
+                ""
+            };
+            let _ = writeln!(s, "  mirror {}% to {} {to}", m.percent, m.upstream);
         }
         if let Some(t) = eff.timeout_ms {
             let _ = writeln!(s, "  timeout: {t}ms");

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use gatehouse_api::route::{ApiRouteSpec, RouteMatch, RouteTls, Rule as ApiRule};
 use gatehouse_api::{ApiRoute, LocalRef, Policies};
 use gatehouse_router::RegexChecker;
-use gatehouse_table::{self as table, BlockReason, Blocker, PolicyField, RulePolicies};
+use gatehouse_table::{
+    self as table, Action, BlockReason, Blocker, PolicyField, RulePolicies, TemplatePart,
+};
 
 use crate::diagnostics::{Reason, Sink};
 use crate::values::{is_host_pattern, parse_duration};
@@ -289,19 +291,6 @@ impl<'a> RouteCx<'a, '_> {
         }
     }
 
-    /// A field the data plane does not implement: an error, and a blocker.
-    fn unsupported(&mut self, blocked: &mut Vec<Blocker>, field: &str, what: &str, scope: &str) {
-        self.sink.error(
-            field,
-            Reason::UnsupportedValue,
-            format!("{what} is not implemented by this gateway version yet; the {scope} answers 503 until it is"),
-        );
-        blocked.push(Blocker {
-            field: format!("ApiRoute {} {field}", self.id),
-            reason: BlockReason::UnsupportedValue,
-        });
-    }
-
     /// Rule names are unique; no two matches of the route select the same requests.
     fn check_unique(&mut self, rules: &[table::Rule], keys: &[Vec<MatchKey>]) {
         let mut by_name: Vec<(&str, usize)> = rules
@@ -361,6 +350,7 @@ impl<'a> RouteCx<'a, '_> {
         let action = self.action(&mut rc);
         let timeout_ms = self.rule_timeout(&rc);
         let policies = self.policies(&mut rc, &wide.layers);
+        self.identity_in_calls(&rc, &action, &policies);
         self.docs(rule.docs.is_some(), rc.at(".docs"));
         rc.blocked.sort();
         rc.blocked.dedup();
@@ -373,6 +363,37 @@ impl<'a> RouteCx<'a, '_> {
             blocked: rc.blocked,
         };
         (rule, keys)
+    }
+
+    /// An aggregate call whose path reads who the caller is (`${consumer}`,
+    /// `${claim.x}`) on a rule whose authentication cannot say: a warning, since the
+    /// value is always empty.
+    fn identity_in_calls(&mut self, rc: &RuleCx<'_>, action: &Action, policies: &RulePolicies) {
+        let Action::Aggregate(agg) = action else {
+            return;
+        };
+        let auth = policies.authentication.as_ref().map(|a| &a.config);
+        for (i, call) in agg.calls.iter().enumerate() {
+            for part in &call.path {
+                let why = match part {
+                    TemplatePart::Consumer if auth.is_none() => "${consumer}".to_string(),
+                    TemplatePart::Claim(c) if auth.is_none_or(|a| a.jwt.is_none()) => {
+                        format!("${{claim.{c}}}")
+                    }
+                    _ => continue,
+                };
+                let missing = if auth.is_none() {
+                    "the rule has no authentication"
+                } else {
+                    "the rule's authentication has no jwt"
+                };
+                self.sink.warning(
+                    rc.at(&format!(".aggregate.calls[{i}].path")),
+                    Reason::Invalid,
+                    format!("{why} is always empty here: {missing}"),
+                );
+            }
+        }
     }
 
     /// The rule's matches (one that matches everything when none is written), each

@@ -29,10 +29,6 @@ pub fn unsupported_policy_parts(field: PolicyField, _policies: &Policies) -> Vec
     }
 }
 
-/// Rule `mirror`.
-pub const RULE_MIRROR: bool = false;
-/// Rule `aggregate`.
-pub const RULE_AGGREGATE: bool = false;
 /// The docs portal (informational: warns only).
 pub const DOCS: bool = false;
 

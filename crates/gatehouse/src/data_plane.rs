@@ -34,6 +34,10 @@ pub struct DataPlaneArgs {
     /// The OWASP Core Rule Set's rule files (`REQUEST-*.conf`), for `waf.coreRuleSet`.
     #[arg(long, env = "GATEHOUSE_CRS_RULES", default_value = gatehouse_proxy::policy::waf::crs::DEFAULT_RULES_DIR)]
     pub crs_rules: std::path::PathBuf,
+    /// Copies for `mirror` upstreams in flight at most, for the whole process; a copy
+    /// past it is dropped and counted (`gatehouse_mirror_requests_total`).
+    #[arg(long, env = "GATEHOUSE_MIRROR_MAX_IN_FLIGHT", default_value_t = gatehouse_proxy::DEFAULT_MIRROR_MAX_IN_FLIGHT)]
+    pub mirror_max_in_flight: usize,
 }
 
 /// A CIDR (`10.0.0.0/8`) or a single address.
@@ -61,6 +65,7 @@ impl DataPlaneArgs {
             cache_capacity: self.cache_capacity,
             trusted_proxies: self.trusted_proxies.clone(),
             crs_rules: self.crs_rules.clone(),
+            mirror_max_in_flight: self.mirror_max_in_flight,
         })
     }
 }

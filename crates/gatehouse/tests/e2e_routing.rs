@@ -497,7 +497,7 @@ spec:
     - name: blocked
       matches: [{path: {type: Exact, value: /blocked}}]
       backends: [{upstream: echo}]
-      mirror: {upstream: echo}
+      policyRefs: [{name: no-such-policy}]
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: ApiRoute
@@ -1186,8 +1186,8 @@ fn upstream_timeouts_are_504() {
 #[test]
 fn unservable_rules_are_503() {
     let gw = gateway();
-    // A field this data plane does not implement (`mirror`): the compiler blocks the
-    // rule; it is never served open.
+    // A policy reference that does not resolve: the compiler blocks the rule; it is
+    // never served open.
     assert_problem(&get(&gw, "errors.test", "/blocked"), 503);
     // A backend naming an Upstream that does not exist.
     assert_problem(&get(&gw, "errors.test", "/missing"), 503);

@@ -2,7 +2,9 @@
 //! answers itself (`respond`, `redirect`), or the request goes upstream: the request
 //! transform reads what it needs from the request as received, the request is rewritten
 //! for the upstream (`forward.rs`), the balancer picks an upstream and an endpoint, and
-//! the upstream call sends it (breaker, attempts, retries: `upstream/`). Aggregation and mirroring plug in here next.
+//! the upstream call sends it (breaker, attempts, retries: `upstream/`), after a copy
+//! went to the rule's mirror when it has one (`mirror.rs`). An `aggregate` builds its
+//! answer from several upstream calls (`aggregate.rs`).
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use crate::prepared::PreparedRule;
 use crate::problem::GatewayError;
 use crate::routing::Routed;
 use crate::upstream::{self, balance};
-use crate::{forward, respond};
+use crate::{aggregate, forward, mirror, respond};
 
 /// Who answered.
 pub(crate) enum Answer {
@@ -41,7 +43,10 @@ pub(crate) async fn serve(
             let answer = respond::redirect(r, routed.host.as_str(), &routed.path, &vars);
             Ok(Answer::Gateway(answer))
         }
-        Action::Aggregate(_) => Err(GatewayError::Blocked),
+        // The aggregate's answer is an upstream's for the response phases.
+        Action::Aggregate(agg) => aggregate::serve(cx, rule, agg, &req.parts, routed)
+            .await
+            .map(Answer::Upstream),
         Action::Backends { .. } => upstream(cx, rule, req, routed, permit)
             .await
             .map(Answer::Upstream),
@@ -100,7 +105,10 @@ async fn upstream(
         // A schema checks what the upstream meant, not its compression.
         req.parts.headers.remove(header::ACCEPT_ENCODING);
     }
-    let req = Request::from_parts(req.parts, body);
+    let mut req = Request::from_parts(req.parts, body);
+    if let Some(m) = &rule.mirror {
+        req = mirror::copy(cx, m, req, routed.host).await?;
+    }
     let how = upstream::Call {
         key,
         started: cx.started,

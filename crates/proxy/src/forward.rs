@@ -31,19 +31,12 @@ pub(crate) fn rewrite(
             .get(header::TE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     headers::strip_hop_by_hop(&mut parts.headers);
-    let host_value = host.header_value();
-    headers::add_forwarding(&mut parts.headers, peer, host_value.as_ref());
+    headers::add_forwarding(&mut parts.headers, peer, host.header_value().as_ref());
     parts.headers.insert(X_REQUEST_ID, request_id.clone());
     traceparent::propagate(&mut parts.headers);
+    set_protocol(parts, target, host, protocol)?;
     match protocol {
         Protocol::Http1 => {
-            parts.version = http::Version::HTTP_11;
-            parts.uri = Uri::from(target);
-            if !parts.headers.contains_key(header::HOST)
-                && let Some(v) = host_value
-            {
-                parts.headers.insert(header::HOST, v);
-            }
             if let Some(protocol) = upgrade {
                 parts.headers.insert(header::UPGRADE, protocol);
                 parts
@@ -52,15 +45,39 @@ pub(crate) fn rewrite(
             }
         }
         Protocol::Http2 => {
-            parts.version = http::Version::HTTP_2;
-            parts.uri = http2_uri(host, target)?;
-            // `:authority` carries the host on HTTP/2.
-            parts.headers.remove(header::HOST);
             if te_trailers {
                 parts
                     .headers
                     .insert(header::TE, HeaderValue::from_static("trailers"));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Makes `parts` a request for `target` over `protocol`: the version, the URI's form
+/// (origin-form on HTTP/1.1, with `:authority` on HTTP/2) and `Host` to match.
+pub(crate) fn set_protocol(
+    parts: &mut Parts,
+    target: PathAndQuery,
+    host: &Host,
+    protocol: Protocol,
+) -> Result<(), GatewayError> {
+    match protocol {
+        Protocol::Http1 => {
+            parts.version = http::Version::HTTP_11;
+            parts.uri = Uri::from(target);
+            if !parts.headers.contains_key(header::HOST)
+                && let Some(v) = host.header_value()
+            {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        Protocol::Http2 => {
+            parts.version = http::Version::HTTP_2;
+            parts.uri = http2_uri(host, target)?;
+            // `:authority` carries the host on HTTP/2.
+            parts.headers.remove(header::HOST);
         }
     }
     Ok(())

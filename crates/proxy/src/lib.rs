@@ -17,6 +17,8 @@
 //!  listener/    the one accept loop (traffic workers, admin, push), limits, HTTP/1.1 + h2c, TLS
 //!  phases.rs    the request path: the ordered list of phases over one per-request context
 //!  routing.rs   phase 2, route lookup          backend.rs   phase 5, respond | redirect | upstream
+//!  aggregate.rs phase 5 for `aggregate`: concurrent calls, merged JSON
+//!  mirror.rs    phase 5's detached copies to a `mirror` upstream, bounded in flight
 //!  policy/      one file per policy, each holding its phases: waf (decoders, native
 //!               detectors, the CRS through gatehouse-modsecurity), cors, authentication
 //!               (with consumers, jwt, jwks, external, client), authorization, limit,
@@ -41,7 +43,8 @@
 //! caches written only on a miss) and remote key sets (one per JWKS URI, swapped
 //! atomically by the fetch thread, read per request without a lock); the Core Rule Set's
 //! rule sets (read only once loaded; each request is a ModSecurity transaction of its
-//! own). Round-robin positions, metrics and the WAF's memory of clean values are per
+//! own); the count of mirrored copies in flight (one atomic, touched only by requests a
+//! mirror copies, because its bound is the process's). Round-robin positions, metrics and the WAF's memory of clean values are per
 //! worker.
 //!
 //! API versions need no phase of their own: the compiler folded them into the table's
@@ -50,12 +53,14 @@
 //! version's prefix before forwarding.
 
 pub mod admin;
+mod aggregate;
 mod backend;
 mod body;
 mod forward;
 mod headers;
 pub mod listener;
 pub mod metrics;
+mod mirror;
 mod phases;
 pub mod policy;
 pub mod prepared;
@@ -104,10 +109,13 @@ pub struct Shared {
     regexes: std::sync::Mutex<gatehouse_router::RegexCache>,
     /// Policy state (rate-limit buckets, in-flight counts) carried from table to table.
     policy_states: policy::PolicyStates,
-    /// Request and config metrics.
-    pub metrics: metrics::Metrics,
+    /// Request and config metrics (an `Arc`: mirrored copies, detached from their
+    /// request, count their attempts too).
+    pub metrics: Arc<metrics::Metrics>,
     /// `--trusted-proxies`.
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// Mirrored copies in flight, and their bound (`--mirror-max-in-flight`).
+    pub(crate) mirrors: mirror::Mirrors,
     /// Tables replaced, until nothing else holds them (see [`Retired`]).
     retired: Retired,
 }
@@ -202,6 +210,8 @@ fn reap(rx: std::sync::mpsc::Receiver<Arc<Prepared>>) {
     }
 }
 
+pub use mirror::DEFAULT_MAX_IN_FLIGHT as DEFAULT_MIRROR_MAX_IN_FLIGHT;
+
 /// What a proxy process is given besides its table: the command-line choices.
 #[derive(Debug)]
 pub struct Options {
@@ -213,6 +223,9 @@ pub struct Options {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `--crs-rules`: the directory of the OWASP Core Rule Set's rule files.
     pub crs_rules: std::path::PathBuf,
+    /// `--mirror-max-in-flight`: mirrored copies in flight at most (the process's);
+    /// more are dropped and counted.
+    pub mirror_max_in_flight: usize,
 }
 
 impl Default for Options {
@@ -222,6 +235,7 @@ impl Default for Options {
             cache_capacity: policy::cache::DEFAULT_CAPACITY,
             trusted_proxies: Vec::new(),
             crs_rules: policy::waf::crs::DEFAULT_RULES_DIR.into(),
+            mirror_max_in_flight: mirror::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -237,7 +251,7 @@ impl Shared {
         let started = std::time::Instant::now();
         let version = table.version;
         let states = upstream::state::States::default();
-        let metrics = metrics::Metrics::default();
+        let metrics = Arc::new(metrics::Metrics::default());
         let mut regexes = gatehouse_router::RegexCache::default();
         let policy_states =
             policy::PolicyStates::new(options.global_limits, options.cache_capacity)
@@ -255,6 +269,7 @@ impl Shared {
             },
         )?;
         policy_states.commit(round);
+        let mirrors = mirror::Mirrors::new(options.mirror_max_in_flight, metrics.clone());
         let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(prepared),
             states,
@@ -262,6 +277,7 @@ impl Shared {
             policy_states,
             metrics,
             trusted_proxies: options.trusted_proxies,
+            mirrors,
             retired: Retired::new(),
         });
         shared

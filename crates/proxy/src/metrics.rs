@@ -69,6 +69,37 @@ struct UpstreamSeries {
     durations: Histogram,
     /// Retries sent, and retries the budget refused.
     retries: [u64; 2],
+    /// Mirrored copies by [`MirrorOutcome`].
+    mirrors: [u64; MirrorOutcome::ALL.len()],
+}
+
+/// What became of a copy for a mirror upstream: the `result` label of
+/// `gatehouse_mirror_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorOutcome {
+    /// Sent (its answer is discarded; the attempt counts under the upstream's
+    /// `gatehouse_upstream_requests_total`).
+    Sent = 0,
+    /// Dropped: `--mirror-max-in-flight` copies were in flight.
+    DroppedInFlight = 1,
+    /// Dropped: the request body is larger than the mirror's bound, or of unknown length.
+    DroppedBody = 2,
+}
+
+impl MirrorOutcome {
+    const ALL: [MirrorOutcome; 3] = [
+        MirrorOutcome::Sent,
+        MirrorOutcome::DroppedInFlight,
+        MirrorOutcome::DroppedBody,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            MirrorOutcome::Sent => "sent",
+            MirrorOutcome::DroppedInFlight => "dropped_in_flight",
+            MirrorOutcome::DroppedBody => "dropped_body_too_large",
+        }
+    }
 }
 
 /// `route` and `rule` labels, interned by [`Metrics::labels`].
@@ -345,6 +376,11 @@ impl Metrics {
         self.with_upstream(labels, |s| s.retries[usize::from(!sent)] += 1);
     }
 
+    /// Counts a copy for mirror upstream `labels`.
+    pub fn mirror(&self, labels: UpstreamLabels, outcome: MirrorOutcome) {
+        self.with_upstream(labels, |s| s.mirrors[outcome as usize] += 1);
+    }
+
     /// Gives the calling worker thread its own block.
     pub fn register_worker(&self) {
         let block = Arc::new(Mutex::new(Block::default()));
@@ -442,6 +478,9 @@ impl Metrics {
                         *a += b;
                     }
                     for (a, b) in sum.retries.iter_mut().zip(s.retries) {
+                        *a += b;
+                    }
+                    for (a, b) in sum.mirrors.iter_mut().zip(s.mirrors) {
                         *a += b;
                     }
                     sum.durations.merge(&s.durations);
@@ -596,6 +635,19 @@ fn render_upstreams(out: &mut String, names: &[String], series: &[UpstreamSeries
                     out,
                     "gatehouse_upstream_retries_total{{upstream=\"{}\",result=\"{result}\"}} {n}",
                     escape(name)
+                );
+            }
+        }
+    }
+    out.push_str("# HELP gatehouse_mirror_requests_total Copies of requests for mirror upstreams: sent, or dropped because too many were in flight or the body was too large to copy.\n# TYPE gatehouse_mirror_requests_total counter\n");
+    for (name, s) in &rows {
+        for (o, n) in MirrorOutcome::ALL.iter().zip(s.mirrors) {
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "gatehouse_mirror_requests_total{{upstream=\"{}\",result=\"{}\"}} {n}",
+                    escape(name),
+                    o.label()
                 );
             }
         }

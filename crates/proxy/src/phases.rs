@@ -43,7 +43,7 @@ use crate::policy::authentication::{self, Identity};
 use crate::policy::{
     RulePolicies, authorization, cache, cors, errors, limit, transform, validation, waf,
 };
-use crate::prepared::{Prepared, PreparedRule};
+use crate::prepared::PreparedRule;
 use crate::problem::GatewayError;
 use crate::routing;
 use crate::{Shared, backend, listener, request_id};
@@ -92,8 +92,9 @@ impl<T: Unpin> Future for Step<'_, T> {
 /// One request's context: what every phase reads, and what phases leave for the
 /// response.
 pub(crate) struct Ctx<'t> {
-    /// The table this request is served by, start to end.
-    pub table: &'t Prepared,
+    /// The table this request is served by, start to end (the worker's handle on it,
+    /// which a mirrored copy, outliving the request, clones).
+    pub table: &'t crate::WorkerTable,
     /// Where outcomes are counted.
     pub metrics: &'t Metrics,
     /// The client end of the connection.
@@ -112,6 +113,8 @@ pub(crate) struct Ctx<'t> {
     pub started: Instant,
     /// Who the caller is, once authentication accepted it.
     pub identity: Option<Identity>,
+    /// Mirrored copies in flight and their bound.
+    pub mirrors: &'t crate::mirror::Mirrors,
 }
 
 impl<'t> Ctx<'t> {
@@ -188,6 +191,7 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         decor: Decor::default(),
         started,
         identity: None,
+        mirrors: &shared.mirrors,
     };
     let http1 = req.version() < http::Version::HTTP_2;
     let (resp, close) = match serve(req, &mut cx).await {

@@ -79,6 +79,23 @@ pub struct PreparedRule {
     pub backends: Box<[Backend]>,
     /// Position in the backends' weights, per worker; `None` with one backend or none.
     pub next_backend: Option<Arc<WorkerCounter>>,
+    /// Where a share of the requests is copied (`mirror`).
+    pub mirror: Option<Mirror>,
+    /// The upstream of each `aggregate` call, in call order (empty for other actions);
+    /// `None` when it is missing (the call fails).
+    pub calls: Box<[Option<u32>]>,
+}
+
+/// A rule's mirror, prepared.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    /// Index in [`Prepared::upstreams`]; `None` when the upstream is missing (nothing is
+    /// mirrored).
+    pub upstream: Option<u32>,
+    /// Share of requests copied, 0..=100.
+    pub percent: u32,
+    /// Which requests are copied: `percent` of every hundred, per worker.
+    pub next: Arc<WorkerCounter>,
 }
 
 /// One weighted backend of a rule.
@@ -118,8 +135,48 @@ impl PreparedRule {
             version: self.version.clone(),
             backends: backends(self.spec(), upstreams),
             next_backend: self.next_backend.clone(),
+            mirror: mirror(self.spec(), upstreams, self.mirror.as_ref()),
+            calls: calls(self.spec(), upstreams),
         }
     }
+}
+
+/// The index of upstream `id` in `upstreams` (sorted by id); `None` when it is missing.
+fn index_of(upstreams: &[Upstream], id: &str, missing: bool) -> Option<u32> {
+    if missing {
+        return None;
+    }
+    upstreams
+        .binary_search_by(|u| u.id.as_str().cmp(id))
+        .ok()
+        .and_then(|i| u32::try_from(i).ok())
+}
+
+/// A rule's mirror with its upstream as an index; the position in the hundred is
+/// `kept`'s when the rule had one.
+fn mirror(rule: &Rule, upstreams: &[Upstream], kept: Option<&Mirror>) -> Option<Mirror> {
+    let Action::Backends {
+        mirror: Some(m), ..
+    } = &rule.action
+    else {
+        return None;
+    };
+    Some(Mirror {
+        upstream: index_of(upstreams, &m.upstream, m.missing),
+        percent: m.percent.min(100),
+        next: kept.map_or_else(Arc::default, |k| k.next.clone()),
+    })
+}
+
+/// The upstreams of a rule's aggregate calls, as indices into `upstreams`.
+fn calls(rule: &Rule, upstreams: &[Upstream]) -> Box<[Option<u32>]> {
+    let Action::Aggregate(a) = &rule.action else {
+        return Box::default();
+    };
+    a.calls
+        .iter()
+        .map(|c| index_of(upstreams, &c.upstream, c.missing))
+        .collect()
 }
 
 /// A rule's backends, with their upstreams as indices into `upstreams`.
@@ -130,14 +187,7 @@ fn backends(rule: &Rule, upstreams: &[Upstream]) -> Box<[Backend]> {
     backends
         .iter()
         .map(|b| Backend {
-            upstream: if b.missing {
-                None
-            } else {
-                upstreams
-                    .binary_search_by(|u| u.id.as_str().cmp(&b.upstream))
-                    .ok()
-                    .and_then(|i| u32::try_from(i).ok())
-            },
+            upstream: index_of(upstreams, &b.upstream, b.missing),
             weight: b.weight,
         })
         .collect()
@@ -324,6 +374,8 @@ fn prepare_route(
                 version: version.clone(),
                 next_backend: (backends.len() > 1).then(Arc::default),
                 backends,
+                mirror: mirror(rule, &table.upstreams, None),
+                calls: calls(rule, &table.upstreams),
             })
         })
         .collect()

@@ -80,6 +80,9 @@ pub enum GatewayError {
     CircuitOpen,
     /// Every endpoint of the upstream is unhealthy or ejected.
     NoHealthyEndpoint,
+    /// Calls of an aggregate failed (with `onError: Fail`, or all of them): 502 listing
+    /// each failed call as a problem object under `errors`.
+    AggregateFailed(std::sync::Arc<[crate::aggregate::CallError]>),
 }
 
 /// Why the gateway answered itself, where the contract names a reason.
@@ -93,7 +96,7 @@ impl GatewayError {
     }
 
     /// Status, title and detail.
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    pub(crate) fn describe(&self) -> (StatusCode, &'static str, String) {
         match self {
             GatewayError::NoRoute => (
                 StatusCode::NOT_FOUND,
@@ -242,6 +245,18 @@ impl GatewayError {
                 "Service Unavailable",
                 "Every endpoint of the upstream is failing its health checks.".into(),
             ),
+            GatewayError::AggregateFailed(calls) => (
+                StatusCode::BAD_GATEWAY,
+                "Bad Gateway",
+                format!(
+                    "Calls of this aggregate failed: {} (see errors).",
+                    calls
+                        .iter()
+                        .map(|c| c.call.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
             GatewayError::InvalidResponse(_) => (
                 StatusCode::BAD_GATEWAY,
                 "Bad Gateway",
@@ -253,16 +268,19 @@ impl GatewayError {
     /// The response in the route's error format (problem+json without one), or its
     /// override for this status; `instance` is the request id.
     pub fn response_as(&self, request_id: &str, policy: Option<&ErrorPolicy>) -> Response<Body> {
-        let (status, title, detail) = self.parts();
+        let (status, title, detail) = self.describe();
         let rendered = policy
             .and_then(|p| p.override_for(status))
             .unwrap_or_else(|| {
                 let format = policy.map_or(Format::Problem, |p| p.format);
-                let violations: &[Violation] = match self {
-                    GatewayError::Invalid(Refusal::Schema(list)) => list,
-                    _ => &[],
+                let listed = match self {
+                    GatewayError::Invalid(Refusal::Schema(list)) => {
+                        errors::Listed::Violations(list)
+                    }
+                    GatewayError::AggregateFailed(calls) => errors::Listed::Calls(calls),
+                    _ => errors::Listed::Nothing,
                 };
-                errors::render(format, status, title, &detail, request_id, violations)
+                errors::render(format, status, title, &detail, request_id, &listed)
             });
         let mut resp = Response::new(crate::full(rendered.body));
         *resp.status_mut() = status;

@@ -70,7 +70,7 @@ impl TemplateCtx<'_> {
 /// Bytes a value interpolated into a path must not carry as they are: controls, space,
 /// delimiters that would end the path (`?`, `#`), `%` (values are decoded, so a `%` is
 /// data) and characters URIs exclude. `/` stays: `{*rest}` captures span segments.
-const PATH_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+const PATH_SET: percent_encoding::AsciiSet = percent_encoding::CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')
@@ -84,6 +84,13 @@ const PATH_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'{')
     .add(b'|')
     .add(b'}');
+const PATH_VALUE: &percent_encoding::AsciiSet = &PATH_SET;
+/// A value that is not a captured path parameter (a query parameter, a header, a
+/// claim...) is one path segment: its `/` is encoded too.
+const SEGMENT_VALUE: &percent_encoding::AsciiSet = &PATH_SET.add(b'/');
+/// A value in the query: also its delimiters (`&`, `=`, `+`, `;`), so that a value
+/// stays one parameter's value.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &PATH_SET.add(b'&').add(b'=').add(b'+').add(b';');
 
 /// Renders a path template: literals as written, values percent-encoded, so the
 /// result is always a valid URI path whatever the request carried.
@@ -106,4 +113,97 @@ pub(crate) fn render_path(parts: &[TemplatePart], ctx: &TemplateCtx<'_>) -> Stri
         }
     }
     out
+}
+
+/// Renders a request target (path and query) template: literals as written, each value
+/// percent-encoded for its place. In the path, a captured path parameter keeps its `/`
+/// (a `{*rest}` capture spans segments) and any other value is one segment; a value
+/// that would make a `.` or `..` segment has its dots encoded, so no value can climb
+/// the path. After the literal `?`, values are encoded as query values.
+pub(crate) fn render_target(parts: &[TemplatePart], ctx: &TemplateCtx<'_>) -> String {
+    let mut out = String::new();
+    let mut value = String::new();
+    let mut in_query = false;
+    for p in parts {
+        if let TemplatePart::Literal(s) = p {
+            out.push_str(s);
+            in_query |= s.contains('?');
+            continue;
+        }
+        value.clear();
+        ctx.var(p, &mut value);
+        let set = match p {
+            _ if in_query => QUERY_VALUE,
+            TemplatePart::PathParam(_) => PATH_VALUE,
+            _ => SEGMENT_VALUE,
+        };
+        let encoded = percent_encoding::utf8_percent_encode(&value, set).to_string();
+        if in_query {
+            out.push_str(&encoded);
+            continue;
+        }
+        for (i, segment) in encoded.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            match segment {
+                "." => out.push_str("%2E"),
+                ".." => out.push_str("%2E%2E"),
+                s => out.push_str(s),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx<'a>(params: &'a [(String, String)], query: Option<&'a str>) -> TemplateCtx<'a> {
+        TemplateCtx {
+            params,
+            query,
+            headers: None,
+            client: std::net::IpAddr::from([127, 0, 0, 1]),
+            rid: "rid",
+            identity: None,
+        }
+    }
+
+    fn lit(s: &str) -> TemplatePart {
+        TemplatePart::Literal(s.into())
+    }
+
+    #[test]
+    fn each_value_is_encoded_for_its_place() {
+        let params = [("rest".to_string(), "a/b c".to_string())];
+        let parts = [
+            lit("/users/"),
+            TemplatePart::PathParam("rest".into()),
+            lit("/"),
+            TemplatePart::Query("q".into()),
+            lit("?user="),
+            TemplatePart::Query("q".into()),
+            lit("&x=1"),
+        ];
+        let rendered = render_target(&parts, &ctx(&params, Some("q=x%2Fy%26admin%3D1")));
+        assert_eq!(
+            rendered,
+            "/users/a/b%20c/x%2Fy&admin=1?user=x/y%26admin%3D1&x=1"
+        );
+    }
+
+    #[test]
+    fn no_value_makes_a_dot_segment() {
+        let params = [("p".to_string(), "../../admin".to_string())];
+        let parts = [
+            lit("/a/"),
+            TemplatePart::PathParam("p".into()),
+            lit("/"),
+            TemplatePart::Query("q".into()),
+        ];
+        let rendered = render_target(&parts, &ctx(&params, Some("q=..")));
+        assert_eq!(rendered, "/a/%2E%2E/%2E%2E/admin/%2E%2E");
+    }
 }

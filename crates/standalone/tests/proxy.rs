@@ -69,7 +69,7 @@ spec:
     - name: guarded
       matches: [{{path: {{type: Exact, value: /guarded}}}}]
       backends: [{{upstream: echo}}]
-      mirror: {{upstream: echo}}
+      policyRefs: [{{name: no-such-policy}}]
 "#,
         ip = echo.ip(),
         port = echo.port()
@@ -227,7 +227,7 @@ async fn upstream_failures_map_to_502_503_504() {
     let r = send(proxy, "GET", "/slow", &[]).await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
 
-    // A rule using a field the data plane does not implement yet is not served open.
+    // A rule whose policy reference does not resolve is not served open.
     let r = send(proxy, "GET", "/guarded", &[]).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     listening.shutdown(Duration::from_secs(5));

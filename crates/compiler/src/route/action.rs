@@ -12,7 +12,6 @@ use gatehouse_table::{
 
 use super::{RouteCx, RuleCx};
 use crate::diagnostics::Reason;
-use crate::support;
 use crate::values::{is_token, parse_duration, parse_template, path_params};
 
 impl RouteCx<'_, '_> {
@@ -40,7 +39,9 @@ impl RouteCx<'_, '_> {
 
     /// The id of the Upstream `name` in the route's namespace, and whether it is missing
     /// or not accepted (then reported at `field`, which is built only then).
-    fn upstream(&mut self, field: &dyn Fn() -> String, name: &str) -> (String, bool) {
+    /// Upstream `name` of this namespace as an id, and whether it is missing; when it
+    /// is, an `UpstreamNotFound` error saying what then happens (`then`).
+    fn upstream(&mut self, field: &dyn Fn() -> String, name: &str, then: &str) -> (String, bool) {
         let uid = [self.ns, "/", name].concat();
         let missing = match self.index.upstream(&uid) {
             Some(true) => false,
@@ -48,9 +49,7 @@ impl RouteCx<'_, '_> {
                 self.sink.error(
                     field(),
                     Reason::UpstreamNotFound,
-                    format!(
-                        "Upstream {uid} is not accepted (see its status); its share is answered 503"
-                    ),
+                    format!("Upstream {uid} is not accepted (see its status); {then}"),
                 );
                 true
             }
@@ -58,7 +57,7 @@ impl RouteCx<'_, '_> {
                 self.sink.error(
                     field(),
                     Reason::UpstreamNotFound,
-                    format!("Upstream {uid} not found; its share is answered 503"),
+                    format!("Upstream {uid} not found; {then}"),
                 );
                 true
             }
@@ -98,8 +97,11 @@ impl RouteCx<'_, '_> {
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let (uid, missing) =
-                    self.upstream(&|| rc.at(&format!(".backends[{i}].upstream")), &b.upstream);
+                let (uid, missing) = self.upstream(
+                    &|| rc.at(&format!(".backends[{i}].upstream")),
+                    &b.upstream,
+                    "its share is answered 503",
+                );
                 BackendRef {
                     upstream: uid,
                     weight: b.weight.unwrap_or(1),
@@ -115,11 +117,11 @@ impl RouteCx<'_, '_> {
             );
         }
         let mirror = mirror.map(|m| {
-            let (uid, missing) = self.upstream(&|| rc.at(".mirror.upstream"), &m.upstream);
-            if !support::RULE_MIRROR {
-                let field = rc.at(".mirror");
-                self.unsupported(&mut rc.blocked, &field, "request mirroring", "rule");
-            }
+            let (uid, missing) = self.upstream(
+                &|| rc.at(".mirror.upstream"),
+                &m.upstream,
+                "nothing is mirrored",
+            );
             MirrorRef {
                 upstream: uid,
                 percent: m.percent.unwrap_or(100).min(100),
@@ -136,7 +138,15 @@ impl RouteCx<'_, '_> {
         let at = |f: &str| rc.at(&format!(".aggregate{f}"));
         let mut names = BTreeSet::new();
         let mut calls = Vec::new();
+        let partial = agg.on_error.unwrap_or_default() == AggregateOnError::Partial;
+        let keyed = agg.merge.unwrap_or_default() == MergeStrategy::Keyed;
         for (i, c) in agg.calls.iter().enumerate() {
+            if partial && keyed && c.name == "errors" {
+                self.invalid(
+                    at(&format!(".calls[{i}].name")),
+                    "\"errors\" is where a Partial aggregate lists its failed calls; name the call otherwise".into(),
+                );
+            }
             if !names.insert(c.name.clone()) {
                 self.invalid(
                     at(&format!(".calls[{i}].name")),
@@ -154,8 +164,11 @@ impl RouteCx<'_, '_> {
                     format!("{method:?} is not an HTTP method"),
                 );
             }
-            let (uid, missing) =
-                self.upstream(&|| at(&format!(".calls[{i}].upstream")), &c.upstream);
+            let (uid, missing) = self.upstream(
+                &|| at(&format!(".calls[{i}].upstream")),
+                &c.upstream,
+                "the call fails (503)",
+            );
             let path = self.template(rc, at(&format!(".calls[{i}].path")), &c.path);
             if !c.path.starts_with('/') {
                 self.invalid(at(&format!(".calls[{i}].path")), "must start with /".into());
@@ -182,10 +195,6 @@ impl RouteCx<'_, '_> {
                     None
                 }
             });
-        if !support::RULE_AGGREGATE {
-            let field = at("");
-            self.unsupported(&mut rc.blocked, &field, "service aggregation", "rule");
-        }
         table::Aggregate {
             calls,
             merge: match agg.merge.unwrap_or_default() {

@@ -132,6 +132,12 @@ pub struct Authentication {
 const REALM: &str = "gatehouse";
 
 impl Authentication {
+    /// The headers only the gateway sets on an admitted request, saying who the caller
+    /// is: the forwarded claims and the external check's `upstreamHeaders`.
+    pub(crate) fn identity_headers(&self) -> &[HeaderName] {
+        &self.reserved
+    }
+
     /// Prepares the policy of a rule of route `route` (`namespace/name`); `remote` gives
     /// the shared key set of a `jwksUri`.
     pub fn prepare(

@@ -75,6 +75,36 @@ impl ErrorPolicy {
     }
 }
 
+/// What an error lists under `errors`.
+#[derive(Debug)]
+pub enum Listed<'a> {
+    /// Nothing.
+    Nothing,
+    /// Where the request body fails its schema.
+    Violations(&'a [Violation]),
+    /// The failed calls of an aggregate, as problem objects.
+    Calls(&'a [crate::aggregate::CallError]),
+}
+
+impl Listed<'_> {
+    fn json(&self) -> Option<serde_json::Value> {
+        match self {
+            Listed::Nothing => None,
+            Listed::Violations([]) => None,
+            Listed::Violations(v) => Some(serde_json::json!(v)),
+            Listed::Calls(c) => Some(serde_json::json!(c)),
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        match self {
+            Listed::Nothing => Vec::new(),
+            Listed::Violations(v) => v.iter().map(ToString::to_string).collect(),
+            Listed::Calls(c) => c.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
 /// Renders an error body in `format`. `detail` is for people; `instance` is the
 /// request id.
 pub fn render(
@@ -83,7 +113,7 @@ pub fn render(
     title: &str,
     detail: &str,
     instance: &str,
-    violations: &[Violation],
+    listed: &Listed<'_>,
 ) -> Rendered {
     match format {
         Format::Problem => {
@@ -94,8 +124,8 @@ pub fn render(
                 "detail": detail,
                 "instance": instance,
             });
-            if !violations.is_empty() {
-                doc["errors"] = serde_json::json!(violations);
+            if let Some(list) = listed.json() {
+                doc["errors"] = list;
             }
             Rendered {
                 content_type: HeaderValue::from_static("application/problem+json"),
@@ -109,8 +139,8 @@ pub fn render(
                 "message": detail,
                 "requestId": instance,
             });
-            if !violations.is_empty() {
-                doc["errors"] = serde_json::json!(violations);
+            if let Some(list) = listed.json() {
+                doc["errors"] = list;
             }
             Rendered {
                 content_type: HeaderValue::from_static("application/json"),
@@ -122,8 +152,8 @@ pub fn render(
                 "{} {title}: {detail} (request {instance})\n",
                 status.as_u16()
             );
-            for v in violations {
-                text.push_str(&format!("  {v}\n"));
+            for line in listed.lines() {
+                text.push_str(&format!("  {line}\n"));
             }
             Rendered {
                 content_type: HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -158,7 +188,7 @@ pub(crate) fn replace_upstream(
             parts.status.canonical_reason().unwrap_or("Error"),
             &format!("The upstream answered {}.", parts.status.as_u16()),
             cx.rid(),
-            &[],
+            &Listed::Nothing,
         )
     });
     parts.headers.remove(header::CONTENT_ENCODING);
@@ -202,7 +232,7 @@ mod tests {
             "Bad Gateway",
             "down",
             "rid",
-            &[],
+            &Listed::Nothing,
         );
         let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
         assert_eq!(v["status"], 502);
@@ -213,10 +243,10 @@ mod tests {
             "Bad Gateway",
             "down",
             "rid",
-            &[Violation {
+            &Listed::Violations(&[Violation {
                 pointer: "/a".into(),
                 message: "wrong".into(),
-            }],
+            }]),
         );
         assert_eq!(t.body, "502 Bad Gateway: down (request rid)\n  /a: wrong\n");
     }

@@ -266,7 +266,7 @@ async fn with_retries<'a>(
     let state = &upstream.state;
     state.budget.request(now_ns());
     let (parts, body) = req.into_parts();
-    let body = match replayable(body).await {
+    let body = match replayable(body, retry::REPLAY_LIMIT).await {
         Replay::Bytes(b) => b,
         Replay::Failed(e) => return Err(e.into()),
         // Too large or of unknown length: sent once.
@@ -324,14 +324,14 @@ async fn with_retries<'a>(
 }
 
 /// A request body for attempts: the bytes to replay, or the body to send once.
-enum Replay {
+pub(crate) enum Replay {
     Bytes(Bytes),
     No(pool::UpstreamBody),
     Failed(GatewayError),
 }
 
-/// The body as bytes to replay when it is known and at most [`retry::REPLAY_LIMIT`].
-async fn replayable(body: pool::UpstreamBody) -> Replay {
+/// The body as bytes to replay when it is known and at most `limit` bytes.
+pub(crate) async fn replayable(body: pool::UpstreamBody, limit: u64) -> Replay {
     use hyper::body::Body as _;
     match body {
         Either::Right(full) => {
@@ -339,19 +339,14 @@ async fn replayable(body: pool::UpstreamBody) -> Replay {
                 Ok(c) => c.to_bytes(),
                 Err(never) => match never {},
             };
-            if bytes.len() as u64 <= retry::REPLAY_LIMIT {
+            if bytes.len() as u64 <= limit {
                 Replay::Bytes(bytes)
             } else {
                 Replay::No(Either::Right(Full::new(bytes)))
             }
         }
         Either::Left(streamed) if streamed.is_end_stream() => Replay::Bytes(Bytes::new()),
-        Either::Left(streamed)
-            if streamed
-                .size_hint()
-                .exact()
-                .is_some_and(|n| n <= retry::REPLAY_LIMIT) =>
-        {
+        Either::Left(streamed) if streamed.size_hint().exact().is_some_and(|n| n <= limit) => {
             match streamed.collect().await {
                 Ok(c) => Replay::Bytes(c.to_bytes()),
                 Err(e) if crate::body::too_slow(&*e) => Replay::Failed(GatewayError::BodyTooSlow),
@@ -366,7 +361,7 @@ async fn replayable(body: pool::UpstreamBody) -> Replay {
 }
 
 /// A copy of the request for one attempt.
-fn copy(parts: &http::request::Parts, body: &Bytes) -> Request<pool::UpstreamBody> {
+pub(crate) fn copy(parts: &http::request::Parts, body: &Bytes) -> Request<pool::UpstreamBody> {
     let mut req = Request::new(Either::Right(Full::new(body.clone())));
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = parts.uri.clone();
