@@ -657,7 +657,8 @@ pub(crate) struct Filling<'p> {
     _fill: Option<Fill>,
 }
 
-/// Phase 4, cache lookup, for upstream-bound rules (the others answer without one): a
+/// Phase 4, cache lookup, for upstream-bound and aggregate rules (the others answer
+/// without one): a
 /// hit answers here; a miss may wait for a fetch of the same key already under way.
 pub(crate) fn lookup<'a, 't>(
     cx: &'a mut Ctx<'t>,
@@ -667,7 +668,12 @@ pub(crate) fn lookup<'a, 't>(
     let Some((rule, c)) = cx.rule.zip(cx.policies().and_then(|p| p.cache.as_ref())) else {
         return Step::now(Ok(ControlFlow::Continue(None)));
     };
-    if !matches!(rule.spec().action, gatehouse_table::Action::Backends { .. }) {
+    // What the gateway answers itself (respond, redirect) is not cached; upstream and
+    // aggregate answers are.
+    if !matches!(
+        rule.spec().action,
+        gatehouse_table::Action::Backends { .. } | gatehouse_table::Action::Aggregate(_)
+    ) {
         return Step::now(Ok(ControlFlow::Continue(None)));
     }
     let found = c.lookup(
