@@ -583,12 +583,12 @@ pub fn render_text(e: &Explanation) -> String {
             mirror: Some(m), ..
         } = &eff.action
         {
-            let to = if m.missing {
-                "MISSING (nothing is mirrored)"
+            let missing = if m.missing {
+                ": MISSING (nothing is mirrored)"
             } else {
                 ""
             };
-            let _ = writeln!(s, "  mirror {}% to {} {to}", m.percent, m.upstream);
+            let _ = writeln!(s, "  mirror {}% to {}{missing}", m.percent, m.upstream);
         }
         if let Some(t) = eff.timeout_ms {
             let _ = writeln!(s, "  timeout: {t}ms");
