@@ -43,8 +43,10 @@ pub(crate) async fn serve(
             let answer = respond::redirect(r, routed.host.as_str(), &routed.path, &vars);
             Ok(Answer::Gateway(answer))
         }
-        // The aggregate's answer is an upstream's for the response phases.
-        Action::Aggregate(agg) => aggregate::serve(cx, rule, agg, &req.parts, routed)
+        // The aggregate's answer is an upstream's for the response phases. Boxed, like
+        // the mirror's copy below: their state would otherwise sit in every request's
+        // future (and be moved with it), whatever its rule does.
+        Action::Aggregate(agg) => Box::pin(aggregate::serve(cx, rule, agg, &req.parts, routed))
             .await
             .map(Answer::Upstream),
         Action::Backends { .. } => upstream(cx, rule, req, routed, permit)
@@ -107,7 +109,7 @@ async fn upstream(
     }
     let mut req = Request::from_parts(req.parts, body);
     if let Some(m) = &rule.mirror {
-        req = mirror::copy(cx, m, req, routed.host).await?;
+        req = Box::pin(mirror::copy(cx, m, req, routed.host)).await?;
     }
     let how = upstream::Call {
         key,

@@ -105,7 +105,12 @@ pub(crate) async fn copy(
     if !chosen(m) || req.headers().contains_key(http::header::UPGRADE) {
         return Ok(req);
     }
-    let Some(shadow) = cx.table.upstreams.get(index as usize) else {
+    let Some(shadow) = cx
+        .table
+        .upstreams
+        .get(index as usize)
+        .filter(|u| u.spec.blocked.is_empty())
+    else {
         return Ok(req);
     };
     let mirrors = cx.mirrors;
