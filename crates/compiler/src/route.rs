@@ -119,6 +119,7 @@ pub(crate) fn compile(
             rules,
             version: wide.version.map(|plan| plan.table),
             tls,
+            docs: r.spec.docs.as_deref().map(crate::docs::route),
         }),
         keys: Arc::new(keys),
         policy_refs: Arc::new(cx.policy_refs),
@@ -215,7 +216,6 @@ impl<'a> RouteCx<'a, '_> {
             }
             plan
         });
-        self.docs(spec.docs.is_some(), "spec.docs".into());
         let mut layers = Vec::new();
         self.resolve_refs(
             &spec.policy_refs,
@@ -280,17 +280,6 @@ impl<'a> RouteCx<'a, '_> {
         }
     }
 
-    /// Warns that `docs` at `field` are not served, when they are set.
-    fn docs(&mut self, set: bool, field: String) {
-        if set && !support::DOCS {
-            self.sink.warning(
-                field,
-                Reason::UnsupportedValue,
-                "the docs portal is not implemented yet; docs are not served",
-            );
-        }
-    }
-
     /// Rule names are unique; no two matches of the route select the same requests.
     fn check_unique(&mut self, rules: &[table::Rule], keys: &[Vec<MatchKey>]) {
         let mut by_name: Vec<(&str, usize)> = rules
@@ -351,7 +340,10 @@ impl<'a> RouteCx<'a, '_> {
         let timeout_ms = self.rule_timeout(&rc);
         let policies = self.policies(&mut rc, &wide.layers);
         self.identity_in_calls(&rc, &action, &policies);
-        self.docs(rule.docs.is_some(), rc.at(".docs"));
+        let docs = rule
+            .docs
+            .as_deref()
+            .map(|d| crate::docs::rule(d, &rc.at(".docs"), self.sink));
         rc.blocked.sort();
         rc.blocked.dedup();
         let rule = table::Rule {
@@ -361,6 +353,7 @@ impl<'a> RouteCx<'a, '_> {
             timeout_ms,
             policies,
             blocked: rc.blocked,
+            docs,
         };
         (rule, keys)
     }

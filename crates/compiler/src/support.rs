@@ -29,9 +29,6 @@ pub fn unsupported_policy_parts(field: PolicyField, _policies: &Policies) -> Vec
     }
 }
 
-/// The docs portal (informational: warns only).
-pub const DOCS: bool = false;
-
 /// Upstream fields set in `spec` that the proxy does not implement, as field paths.
 /// Every Upstream field is implemented; the list stays for the fields to come.
 pub fn unsupported_upstream_fields(_spec: &UpstreamSpec) -> Vec<&'static str> {

@@ -38,6 +38,10 @@ pub struct DataPlaneArgs {
     /// past it is dropped and counted (`gatehouse_mirror_requests_total`).
     #[arg(long, env = "GATEHOUSE_MIRROR_MAX_IN_FLIGHT", default_value_t = gatehouse_proxy::DEFAULT_MIRROR_MAX_IN_FLIGHT)]
     pub mirror_max_in_flight: usize,
+    /// A host whose `GET /docs` and `GET /docs/openapi.json` the traffic listeners
+    /// answer with the API documentation (the admin listener always does).
+    #[arg(long, env = "GATEHOUSE_PUBLIC_DOCS")]
+    pub public_docs: Option<String>,
 }
 
 /// A CIDR (`10.0.0.0/8`) or a single address.
@@ -66,6 +70,7 @@ impl DataPlaneArgs {
             trusted_proxies: self.trusted_proxies.clone(),
             crs_rules: self.crs_rules.clone(),
             mirror_max_in_flight: self.mirror_max_in_flight,
+            public_docs: self.public_docs.clone(),
         })
     }
 }

@@ -116,6 +116,8 @@ pub struct Shared {
     trusted_proxies: Vec<ipnet::IpNet>,
     /// Mirrored copies in flight, and their bound (`--mirror-max-in-flight`).
     pub(crate) mirrors: mirror::Mirrors,
+    /// `--public-docs`: the host (lowercase) whose `/docs` traffic listeners answer.
+    pub(crate) public_docs: Option<String>,
     /// Tables replaced, until nothing else holds them (see [`Retired`]).
     retired: Retired,
 }
@@ -226,6 +228,9 @@ pub struct Options {
     /// `--mirror-max-in-flight`: mirrored copies in flight at most (the process's);
     /// more are dropped and counted.
     pub mirror_max_in_flight: usize,
+    /// `--public-docs`: a host whose `GET /docs` and `GET /docs/openapi.json` the
+    /// traffic listeners answer with the API documentation.
+    pub public_docs: Option<String>,
 }
 
 impl Default for Options {
@@ -236,6 +241,7 @@ impl Default for Options {
             trusted_proxies: Vec::new(),
             crs_rules: policy::waf::crs::DEFAULT_RULES_DIR.into(),
             mirror_max_in_flight: mirror::DEFAULT_MAX_IN_FLIGHT,
+            public_docs: None,
         }
     }
 }
@@ -278,6 +284,7 @@ impl Shared {
             metrics,
             trusted_proxies: options.trusted_proxies,
             mirrors,
+            public_docs: options.public_docs.map(|h| h.to_ascii_lowercase()),
             retired: Retired::new(),
         });
         shared
@@ -353,6 +360,11 @@ impl Shared {
         self.metrics
             .config_applied(version, result.is_ok(), started.elapsed());
         result
+    }
+
+    /// The served table's OpenAPI document (built once per table).
+    pub fn openapi(&self) -> bytes::Bytes {
+        self.current.load().openapi()
     }
 
     /// The prepared table for a request on this worker. Each worker keeps the last one

@@ -115,6 +115,8 @@ pub(crate) struct Ctx<'t> {
     pub identity: Option<Identity>,
     /// Mirrored copies in flight and their bound.
     pub mirrors: &'t crate::mirror::Mirrors,
+    /// `--public-docs`: the host whose `/docs` this listener answers.
+    pub public_docs: Option<&'t str>,
 }
 
 impl<'t> Ctx<'t> {
@@ -192,6 +194,7 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         started,
         identity: None,
         mirrors: &shared.mirrors,
+        public_docs: shared.public_docs.as_deref(),
     };
     let http1 = req.version() < http::Version::HTTP_2;
     let (resp, close) = match serve(req, &mut cx).await {
@@ -220,8 +223,14 @@ async fn serve(req: Request<Incoming>, cx: &mut Ctx<'_>) -> Result<Response<Body
     };
     // 1. Listener limits, before any work on the request.
     listener::limits::check(&req.parts)?;
-    // 2. Route lookup (a CORS preflight for another method of the path answers here).
+    // 2. Route lookup (a CORS preflight for another method of the path answers here;
+    // so does the API documentation, on the `--public-docs` host).
     let (host, target) = routing::what_was_asked(&req.parts);
+    if let Some(docs) = cx.public_docs
+        && let Some(answer) = routing::public_docs(cx, docs, &req.parts, &host)
+    {
+        return Ok(answer);
+    }
     // The target without the API-key query parameter, when authentication removed it.
     let mut stripped = None;
     let mut routed = match routing::select(cx, &req.parts, &host, &target)? {

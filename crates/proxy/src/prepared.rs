@@ -58,6 +58,8 @@ pub struct Prepared {
     pub consumers: Arc<policy::consumers::Consumers>,
     /// The certificates HTTPS serves, by the names their routes serve.
     pub tls: crate::listener::tls::Catalog,
+    /// The OpenAPI document of this table, built when first asked for.
+    openapi: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// Everything a request to one rule needs, prepared once per table.
@@ -257,7 +259,18 @@ impl Prepared {
             unmatched: cx.metrics.labels("", ""),
             consumers,
             tls,
+            openapi: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The OpenAPI document of this table (`admin/openapi.rs`), built on the first call.
+    pub fn openapi(&self) -> bytes::Bytes {
+        self.openapi
+            .get_or_init(|| {
+                let doc = crate::admin::openapi::document(&self.table);
+                bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+            })
+            .clone()
     }
 
     /// The rule at `target`.

@@ -100,6 +100,42 @@ impl<'a> Routed<'a> {
     }
 }
 
+/// With `--public-docs HOST`: `GET /docs` and `GET /docs/openapi.json` on that host
+/// are the API documentation, whatever the routes say.
+pub(crate) fn public_docs(
+    cx: &Ctx<'_>,
+    docs_host: &str,
+    parts: &Parts,
+    host: &Host,
+) -> Option<http::Response<crate::body::Body>> {
+    if !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
+        return None;
+    }
+    let asked = host.as_str();
+    let name = asked.rsplit_once(':').map_or(asked, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            asked
+        }
+    });
+    if !name.eq_ignore_ascii_case(docs_host) {
+        return None;
+    }
+    match parts.uri.path() {
+        "/docs" | "/docs/" => Some(crate::admin::docs_page()),
+        "/docs/openapi.json" => {
+            let mut r = http::Response::new(crate::body::full(cx.table.openapi()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Some(r)
+        }
+        _ => None,
+    }
+}
+
 /// Headers as the router sees them.
 struct HeaderView<'a>(&'a HeaderMap);
 

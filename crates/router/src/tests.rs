@@ -46,6 +46,7 @@ fn mk_route(id: &str, hosts: &[&str], matches: Vec<Match>) -> Route {
         created: None,
         version: None,
         tls: None,
+        docs: None,
     }
 }
 

@@ -28,6 +28,7 @@
 //! identity while holding it (so an address is never mistaken for a newer object's).
 
 pub mod auth;
+pub mod docs;
 pub mod identity;
 pub mod patch;
 pub mod policy;
@@ -63,7 +64,8 @@ use serde::{Deserialize, Serialize};
 /// 6: `waf` is typed ([`policy::Waf`]) and enforced.
 /// 7: an upstream's `hashOn`, `retries`, `healthCheck` and `circuitBreaker` are typed
 /// ([`resilience`]) and enforced.
-pub const FORMAT: u32 = 7;
+/// 8: [`Route::docs`] and [`Rule::docs`] ([`docs`]): the API documentation.
+pub const FORMAT: u32 = 8;
 
 /// The whole compiled configuration.
 #[derive(Clone, Debug, Hash, Default, PartialEq, Serialize, Deserialize)]
@@ -236,6 +238,9 @@ pub struct Route {
     /// whose certificate is not in [`Table::certificates`] (it was found unusable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
+    /// `spec.docs`, for the API documentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docs: Option<docs::RouteDocs>,
 }
 
 /// The API version a route serves, with its response headers ready to send.
@@ -298,6 +303,9 @@ pub struct Rule {
     /// proxy answers 503 instead of serving the rule without them: nothing fails open.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked: Vec<Blocker>,
+    /// `docs`, for the API documentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docs: Option<docs::RuleDocs>,
 }
 
 /// One reason a rule or upstream is not served.
@@ -833,6 +841,7 @@ mod tests {
                 created: Some(1_790_000_000),
                 hosts: vec!["api.example.com".into()],
                 tls: Some("shop/api-example-tls".into()),
+                docs: None,
                 rules: vec![Rule {
                     name: "get-user".into(),
                     matches: vec![Match {

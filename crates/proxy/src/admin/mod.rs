@@ -1,5 +1,7 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/config`, `/explain`,
-//! `POST /cache/purge[?route=ns/name]`. Keep it on loopback. It runs on its own thread, away from the traffic workers.
+//! `POST /cache/purge[?route=ns/name]`, and the API documentation (`/docs`,
+//! `/docs/openapi.json`: `openapi.rs`). Keep it on loopback. It runs on its own thread,
+//! away from the traffic workers.
 
 use std::convert::Infallible;
 use std::io;
@@ -16,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use tokio::sync::watch;
 
+pub mod openapi;
 pub mod push;
 
 use crate::{Body, Shared, full, listener};
@@ -252,9 +255,37 @@ fn answer(req: &Request<Incoming>, state: &AdminState, surface: Surface) -> Resp
                 ),
             }
         }
+        ("GET", "/docs/openapi.json") => {
+            let mut r = Response::new(full(state.shared.openapi()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        ("GET", "/docs" | "/docs/") => docs_page(),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
+
+/// The page that renders `/docs/openapi.json`: one file, embedded, no other asset.
+pub(crate) fn docs_page() -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from_static(DOCS_PAGE.as_bytes())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // The page loads nothing but the document beside it.
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+        ),
+    );
+    r
+}
+
+const DOCS_PAGE: &str = include_str!("docs.html");
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
