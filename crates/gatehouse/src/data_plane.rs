@@ -42,6 +42,22 @@ pub struct DataPlaneArgs {
     /// answer with the API documentation (the admin listener always does).
     #[arg(long, env = "GATEHOUSE_PUBLIC_DOCS")]
     pub public_docs: Option<String>,
+    /// Where the access log goes, one JSON line per request: `stdout`, `stderr`, a file
+    /// path (appended to), or `off`.
+    #[arg(long, env = "GATEHOUSE_ACCESS_LOG", default_value = "stdout")]
+    pub access_log: gatehouse_proxy::access_log::Destination,
+    /// Share of requests the access log keeps, 0 to 1 (answers with a 5xx status are
+    /// always kept).
+    #[arg(long, env = "GATEHOUSE_ACCESS_LOG_SAMPLE", default_value_t = 1.0, value_parser = parse_share)]
+    pub access_log_sample: f64,
+}
+
+/// A share between 0 and 1.
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number between 0 and 1")),
+    }
 }
 
 /// A CIDR (`10.0.0.0/8`) or a single address.
@@ -71,6 +87,10 @@ impl DataPlaneArgs {
             crs_rules: self.crs_rules.clone(),
             mirror_max_in_flight: self.mirror_max_in_flight,
             public_docs: self.public_docs.clone(),
+            access_log: gatehouse_proxy::access_log::Options {
+                destination: self.access_log.clone(),
+                sample: self.access_log_sample,
+            },
         })
     }
 }

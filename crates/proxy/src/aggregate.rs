@@ -190,6 +190,7 @@ impl Sent<'_, '_> {
             started: self.cx.started,
             timeout: limit.min(deadline.saturating_duration_since(now)),
             metrics: self.cx.metrics,
+            seen: None,
         };
         let work = async {
             let resp = upstream::call(req, upstream, how, None)

@@ -116,6 +116,7 @@ async fn upstream(
         started: cx.started,
         timeout: Duration::from_millis(timeout),
         metrics: cx.metrics,
+        seen: cx.access_log.enabled().then_some(&cx.attempted),
     };
     upstream::call(req, upstream, how, permit).await
 }

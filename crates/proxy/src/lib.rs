@@ -52,6 +52,7 @@
 //! (`Deprecation`, `Sunset`, `Vary`), and the request transform strips a Path
 //! version's prefix before forwarding.
 
+pub mod access_log;
 pub mod admin;
 mod aggregate;
 mod backend;
@@ -118,6 +119,8 @@ pub struct Shared {
     pub(crate) mirrors: mirror::Mirrors,
     /// `--public-docs`: the host (lowercase) whose `/docs` traffic listeners answer.
     pub(crate) public_docs: Option<String>,
+    /// The access log (`--access-log`).
+    pub(crate) access_log: access_log::AccessLog,
     /// Tables replaced, until nothing else holds them (see [`Retired`]).
     retired: Retired,
 }
@@ -231,6 +234,8 @@ pub struct Options {
     /// `--public-docs`: a host whose `GET /docs` and `GET /docs/openapi.json` the
     /// traffic listeners answer with the API documentation.
     pub public_docs: Option<String>,
+    /// `--access-log`, `--access-log-sample`.
+    pub access_log: access_log::Options,
 }
 
 impl Default for Options {
@@ -242,6 +247,7 @@ impl Default for Options {
             crs_rules: policy::waf::crs::DEFAULT_RULES_DIR.into(),
             mirror_max_in_flight: mirror::DEFAULT_MAX_IN_FLIGHT,
             public_docs: None,
+            access_log: access_log::Options::default(),
         }
     }
 }
@@ -276,6 +282,8 @@ impl Shared {
         )?;
         policy_states.commit(round);
         let mirrors = mirror::Mirrors::new(options.mirror_max_in_flight, metrics.clone());
+        let access_log = access_log::AccessLog::start(&options.access_log, metrics.clone())
+            .map_err(PrepareError::AccessLog)?;
         let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(prepared),
             states,
@@ -285,6 +293,7 @@ impl Shared {
             trusted_proxies: options.trusted_proxies,
             mirrors,
             public_docs: options.public_docs.map(|h| h.to_ascii_lowercase()),
+            access_log,
             retired: Retired::new(),
         });
         shared
@@ -397,7 +406,15 @@ impl Shared {
 
     /// `/metrics`: the counters, and the live gauges of the served table's upstreams.
     pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
         let mut out = self.metrics.render();
+        if self.access_log.enabled() {
+            let _ = write!(
+                out,
+                "# HELP gatehouse_access_log_dropped_total Access log lines dropped because the writer fell behind (requests never wait for the log).\n# TYPE gatehouse_access_log_dropped_total counter\ngatehouse_access_log_dropped_total {}\n",
+                self.access_log.dropped()
+            );
+        }
         let current = self.current.load();
         let rows: Vec<(String, [usize; 3], Option<u8>)> = current
             .upstreams

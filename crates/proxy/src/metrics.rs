@@ -102,6 +102,35 @@ impl MirrorOutcome {
     }
 }
 
+/// A snapshot of the interned label names ([`Metrics::names`]).
+#[derive(Debug, Default)]
+pub struct Names {
+    rules: Vec<(String, String)>,
+    upstreams: Vec<String>,
+}
+
+impl Names {
+    /// Route and rule of `labels` (empty when unknown).
+    pub fn rule(&self, labels: RuleLabels) -> (&str, &str) {
+        self.rules
+            .get(labels.0 as usize)
+            .map_or(("", ""), |(r, n)| (r.as_str(), n.as_str()))
+    }
+
+    /// The upstream of `labels` (empty when unknown).
+    pub fn upstream(&self, labels: UpstreamLabels) -> &str {
+        self.upstreams
+            .get(labels.0 as usize)
+            .map_or("", String::as_str)
+    }
+
+    /// Whether the snapshot names `rule` and `upstream`.
+    pub fn covers(&self, rule: Option<RuleLabels>, upstream: Option<UpstreamLabels>) -> bool {
+        rule.is_none_or(|l| (l.0 as usize) < self.rules.len())
+            && upstream.is_none_or(|l| (l.0 as usize) < self.upstreams.len())
+    }
+}
+
 /// `route` and `rule` labels, interned by [`Metrics::labels`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleLabels(u32);
@@ -449,6 +478,23 @@ impl Metrics {
     pub fn tls_handshake(&self, result: Handshake) {
         if let Some(i) = Handshake::ALL.iter().position(|h| *h == result) {
             self.handshakes[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The names behind the interned labels so far (ids only ever grow, so a snapshot
+    /// stays right for the ids it holds).
+    pub fn names(&self) -> Names {
+        Names {
+            rules: self
+                .labels
+                .lock()
+                .map(|i| i.names.clone())
+                .unwrap_or_default(),
+            upstreams: self
+                .upstream_names
+                .lock()
+                .map(|n| n.0.clone())
+                .unwrap_or_default(),
         }
     }
 

@@ -183,6 +183,7 @@ impl Sent {
             started: Instant::now(),
             timeout,
             metrics: &self.metrics,
+            seen: None,
         };
         let exchange = async {
             if let Ok(resp) = upstream::call(req, shadow, how, None).await {

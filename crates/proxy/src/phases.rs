@@ -36,6 +36,7 @@ use std::time::Instant;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
+use crate::access_log::{self, AccessLog};
 use crate::body::{Body, RequestBody};
 use crate::headers::{self, Peer, X_REQUEST_ID};
 use crate::metrics::{Counter, Metrics};
@@ -117,6 +118,10 @@ pub(crate) struct Ctx<'t> {
     pub mirrors: &'t crate::mirror::Mirrors,
     /// `--public-docs`: the host whose `/docs` this listener answers.
     pub public_docs: Option<&'t str>,
+    /// The access log.
+    pub access_log: &'t AccessLog,
+    /// The last upstream attempt, noted for the access log when it is on.
+    pub attempted: std::cell::Cell<Option<access_log::Attempted>>,
 }
 
 impl<'t> Ctx<'t> {
@@ -180,6 +185,11 @@ impl Decor<'_> {
 pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Response<Body> {
     let started = Instant::now();
     let table = shared.prepared();
+    let mut req = req;
+    let arrived = shared
+        .access_log
+        .enabled()
+        .then(|| access_log::Arrived::of(&mut req));
     let method = req.method().clone();
     let request_id = request_id::of(req.headers());
     let client = shared.client_of(peer, req.headers());
@@ -195,16 +205,19 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         identity: None,
         mirrors: &shared.mirrors,
         public_docs: shared.public_docs.as_deref(),
+        access_log: &shared.access_log,
+        attempted: std::cell::Cell::new(None),
     };
     let http1 = req.version() < http::Version::HTTP_2;
-    let (resp, close) = match serve(req, &mut cx).await {
-        Ok(resp) => (resp, false),
+    let (resp, close, refused) = match serve(req, &mut cx).await {
+        Ok(resp) => (resp, false, None),
         Err(e) => {
             let close = http1 && e.closes_connection();
-            (error_response(&cx, e), close)
+            let refused = e.refused_by();
+            (error_response(&cx, e), close, refused)
         }
     };
-    let mut resp = finish(cx, resp, &method);
+    let mut resp = finish(cx, resp, &method, arrived.map(|a| (a, refused)));
     if close {
         // Set after hop-by-hop headers are stripped; hyper then closes after it.
         resp.headers_mut()
@@ -293,8 +306,15 @@ fn error_response(cx: &Ctx<'_>, e: GatewayError) -> Response<Body> {
 }
 
 /// Decorates the response (policies' headers, the version's, hop-by-hop headers
-/// stripped, `X-Request-Id`) and counts it.
-fn finish(mut cx: Ctx<'_>, mut resp: Response<Body>, method: &http::Method) -> Response<Body> {
+/// stripped, `X-Request-Id`), counts it, and logs it when the access log is on
+/// (`logged`: what the request was, and what refused it).
+fn finish(
+    mut cx: Ctx<'_>,
+    mut resp: Response<Body>,
+    method: &http::Method,
+    logged: Option<(access_log::Arrived, Option<&'static str>)>,
+) -> Response<Body> {
+    let cache = logged.as_ref().and_then(|_| cx.decor.cache.clone());
     // A versioned route marks each of its responses (Deprecation, Sunset, Vary).
     cx.decor.version = cx.rule.and_then(|r| r.version.as_deref());
     cx.decor.apply(resp.headers_mut());
@@ -309,7 +329,25 @@ fn finish(mut cx: Ctx<'_>, mut resp: Response<Body>, method: &http::Method) -> R
         .insert(X_REQUEST_ID, cx.request_id.clone());
     // Counted when the response head is ready.
     let labels = cx.rule.map_or(&cx.table.unmatched, |r| &r.labels);
-    cx.metrics
-        .record(labels, method, resp.status().as_u16(), cx.started.elapsed());
+    let (status, took) = (resp.status().as_u16(), cx.started.elapsed());
+    cx.metrics.record(labels, method, status, took);
+    if let Some((arrived, refused)) = logged
+        && cx.access_log.wanted(status)
+    {
+        use hyper::body::Body as _;
+        cx.access_log.push(access_log::Entry {
+            arrived,
+            request_id: cx.request_id.clone(),
+            client: cx.client,
+            labels: cx.rule.map(|r| r.labels),
+            attempted: cx.attempted.get(),
+            status,
+            bytes_out: resp.body().size_hint().exact(),
+            duration: took,
+            cache,
+            consumer: cx.identity.as_ref().and_then(|i| i.consumer.clone()),
+            refused,
+        });
+    }
     resp
 }

@@ -38,6 +38,9 @@ pub enum PrepareError {
     /// A route's API version headers could not be prepared.
     #[error(transparent)]
     Version(#[from] crate::version::VersionError),
+    /// The access log's destination could not be opened.
+    #[error("access log: {0}")]
+    AccessLog(std::io::Error),
 }
 
 /// The table the request path reads.

@@ -95,6 +95,24 @@ impl GatewayError {
         matches!(self, GatewayError::Framing(_) | GatewayError::BodyTooSlow)
     }
 
+    /// What in the gateway refused the request, for the access log; `None` for an
+    /// error that is not a refusal (no route, an upstream failure...).
+    pub fn refused_by(&self) -> Option<&'static str> {
+        Some(match self {
+            GatewayError::RateLimited { .. } => "ratelimited",
+            GatewayError::Overloaded => "concurrency",
+            GatewayError::Unauthorized { .. } => "authentication",
+            GatewayError::Forbidden(_) => "authorization",
+            GatewayError::Firewall => "waf",
+            GatewayError::CorsRefused(_) => "cors",
+            GatewayError::Invalid(_) => "validation",
+            GatewayError::CircuitOpen => "circuit-open",
+            GatewayError::LimiterUnavailable => "ratelimit-unavailable",
+            GatewayError::AuthUnavailable(_) => "authentication-unavailable",
+            _ => return None,
+        })
+    }
+
     /// Status, title and detail.
     pub(crate) fn describe(&self) -> (StatusCode, &'static str, String) {
         match self {

@@ -14,7 +14,7 @@ pub(crate) fn propagate(headers: &mut HeaderMap) {
 }
 
 /// `00-<trace id>-<span id>-01` with fresh, non-zero ids.
-fn start() -> HeaderValue {
+pub(crate) fn start() -> HeaderValue {
     let [a, b, c] = random_words();
     let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-01";
     hex16(&mut buf[3..19], a | 1);

@@ -309,7 +309,7 @@ pub(crate) fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> 
 }
 
 /// Unix seconds → `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
-fn rfc3339(secs: u64) -> String {
+pub(crate) fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;

@@ -252,6 +252,19 @@ async fn traffic_worker(
     let builders = Rc::new(http::Builders::new());
     // Cloned per request: an `Rc`, so no atomic traffic between workers.
     let shared = Rc::new(shared);
+    if shared.access_log.enabled() {
+        // The access log's lines of this worker leave at least this often.
+        let shared = shared.clone();
+        tokio::task::spawn_local(async move {
+            let mut tick = tokio::time::interval(crate::access_log::FLUSH_EVERY);
+            loop {
+                tick.tick().await;
+                shared.access_log.flush_worker();
+            }
+        });
+    }
+    let flush = shared.clone();
+    let _flush_on_exit = scopeguard(move || flush.access_log.flush_worker());
     let plain = {
         let (shared, builders) = (shared.clone(), builders.clone());
         accept_loop(listener, stopped.clone(), move |stream, client, stop| {
@@ -430,4 +443,17 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for FirstRead<I> {
     ) -> std::task::Poll<io::Result<()>> {
         std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }

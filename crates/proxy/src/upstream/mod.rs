@@ -76,6 +76,8 @@ pub(crate) struct Call<'a> {
     pub timeout: Duration,
     /// Where attempts are counted.
     pub metrics: &'a Metrics,
+    /// Where the last attempt is noted for the access log, when it is kept.
+    pub seen: Option<&'a std::cell::Cell<Option<crate::access_log::Attempted>>>,
 }
 
 /// A failed attempt: what the client is answered, and how the upstream failed (`None`
@@ -186,6 +188,7 @@ fn attempt<'a>(
         key: how.key,
         timeout,
         metrics: how.metrics,
+        seen: how.seen,
     };
     exchange(req, to, upstream, held)
 }
@@ -202,6 +205,8 @@ pub(crate) struct Sending<'a> {
     pub timeout: Duration,
     /// Where the attempt is counted.
     pub metrics: &'a Metrics,
+    /// Where the attempt is noted for the access log.
+    pub seen: Option<&'a std::cell::Cell<Option<crate::access_log::Attempted>>>,
 }
 
 /// Counts an attempt's outcome: metrics, PeakEwma's estimate, passive checks.
@@ -403,6 +408,7 @@ pub(crate) fn exchange<'a>(
             key,
             timeout,
             metrics,
+            seen,
         } = to;
         let addr = picked.addr;
         let in_flight = picked.endpoint.as_deref().map(endpoint::Endpoint::start);
@@ -429,6 +435,14 @@ pub(crate) fn exchange<'a>(
         let took = began.elapsed();
         drop(in_flight);
         judge(&result, &picked, upstream, metrics, took);
+        if let Some(seen) = seen {
+            let endpoint = result.as_ref().map_or(addr, |(_, a)| *a);
+            seen.set(Some(crate::access_log::Attempted {
+                upstream: upstream.labels,
+                endpoint,
+                took,
+            }));
+        }
         result.map(|(resp, _)| resp.map(|b| Either::Right(Streamed::new(b, held))))
     }
 }

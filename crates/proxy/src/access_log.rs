@@ -1,0 +1,424 @@
+//! The access log: one JSON line per request, written off the request path.
+//!
+//! ```text
+//!  worker: finish() ──Entry──▶ its batch (thread-local) ──64 entries, or every 100 ms──▶
+//!          bounded queue of batches ──▶ gatehouse-access-log thread: format, write, flush
+//! ```
+//!
+//! A request only copies what its line needs (mostly reference-counted header values and
+//! interned label ids) into an [`Entry`]; the JSON is made on the writer's thread, where
+//! route, rule and upstream names are looked up. When the queue is full (a destination
+//! slower than the traffic), the batch is dropped and counted
+//! (`gatehouse_access_log_dropped_total`): a request never waits for the log.
+//!
+//! What is never logged: the query string (it may hold an API key), request and response
+//! headers other than those named below, bodies, credentials.
+//!
+//! Sampling (`--access-log-sample`): that share of requests is logged, spread evenly per
+//! worker; responses with a 5xx status are always logged.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::{Duration, SystemTime};
+
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method};
+
+use crate::metrics::{Metrics, RuleLabels, UpstreamLabels};
+use crate::worker::WorkerCounter;
+
+/// Where the lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// No access log.
+    Off,
+    /// Standard output (the default: a container's log).
+    Stdout,
+    /// Standard error, with the gateway's own log.
+    Stderr,
+    /// A file, appended to.
+    File(std::path::PathBuf),
+}
+
+impl std::str::FromStr for Destination {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Destination, String> {
+        Ok(match s {
+            "off" => Destination::Off,
+            "stdout" | "-" => Destination::Stdout,
+            "stderr" => Destination::Stderr,
+            "" => return Err("empty access log destination".into()),
+            path => Destination::File(path.into()),
+        })
+    }
+}
+
+/// `--access-log` and `--access-log-sample`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where lines go.
+    pub destination: Destination,
+    /// Share of requests logged, 0.0 to 1.0 (5xx answers always are).
+    pub sample: f64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            destination: Destination::Stdout,
+            sample: 1.0,
+        }
+    }
+}
+
+/// Batches waiting for the writer, at most.
+const QUEUE_BATCHES: usize = 256;
+/// Entries a worker gathers before handing them over.
+const BATCH: usize = 64;
+/// How often a worker hands over what it gathered, however little.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// The access log of a process.
+#[derive(Debug)]
+pub struct AccessLog {
+    to_writer: Option<SyncSender<Vec<Entry>>>,
+    /// Requests logged per million (5xx aside).
+    per_million: u64,
+    next: WorkerCounter,
+    dropped: Arc<AtomicU64>,
+}
+
+thread_local! {
+    static BATCH_OF_WORKER: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+}
+
+impl AccessLog {
+    /// Opens the destination and starts the writer thread; `metrics` names routes,
+    /// rules and upstreams.
+    pub fn start(options: &Options, metrics: Arc<Metrics>) -> std::io::Result<AccessLog> {
+        let out: Box<dyn std::io::Write + Send> = match &options.destination {
+            Destination::Off => {
+                return Ok(AccessLog {
+                    to_writer: None,
+                    per_million: 0,
+                    next: WorkerCounter::default(),
+                    dropped: Arc::default(),
+                });
+            }
+            Destination::Stdout => Box::new(std::io::stdout()),
+            Destination::Stderr => Box::new(std::io::stderr()),
+            Destination::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BATCHES);
+        std::thread::Builder::new()
+            .name("gatehouse-access-log".into())
+            .spawn(move || write_lines(&rx, out, &metrics))?;
+        Ok(AccessLog {
+            to_writer: Some(tx),
+            per_million: (options.sample.clamp(0.0, 1.0) * 1e6).round() as u64,
+            next: WorkerCounter::default(),
+            dropped: Arc::default(),
+        })
+    }
+
+    /// No access log.
+    pub fn off() -> AccessLog {
+        AccessLog {
+            to_writer: None,
+            per_million: 0,
+            next: WorkerCounter::default(),
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Whether lines are written at all.
+    pub fn enabled(&self) -> bool {
+        self.to_writer.is_some()
+    }
+
+    /// Lines dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request answered `status` is logged (sampling; 5xx always are).
+    pub(crate) fn wanted(&self, status: u16) -> bool {
+        if status >= 500 || self.per_million >= 1_000_000 {
+            return true;
+        }
+        if self.per_million == 0 {
+            return false;
+        }
+        let n = self.next.next() as u64;
+        (n * self.per_million) / 1_000_000 != ((n + 1) * self.per_million) / 1_000_000
+    }
+
+    /// Adds `entry` to this worker's batch, handing the batch over when it is full.
+    pub(crate) fn push(&self, entry: Entry) {
+        let full = BATCH_OF_WORKER.with(|b| {
+            let mut b = b.borrow_mut();
+            b.push(entry);
+            (b.len() >= BATCH).then(|| std::mem::take(&mut *b))
+        });
+        if let Some(batch) = full {
+            self.hand_over(batch);
+        }
+    }
+
+    /// Hands this worker's batch over, however small (the workers' timer).
+    pub(crate) fn flush_worker(&self) {
+        let batch = BATCH_OF_WORKER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        if !batch.is_empty() {
+            self.hand_over(batch);
+        }
+    }
+
+    fn hand_over(&self, batch: Vec<Entry>) {
+        let Some(tx) = &self.to_writer else { return };
+        match tx.try_send(batch) {
+            Ok(()) => {}
+            Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => {
+                self.dropped.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// What the request was, taken when it arrived (cheap clones only).
+#[derive(Debug)]
+pub(crate) struct Arrived {
+    /// Wall-clock time of arrival.
+    pub at: SystemTime,
+    pub method: Method,
+    pub host: Option<HeaderValue>,
+    pub target: Option<PathAndQuery>,
+    /// `Content-Length`, when the request had one.
+    pub bytes_in: Option<u64>,
+    /// The `traceparent` the request carries upstream (the client's, or started here).
+    pub traceparent: Option<HeaderValue>,
+}
+
+impl Arrived {
+    /// What `req` is, as it arrived; a request without a `traceparent` is given one
+    /// here, so that the log and the upstream see the same trace.
+    pub(crate) fn of(req: &mut http::Request<hyper::body::Incoming>) -> Arrived {
+        let headers = req.headers();
+        let host = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .or_else(|| headers.get(http::header::HOST).cloned());
+        let bytes_in = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let traceparent = match headers.get(crate::headers::TRACEPARENT) {
+            Some(t) => t.clone(),
+            None => {
+                let t = crate::traceparent::start();
+                req.headers_mut()
+                    .insert(crate::headers::TRACEPARENT, t.clone());
+                t
+            }
+        };
+        Arrived {
+            at: SystemTime::now(),
+            method: req.method().clone(),
+            host,
+            target: req.uri().path_and_query().cloned(),
+            bytes_in,
+            traceparent: Some(traceparent),
+        }
+    }
+}
+
+/// The last upstream attempt of a request, as the access log shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempted {
+    /// The upstream.
+    pub upstream: UpstreamLabels,
+    /// The endpoint that answered (or failed).
+    pub endpoint: SocketAddr,
+    /// Time to its response head (or failure).
+    pub took: Duration,
+}
+
+/// One line, before it is formatted.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub arrived: Arrived,
+    pub request_id: HeaderValue,
+    pub client: IpAddr,
+    pub labels: Option<RuleLabels>,
+    pub attempted: Option<Attempted>,
+    pub status: u16,
+    /// The response body's length when known at its head.
+    pub bytes_out: Option<u64>,
+    pub duration: Duration,
+    pub cache: Option<HeaderValue>,
+    pub consumer: Option<std::sync::Arc<str>>,
+    /// What refused the request, when the gateway did (`ratelimited`, `auth`, `waf`...).
+    pub refused: Option<&'static str>,
+}
+
+/// The writer thread: formats batches and writes them until every sender is gone.
+fn write_lines(rx: &Receiver<Vec<Entry>>, out: Box<dyn std::io::Write + Send>, metrics: &Metrics) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    let mut line = String::with_capacity(512);
+    let mut names = metrics.names();
+    while let Ok(first) = rx.recv() {
+        // What else is waiting is written before the flush.
+        for batch in std::iter::once(first).chain(rx.try_iter()) {
+            for e in &batch {
+                if !names.covers(e.labels, e.attempted.map(|a| a.upstream)) {
+                    names = metrics.names();
+                }
+                line.clear();
+                format_line(&mut line, e, &names);
+                let _ = out.write_all(line.as_bytes());
+            }
+        }
+        let _ = out.flush();
+    }
+}
+
+/// One JSON line for `e`.
+fn format_line(out: &mut String, e: &Entry, names: &crate::metrics::Names) {
+    let a = &e.arrived;
+    out.push_str("{\"time\":\"");
+    out.push_str(&rfc3339_millis(a.at));
+    out.push('"');
+    field(out, "requestId", e.request_id.to_str().ok());
+    let trace = a
+        .traceparent
+        .as_ref()
+        .and_then(|t| t.to_str().ok())
+        .and_then(|t| t.get(3..35));
+    field(out, "traceId", trace);
+    let _ = write!(out, ",\"client\":\"{}\"", e.client);
+    field(out, "method", Some(a.method.as_str()));
+    field(out, "host", a.host.as_ref().and_then(|h| h.to_str().ok()));
+    // The path without its query: a query may hold a credential.
+    field(out, "path", a.target.as_ref().map(PathAndQuery::path));
+    let (route, rule) = e.labels.map_or(("", ""), |l| names.rule(l));
+    field(out, "route", Some(route).filter(|r| !r.is_empty()));
+    field(out, "rule", Some(rule).filter(|r| !r.is_empty()));
+    if let Some(at) = &e.attempted {
+        field(out, "upstream", Some(names.upstream(at.upstream)));
+        let _ = write!(out, ",\"endpoint\":\"{}\"", at.endpoint);
+    }
+    let _ = write!(out, ",\"status\":{}", e.status);
+    if let Some(n) = a.bytes_in {
+        let _ = write!(out, ",\"bytesIn\":{n}");
+    }
+    if let Some(n) = e.bytes_out {
+        let _ = write!(out, ",\"bytesOut\":{n}");
+    }
+    let _ = write!(out, ",\"durationMs\":{:.3}", e.duration.as_secs_f64() * 1e3);
+    if let Some(at) = &e.attempted {
+        let _ = write!(out, ",\"upstreamMs\":{:.3}", at.took.as_secs_f64() * 1e3);
+    }
+    field(out, "cache", e.cache.as_ref().and_then(|c| c.to_str().ok()));
+    field(out, "consumer", e.consumer.as_deref());
+    field(out, "refused", e.refused);
+    out.push_str("}\n");
+}
+
+/// `,"name":"value"` with the value escaped, when there is one.
+fn field(out: &mut String, name: &str, value: Option<&str>) {
+    let Some(v) = value else { return };
+    let _ = write!(out, ",\"{name}\":");
+    // serde_json escapes exactly as JSON needs.
+    out.push_str(&serde_json::Value::from(v).to_string());
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn rfc3339_millis(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = crate::admin::rfc3339(d.as_secs());
+    format!("{}.{:03}Z", &secs[..secs.len() - 1], d.subsec_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(status: u16) -> Entry {
+        Entry {
+            arrived: Arrived {
+                at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_750_245_123),
+                method: Method::GET,
+                host: Some(HeaderValue::from_static("api.example.com")),
+                target: Some(PathAndQuery::from_static("/users/7?api_key=secret")),
+                bytes_in: Some(0),
+                traceparent: Some(HeaderValue::from_static(
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                )),
+            },
+            request_id: HeaderValue::from_static("rid\"1"),
+            client: IpAddr::from([10, 0, 0, 1]),
+            labels: None,
+            attempted: None,
+            status,
+            bytes_out: Some(12),
+            duration: Duration::from_micros(1500),
+            cache: None,
+            consumer: Some(std::sync::Arc::from("alice")),
+            refused: None,
+        }
+    }
+
+    #[test]
+    fn a_line_is_json_without_the_query() {
+        let mut line = String::new();
+        format_line(&mut line, &entry(200), &crate::metrics::Names::default());
+        assert!(line.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["time"], "2026-11-27T03:30:45.123Z");
+        assert_eq!(v["requestId"], "rid\"1");
+        assert_eq!(v["traceId"], "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(v["path"], "/users/7");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["durationMs"], 1.5);
+        assert_eq!(v["consumer"], "alice");
+        assert!(!line.contains("secret"));
+    }
+
+    #[test]
+    fn sampling_keeps_the_share_and_every_5xx() {
+        let log = AccessLog {
+            to_writer: None,
+            per_million: 250_000,
+            next: WorkerCounter::default(),
+            dropped: Arc::default(),
+        };
+        let kept = (0..400).filter(|_| log.wanted(200)).count();
+        assert_eq!(kept, 100);
+        assert!((0..10).all(|_| log.wanted(503)));
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let log = AccessLog {
+            to_writer: Some(tx),
+            per_million: 1_000_000,
+            next: WorkerCounter::default(),
+            dropped: Arc::default(),
+        };
+        log.hand_over(vec![entry(200)]);
+        log.hand_over(vec![entry(200), entry(404)]);
+        assert_eq!(log.dropped(), 2, "the second batch found the queue full");
+    }
+}
