@@ -15,7 +15,10 @@ ratios to the plain Gatehouse route are printed last, with their targets: polici
 at most 10% more CPU per request; a hit is served at least 1.5x faster; auth costs at
 most 15% more CPU per request. "aggregate" answers each request with two calls to the
 upstream (a small JSON document each, /json/ on the bench upstream) merged Keyed: its
-ratio is for information (it does two upstream exchanges and builds JSON).
+ratio is for information (it does two upstream exchanges and builds JSON). The Gatehouse
+processes run with --access-log off, as nginx and HAProxy run without theirs;
+"access-log" is the plain route in one more Gatehouse process that logs every request
+(the default), its ratio to the plain route for information.
 
 TLS rows: Gatehouse's --https listener and nginx's `listen ssl`, the same ECDSA P-256
 certificate (made with openssl for the run), the same upstream over plaintext. "https"
@@ -48,6 +51,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UPSTREAM, GATEHOUSE, NGINX, HAPROXY = 18081, 18090, 18091, 18092
 GATEHOUSE_TLS, NGINX_TLS = 18094, 18093
 NGINX_CRS, GATEHOUSE_CRS = 18095, 18096
+GATEHOUSE_LOGGED = 18097
 GATEHOUSE_BIN = os.environ.get("GATEHOUSE_BIN", f"{ROOT}/target/release/gatehouse")
 CRS_RULES = "/usr/share/modsecurity-crs/rules"
 MODSECURITY_MODULE = "/usr/lib/nginx/modules/ngx_http_modsecurity_module.so"
@@ -288,15 +292,20 @@ spec:
         waf: {{rules: [], coreRuleSet: {{enabled: true, paranoiaLevel: 1}}}}
 """)
         gc = start([GATEHOUSE_BIN, "run", "-f", f"{work}/crs", "--http", f"127.0.0.1:{GATEHOUSE_CRS}",
-                    "--admin", "127.0.0.1:18098", "--workers", "1"])
+                    "--admin", "127.0.0.1:18098", "--workers", "1", "--access-log", "off"])
+        # The access-log row: the plain route in a process of its own that logs every
+        # request (to stdout, which is /dev/null here: the cost of making the lines).
+        gl = start([GATEHOUSE_BIN, "run", "-f", f"{work}/manifests", "--http", f"127.0.0.1:{GATEHOUSE_LOGGED}",
+                    "--admin", "127.0.0.1:18100", "--workers", "1"])
         gh = start([GATEHOUSE_BIN, "run", "-f", f"{work}/manifests",
                     "--http", f"127.0.0.1:{GATEHOUSE}", "--https", f"127.0.0.1:{GATEHOUSE_TLS}",
-                    "--admin", "127.0.0.1:18099", "--workers", "1"])
+                    "--admin", "127.0.0.1:18099", "--workers", "1", "--access-log", "off"])
         ng = start(["nginx", "-c", f"{work}/nginx.conf", "-p", work])
         nc = start(["nginx", "-c", f"{work}/nginx-crs.conf", "-p", work])
         ha = start(["haproxy", "-f", f"{work}/haproxy.cfg"])
         # Gatehouse loads the CRS before it listens: a longer wait.
-        for port, proc, timeout in ((GATEHOUSE, gh, 60), (GATEHOUSE_TLS, gh, 60), (GATEHOUSE_CRS, gc, 60), (NGINX, ng, 10),
+        for port, proc, timeout in ((GATEHOUSE, gh, 60), (GATEHOUSE_TLS, gh, 60), (GATEHOUSE_CRS, gc, 60),
+                                    (GATEHOUSE_LOGGED, gl, 60), (NGINX, ng, 10),
                                     (NGINX_TLS, ng, 10), (NGINX_CRS, nc, 10), (HAPROXY, ha, 10)):
             wait_port(port, timeout, proc)
         plain = ("/api/bench", ())
@@ -311,6 +320,7 @@ spec:
             "cache-hit": (GATEHOUSE, lambda: [gh.pid], ("/cached/bench", ())),
             "auth": (GATEHOUSE, lambda: [gh.pid], ("/auth/bench", (f"Authorization: Bearer {token}",))),
             "aggregate": (GATEHOUSE, lambda: [gh.pid], ("/aggregate/bench", ())),
+            "access-log": (GATEHOUSE_LOGGED, lambda: [gl.pid], plain),
             "https": (GATEHOUSE_TLS, lambda: [gh.pid], ("/tls/bench", ()), "https"),
             "nginx-tls": (NGINX_TLS, lambda: [ng.pid] + children(ng.pid), ("/tls/bench", ()), "https"),
             "handshake": (GATEHOUSE_TLS, lambda: [gh.pid], ("/tls/bench", ("Connection: close",)), "https"),
@@ -365,6 +375,10 @@ spec:
             print(f"  cache-hit req/s x{hit[0] / g[0]:.2f} (target >= 1.50)   CPU-µs/req x{hit[1] / g[1]:.2f}   p99 x{hit[3] / g[3]:.2f}")
         if g[1] and auth[1]:
             print(f"  auth      CPU-µs/req x{auth[1] / g[1]:.2f} (target <= 1.15)   req/s x{auth[0] / g[0]:.2f}")
+        logged = med["access-log"]
+        if g[1] and logged[1]:
+            print(f"  access-log CPU-µs/req x{logged[1] / g[1]:.2f} (information: every request logged, in a process of its own)"
+                  f"   req/s x{logged[0] / g[0]:.2f}   p99 x{logged[3] / g[3]:.2f}")
         agg = med["aggregate"]
         if g[1] and agg[1]:
             print(f"  aggregate CPU-µs/req x{agg[1] / g[1]:.2f} (information: two upstream calls merged, against one exchange)"

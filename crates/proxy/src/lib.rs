@@ -19,6 +19,7 @@
 //!  routing.rs   phase 2, route lookup          backend.rs   phase 5, respond | redirect | upstream
 //!  aggregate.rs phase 5 for `aggregate`: concurrent calls, merged JSON
 //!  mirror.rs    phase 5's detached copies to a `mirror` upstream, bounded in flight
+//!  access_log.rs one JSON line per request: per-worker batches, a writer thread
 //!  policy/      one file per policy, each holding its phases: waf (decoders, native
 //!               detectors, the CRS through gatehouse-modsecurity), cors, authentication
 //!               (with consumers, jwt, jwks, external, client), authorization, limit,
@@ -44,7 +45,9 @@
 //! atomically by the fetch thread, read per request without a lock); the Core Rule Set's
 //! rule sets (read only once loaded; each request is a ModSecurity transaction of its
 //! own); the count of mirrored copies in flight (one atomic, touched only by requests a
-//! mirror copies, because its bound is the process's). Round-robin positions, metrics and the WAF's memory of clean values are per
+//! mirror copies, because its bound is the process's); the access log's queue to its
+//! writer thread (touched once per batch of 64 lines or 100 ms, never per request).
+//! Round-robin positions, metrics and the WAF's memory of clean values are per
 //! worker.
 //!
 //! API versions need no phase of their own: the compiler folded them into the table's
