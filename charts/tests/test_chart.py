@@ -10,6 +10,7 @@ Run with the tools venv (PyYAML comes with kubernetes-validate):
 """
 
 import glob
+import json
 import os
 import re
 import shlex
@@ -242,6 +243,8 @@ class Pod(unittest.TestCase):
         for name, values, objs in self.each():
             with self.subTest(values=name):
                 self.assertEqual(len(by_kind(objs, "ServiceMonitor")), int(values["metrics"]["serviceMonitor"]["enabled"]))
+                dashboards = [o for o in by_kind(objs, "ConfigMap") if o["metadata"]["name"].endswith("-dashboard")]
+                self.assertEqual(len(dashboards), int(values["metrics"].get("grafanaDashboard", {}).get("enabled", False)))
                 self.assertEqual(len(by_kind(objs, "NetworkPolicy")), int(values["networkPolicy"]["enabled"]))
 
     def test_every_object_carries_the_helm_labels(self):
@@ -266,6 +269,35 @@ EXPECTED_LEASE_RULES = [
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["gatehouse-controller"], "verbs": ["get", "update"]},
 ]
+
+
+class Dashboard(unittest.TestCase):
+    """The Grafana dashboard ConfigMap: for the sidecar, and asking only for metrics that exist."""
+
+    def dashboard(self, extra=()):
+        _, objs = render(extra=["--set", "metrics.grafanaDashboard.enabled=true", *extra])
+        maps = [o for o in by_kind(objs, "ConfigMap") if o["metadata"]["name"].endswith("-dashboard")]
+        self.assertEqual(len(maps), 1)
+        return maps[0]
+
+    def test_the_sidecar_label_is_there_by_default_and_replaceable(self):
+        self.assertEqual(self.dashboard()["metadata"]["labels"]["grafana_dashboard"], "1")
+        custom = self.dashboard(["--set", "metrics.grafanaDashboard.labels.dash=yes"])
+        self.assertEqual(custom["metadata"]["labels"]["dash"], "yes")
+        self.assertNotIn("grafana_dashboard", custom["metadata"]["labels"])
+
+    def test_every_query_names_documented_metrics(self):
+        board = json.loads(self.dashboard()["data"]["gatehouse.json"])
+        self.assertEqual(board["uid"], "gatehouse-overview")
+        with open(os.path.join(REPO, "docs", "metrics.md")) as f:
+            documented = set(re.findall(r"^\| `(gatehouse_[a-z_]+)`", f.read(), re.M))
+        exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+        self.assertGreater(len(exprs), 15)
+        for e in exprs:
+            for name in re.findall(r"gatehouse_[a-z_]+", e):
+                base = re.sub(r"_(bucket|sum|count)$", "", name)
+                with self.subTest(metric=name):
+                    self.assertIn(base, documented, f"{name} in the dashboard is not in docs/metrics.md")
 
 
 class Rbac(unittest.TestCase):
