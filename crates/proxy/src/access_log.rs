@@ -207,12 +207,15 @@ pub(crate) struct Arrived {
     pub bytes_in: Option<u64>,
     /// The `traceparent` the request carries upstream (the client's, or started here).
     pub traceparent: Option<HeaderValue>,
+    /// The client sent none: it was started here (and goes upstream through `Ctx`).
+    pub trace_started: bool,
 }
 
 impl Arrived {
     /// What `req` is, as it arrived; a request without a `traceparent` is given one
-    /// here, so that the log and the upstream see the same trace.
-    pub(crate) fn of(req: &mut http::Request<hyper::body::Incoming>) -> Arrived {
+    /// here, which the upstream request carries too (the request itself is left as it
+    /// is: the listener's limits see what the client sent).
+    pub(crate) fn of(req: &http::Request<hyper::body::Incoming>) -> Arrived {
         let headers = req.headers();
         let host = req
             .uri()
@@ -223,14 +226,9 @@ impl Arrived {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let traceparent = match headers.get(crate::headers::TRACEPARENT) {
-            Some(t) => t.clone(),
-            None => {
-                let t = crate::traceparent::start();
-                req.headers_mut()
-                    .insert(crate::headers::TRACEPARENT, t.clone());
-                t
-            }
+        let (traceparent, trace_started) = match headers.get(crate::headers::TRACEPARENT) {
+            Some(t) => (t.clone(), false),
+            None => (crate::traceparent::start(), true),
         };
         Arrived {
             at: SystemTime::now(),
@@ -239,6 +237,7 @@ impl Arrived {
             target: req.uri().path_and_query().cloned(),
             bytes_in,
             traceparent: Some(traceparent),
+            trace_started,
         }
     }
 }
@@ -365,6 +364,7 @@ mod tests {
                 traceparent: Some(HeaderValue::from_static(
                     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
                 )),
+                trace_started: false,
             },
             request_id: HeaderValue::from_static("rid\"1"),
             client: IpAddr::from([10, 0, 0, 1]),

@@ -240,8 +240,7 @@ impl Sent<'_, '_> {
             &mut parts,
             target,
             self.routed.host,
-            cx.peer,
-            cx.request_id,
+            cx,
             upstream.spec.protocol,
         )
         .map_err(|e| CallError::of(call, &e))?;

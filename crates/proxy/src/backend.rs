@@ -82,14 +82,7 @@ async fn upstream(
         &routed.templates(cx, Some(&req.parts.headers)),
         &req.parts.headers,
     )?;
-    forward::rewrite(
-        &mut req.parts,
-        target,
-        routed.host,
-        cx.peer,
-        cx.request_id,
-        protocol,
-    )?;
+    forward::rewrite(&mut req.parts, target, routed.host, cx, protocol)?;
     // Templates evaluated from here on (bodies) see no request headers: those now
     // belong to the upstream request.
     let vars = routed.templates(cx, None);

@@ -7,20 +7,22 @@ use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Uri, header};
 
-use crate::headers::{self, Peer, X_REQUEST_ID};
+use crate::headers::{self, X_REQUEST_ID};
+use crate::phases::Ctx;
 use crate::problem::GatewayError;
 use crate::routing::Host;
 use crate::{traceparent, tunnel};
 
-/// Rewrites `parts` for an upstream that speaks `protocol`, sent to `target`.
+/// Rewrites `parts` for an upstream that speaks `protocol`, sent to `target`, for the
+/// request of `cx` (its peer, request id and trace).
 pub(crate) fn rewrite(
     parts: &mut Parts,
     target: PathAndQuery,
     host: &Host,
-    peer: &Peer,
-    request_id: &HeaderValue,
+    cx: &Ctx<'_>,
     protocol: Protocol,
 ) -> Result<(), GatewayError> {
+    let (peer, request_id) = (cx.peer, cx.request_id);
     let upgrade = tunnel::requested(parts)
         .then(|| parts.headers.get(header::UPGRADE).cloned())
         .flatten();
@@ -33,7 +35,7 @@ pub(crate) fn rewrite(
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_forwarding(&mut parts.headers, peer, host.header_value().as_ref());
     parts.headers.insert(X_REQUEST_ID, request_id.clone());
-    traceparent::propagate(&mut parts.headers);
+    traceparent::propagate(&mut parts.headers, cx.trace.as_ref());
     set_protocol(parts, target, host, protocol)?;
     match protocol {
         Protocol::Http1 => {

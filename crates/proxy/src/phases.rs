@@ -122,6 +122,9 @@ pub(crate) struct Ctx<'t> {
     pub access_log: &'t AccessLog,
     /// The last upstream attempt, noted for the access log when it is on.
     pub attempted: std::cell::Cell<Option<access_log::Attempted>>,
+    /// The `traceparent` started for a request that came without one, when the access
+    /// log is on (so that its line and the upstream see the same trace).
+    pub trace: Option<HeaderValue>,
 }
 
 impl<'t> Ctx<'t> {
@@ -185,11 +188,10 @@ impl Decor<'_> {
 pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Response<Body> {
     let started = Instant::now();
     let table = shared.prepared();
-    let mut req = req;
     let arrived = shared
         .access_log
         .enabled()
-        .then(|| access_log::Arrived::of(&mut req));
+        .then(|| access_log::Arrived::of(&req));
     let method = req.method().clone();
     let request_id = request_id::of(req.headers());
     let client = shared.client_of(peer, req.headers());
@@ -207,6 +209,10 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         public_docs: shared.public_docs.as_deref(),
         access_log: &shared.access_log,
         attempted: std::cell::Cell::new(None),
+        trace: arrived
+            .as_ref()
+            .filter(|a| a.trace_started)
+            .and_then(|a| a.traceparent.clone()),
     };
     let http1 = req.version() < http::Version::HTTP_2;
     let (resp, close, refused) = match serve(req, &mut cx).await {

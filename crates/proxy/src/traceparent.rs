@@ -6,10 +6,11 @@ use http::{HeaderMap, HeaderValue};
 use crate::headers::TRACEPARENT;
 use crate::request_id::{hex16, random_words};
 
-/// Propagates the request's `traceparent`, or starts one.
-pub(crate) fn propagate(headers: &mut HeaderMap) {
+/// Propagates the request's `traceparent`, or starts one (`started`, when the request
+/// was given one as it arrived).
+pub(crate) fn propagate(headers: &mut HeaderMap, started: Option<&HeaderValue>) {
     if !headers.contains_key(TRACEPARENT) {
-        headers.insert(TRACEPARENT, start());
+        headers.insert(TRACEPARENT, started.cloned().unwrap_or_else(start));
     }
 }
 
