@@ -9,24 +9,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{LoggedGateway, RawResponse, assert_problem, eventually, request, upstream_runtime};
-use gatehouse_testkit::fault::{Faults, dead_addr, spawn_faulty};
+use common::{
+    LoggedGateway, RawResponse, assert_problem, eventually, faulty, metric, request, upstream,
+    upstream_runtime,
+};
+use gatehouse_testkit::fault::dead_addr;
 use serde_json::json;
-
-/// An Upstream `name` over `addrs` with `spec` lines (YAML, indented two spaces) added.
-fn upstream(name: &str, addrs: &[SocketAddr], spec: &str) -> String {
-    let endpoints: Vec<String> = addrs
-        .iter()
-        .map(|a| format!("{{host: {}, port: {}}}", a.ip(), a.port()))
-        .collect();
-    format!(
-        "apiVersion: gatehouse.dev/v1alpha1\nkind: Upstream\nmetadata: {{name: {name}}}\nspec:\n  endpoints: [{}]\n{spec}---\n",
-        endpoints.join(", ")
-    )
-}
 
 /// An ApiRoute for host `agg.test` with `rules` (YAML, each starting `- name:`,
 /// indented four spaces).
@@ -34,12 +24,6 @@ fn route(rules: &str) -> String {
     format!(
         "apiVersion: gatehouse.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: agg}}\nspec:\n  hosts: [agg.test]\n  rules:\n{rules}---\n"
     )
-}
-
-fn faulty(runtime: &tokio::runtime::Runtime, n: usize) -> Vec<Faults> {
-    (0..n)
-        .map(|_| runtime.block_on(spawn_faulty()).expect("fault upstream"))
-        .collect()
 }
 
 fn get(g: &LoggedGateway, target: &str, headers: &[(&str, &str)]) -> RawResponse {
@@ -55,14 +39,6 @@ fn ok_json(r: &RawResponse) -> serde_json::Value {
         "{r:?}"
     );
     r.json()
-}
-
-/// A metric sample's value, 0 when absent.
-fn metric(g: &LoggedGateway, series: &str) -> f64 {
-    g.admin_text("/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 // === aggregate ===

@@ -14,20 +14,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{LoggedGateway, RawResponse, eventually, request, try_send_raw, upstream_runtime};
-use gatehouse_testkit::fault::{Faults, dead_addr, spawn_faulty};
-
-/// An Upstream `name` over `addrs` with `spec` lines (YAML, indented two spaces) added.
-fn upstream(name: &str, addrs: &[SocketAddr], spec: &str) -> String {
-    let endpoints: Vec<String> = addrs
-        .iter()
-        .map(|a| format!("{{host: {}, port: {}}}", a.ip(), a.port()))
-        .collect();
-    format!(
-        "apiVersion: gatehouse.dev/v1alpha1\nkind: Upstream\nmetadata: {{name: {name}}}\nspec:\n  endpoints: [{}]\n{spec}---\n",
-        endpoints.join(", ")
-    )
-}
+use common::{
+    LoggedGateway, RawResponse, eventually, faulty, metric, request, try_send_raw, upstream,
+    upstream_runtime,
+};
+use gatehouse_testkit::fault::{Faults, dead_addr};
 
 /// An ApiRoute sending host `<name>.test` to Upstream `name`, for each name.
 fn routes(names: &[&str]) -> String {
@@ -40,13 +31,6 @@ fn routes(names: &[&str]) -> String {
         ));
     }
     out
-}
-
-/// Fault-injection upstreams on `runtime`.
-fn faulty(runtime: &tokio::runtime::Runtime, n: usize) -> Vec<Faults> {
-    (0..n)
-        .map(|_| runtime.block_on(spawn_faulty()).expect("fault upstream"))
-        .collect()
 }
 
 fn serve(runtime: tokio::runtime::Runtime, upstreams: &[String], names: &[&str]) -> LoggedGateway {
@@ -64,14 +48,6 @@ fn send(g: &LoggedGateway, method: &str, to: &str, headers: &[(&str, &str)]) -> 
 /// The endpoint that answered.
 fn server(r: &RawResponse) -> String {
     r.header("x-echo-server").unwrap_or("-").to_string()
-}
-
-/// A metric sample's value, 0 when absent.
-fn metric(g: &LoggedGateway, series: &str) -> f64 {
-    g.admin_text("/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// The state `/config` shows for endpoint `addr` of Upstream `name`.

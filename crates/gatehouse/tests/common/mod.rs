@@ -675,3 +675,39 @@ pub fn shared<T>(
     *held = std::sync::Arc::downgrade(&value);
     value
 }
+
+// === manifests and fault-injection upstreams (resilience, aggregation) ===
+
+/// An Upstream `name` over `addrs` with `spec` lines (YAML, indented two spaces) added.
+pub fn upstream(name: &str, addrs: &[SocketAddr], spec: &str) -> String {
+    let endpoints: Vec<String> = addrs
+        .iter()
+        .map(|a| format!("{{host: {}, port: {}}}", a.ip(), a.port()))
+        .collect();
+    format!(
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: Upstream\nmetadata: {{name: {name}}}\nspec:\n  endpoints: [{}]\n{spec}---\n",
+        endpoints.join(", ")
+    )
+}
+
+/// `n` fault-injection upstreams on `runtime`.
+pub fn faulty(
+    runtime: &tokio::runtime::Runtime,
+    n: usize,
+) -> Vec<gatehouse_testkit::fault::Faults> {
+    (0..n)
+        .map(|_| {
+            runtime
+                .block_on(gatehouse_testkit::fault::spawn_faulty())
+                .expect("fault upstream")
+        })
+        .collect()
+}
+
+/// A metric sample's value on `g`'s admin listener, 0 when absent.
+pub fn metric(g: &LoggedGateway, series: &str) -> f64 {
+    g.admin_text("/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
