@@ -10,10 +10,12 @@
 #   openapi-spec-validator (PyPI, same venv): checks the docs portal's OpenAPI 3.1 document
 #   h2spec v2.2.1: built from its Go module (Go module proxy), its dependencies pinned by
 #     e2e/conformance/h2spec-tool/go.mod and go.sum (h2spec predates modules)
+#   promtool (Prometheus' own exposition parser and linter): built from the Go module
+#     github.com/prometheus/prometheus (about 5 minutes on 2 cores, once)
 #
 # Usage: e2e/tools/install.sh           then use target/tools/bin/{helm,kubectl,kubernetes-validate,h2spec}
 #                                       and target/tools/venv/bin/python for `import h2`,
-#                                       target/tools/bin/openapi-spec-validator
+#                                       target/tools/bin/openapi-spec-validator, target/tools/bin/promtool
 # Env:   GO (default: go on PATH, else /usr/local/go/bin/go)
 set -euo pipefail
 
@@ -31,6 +33,8 @@ PY_H2="h2==4.4.1"
 PY_OPENAPI="openapi-spec-validator==0.9.0"
 H2SPEC_MODULE="github.com/summerwind/h2spec"
 H2SPEC_VERSION="v2.2.1+incompatible"   # must match e2e/conformance/h2spec-tool/go.mod
+PROMTOOL_MODULE="github.com/prometheus/prometheus/cmd/promtool"
+PROMTOOL_VERSION="v0.316.0"   # Prometheus 3's Go module; its own go.mod pins the rest
 PYTHON="${PYTHON:-python3}"
 
 # The version text is captured before it is searched: `tool | grep -q` under pipefail
@@ -122,4 +126,22 @@ if ! have_h2spec; then
     -o "$bin/h2spec.tmp" "$H2SPEC_MODULE/cmd/h2spec")
   mv -f "$bin/h2spec.tmp" "$bin/h2spec"
   have_h2spec || { echo "tools: h2spec does not report '$h2spec_want'" >&2; exit 1; }
+fi
+
+have_promtool() {
+  [[ -x "$bin/promtool" ]] || return 1
+  local v
+  v="$("$bin/promtool" --version 2>/dev/null)" || return 1
+  grep -q "version $PROMTOOL_VERSION " <<<"$v"
+}
+if ! have_promtool; then
+  GO="${GO:-}"
+  if [[ -z "$GO" ]]; then
+    if command -v go >/dev/null 2>&1; then GO="$(command -v go)"; else GO=/usr/local/go/bin/go; fi
+  fi
+  echo "tools: building promtool $PROMTOOL_VERSION from the Go module proxy" >&2
+  GOBIN="$bin" GOFLAGS=-mod=mod "$GO" install -buildvcs=false -trimpath \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMTOOL_VERSION" \
+    "$PROMTOOL_MODULE@$PROMTOOL_VERSION"
+  have_promtool || { echo "tools: promtool does not report version $PROMTOOL_VERSION" >&2; exit 1; }
 fi

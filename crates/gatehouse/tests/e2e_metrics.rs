@@ -1,0 +1,164 @@
+//! `/metrics` checked by Prometheus' own parser and linter (`promtool check metrics`,
+//! built from the Go module by `e2e/tools/install.sh`) after a scripted mix of traffic
+//! that fills every family the mix can reach; label values come from route, rule and
+//! upstream names only, never from a request's path or credentials.
+//!
+//! Without `target/tools/bin/promtool` the test says so and passes, unless
+//! `GATEHOUSE_REQUIRE_PROMTOOL=1` (`.ci/run` sets it).
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{LoggedGateway, eventually, faulty, request, upstream, upstream_runtime};
+
+fn promtool() -> Option<std::path::PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/bin/promtool");
+    if p.exists() {
+        return Some(p);
+    }
+    let required = std::env::var("GATEHOUSE_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
+    assert!(!required, "promtool is missing: run e2e/tools/install.sh");
+    eprintln!("skipping: promtool is not installed (e2e/tools/install.sh builds it)");
+    None
+}
+
+#[test]
+fn metrics_after_a_mix_of_traffic_pass_promtool_and_carry_no_request_data() {
+    let rt = upstream_runtime();
+    let echo = common::spawn_echo(&rt);
+    let f = faulty(&rt, 2);
+    f[1].fail_percent(100.0, 503);
+    let mut files = String::new();
+    files.push_str(&upstream("echo", &[echo], ""));
+    files.push_str(&upstream(
+        "flaky",
+        &[f[0].addr(), f[1].addr()],
+        "  retries: {attempts: 1, on: [GatewayError], backoff: {base: 1ms, max: 2ms}}\n  circuitBreaker: {failureRatio: 0.9, minimumRequests: 100}\n  healthCheck: {passive: {consecutiveFailures: 100}}\n",
+    ));
+    files.push_str(
+        "apiVersion: v1
+kind: Secret
+metadata:
+  name: alice
+  labels: {gatehouse.dev/consumer: alice}
+stringData: {api-key: k-alice-123}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {name: mix}
+spec:
+  hosts: [metrics.test]
+  rules:
+    - name: plain
+      matches: [{path: {type: Prefix, value: /plain}}]
+      backends: [{upstream: echo}]
+      mirror: {upstream: flaky}
+    - name: flaky
+      matches: [{path: {type: Prefix, value: /flaky}}]
+      backends: [{upstream: flaky}]
+    - name: keyed
+      matches: [{path: {type: Prefix, value: /keyed}}]
+      backends: [{upstream: echo}]
+      policies:
+        authentication: {apiKey: {}}
+        rateLimit: {limits: [{requests: 2, period: 1m}], key: {type: Consumer}}
+    - name: cached
+      matches: [{path: {type: Prefix, value: /cached}}]
+      backends: [{upstream: echo}]
+      policies: {cache: {ttl: 1m}}
+    - name: guarded
+      matches: [{path: {type: Prefix, value: /guarded}}]
+      backends: [{upstream: echo}]
+      policies:
+        waf: {}
+        validation: {request: {requiredHeaders: [x-needed]}}
+",
+    );
+    let g = LoggedGateway::serve(rt, &[("gateway.yaml", files)]);
+    let get = |target: &str, headers: &[(&str, &str)]| {
+        request(g.http, "GET", "metrics.test", target, headers).status
+    };
+    for i in 0..5 {
+        assert_eq!(get(&format!("/plain/{i}?secret-query=1"), &[]), 200);
+        get("/flaky/x", &[]);
+        get("/cached/c", &[]);
+    }
+    assert_eq!(get("/keyed/k", &[]), 401);
+    assert_eq!(get("/keyed/k", &[("x-api-key", "not-a-key")]), 401);
+    for _ in 0..3 {
+        get("/keyed/k", &[("x-api-key", "k-alice-123")]);
+    }
+    assert_eq!(get("/guarded/g?q=1'+OR+'1'='1", &[("x-needed", "1")]), 403);
+    assert_eq!(get("/guarded/g", &[]), 400);
+    assert_eq!(get("/no/such/path-abc", &[]), 404);
+    assert_eq!(
+        request(g.http, "DELETE", "other.test", "/x", &[]).status,
+        404
+    );
+
+    let text = g.admin_text("/metrics");
+    for family in [
+        "gatehouse_requests_total",
+        "gatehouse_request_duration_seconds_bucket",
+        "gatehouse_ratelimit_rejected_total",
+        "gatehouse_cache_requests_total",
+        "gatehouse_validation_failures_total",
+        "gatehouse_auth_failures_total",
+        "gatehouse_waf_matches_total",
+        "gatehouse_upstream_requests_total",
+        "gatehouse_upstream_duration_seconds_bucket",
+        "gatehouse_upstream_retries_total",
+        "gatehouse_upstream_endpoints",
+        "gatehouse_circuit_state",
+        "gatehouse_mirror_requests_total",
+        "gatehouse_config_version",
+        "gatehouse_config_applies_total",
+        "gatehouse_config_apply_duration_seconds_bucket",
+        "gatehouse_access_log_dropped_total",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(family)),
+            "no {family} sample:\n{text}"
+        );
+    }
+    // Label values are names from the table, never what a request carried.
+    for data in [
+        "secret-query",
+        "/no/such",
+        "path-abc",
+        "k-alice-123",
+        "not-a-key",
+        "other.test",
+        "OR",
+    ] {
+        assert!(!text.contains(data), "{data:?} in /metrics");
+    }
+    assert!(eventually(|| f[0].requests() + f[1].requests() >= 10));
+
+    let Some(promtool) = promtool() else {
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write metrics");
+    let out = child.wait_with_output().expect("promtool ends");
+    assert!(
+        out.status.success(),
+        "promtool check metrics refused /metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
