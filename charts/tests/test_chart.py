@@ -171,6 +171,17 @@ class Pod(unittest.TestCase):
                 self.assertEqual(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name")
                 self.assertEqual(flag(ctl["args"], "namespace"), values["watchNamespaces"])
 
+    def test_access_log_docs_and_mirror_flags_follow_their_values(self):
+        for name, values, objs in self.each():
+            with self.subTest(values=name):
+                pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+                args = {c["name"]: c for c in pod["containers"]}["proxy"]["args"]
+                p = values["proxy"]
+                self.assertEqual(flag(args, "access-log"), [p["accessLog"]])
+                self.assertEqual([float(v) for v in flag(args, "access-log-sample")], [float(p["accessLogSample"])])
+                self.assertEqual(flag(args, "mirror-max-in-flight"), [str(p["mirrorMaxInFlight"])])
+                self.assertEqual(flag(args, "public-docs"), [p["publicDocsHost"]] if p["publicDocsHost"] else [])
+
     def test_probes_hit_the_metrics_listener_and_the_admin_api_stays_on_loopback(self):
         for name, values, objs in self.each():
             with self.subTest(values=name):
