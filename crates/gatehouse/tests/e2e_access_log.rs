@@ -72,17 +72,29 @@ fn lines(path: &std::path::Path) -> BTreeMap<String, Value> {
         .collect()
 }
 
-#[test]
-fn one_line_per_request_with_its_outcome_and_no_secret() {
+/// The gateway over [`manifests`] logging to a file of its own, with `flags` added; the
+/// folder holding the file, the file, and the echo upstream's address.
+fn logging(
+    flags: &[&str],
+) -> (
+    LoggedGateway,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::net::SocketAddr,
+) {
     let rt = upstream_runtime();
     let echo = common::spawn_echo(&rt);
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("access.log");
-    let g = LoggedGateway::serve_with(
-        rt,
-        &[("gateway.yaml", manifests(echo))],
-        &["--access-log", log.to_str().expect("utf-8 path")],
-    );
+    let mut all = vec!["--access-log", log.to_str().expect("utf-8 path")];
+    all.extend_from_slice(flags);
+    let g = LoggedGateway::serve_with(rt, &[("gateway.yaml", manifests(echo))], &all);
+    (g, dir, log, echo)
+}
+
+#[test]
+fn one_line_per_request_with_its_outcome_and_no_secret() {
+    let (g, _dir, log, echo) = logging(&[]);
     let send = |id: &str, target: &str, extra: &[(&str, &str)]| {
         let mut headers = vec![("x-request-id", id)];
         headers.extend_from_slice(extra);
@@ -169,20 +181,7 @@ fn one_line_per_request_with_its_outcome_and_no_secret() {
 
 #[test]
 fn sampling_keeps_a_share_and_every_server_error() {
-    let rt = upstream_runtime();
-    let echo = common::spawn_echo(&rt);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("access.log");
-    let g = LoggedGateway::serve_with(
-        rt,
-        &[("gateway.yaml", manifests(echo))],
-        &[
-            "--access-log",
-            log.to_str().expect("utf-8 path"),
-            "--access-log-sample",
-            "0",
-        ],
-    );
+    let (g, _dir, log, _) = logging(&["--access-log-sample", "0"]);
     for i in 0..10 {
         let id = format!("ok-{i}");
         assert_eq!(

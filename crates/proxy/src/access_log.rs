@@ -103,14 +103,7 @@ impl AccessLog {
     /// rules and upstreams.
     pub fn start(options: &Options, metrics: Arc<Metrics>) -> std::io::Result<AccessLog> {
         let out: Box<dyn std::io::Write + Send> = match &options.destination {
-            Destination::Off => {
-                return Ok(AccessLog {
-                    to_writer: None,
-                    per_million: 0,
-                    next: WorkerCounter::default(),
-                    dropped: Arc::default(),
-                });
-            }
+            Destination::Off => return Ok(AccessLog::with(None, 0)),
             Destination::Stdout => Box::new(std::io::stdout()),
             Destination::Stderr => Box::new(std::io::stderr()),
             Destination::File(path) => Box::new(
@@ -124,19 +117,14 @@ impl AccessLog {
         std::thread::Builder::new()
             .name("gatehouse-access-log".into())
             .spawn(move || write_lines(&rx, out, &metrics))?;
-        Ok(AccessLog {
-            to_writer: Some(tx),
-            per_million: (options.sample.clamp(0.0, 1.0) * 1e6).round() as u64,
-            next: WorkerCounter::default(),
-            dropped: Arc::default(),
-        })
+        let per_million = (options.sample.clamp(0.0, 1.0) * 1e6).round() as u64;
+        Ok(AccessLog::with(Some(tx), per_million))
     }
 
-    /// No access log.
-    pub fn off() -> AccessLog {
+    fn with(to_writer: Option<SyncSender<Vec<Entry>>>, per_million: u64) -> AccessLog {
         AccessLog {
-            to_writer: None,
-            per_million: 0,
+            to_writer,
+            per_million,
             next: WorkerCounter::default(),
             dropped: Arc::default(),
         }
@@ -154,14 +142,7 @@ impl AccessLog {
 
     /// Whether a request answered `status` is logged (sampling; 5xx always are).
     pub(crate) fn wanted(&self, status: u16) -> bool {
-        if status >= 500 || self.per_million >= 1_000_000 {
-            return true;
-        }
-        if self.per_million == 0 {
-            return false;
-        }
-        let n = self.next.next() as u64;
-        (n * self.per_million) / 1_000_000 != ((n + 1) * self.per_million) / 1_000_000
+        status >= 500 || self.next.spread(self.per_million, 1_000_000)
     }
 
     /// Adds `entry` to this worker's batch, handing the batch over when it is full.
@@ -397,12 +378,7 @@ mod tests {
 
     #[test]
     fn sampling_keeps_the_share_and_every_5xx() {
-        let log = AccessLog {
-            to_writer: None,
-            per_million: 250_000,
-            next: WorkerCounter::default(),
-            dropped: Arc::default(),
-        };
+        let log = AccessLog::with(None, 250_000);
         let kept = (0..400).filter(|_| log.wanted(200)).count();
         assert_eq!(kept, 100);
         assert!((0..10).all(|_| log.wanted(503)));
@@ -411,12 +387,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts() {
         let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-        let log = AccessLog {
-            to_writer: Some(tx),
-            per_million: 1_000_000,
-            next: WorkerCounter::default(),
-            dropped: Arc::default(),
-        };
+        let log = AccessLog::with(Some(tx), 1_000_000);
         log.hand_over(vec![entry(200)]);
         log.hand_over(vec![entry(200), entry(404)]);
         assert_eq!(log.dropped(), 2, "the second batch found the queue full");

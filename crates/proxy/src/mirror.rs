@@ -78,15 +78,7 @@ impl Drop for Slot {
 /// Whether this request of the rule is copied: `percent` of every hundred the worker
 /// serves, spread evenly (not the first `percent` of each hundred).
 fn chosen(m: &Mirror) -> bool {
-    match m.percent {
-        0 => false,
-        100.. => true,
-        p => {
-            let n = m.next.next() as u64;
-            // Bresenham: the count of chosen requests rises by `p` per hundred.
-            (n * u64::from(p)) / 100 != ((n + 1) * u64::from(p)) / 100
-        }
-    }
+    m.next.spread(u64::from(m.percent), 100)
 }
 
 /// Sends a copy of `req` (rewritten for the primary upstream) to the rule's mirror when

@@ -54,6 +54,20 @@ impl WorkerCounter {
         slot.store(n.wrapping_add(1), Ordering::Relaxed);
         n
     }
+
+    /// Whether this worker's next turn is one of `part` in every `whole`: the chosen
+    /// turns are spread evenly (Bresenham: the count chosen rises by `part` per `whole`
+    /// turns), not the first `part` of each `whole`. Never with 0, always with `whole`.
+    pub fn spread(&self, part: u64, whole: u64) -> bool {
+        if part == 0 {
+            return false;
+        }
+        if part >= whole {
+            return true;
+        }
+        let n = self.next() as u64;
+        (n * part) / whole != ((n + 1) * part) / whole
+    }
 }
 
 #[cfg(test)]
