@@ -50,6 +50,37 @@ pub struct DataPlaneArgs {
     /// always kept).
     #[arg(long, env = "GATEHOUSE_ACCESS_LOG_SAMPLE", default_value_t = 1.0, value_parser = parse_share)]
     pub access_log_sample: f64,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector: a base URL
+    /// (`http://otel-collector:4318`, to which `/v1/traces` is added) or the full URL of
+    /// its traces path. Without it, no traces are recorded.
+    #[arg(long, env = "GATEHOUSE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of traces kept, 0 to 1, decided from the trace id (so every gateway
+    /// replica keeps the same ones); a client's `traceparent` marked sampled is kept
+    /// too. Errors and slow requests are kept whatever it is.
+    #[arg(long, env = "GATEHOUSE_OTLP_SAMPLE_RATIO", default_value_t = gatehouse_proxy::trace::DEFAULT_RATIO, value_parser = parse_share)]
+    pub otlp_sample_ratio: f64,
+    /// Keep the trace of every request slower than this (to its response head);
+    /// `off` keeps none for its duration.
+    #[arg(long, env = "GATEHOUSE_OTLP_KEEP_SLOWER_THAN", default_value = "1s", value_parser = parse_optional_duration)]
+    pub otlp_keep_slower_than: OptionalDuration,
+    /// Keep the trace of every request answered 429 (those answered 5xx always are).
+    #[arg(long, env = "GATEHOUSE_OTLP_KEEP_429")]
+    pub otlp_keep_429: bool,
+    /// `service.name` of the exported spans.
+    #[arg(long, env = "GATEHOUSE_OTLP_SERVICE_NAME", default_value = "gatehouse")]
+    pub otlp_service_name: String,
+}
+
+/// A duration, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionalDuration(pub Option<Duration>);
+
+fn parse_optional_duration(s: &str) -> Result<OptionalDuration, String> {
+    match s.trim() {
+        "off" | "none" => Ok(OptionalDuration(None)),
+        d => parse_duration(d).map(|d| OptionalDuration(Some(d))),
+    }
 }
 
 /// A share between 0 and 1.
@@ -90,6 +121,13 @@ impl DataPlaneArgs {
             access_log: gatehouse_proxy::access_log::Options {
                 destination: self.access_log.clone(),
                 sample: self.access_log_sample,
+            },
+            traces: gatehouse_proxy::trace::Options {
+                endpoint: self.otlp_endpoint.clone().filter(|e| !e.trim().is_empty()),
+                ratio: self.otlp_sample_ratio,
+                keep_slower_than: self.otlp_keep_slower_than.0,
+                keep_429: self.otlp_keep_429,
+                service_name: self.otlp_service_name.clone(),
             },
         })
     }

@@ -193,7 +193,7 @@ pub(crate) struct Arrived {
 }
 
 impl Arrived {
-    /// What `req` is, as it arrived; a request without a `traceparent` is given one
+    /// What `req` is, as it arrived; a request without a valid `traceparent` is given one
     /// here, which the upstream request carries too (the request itself is left as it
     /// is: the listener's limits see what the client sent).
     pub(crate) fn of(req: &http::Request<hyper::body::Incoming>) -> Arrived {
@@ -208,8 +208,9 @@ impl Arrived {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         let (traceparent, trace_started) = match headers.get(crate::headers::TRACEPARENT) {
-            Some(t) => (t.clone(), false),
-            None => (crate::traceparent::start(), true),
+            Some(t) if crate::traceparent::parse(t).is_some() => (t.clone(), false),
+            // None, or not valid: the trace starts here (W3C Trace Context).
+            _ => (crate::traceparent::start(), true),
         };
         Arrived {
             at: SystemTime::now(),

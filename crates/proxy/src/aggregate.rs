@@ -191,6 +191,7 @@ impl Sent<'_, '_> {
             timeout: limit.min(deadline.saturating_duration_since(now)),
             metrics: self.cx.metrics,
             seen: None,
+            trace: self.cx.traced.as_ref(),
         };
         let work = async {
             let resp = upstream::call(req, upstream, how, None)

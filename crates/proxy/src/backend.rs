@@ -110,6 +110,7 @@ async fn upstream(
         timeout: Duration::from_millis(timeout),
         metrics: cx.metrics,
         seen: cx.access_log.enabled().then_some(&cx.attempted),
+        trace: cx.traced.as_ref(),
     };
     upstream::call(req, upstream, how, permit).await
 }

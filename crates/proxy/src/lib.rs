@@ -73,6 +73,7 @@ mod request_id;
 mod respond;
 mod routing;
 mod template;
+pub mod trace;
 mod traceparent;
 mod tunnel;
 pub mod upstream;
@@ -124,6 +125,8 @@ pub struct Shared {
     pub(crate) public_docs: Option<String>,
     /// The access log (`--access-log`).
     pub(crate) access_log: access_log::AccessLog,
+    /// OpenTelemetry traces (`--otlp-endpoint`).
+    pub(crate) tracer: trace::Tracer,
     /// Tables replaced, until nothing else holds them (see [`Retired`]).
     retired: Retired,
 }
@@ -239,6 +242,8 @@ pub struct Options {
     pub public_docs: Option<String>,
     /// `--access-log`, `--access-log-sample`.
     pub access_log: access_log::Options,
+    /// `--otlp-*`: trace export.
+    pub traces: trace::Options,
 }
 
 impl Default for Options {
@@ -251,6 +256,7 @@ impl Default for Options {
             mirror_max_in_flight: mirror::DEFAULT_MAX_IN_FLIGHT,
             public_docs: None,
             access_log: access_log::Options::default(),
+            traces: trace::Options::default(),
         }
     }
 }
@@ -287,6 +293,8 @@ impl Shared {
         let mirrors = mirror::Mirrors::new(options.mirror_max_in_flight, metrics.clone());
         let access_log = access_log::AccessLog::start(&options.access_log, metrics.clone())
             .map_err(PrepareError::AccessLog)?;
+        let tracer =
+            trace::Tracer::start(&options.traces, metrics.clone()).map_err(PrepareError::Trace)?;
         let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(prepared),
             states,
@@ -297,6 +305,7 @@ impl Shared {
             mirrors,
             public_docs: options.public_docs.map(|h| h.to_ascii_lowercase()),
             access_log,
+            tracer,
             retired: Retired::new(),
         });
         shared
@@ -416,6 +425,16 @@ impl Shared {
                 out,
                 "# HELP gatehouse_access_log_dropped_total Access log lines dropped because the writer fell behind (requests never wait for the log).\n# TYPE gatehouse_access_log_dropped_total counter\ngatehouse_access_log_dropped_total {}\n",
                 self.access_log.dropped()
+            );
+        }
+        if self.tracer.enabled() {
+            let c = self.tracer.counts();
+            let _ = write!(
+                out,
+                "# HELP gatehouse_trace_spans_total Spans of kept traces: exported, dropped because the exporter's queue was full, or failed (the collector refused them or could not be reached).\n# TYPE gatehouse_trace_spans_total counter\ngatehouse_trace_spans_total{{result=\"exported\"}} {}\ngatehouse_trace_spans_total{{result=\"dropped\"}} {}\ngatehouse_trace_spans_total{{result=\"failed\"}} {}\n",
+                c.exported.load(std::sync::atomic::Ordering::Relaxed),
+                c.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                c.failed.load(std::sync::atomic::Ordering::Relaxed),
             );
         }
         let current = self.current.load();

@@ -176,6 +176,7 @@ impl Sent {
             timeout,
             metrics: &self.metrics,
             seen: None,
+            trace: None,
         };
         let exchange = async {
             if let Ok(resp) = upstream::call(req, shadow, how, None).await {

@@ -122,9 +122,14 @@ pub(crate) struct Ctx<'t> {
     pub access_log: &'t AccessLog,
     /// The last upstream attempt, noted for the access log when it is on.
     pub attempted: std::cell::Cell<Option<access_log::Attempted>>,
-    /// The `traceparent` started for a request that came without one, when the access
-    /// log is on (so that its line and the upstream see the same trace).
+    /// The `traceparent` started for a request that came without a valid one, when the
+    /// access log or tracing is on (so that its line, its spans and the upstream see the
+    /// same trace).
     pub trace: Option<HeaderValue>,
+    /// Trace export.
+    pub tracer: &'t crate::trace::Tracer,
+    /// The request's trace, when tracing is on: where upstream attempts are noted.
+    pub traced: Option<crate::trace::Traced>,
 }
 
 impl<'t> Ctx<'t> {
@@ -188,10 +193,9 @@ impl Decor<'_> {
 pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Response<Body> {
     let started = Instant::now();
     let table = shared.prepared();
-    let arrived = shared
-        .access_log
-        .enabled()
+    let arrived = (shared.access_log.enabled() || shared.tracer.enabled())
         .then(|| access_log::Arrived::of(&req));
+    let traced = arrived.as_ref().and_then(|a| shared.tracer.traced(a));
     let method = req.method().clone();
     let request_id = request_id::of(req.headers());
     let client = shared.client_of(peer, req.headers());
@@ -213,6 +217,8 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
             .as_ref()
             .filter(|a| a.trace_started)
             .and_then(|a| a.traceparent.clone()),
+        tracer: &shared.tracer,
+        traced,
     };
     let http1 = req.version() < http::Version::HTTP_2;
     let (resp, close, refused) = match serve(req, &mut cx).await {
@@ -312,8 +318,9 @@ fn error_response(cx: &Ctx<'_>, e: GatewayError) -> Response<Body> {
 }
 
 /// Decorates the response (policies' headers, the version's, hop-by-hop headers
-/// stripped, `X-Request-Id`), counts it, and logs it when the access log is on
-/// (`logged`: what the request was, and what refused it).
+/// stripped, `X-Request-Id`), counts it, logs it when the access log is on and hands
+/// its trace to the exporter when it is kept (`logged`: what the request was, and what
+/// refused it).
 fn finish(
     mut cx: Ctx<'_>,
     mut resp: Response<Body>,
@@ -337,9 +344,28 @@ fn finish(
     let labels = cx.rule.map_or(&cx.table.unmatched, |r| &r.labels);
     let (status, took) = (resp.status().as_u16(), cx.started.elapsed());
     cx.metrics.record(labels, method, status, took);
-    if let Some((arrived, refused)) = logged
-        && cx.access_log.wanted(status)
+    let Some((arrived, refused)) = logged else {
+        return resp;
+    };
+    if let Some(traced) = cx.traced.take()
+        && let Some(why) = cx.tracer.keep(&traced, status, took)
     {
+        cx.tracer.send(crate::trace::Kept {
+            traced,
+            why,
+            at: arrived.at,
+            took,
+            method: method.clone(),
+            host: arrived.host.clone(),
+            target: arrived.target.clone(),
+            status,
+            client: cx.client,
+            labels: cx.rule.map(|r| r.labels),
+            refused,
+            request_id: cx.request_id.clone(),
+        });
+    }
+    if cx.access_log.enabled() && cx.access_log.wanted(status) {
         use hyper::body::Body as _;
         cx.access_log.push(access_log::Entry {
             arrived,

@@ -41,6 +41,9 @@ pub enum PrepareError {
     /// The access log's destination could not be opened.
     #[error("access log: {0}")]
     AccessLog(std::io::Error),
+    /// Traces cannot be exported as configured.
+    #[error(transparent)]
+    Trace(crate::trace::TraceError),
 }
 
 /// The table the request path reads.

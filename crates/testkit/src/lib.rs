@@ -21,8 +21,10 @@
 //! [`redis::RedisServer`] runs a real `redis-server` for the global rate-limit tests.
 //! [`fault::spawn_faulty`] starts an upstream whose failures a test switches on and off
 //! (refuse, reset, stall, 5xx at a rate, latency, a failing health path).
+//! [`otlp::spawn_otlp`] receives OTLP/HTTP trace exports and decodes their spans.
 
 pub mod fault;
+pub mod otlp;
 pub mod redis;
 
 use std::convert::Infallible;

@@ -78,6 +78,8 @@ pub(crate) struct Call<'a> {
     pub metrics: &'a Metrics,
     /// Where the last attempt is noted for the access log, when it is kept.
     pub seen: Option<&'a std::cell::Cell<Option<crate::access_log::Attempted>>>,
+    /// The request's trace, when tracing is on: each attempt is a client span of it.
+    pub trace: Option<&'a crate::trace::Traced>,
 }
 
 /// A failed attempt: what the client is answered, and how the upstream failed (`None`
@@ -128,7 +130,7 @@ pub(crate) fn call<'a>(
     let start = match (&admitted, retries) {
         (Err(e), _) => Start::Refused(Failed::from(e.clone())),
         (Ok(_), None) => match pick(upstream, how.key, None) {
-            Ok(picked) => Start::Once(attempt(req, picked, upstream, &how, how.timeout, held)),
+            Ok(picked) => Start::Once(attempt(req, picked, upstream, &how, (how.timeout, 0), held)),
             Err(f) => Start::Refused(f),
         },
         (Ok(_), Some(r)) => Start::Retried(Box::pin(with_retries(req, r, upstream, how, held))),
@@ -172,14 +174,15 @@ fn pick(
     })
 }
 
-/// One attempt on `picked`, counted (metrics, the endpoint's counts, passive checks):
-/// the exchange itself, which does the counting, so that no future wraps its own.
+/// One attempt on `picked` (within `timeout`, after `resend` others), counted (metrics,
+/// the endpoint's counts, passive checks): the exchange itself, which does the
+/// counting, so that no future wraps its own.
 fn attempt<'a>(
     req: Request<pool::UpstreamBody>,
     picked: Picked,
     upstream: &'a PreparedUpstream,
     how: &Call<'a>,
-    timeout: Duration,
+    (timeout, resend): (Duration, u32),
     held: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> impl Future<Output = Result<Response<Body>, Failed>> + use<'a> {
     let to = Sending {
@@ -189,6 +192,7 @@ fn attempt<'a>(
         timeout,
         metrics: how.metrics,
         seen: how.seen,
+        trace: how.trace.map(|t| (t, resend)),
     };
     exchange(req, to, upstream, held)
 }
@@ -207,6 +211,8 @@ pub(crate) struct Sending<'a> {
     pub metrics: &'a Metrics,
     /// Where the attempt is noted for the access log.
     pub seen: Option<&'a std::cell::Cell<Option<crate::access_log::Attempted>>>,
+    /// The request's trace, and how many attempts of this call came before.
+    pub trace: Option<(&'a crate::trace::Traced, u32)>,
 }
 
 /// Counts an attempt's outcome: metrics, PeakEwma's estimate, passive checks.
@@ -278,7 +284,7 @@ async fn with_retries<'a>(
         Replay::No(body) => {
             let picked = pick(upstream, how.key, None)?;
             let req = Request::from_parts(parts, body);
-            return attempt(req, picked, upstream, how, how.timeout, held).await;
+            return attempt(req, picked, upstream, how, (how.timeout, 0), held).await;
         }
     };
     let per_try = r
@@ -292,7 +298,7 @@ async fn with_retries<'a>(
             let picked = pick(upstream, how.key, avoid)?;
             let addr = picked.addr;
             let req = copy(&parts, &body);
-            let result = attempt(req, picked, upstream, how, per_try, None).await;
+            let result = attempt(req, picked, upstream, how, (per_try, n), None).await;
             let failure = match &result {
                 Ok(resp) => {
                     let s = resp.status().as_u16();
@@ -388,11 +394,18 @@ const CONNECT_ATTEMPTS: usize = 3;
 /// so that what the futures below carry is small (every future on the way is moved
 /// when it starts); the others go through hyper's client, boxed for the same reason.
 pub(crate) fn exchange<'a>(
-    req: Request<pool::UpstreamBody>,
+    mut req: Request<pool::UpstreamBody>,
     to: Sending<'a>,
     upstream: &'a PreparedUpstream,
     held: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> impl Future<Output = Result<Response<Body>, Failed>> + 'a {
+    // A client span of the request's trace: the upstream's parent.
+    let span = to.trace.map(|(trace, resend)| {
+        let (id, header) = trace.attempt();
+        req.headers_mut()
+            .insert(crate::headers::TRACEPARENT, header);
+        (trace, resend, id, req.method().clone())
+    });
     // Not an `async fn`: its future would keep a copy of `req` however it is sent.
     let way =
         if upstream.spec.protocol == Protocol::Http1 && upstream.tls.is_none() && h1::carries(&req)
@@ -409,6 +422,7 @@ pub(crate) fn exchange<'a>(
             timeout,
             metrics,
             seen,
+            trace: _,
         } = to;
         let addr = picked.addr;
         let in_flight = picked.endpoint.as_deref().map(endpoint::Endpoint::start);
@@ -443,7 +457,34 @@ pub(crate) fn exchange<'a>(
                 took,
             }));
         }
+        if let Some((trace, resend, span_id, method)) = span {
+            let (status, error) = match &result {
+                Ok((resp, _)) => (Some(resp.status().as_u16()), None),
+                Err(f) => (None, Some(f.failure.map_or("gateway", failure_kind))),
+            };
+            trace.attempted(crate::trace::AttemptSpan {
+                span_id,
+                method,
+                upstream: upstream.labels,
+                endpoint: result.as_ref().map_or(addr, |(_, a)| *a),
+                offset: began.saturating_duration_since(started),
+                took,
+                status,
+                error,
+                resend,
+            });
+        }
         result.map(|(resp, _)| resp.map(|b| Either::Right(Streamed::new(b, held))))
+    }
+}
+
+/// How an attempt failed, as its span's `error.type` says.
+fn failure_kind(f: Failure) -> &'static str {
+    match f {
+        Failure::Refused => "refused",
+        Failure::Reset => "reset",
+        Failure::Timeout => "timeout",
+        Failure::Status(_) => "status",
     }
 }
 
