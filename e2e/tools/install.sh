@@ -8,13 +8,15 @@
 #   kubernetes-validate: PyPI, in a venv (offline Kubernetes OpenAPI schema checks)
 #   h2 (PyPI, same venv): raw HTTP/2 frames for the protocol abuse tests
 #   openapi-spec-validator (PyPI, same venv): checks the docs portal's OpenAPI 3.1 document
+#   prometheus-client (PyPI, same venv): its OpenMetrics parser reads /metrics with exemplars
 #   h2spec v2.2.1: built from its Go module (Go module proxy), its dependencies pinned by
 #     e2e/conformance/h2spec-tool/go.mod and go.sum (h2spec predates modules)
 #   promtool (Prometheus' own exposition parser and linter): built from the Go module
 #     github.com/prometheus/prometheus (about 5 minutes on 2 cores, once)
 #
 # Usage: e2e/tools/install.sh           then use target/tools/bin/{helm,kubectl,kubernetes-validate,h2spec}
-#                                       and target/tools/venv/bin/python for `import h2`,
+#                                       and target/tools/venv/bin/python for `import h2` and
+#                                       `prometheus_client.openmetrics.parser`,
 #                                       target/tools/bin/openapi-spec-validator, target/tools/bin/promtool
 # Env:   GO (default: go on PATH, else /usr/local/go/bin/go)
 set -euo pipefail
@@ -31,6 +33,7 @@ KUBECTL_VERSION="v1.34.5"
 KUBERNETES_VALIDATE="kubernetes-validate==1.34.1"
 PY_H2="h2==4.4.1"
 PY_OPENAPI="openapi-spec-validator==0.9.0"
+PY_PROMETHEUS="prometheus-client==0.26.0"
 H2SPEC_MODULE="github.com/summerwind/h2spec"
 H2SPEC_VERSION="v2.2.1+incompatible"   # must match e2e/conformance/h2spec-tool/go.mod
 PROMTOOL_MODULE="github.com/prometheus/prometheus/cmd/promtool"
@@ -100,6 +103,11 @@ if ! grep -qx "$PY_OPENAPI" "$venv/.installed" 2>/dev/null; then
   echo "$PY_OPENAPI" >> "$venv/.installed"
 fi
 ln -sf "$venv/bin/openapi-spec-validator" "$bin/openapi-spec-validator"
+if ! grep -qx "$PY_PROMETHEUS" "$venv/.installed" 2>/dev/null; then
+  echo "tools: installing $PY_PROMETHEUS into $venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$PY_PROMETHEUS"
+  echo "$PY_PROMETHEUS" >> "$venv/.installed"
+fi
 
 # h2spec stamps its version into `h2spec --version` at build time; the stamp also carries a
 # hash of the pinning go.mod and go.sum, so a change of any pin rebuilds it.

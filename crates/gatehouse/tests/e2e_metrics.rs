@@ -162,3 +162,175 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The venv's Python with `prometheus_client` (its OpenMetrics parser), when installed.
+fn openmetrics_parser() -> Option<std::path::PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/venv/bin/python");
+    let ok = p.exists()
+        && Command::new(&p)
+            .args(["-c", "import prometheus_client.openmetrics.parser"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if ok {
+        return Some(p);
+    }
+    let required = std::env::var("GATEHOUSE_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "prometheus_client is missing: run e2e/tools/install.sh"
+    );
+    eprintln!("skipping: prometheus_client is not installed (e2e/tools/install.sh)");
+    None
+}
+
+/// Reads an OpenMetrics exposition on stdin with the reference parser of the Prometheus
+/// Python client (strict: it refuses what the specification does not allow) and prints
+/// its samples and exemplars as JSON.
+const PARSE_OPENMETRICS: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = []
+for f in text_string_to_metric_families(sys.stdin.read()):
+    for s in f.samples:
+        e = s.exemplar
+        out.append({
+            "family": f.name, "type": f.type, "name": s.name, "labels": s.labels,
+            "value": s.value,
+            "exemplar": None if e is None else {"labels": e.labels, "value": e.value, "timestamp": None if e.timestamp is None else float(e.timestamp)},
+        })
+print(json.dumps(out))
+"#;
+
+#[test]
+fn openmetrics_is_served_when_asked_and_its_duration_buckets_name_kept_traces() {
+    let rt = upstream_runtime();
+    let echo = common::spawn_echo(&rt);
+    let receiver = rt
+        .block_on(gatehouse_testkit::otlp::spawn_otlp())
+        .expect("OTLP receiver");
+    let files = format!(
+        "{}apiVersion: gatehouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: om}}
+spec:
+  hosts: [om.test]
+  rules:
+    - name: plain
+      matches: [{{path: {{type: Prefix, value: /}}}}]
+      backends: [{{upstream: echo}}]
+",
+        upstream("echo", &[echo], "")
+    );
+    let endpoint = format!("http://{}", receiver.addr());
+    let g = LoggedGateway::serve_with(
+        rt,
+        &[("gateway.yaml", files)],
+        &["--otlp-endpoint", &endpoint, "--otlp-sample-ratio", "1"],
+    );
+    for i in 0..5 {
+        assert_eq!(
+            request(g.http, "GET", "om.test", &format!("/{i}"), &[]).status,
+            200
+        );
+    }
+    assert!(
+        eventually(|| receiver.spans().len() >= 10),
+        "{:?}",
+        receiver.spans()
+    );
+    let trace_ids: std::collections::BTreeSet<String> =
+        receiver.spans().into_iter().map(|s| s.trace_id).collect();
+
+    let om = request(
+        g.admin,
+        "GET",
+        "localhost",
+        "/metrics",
+        &[(
+            "accept",
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3",
+        )],
+    );
+    assert_eq!(om.status, 200);
+    assert!(
+        om.header("content-type")
+            .is_some_and(|c| c.starts_with("application/openmetrics-text; version=1.0.0")),
+        "{:?}",
+        om.header("content-type")
+    );
+    let text = om.text();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    // Without asking, the Prometheus text format, which has no exemplars.
+    let plain = g.admin_text("/metrics");
+    assert!(
+        !plain.contains("# EOF") && !plain.contains("trace_id"),
+        "{plain}"
+    );
+
+    let Some(python) = openmetrics_parser() else {
+        return;
+    };
+    let mut child = Command::new(python)
+        .args(["-c", PARSE_OPENMETRICS])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write metrics");
+    let out = child.wait_with_output().expect("parser ends");
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused /metrics:\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("parser output is JSON");
+    let of = |family: &str| -> Vec<&serde_json::Value> {
+        samples.iter().filter(|s| s["family"] == family).collect()
+    };
+    let requests = of("gatehouse_requests");
+    assert!(
+        requests.iter().any(|s| s["type"] == "counter"
+            && s["labels"]["route"] == "default/om"
+            && s["value"] == 5.0),
+        "{requests:?}"
+    );
+    assert!(
+        of("gatehouse_trace_spans")
+            .iter()
+            .any(|s| s["labels"]["result"] == "exported")
+    );
+    for family in [
+        "gatehouse_request_duration_seconds",
+        "gatehouse_upstream_duration_seconds",
+    ] {
+        let exemplars: Vec<&serde_json::Value> = of(family)
+            .into_iter()
+            .filter(|s| !s["exemplar"].is_null())
+            .collect();
+        assert!(!exemplars.is_empty(), "no exemplar on {family}: {text}");
+        for s in exemplars {
+            let e = &s["exemplar"];
+            let id = e["labels"]["trace_id"].as_str().unwrap_or_default();
+            assert!(
+                trace_ids.contains(id),
+                "{id} is no exported trace ({trace_ids:?})"
+            );
+            // The exemplar's value falls in its bucket.
+            let le = s["labels"]["le"].as_str().unwrap_or_default();
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().expect("le")
+            };
+            assert!(e["value"].as_f64().is_some_and(|v| v <= bound), "{s}");
+            assert!(e["timestamp"].as_f64().is_some_and(|t| t > 1.7e9), "{s}");
+        }
+    }
+}

@@ -416,43 +416,37 @@ impl Shared {
         self.current.load().table.clone()
     }
 
-    /// `/metrics`: the counters, and the live gauges of the served table's upstreams.
-    pub fn render_metrics(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = self.metrics.render();
-        if self.access_log.enabled() {
-            let _ = write!(
-                out,
-                "# HELP gatehouse_access_log_dropped_total Access log lines dropped because the writer fell behind (requests never wait for the log).\n# TYPE gatehouse_access_log_dropped_total counter\ngatehouse_access_log_dropped_total {}\n",
-                self.access_log.dropped()
-            );
-        }
-        if self.tracer.enabled() {
-            let c = self.tracer.counts();
-            let _ = write!(
-                out,
-                "# HELP gatehouse_trace_spans_total Spans of kept traces: exported, dropped because the exporter's queue was full, or failed (the collector refused them or could not be reached).\n# TYPE gatehouse_trace_spans_total counter\ngatehouse_trace_spans_total{{result=\"exported\"}} {}\ngatehouse_trace_spans_total{{result=\"dropped\"}} {}\ngatehouse_trace_spans_total{{result=\"failed\"}} {}\n",
-                c.exported.load(std::sync::atomic::Ordering::Relaxed),
-                c.dropped.load(std::sync::atomic::Ordering::Relaxed),
-                c.failed.load(std::sync::atomic::Ordering::Relaxed),
-            );
-        }
-        let current = self.current.load();
-        let rows: Vec<(String, [usize; 3], Option<u8>)> = current
-            .upstreams
-            .iter()
-            .map(|u| {
-                let counts = u.state.counts();
-                let breaker = u
-                    .spec
-                    .circuit_breaker
-                    .as_ref()
-                    .map(|_| u.state.breaker.state() as u8);
-                (u.spec.id.clone(), counts, breaker)
-            })
-            .collect();
-        metrics::render_upstream_gauges(&mut out, &rows);
-        out
+    /// `/metrics` in `format`: the counters, and the live gauges of the served table's
+    /// upstreams.
+    pub fn render_metrics(&self, format: metrics::exposition::Format) -> String {
+        let spans = self.tracer.counts();
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        let process = metrics::exposition::Process {
+            access_log_dropped: self.access_log.enabled().then(|| self.access_log.dropped()),
+            trace_spans: self.tracer.enabled().then(|| {
+                [
+                    load(&spans.exported),
+                    load(&spans.dropped),
+                    load(&spans.failed),
+                ]
+            }),
+            upstreams: self
+                .current
+                .load()
+                .upstreams
+                .iter()
+                .map(|u| metrics::exposition::UpstreamGauges {
+                    id: u.spec.id.clone(),
+                    endpoints: u.state.counts(),
+                    breaker: u
+                        .spec
+                        .circuit_breaker
+                        .as_ref()
+                        .map(|_| u.state.breaker.state() as u8),
+                })
+                .collect(),
+        };
+        self.metrics.expose(process, format)
     }
 
     /// For each upstream with health checks, the endpoints in rotation now (the push

@@ -350,6 +350,7 @@ fn finish(
     if let Some(traced) = cx.traced.take()
         && let Some(why) = cx.tracer.keep(&traced, status, took)
     {
+        traced.note_exemplars(cx.metrics, labels, took);
         cx.tracer.send(crate::trace::Kept {
             traced,
             why,

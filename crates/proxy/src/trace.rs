@@ -164,9 +164,12 @@ impl Tracer {
         &self.counts
     }
 
-    /// The trace of a request that `arrived`: the client's (a child of its span), or the
-    /// one started for it.
+    /// The trace of a request that `arrived`, when tracing is on: the client's (a child
+    /// of its span), or the one started for it.
     pub(crate) fn traced(&self, arrived: &Arrived) -> Option<Traced> {
+        if !self.enabled() {
+            return None;
+        }
         let context = arrived.traceparent.as_ref().and_then(traceparent::parse)?;
         let (parent, span_id) = if arrived.trace_started {
             (None, context.span_id)
@@ -299,6 +302,15 @@ impl Traced {
     pub(crate) fn attempt(&self) -> (u64, HeaderValue) {
         let id = random_words()[0] | 1;
         (id, traceparent::format(self.trace_id, id, self.sampled))
+    }
+
+    /// Notes this (kept) trace as the exemplar of the duration buckets it fell in: the
+    /// request's (`labels`, `took`) and each attempt's.
+    pub(crate) fn note_exemplars(&self, metrics: &Metrics, labels: &RuleLabels, took: Duration) {
+        metrics.exemplar(labels, took, self.trace_id);
+        for a in self.attempts.borrow().iter() {
+            metrics.upstream_exemplar(a.upstream, a.took, self.trace_id);
+        }
     }
 
     /// Notes an attempt that ended.

@@ -325,7 +325,7 @@ async fn requests_are_counted_per_route_rule_method_and_code() {
         send(proxy, "GET", "/nothing", &[]).await.status,
         StatusCode::NOT_FOUND
     );
-    let text = shared.metrics.render();
+    let text = shared.render_metrics(gatehouse_proxy::metrics::exposition::Format::Prometheus);
     assert!(
         text.contains(
             "gatehouse_requests_total{route=\"default/r\",rule=\"api\",method=\"GET\",code=\"200\"} 3"

@@ -172,10 +172,12 @@ fn answer(req: &Request<Incoming>, state: &AdminState, surface: Surface) -> Resp
     match (req.method().as_str(), path) {
         ("GET", "/healthz") => text(StatusCode::OK, "ok\n"),
         ("GET", "/metrics") => {
-            let mut r = Response::new(full(Bytes::from(state.shared.render_metrics())));
+            let format =
+                crate::metrics::exposition::Format::negotiate(req.headers().get(header::ACCEPT));
+            let mut r = Response::new(full(Bytes::from(state.shared.render_metrics(format))));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                HeaderValue::from_static(format.content_type()),
             );
             r
         }

@@ -5,12 +5,16 @@
 //! Label sets (route, rule) are interned when a table is applied and get a dense id, so
 //! recording indexes a vector instead of hashing strings, and a series keeps its slot
 //! across tables. Names follow `spec/runtime.md`.
+//!
+//! A scrape sums the blocks and encodes them with the `prometheus-client` crate
+//! ([`exposition`]): Prometheus text, or OpenMetrics (with trace-id exemplars on the
+//! duration histograms) when the scraper asks for it.
+
+pub mod exposition;
 
 use crate::listener::tls::Handshake;
 use crate::policy::waf::Matched;
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,6 +75,24 @@ struct UpstreamSeries {
     retries: [u64; 2],
     /// Mirrored copies by [`MirrorOutcome`].
     mirrors: [u64; MirrorOutcome::ALL.len()],
+    /// Exemplars of `durations`, once a kept trace noted one.
+    exemplars: Option<Box<Exemplars>>,
+}
+
+impl UpstreamSeries {
+    fn merge(&mut self, other: &UpstreamSeries) {
+        for (a, b) in self.outcomes.iter_mut().zip(other.outcomes) {
+            *a += b;
+        }
+        for (a, b) in self.retries.iter_mut().zip(other.retries) {
+            *a += b;
+        }
+        for (a, b) in self.mirrors.iter_mut().zip(other.mirrors) {
+            *a += b;
+        }
+        self.durations.merge(&other.durations);
+        merge_exemplars(&mut self.exemplars, other.exemplars.as_deref());
+    }
 }
 
 /// What became of a copy for a mirror upstream: the `result` label of
@@ -170,6 +192,56 @@ struct Series {
     counts: [u64; Counter::ALL.len()],
     /// WAF matches, by [`Matched::index`] and [`WafAction`].
     waf: [[u64; 2]; Matched::ALL.len()],
+    /// Exemplars of `durations`, once a kept trace noted one.
+    exemplars: Option<Box<Exemplars>>,
+}
+
+impl Series {
+    fn merge(&mut self, other: &Series) {
+        for (method, code, n) in &other.requests {
+            match self
+                .requests
+                .iter_mut()
+                .find(|(m, c, _)| c == code && m == method)
+            {
+                Some((_, _, sum)) => *sum += n,
+                None => self.requests.push((method, *code, *n)),
+            }
+        }
+        self.durations.merge(&other.durations);
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        for (a, b) in self.waf.iter_mut().zip(other.waf) {
+            a[0] += b[0];
+            a[1] += b[1];
+        }
+        merge_exemplars(&mut self.exemplars, other.exemplars.as_deref());
+    }
+}
+
+/// A kept trace's id on a histogram bucket: its duration and when it was noted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exemplar {
+    pub trace_id: u128,
+    pub value: f64,
+    pub at: std::time::SystemTime,
+}
+
+/// The latest exemplar of each bucket, `+Inf` last.
+pub(crate) type Exemplars = [Option<Exemplar>; BUCKETS.len() + 1];
+
+/// Keeps, bucket by bucket, the later of the two exemplars.
+fn merge_exemplars(into: &mut Option<Box<Exemplars>>, from: Option<&Exemplars>) {
+    let Some(from) = from else { return };
+    let into = into.get_or_insert_default();
+    for (a, b) in into.iter_mut().zip(from) {
+        if let Some(b) = b
+            && a.is_none_or(|a| a.at < b.at)
+        {
+            *a = Some(*b);
+        }
+    }
 }
 
 /// What a WAF match did: the `action` label.
@@ -241,33 +313,34 @@ impl Counter {
     ];
 
     /// (family, extra label) of this counter's series.
-    fn series(self) -> (&'static str, &'static str) {
+    fn series(self) -> (&'static str, Option<(&'static str, &'static str)>) {
+        let auth = "gatehouse_auth_failures_total";
         match self {
-            Counter::RateLimited => ("gatehouse_ratelimit_rejected_total", ""),
+            Counter::RateLimited => ("gatehouse_ratelimit_rejected_total", None),
             Counter::LimiterFailOpen => (
                 "gatehouse_ratelimit_backend_errors_total",
-                "failure_mode=\"Open\"",
+                Some(("failure_mode", "Open")),
             ),
             Counter::LimiterFailClosed => (
                 "gatehouse_ratelimit_backend_errors_total",
-                "failure_mode=\"Closed\"",
+                Some(("failure_mode", "Closed")),
             ),
-            Counter::CacheHit => ("gatehouse_cache_requests_total", "result=\"hit\""),
-            Counter::CacheMiss => ("gatehouse_cache_requests_total", "result=\"miss\""),
-            Counter::CacheBypass => ("gatehouse_cache_requests_total", "result=\"bypass\""),
+            Counter::CacheHit => ("gatehouse_cache_requests_total", Some(("result", "hit"))),
+            Counter::CacheMiss => ("gatehouse_cache_requests_total", Some(("result", "miss"))),
+            Counter::CacheBypass => ("gatehouse_cache_requests_total", Some(("result", "bypass"))),
             Counter::ValidationRequest => (
                 "gatehouse_validation_failures_total",
-                "direction=\"request\"",
+                Some(("direction", "request")),
             ),
             Counter::ValidationResponse => (
                 "gatehouse_validation_failures_total",
-                "direction=\"response\"",
+                Some(("direction", "response")),
             ),
-            Counter::AuthApiKey => ("gatehouse_auth_failures_total", "method=\"apiKey\""),
-            Counter::AuthJwt => ("gatehouse_auth_failures_total", "method=\"jwt\""),
-            Counter::AuthBasic => ("gatehouse_auth_failures_total", "method=\"basic\""),
-            Counter::AuthExternal => ("gatehouse_auth_failures_total", "method=\"external\""),
-            Counter::AuthNone => ("gatehouse_auth_failures_total", "method=\"none\""),
+            Counter::AuthApiKey => (auth, Some(("method", "apiKey"))),
+            Counter::AuthJwt => (auth, Some(("method", "jwt"))),
+            Counter::AuthBasic => (auth, Some(("method", "basic"))),
+            Counter::AuthExternal => (auth, Some(("method", "external"))),
+            Counter::AuthNone => (auth, Some(("method", "none"))),
         }
     }
 }
@@ -498,285 +571,109 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let names = self
-            .labels
-            .lock()
-            .map(|i| i.names.clone())
-            .unwrap_or_default();
-        let mut requests: HashMap<(&(String, String), &'static str, u16), u64> = HashMap::new();
-        let mut durations: HashMap<&(String, String), Histogram> = HashMap::new();
-        let mut counted: std::collections::BTreeMap<(&str, usize), u64> = Default::default();
-        let mut waf: std::collections::BTreeMap<(&str, &'static str, &'static str), u64> =
-            Default::default();
-        let upstream_names = self
-            .upstream_names
-            .lock()
-            .map(|n| n.0.clone())
-            .unwrap_or_default();
-        let mut upstreams = vec![UpstreamSeries::default(); upstream_names.len()];
+    /// Notes `trace_id` as the exemplar of the bucket `took` falls in, on `labels`'
+    /// request durations (a kept trace; the calling worker's block).
+    pub fn exemplar(&self, labels: &RuleLabels, took: Duration, trace_id: u128) {
+        self.with_series(labels, |s| note(&mut s.exemplars, took, trace_id));
+    }
+
+    /// Same for an upstream attempt of a kept trace.
+    pub fn upstream_exemplar(&self, labels: UpstreamLabels, took: Duration, trace_id: u128) {
+        self.with_upstream(labels, |s| note(&mut s.exemplars, took, trace_id));
+    }
+
+    /// Every worker's counts summed, with the names behind the labels.
+    fn scrape(&self) -> exposition::Scrape {
+        let names = self.names();
+        let mut rules = vec![Series::default(); names.rules.len()];
+        let mut upstreams = vec![UpstreamSeries::default(); names.upstreams.len()];
         if let Ok(blocks) = self.blocks.lock() {
             for block in blocks.iter() {
                 let Ok(block) = block.lock() else { continue };
                 for (sum, s) in upstreams.iter_mut().zip(&block.upstreams) {
-                    for (a, b) in sum.outcomes.iter_mut().zip(s.outcomes) {
-                        *a += b;
-                    }
-                    for (a, b) in sum.retries.iter_mut().zip(s.retries) {
-                        *a += b;
-                    }
-                    for (a, b) in sum.mirrors.iter_mut().zip(s.mirrors) {
-                        *a += b;
-                    }
-                    sum.durations.merge(&s.durations);
+                    sum.merge(s);
                 }
-                for (labels, series) in names.iter().zip(&block.series) {
-                    for (method, code, n) in &series.requests {
-                        *requests.entry((labels, method, *code)).or_default() += n;
-                    }
-                    for (i, n) in series.counts.iter().enumerate() {
-                        if *n > 0 {
-                            *counted.entry((labels.0.as_str(), i)).or_default() += n;
-                        }
-                    }
-                    for (matched, by_action) in Matched::ALL.iter().zip(&series.waf) {
-                        for (action, n) in
-                            [WafAction::Block, WafAction::Detect].iter().zip(by_action)
-                        {
-                            if *n > 0 {
-                                *waf.entry((labels.0.as_str(), matched.label(), action.label()))
-                                    .or_default() += n;
-                            }
-                        }
-                    }
-                    if series.durations.count > 0 {
-                        durations
-                            .entry(labels)
-                            .or_default()
-                            .merge(&series.durations);
-                    }
+                for (sum, s) in rules.iter_mut().zip(&block.series) {
+                    sum.merge(s);
                 }
             }
         }
-        let mut out = String::new();
-        out.push_str(
-            "# HELP gatehouse_requests_total Requests by route, rule, method and status code.\n",
-        );
-        out.push_str("# TYPE gatehouse_requests_total counter\n");
-        let mut rows: Vec<_> = requests.into_iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        for (((route, rule), method, code), n) in rows {
-            let _ = writeln!(
-                out,
-                "gatehouse_requests_total{{route=\"{}\",rule=\"{}\",method=\"{method}\",code=\"{code}\"}} {n}",
-                escape(route),
-                escape(rule)
-            );
+        exposition::Scrape {
+            names,
+            rules,
+            upstreams,
+            version: self.version.load(Ordering::Relaxed),
+            applied: self.applied.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            apply_durations: self
+                .apply_durations
+                .lock()
+                .map(|h| h.clone())
+                .unwrap_or_default(),
+            handshakes: std::array::from_fn(|i| self.handshakes[i].load(Ordering::Relaxed)),
+            process: exposition::Process::default(),
         }
-        out.push_str(
-            "# HELP gatehouse_request_duration_seconds Time from request to response head.\n",
-        );
-        out.push_str("# TYPE gatehouse_request_duration_seconds histogram\n");
-        let mut rows: Vec<_> = durations.into_iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(b.0));
-        for ((route, rule), h) in rows {
-            let labels = format!("route=\"{}\",rule=\"{}\"", escape(route), escape(rule));
-            histogram(&mut out, "gatehouse_request_duration_seconds", &labels, &h);
-        }
-        for (family, help) in COUNTER_FAMILIES {
-            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
-            for ((route, i), n) in &counted {
-                let (name, extra) = Counter::ALL[*i].series();
-                if name == family {
-                    let sep = if extra.is_empty() { "" } else { "," };
-                    let _ = writeln!(
-                        out,
-                        "{family}{{route=\"{}\"{sep}{extra}}} {n}",
-                        escape(route)
-                    );
-                }
-            }
-        }
-        out.push_str("# HELP gatehouse_waf_matches_total WAF matches (in Detect mode one request may match more than once), by route, WAF rule (a native family, CoreRuleSet, DenyCidrs, AllowCidrs) and action (block, detect).\n# TYPE gatehouse_waf_matches_total counter\n");
-        for ((route, rule, action), n) in &waf {
-            let _ = writeln!(
-                out,
-                "gatehouse_waf_matches_total{{route=\"{}\",rule=\"{rule}\",action=\"{action}\"}} {n}",
-                escape(route)
-            );
-        }
-        render_upstreams(&mut out, &upstream_names, &upstreams);
-        let _ = writeln!(
-            out,
-            "# HELP gatehouse_config_version Version of the table being served.\n# TYPE gatehouse_config_version gauge\ngatehouse_config_version {}",
-            self.version.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP gatehouse_config_applies_total Tables applied or rejected.\n# TYPE gatehouse_config_applies_total counter\ngatehouse_config_applies_total{{result=\"applied\"}} {}\ngatehouse_config_applies_total{{result=\"rejected\"}} {}",
-            self.applied.load(Ordering::Relaxed),
-            self.rejected.load(Ordering::Relaxed)
-        );
-        out.push_str(
-            "# HELP gatehouse_config_apply_duration_seconds Time to prepare and swap a table.\n",
-        );
-        out.push_str("# TYPE gatehouse_config_apply_duration_seconds histogram\n");
-        let h = self
-            .apply_durations
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default();
-        histogram(&mut out, "gatehouse_config_apply_duration_seconds", "", &h);
-        out.push_str("# HELP gatehouse_tls_handshakes_total TLS handshakes on the HTTPS listener by result.\n# TYPE gatehouse_tls_handshakes_total counter\n");
-        for (h, n) in Handshake::ALL.iter().zip(&self.handshakes) {
-            let _ = writeln!(
-                out,
-                "gatehouse_tls_handshakes_total{{result=\"{}\"}} {}",
-                h.label(),
-                n.load(Ordering::Relaxed)
-            );
-        }
-        out
+    }
+
+    /// `/metrics` in `format`, with the process's own series (`process`).
+    pub fn expose(&self, process: exposition::Process, format: exposition::Format) -> String {
+        let mut scrape = self.scrape();
+        scrape.process = process;
+        scrape.encode(format)
     }
 }
 
-/// The upstream families counted per worker.
-fn render_upstreams(out: &mut String, names: &[String], series: &[UpstreamSeries]) {
-    let rows: Vec<(&String, &UpstreamSeries)> = {
-        let mut rows: Vec<_> = names.iter().zip(series).collect();
-        rows.sort_by(|a, b| a.0.cmp(b.0));
-        rows
-    };
-    out.push_str("# HELP gatehouse_upstream_requests_total Attempts sent to upstreams (retries included), by outcome: success (below 500), error (5xx), timeout, reset (broken before the response head), refused (no connection).\n# TYPE gatehouse_upstream_requests_total counter\n");
-    for (name, s) in &rows {
-        for (o, n) in UpstreamOutcome::ALL.iter().zip(s.outcomes) {
-            if n > 0 {
-                let _ = writeln!(
-                    out,
-                    "gatehouse_upstream_requests_total{{upstream=\"{}\",outcome=\"{}\"}} {n}",
-                    escape(name),
-                    o.label()
-                );
-            }
-        }
-    }
-    out.push_str("# HELP gatehouse_upstream_duration_seconds Time from sending an attempt to its response head (or failure).\n# TYPE gatehouse_upstream_duration_seconds histogram\n");
-    for (name, s) in &rows {
-        if s.durations.count > 0 {
-            let labels = format!("upstream=\"{}\"", escape(name));
-            histogram(
-                out,
-                "gatehouse_upstream_duration_seconds",
-                &labels,
-                &s.durations,
-            );
-        }
-    }
-    out.push_str("# HELP gatehouse_upstream_retries_total Retries sent, and retries the retry budget refused.\n# TYPE gatehouse_upstream_retries_total counter\n");
-    for (name, s) in &rows {
-        for (result, n) in ["sent", "budget_exhausted"].iter().zip(s.retries) {
-            if n > 0 {
-                let _ = writeln!(
-                    out,
-                    "gatehouse_upstream_retries_total{{upstream=\"{}\",result=\"{result}\"}} {n}",
-                    escape(name)
-                );
-            }
-        }
-    }
-    out.push_str("# HELP gatehouse_mirror_requests_total Copies of requests for mirror upstreams: sent, or dropped because too many were in flight or the body was too large to copy.\n# TYPE gatehouse_mirror_requests_total counter\n");
-    for (name, s) in &rows {
-        for (o, n) in MirrorOutcome::ALL.iter().zip(s.mirrors) {
-            if n > 0 {
-                let _ = writeln!(
-                    out,
-                    "gatehouse_mirror_requests_total{{upstream=\"{}\",result=\"{}\"}} {n}",
-                    escape(name),
-                    o.label()
-                );
-            }
-        }
-    }
-}
-
-/// The live gauges of upstreams: endpoints by state and the breaker's state, for
-/// `(id, [healthy, ejected, unhealthy], breaker state or None without a breaker)`.
-pub fn render_upstream_gauges(out: &mut String, upstreams: &[(String, [usize; 3], Option<u8>)]) {
-    out.push_str("# HELP gatehouse_upstream_endpoints Endpoints of each upstream by state: healthy (in rotation), ejected (passive checks), unhealthy (active checks).\n# TYPE gatehouse_upstream_endpoints gauge\n");
-    for (id, counts, _) in upstreams {
-        for (state, n) in ["healthy", "ejected", "unhealthy"].iter().zip(counts) {
-            let _ = writeln!(
-                out,
-                "gatehouse_upstream_endpoints{{upstream=\"{}\",state=\"{state}\"}} {n}",
-                escape(id)
-            );
-        }
-    }
-    out.push_str("# HELP gatehouse_circuit_state Circuit breaker state of each upstream with a breaker: 0 closed, 1 half-open, 2 open.\n# TYPE gatehouse_circuit_state gauge\n");
-    for (id, _, state) in upstreams {
-        if let Some(state) = state {
-            let _ = writeln!(
-                out,
-                "gatehouse_circuit_state{{upstream=\"{}\"}} {state}",
-                escape(id)
-            );
-        }
-    }
-}
-
-fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
-    let sep = if labels.is_empty() { "" } else { "," };
-    let mut cumulative = 0;
-    for (bound, n) in BUCKETS.iter().zip(h.counts) {
-        cumulative += n;
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
-        );
-    }
-    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
-    let braces = if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{labels}}}")
-    };
-    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum);
-    let _ = writeln!(out, "{name}_count{braces} {}", h.count);
-}
-
-/// Label values escape `\`, `"` and newlines.
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Keeps the latest exemplar of the bucket `took` falls in.
+fn note(exemplars: &mut Option<Box<Exemplars>>, took: Duration, trace_id: u128) {
+    let seconds = took.as_secs_f64();
+    let i = BUCKETS
+        .iter()
+        .position(|b| seconds <= *b)
+        .unwrap_or(BUCKETS.len());
+    exemplars.get_or_insert_default()[i] = Some(Exemplar {
+        trace_id,
+        value: seconds,
+        at: std::time::SystemTime::now(),
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use exposition::{Format, Process};
 
-    #[test]
-    fn sums_workers_and_renders_prometheus_text() {
-        let m = Arc::new(Metrics::default());
-        let labels = m.labels("shop/users", "get");
-        assert_eq!(m.labels("shop/users", "get"), labels, "interned");
+    fn two_workers(m: &Arc<Metrics>, work: impl Fn(&Metrics) + Send + Sync + Copy + 'static) {
         let threads: Vec<_> = (0..2)
             .map(|_| {
                 let m = m.clone();
                 std::thread::spawn(move || {
                     m.register_worker();
-                    m.record(&labels, &http::Method::GET, 200, Duration::from_millis(3));
-                    m.record(&labels, &http::Method::GET, 200, Duration::from_millis(30));
+                    work(&m);
                 })
             })
             .collect();
         for t in threads {
             t.join().expect("worker");
         }
+    }
+
+    #[test]
+    fn sums_workers_and_exposes_prometheus_text() {
+        let m = Arc::new(Metrics::default());
+        let labels = m.labels("shop/users", "get");
+        assert_eq!(m.labels("shop/users", "get"), labels, "interned");
+        two_workers(&m, move |m| {
+            let labels = m.labels("shop/users", "get");
+            m.record(&labels, &http::Method::GET, 200, Duration::from_millis(3));
+            m.record(&labels, &http::Method::GET, 200, Duration::from_millis(30));
+        });
         m.config_applied(7, true, Duration::from_millis(2));
         m.config_applied(8, false, Duration::from_millis(2));
-        let text = m.render();
+        let text = m.expose(Process::default(), Format::Prometheus);
+        assert!(
+            text.contains("# TYPE gatehouse_requests_total counter\n"),
+            "{text}"
+        );
         assert!(text.contains("gatehouse_requests_total{route=\"shop/users\",rule=\"get\",method=\"GET\",code=\"200\"} 4"), "{text}");
         assert!(text.contains("gatehouse_request_duration_seconds_bucket{route=\"shop/users\",rule=\"get\",le=\"0.005\"} 2"), "{text}");
         assert!(
@@ -794,6 +691,71 @@ mod tests {
             text.contains("gatehouse_config_apply_duration_seconds_count 2"),
             "{text}"
         );
-        assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            !text.contains("trace_id"),
+            "no exemplar in the Prometheus format: {text}"
+        );
+    }
+
+    #[test]
+    fn openmetrics_carries_the_latest_trace_of_each_bucket_as_its_exemplar() {
+        let m = Arc::new(Metrics::default());
+        let labels = m.labels("shop/users", "get");
+        let up = m.upstream_labels("shop/users-svc");
+        two_workers(&m, move |m| {
+            let labels = m.labels("shop/users", "get");
+            let up = m.upstream_labels("shop/users-svc");
+            m.record(&labels, &http::Method::GET, 200, Duration::from_millis(3));
+            m.upstream(up, UpstreamOutcome::Success, Duration::from_millis(2));
+        });
+        m.register_worker();
+        m.exemplar(&labels, Duration::from_millis(3), 0xabc);
+        m.upstream_exemplar(up, Duration::from_millis(2), 0xabc);
+        m.exemplar(&labels, Duration::from_secs(20), 0xdef);
+        let text = m.expose(Process::default(), Format::OpenMetrics);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(
+            text.contains("# TYPE gatehouse_requests counter\n"),
+            "{text}"
+        );
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+                .to_owned()
+        };
+        let bucket = line(
+            "gatehouse_request_duration_seconds_bucket{le=\"0.005\",route=\"shop/users\",rule=\"get\"}",
+        );
+        assert!(
+            bucket.contains(" # {trace_id=\"00000000000000000000000000000abc\"} 0.003 "),
+            "{bucket}"
+        );
+        let inf = line(
+            "gatehouse_request_duration_seconds_bucket{le=\"+Inf\",route=\"shop/users\",rule=\"get\"}",
+        );
+        assert!(
+            inf.contains("{trace_id=\"00000000000000000000000000000def\"} 20"),
+            "{inf}"
+        );
+        let other = line(
+            "gatehouse_request_duration_seconds_bucket{le=\"0.001\",route=\"shop/users\",rule=\"get\"}",
+        );
+        assert!(!other.contains('#'), "{other}");
+        let upstream = line(
+            "gatehouse_upstream_duration_seconds_bucket{le=\"0.0025\",upstream=\"shop/users-svc\"}",
+        );
+        assert!(upstream.contains("trace_id"), "{upstream}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::default();
+        m.register_worker();
+        let labels = m.labels("odd\"ns\\/r", "x");
+        m.record(&labels, &http::Method::GET, 200, Duration::from_millis(3));
+        let text = m.expose(Process::default(), Format::Prometheus);
+        assert!(text.contains("route=\"odd\\\"ns\\\\/r\""), "{text}");
     }
 }
