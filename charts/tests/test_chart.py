@@ -182,6 +182,21 @@ class Pod(unittest.TestCase):
                 self.assertEqual(flag(args, "mirror-max-in-flight"), [str(p["mirrorMaxInFlight"])])
                 self.assertEqual(flag(args, "public-docs"), [p["publicDocsHost"]] if p["publicDocsHost"] else [])
 
+    def test_tracing_flags_follow_their_values(self):
+        for name, values, objs in self.each():
+            with self.subTest(values=name):
+                pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+                args = {c["name"]: c for c in pod["containers"]}["proxy"]["args"]
+                t = values["proxy"]["tracing"]
+                if not t["otlpEndpoint"]:
+                    self.assertEqual([a for a in args if a.startswith("--otlp-")], [], "tracing off: no --otlp-* flag")
+                    continue
+                self.assertEqual(flag(args, "otlp-endpoint"), [t["otlpEndpoint"]])
+                self.assertEqual([float(v) for v in flag(args, "otlp-sample-ratio")], [float(t["sampleRatio"])])
+                self.assertEqual(flag(args, "otlp-keep-slower-than"), [t["keepSlowerThan"]])
+                self.assertEqual(args.count("--otlp-keep-429"), int(t["keep429"]))
+                self.assertEqual(flag(args, "otlp-service-name"), [t["serviceName"]])
+
     def test_probes_hit_the_metrics_listener_and_the_admin_api_stays_on_loopback(self):
         for name, values, objs in self.each():
             with self.subTest(values=name):
@@ -409,6 +424,12 @@ class ValuesSchema(unittest.TestCase):
         # not a schema rule: the template refuses a grace period shorter than preStop + drain
         ["--set", "terminationGracePeriodSeconds=20"],
         ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"],
+        ["--set", "proxy.tracing.otlpEndpoint=otel-collector:4318"],
+        ["--set-json", "proxy.tracing.sampleRatio=2"],
+        ["--set", "proxy.tracing.keepSlowerThan=soon"],
+        ["--set", "proxy.tracing.keep429=yes"],
+        ["--set", "proxy.tracing.serviceName="],
+        ["--set", "proxy.tracing.unknown=1"],
     ]
 
     def test_bad_values_fail_the_render(self):

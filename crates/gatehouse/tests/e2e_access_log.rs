@@ -228,3 +228,78 @@ fn a_destination_that_cannot_be_opened_stops_the_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("access log"), "{err}");
 }
+
+/// An upstream that answers every request with a chunked body of `chunks` (no length
+/// known at the head), one response per connection.
+fn chunked_upstream(
+    rt: &tokio::runtime::Runtime,
+    chunks: &'static [&'static str],
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    rt.spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let mut out = String::from(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+                );
+                for c in chunks {
+                    out.push_str(&format!("{:x}\r\n{c}\r\n", c.len()));
+                }
+                out.push_str("0\r\n\r\n");
+                let _ = s.write_all(out.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_streamed_body_of_unknown_length_is_counted_as_it_goes_out() {
+    let rt = upstream_runtime();
+    let chunked = chunked_upstream(&rt, &["hello ", "streamed ", "world"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("access.log");
+    let manifests = format!(
+        "{}apiVersion: gatehouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: streamed}}
+spec:
+  hosts: [stream.test]
+  rules:
+    - name: all
+      matches: [{{path: {{type: Prefix, value: /}}}}]
+      backends: [{{upstream: chunked}}]
+",
+        common::upstream("chunked", &[chunked], "")
+    );
+    let g = LoggedGateway::serve_with(
+        rt,
+        &[("gateway.yaml", manifests)],
+        &["--access-log", log.to_str().expect("utf-8 path")],
+    );
+    let r = request(
+        g.http,
+        "GET",
+        "stream.test",
+        "/s",
+        &[("x-request-id", "r-stream")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello streamed world");
+    assert!(eventually(|| lines(&log).contains_key("r-stream")));
+    let line = &lines(&log)["r-stream"];
+    assert_eq!(line["bytesOut"], 20, "{line}");
+    assert_eq!(line["upstream"], "default/chunked", "{line}");
+}

@@ -147,31 +147,78 @@ impl AccessLog {
 
     /// Adds `entry` to this worker's batch, handing the batch over when it is full.
     pub(crate) fn push(&self, entry: Entry) {
-        let full = BATCH_OF_WORKER.with(|b| {
-            let mut b = b.borrow_mut();
-            b.push(entry);
-            (b.len() >= BATCH).then(|| std::mem::take(&mut *b))
-        });
-        if let Some(batch) = full {
-            self.hand_over(batch);
+        if let Some(tx) = &self.to_writer {
+            push(entry, tx, &self.dropped);
         }
+    }
+
+    /// The line of a response whose body length is not known at its head: written when
+    /// the body ends (or is dropped), with the bytes that went out.
+    pub(crate) fn pending(&self, entry: Entry) -> Option<Box<Pending>> {
+        let tx = self.to_writer.clone()?;
+        Some(Box::new(Pending {
+            entry: Some(entry),
+            bytes: 0,
+            tx,
+            dropped: self.dropped.clone(),
+        }))
     }
 
     /// Hands this worker's batch over, however small (the workers' timer).
     pub(crate) fn flush_worker(&self) {
         let batch = BATCH_OF_WORKER.with(|b| std::mem::take(&mut *b.borrow_mut()));
-        if !batch.is_empty() {
-            self.hand_over(batch);
+        if let Some(tx) = &self.to_writer
+            && !batch.is_empty()
+        {
+            hand_over(batch, tx, &self.dropped);
         }
     }
+}
 
-    fn hand_over(&self, batch: Vec<Entry>) {
-        let Some(tx) = &self.to_writer else { return };
-        match tx.try_send(batch) {
-            Ok(()) => {}
-            Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => {
-                self.dropped.fetch_add(b.len() as u64, Ordering::Relaxed);
-            }
+/// Adds `entry` to the calling worker's batch, handing the batch over when it is full.
+fn push(entry: Entry, tx: &SyncSender<Vec<Entry>>, dropped: &AtomicU64) {
+    let full = BATCH_OF_WORKER.with(|b| {
+        let mut b = b.borrow_mut();
+        b.push(entry);
+        (b.len() >= BATCH).then(|| std::mem::take(&mut *b))
+    });
+    if let Some(batch) = full {
+        hand_over(batch, tx, dropped);
+    }
+}
+
+fn hand_over(batch: Vec<Entry>, tx: &SyncSender<Vec<Entry>>, dropped: &AtomicU64) {
+    match tx.try_send(batch) {
+        Ok(()) => {}
+        Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => {
+            dropped.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A line waiting for its streamed response body ([`AccessLog::pending`]): the body
+/// counts what it sends, and the line goes to the worker's batch when the body is
+/// dropped, ended or not.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    entry: Option<Entry>,
+    bytes: u64,
+    tx: SyncSender<Vec<Entry>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Pending {
+    /// `n` more bytes went out.
+    pub(crate) fn sent(&mut self, n: usize) {
+        self.bytes += n as u64;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(mut entry) = self.entry.take() {
+            entry.bytes_out = Some(self.bytes);
+            push(entry, &self.tx, &self.dropped);
         }
     }
 }
@@ -244,7 +291,7 @@ pub(crate) struct Entry {
     pub labels: Option<RuleLabels>,
     pub attempted: Option<Attempted>,
     pub status: u16,
-    /// The response body's length when known at its head.
+    /// The response body's length: known at its head, or counted as it streamed.
     pub bytes_out: Option<u64>,
     pub duration: Duration,
     pub cache: Option<HeaderValue>,
@@ -389,8 +436,34 @@ mod tests {
     fn a_full_queue_drops_and_counts() {
         let (tx, _rx) = std::sync::mpsc::sync_channel(1);
         let log = AccessLog::with(Some(tx), 1_000_000);
-        log.hand_over(vec![entry(200)]);
-        log.hand_over(vec![entry(200), entry(404)]);
-        assert_eq!(log.dropped(), 2, "the second batch found the queue full");
+        for _ in 0..BATCH {
+            log.push(entry(200));
+        }
+        assert_eq!(log.dropped(), 0, "the first batch is queued");
+        for _ in 0..BATCH {
+            log.push(entry(404));
+        }
+        assert_eq!(
+            log.dropped(),
+            BATCH as u64,
+            "the second batch found the queue full"
+        );
+    }
+
+    #[test]
+    fn a_pending_line_is_written_with_the_bytes_its_body_sent() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let log = AccessLog::with(Some(tx), 1_000_000);
+        let mut line = log.pending(entry(200)).expect("the log is on");
+        line.sent(10);
+        line.sent(5);
+        log.flush_worker();
+        assert!(rx.try_recv().is_err(), "nothing before the body ends");
+        drop(line);
+        log.flush_worker();
+        let batch = rx.try_recv().expect("the line, once the body is dropped");
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].bytes_out, Some(15));
+        assert!(AccessLog::with(None, 0).pending(entry(200)).is_none());
     }
 }

@@ -29,6 +29,8 @@ pub struct Streamed {
     replay: Option<Bytes>,
     body: Received,
     _held: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The access log line that waits for this body's end, counting its bytes.
+    logged: Option<Box<crate::access_log::Pending>>,
 }
 
 impl Streamed {
@@ -45,7 +47,13 @@ impl Streamed {
             replay: None,
             body,
             _held: held,
+            logged: None,
         }
+    }
+
+    /// Counts the bytes of this body for `line`, written when the body is dropped.
+    pub(crate) fn log_at_end(&mut self, line: Box<crate::access_log::Pending>) {
+        self.logged = Some(line);
     }
 
     /// Sends `bytes` before the rest of the body.
@@ -63,10 +71,16 @@ impl hyper::body::Body for Streamed {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        if let Some(bytes) = this.replay.take() {
-            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(bytes))));
+        let polled = match this.replay.take() {
+            Some(bytes) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(bytes)))),
+            None => std::pin::Pin::new(&mut this.body).poll_frame(cx),
+        };
+        if let (Some(line), std::task::Poll::Ready(Some(Ok(frame)))) = (&mut this.logged, &polled)
+            && let Some(data) = frame.data_ref()
+        {
+            line.sent(data.len());
         }
-        std::pin::Pin::new(&mut this.body).poll_frame(cx)
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -48,6 +48,7 @@ use crate::prepared::PreparedRule;
 use crate::problem::GatewayError;
 use crate::routing;
 use crate::{Shared, backend, listener, request_id};
+use http_body_util::Either;
 
 /// What a phase that may answer early returns: `Break` with the answer, or `Continue`
 /// with what the next phases need.
@@ -368,7 +369,7 @@ fn finish(
     }
     if cx.access_log.enabled() && cx.access_log.wanted(status) {
         use hyper::body::Body as _;
-        cx.access_log.push(access_log::Entry {
+        let entry = access_log::Entry {
             arrived,
             request_id: cx.request_id.clone(),
             client: cx.client,
@@ -380,7 +381,16 @@ fn finish(
             cache,
             consumer: cx.identity.as_ref().and_then(|i| i.consumer.clone()),
             refused,
-        });
+        };
+        // A body of unknown length is counted as it streams; its line waits for its end.
+        match resp.body_mut() {
+            Either::Right(streamed) if entry.bytes_out.is_none() => {
+                if let Some(line) = cx.access_log.pending(entry) {
+                    streamed.log_at_end(line);
+                }
+            }
+            _ => cx.access_log.push(entry),
+        }
     }
     resp
 }
