@@ -103,7 +103,7 @@ bench: ## Gatehouse vs nginx vs HAProxy on this machine (installs nginx-light, h
 	  dpkg -s libnginx-mod-http-modsecurity modsecurity-crs libmodsecurity3 >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy wrk \
 	    libnginx-mod-http-modsecurity modsecurity-crs libmodsecurity3)
-	$(RELEASE_BUILD)
+	$(CARGO) build --release --locked -p gatehouse -p gatehouse-testkit --bin gatehouse --bin otlp-sink
 	python3 bench/run.py
 
 bench-resilience: ## balancers under latency skew, retries against a 20% failure rate (installs wrk)

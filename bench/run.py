@@ -18,7 +18,10 @@ upstream (a small JSON document each, /json/ on the bench upstream) merged Keyed
 ratio is for information (it does two upstream exchanges and builds JSON). The Gatehouse
 processes run with --access-log off, as nginx and HAProxy run without theirs;
 "access-log" is the plain route in one more Gatehouse process that logs every request
-(the default), its ratio to the plain route for information.
+(the default), and "tracing" the plain route in another that records traces and keeps
+1% of them (--otlp-sample-ratio 0.01), exported to a receiver in a process of its own
+(otlp-sink, which decodes each export); their CPU per request is compared with the
+plain route's (target: within 5% each).
 
 TLS rows: Gatehouse's --https listener and nginx's `listen ssl`, the same ECDSA P-256
 certificate (made with openssl for the run), the same upstream over plaintext. "https"
@@ -52,7 +55,9 @@ UPSTREAM, GATEHOUSE, NGINX, HAPROXY = 18081, 18090, 18091, 18092
 GATEHOUSE_TLS, NGINX_TLS = 18094, 18093
 NGINX_CRS, GATEHOUSE_CRS = 18095, 18096
 GATEHOUSE_LOGGED = 18097
+GATEHOUSE_TRACED, OTLP_SINK = 18101, 18102
 GATEHOUSE_BIN = os.environ.get("GATEHOUSE_BIN", f"{ROOT}/target/release/gatehouse")
+OTLP_SINK_BIN = os.environ.get("OTLP_SINK_BIN", f"{ROOT}/target/release/otlp-sink")
 CRS_RULES = "/usr/share/modsecurity-crs/rules"
 MODSECURITY_MODULE = "/usr/lib/nginx/modules/ngx_http_modsecurity_module.so"
 # The WAF rows' request: each row puts its own prefix (/api, /waf, /crs) before WAF_PATH.
@@ -117,6 +122,19 @@ def answers(port, path, headers):
     except OSError as e:
         return e
 
+def exported_spans(admin_port):
+    """gatehouse_trace_spans_total{result="exported"} on an admin listener."""
+    import http.client
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+    except OSError as e:
+        return f"? ({e})"
+    m = re.search(r'^gatehouse_trace_spans_total\{result="exported"\} (\d+)', text, re.M)
+    return m.group(1) if m else "?"
+
 def cpu_ticks(pids):
     total = 0
     for pid in pids:
@@ -177,6 +195,8 @@ def main():
         need(t)
     if not os.access(GATEHOUSE_BIN, os.X_OK):
         sys.exit(f"bench: {GATEHOUSE_BIN} is missing (make bench builds it; GATEHOUSE_BIN picks another)")
+    if not os.access(OTLP_SINK_BIN, os.X_OK):
+        sys.exit(f"bench: {OTLP_SINK_BIN} is missing (make bench builds it; OTLP_SINK_BIN picks another)")
     need_file(CRS_RULES, "modsecurity-crs")
     need_file(MODSECURITY_MODULE, "libnginx-mod-http-modsecurity")
     work = tempfile.mkdtemp(prefix="gatehouse-bench-")
@@ -297,6 +317,11 @@ spec:
         # request (to stdout, which is /dev/null here: the cost of making the lines).
         gl = start([GATEHOUSE_BIN, "run", "-f", f"{work}/manifests", "--http", f"127.0.0.1:{GATEHOUSE_LOGGED}",
                     "--admin", "127.0.0.1:18100", "--workers", "1"])
+        # The tracing row: the plain route in a process that records traces, keeping 1%.
+        sink = start([OTLP_SINK_BIN, "--listen", str(OTLP_SINK)])
+        gt = start([GATEHOUSE_BIN, "run", "-f", f"{work}/manifests", "--http", f"127.0.0.1:{GATEHOUSE_TRACED}",
+                    "--admin", "127.0.0.1:18103", "--workers", "1", "--access-log", "off",
+                    "--otlp-endpoint", f"http://127.0.0.1:{OTLP_SINK}", "--otlp-sample-ratio", "0.01"])
         gh = start([GATEHOUSE_BIN, "run", "-f", f"{work}/manifests",
                     "--http", f"127.0.0.1:{GATEHOUSE}", "--https", f"127.0.0.1:{GATEHOUSE_TLS}",
                     "--admin", "127.0.0.1:18099", "--workers", "1", "--access-log", "off"])
@@ -305,7 +330,8 @@ spec:
         ha = start(["haproxy", "-f", f"{work}/haproxy.cfg"])
         # Gatehouse loads the CRS before it listens: a longer wait.
         for port, proc, timeout in ((GATEHOUSE, gh, 60), (GATEHOUSE_TLS, gh, 60), (GATEHOUSE_CRS, gc, 60),
-                                    (GATEHOUSE_LOGGED, gl, 60), (NGINX, ng, 10),
+                                    (GATEHOUSE_LOGGED, gl, 60), (GATEHOUSE_TRACED, gt, 60),
+                                    (OTLP_SINK, sink, 10), (NGINX, ng, 10),
                                     (NGINX_TLS, ng, 10), (NGINX_CRS, nc, 10), (HAPROXY, ha, 10)):
             wait_port(port, timeout, proc)
         plain = ("/api/bench", ())
@@ -321,6 +347,7 @@ spec:
             "auth": (GATEHOUSE, lambda: [gh.pid], ("/auth/bench", (f"Authorization: Bearer {token}",))),
             "aggregate": (GATEHOUSE, lambda: [gh.pid], ("/aggregate/bench", ())),
             "access-log": (GATEHOUSE_LOGGED, lambda: [gl.pid], plain),
+            "tracing": (GATEHOUSE_TRACED, lambda: [gt.pid], plain),
             "https": (GATEHOUSE_TLS, lambda: [gh.pid], ("/tls/bench", ()), "https"),
             "nginx-tls": (NGINX_TLS, lambda: [ng.pid] + children(ng.pid), ("/tls/bench", ()), "https"),
             "handshake": (GATEHOUSE_TLS, lambda: [gh.pid], ("/tls/bench", ("Connection: close",)), "https"),
@@ -375,10 +402,14 @@ spec:
             print(f"  cache-hit req/s x{hit[0] / g[0]:.2f} (target >= 1.50)   CPU-µs/req x{hit[1] / g[1]:.2f}   p99 x{hit[3] / g[3]:.2f}")
         if g[1] and auth[1]:
             print(f"  auth      CPU-µs/req x{auth[1] / g[1]:.2f} (target <= 1.15)   req/s x{auth[0] / g[0]:.2f}")
-        logged = med["access-log"]
+        logged, traced = med["access-log"], med["tracing"]
         if g[1] and logged[1]:
-            print(f"  access-log CPU-µs/req x{logged[1] / g[1]:.2f} (information: every request logged, in a process of its own)"
+            print(f"  access-log CPU-µs/req x{logged[1] / g[1]:.2f} (target <= 1.05: every request logged, in a process of its own)"
                   f"   req/s x{logged[0] / g[0]:.2f}   p99 x{logged[3] / g[3]:.2f}")
+        if g[1] and traced[1]:
+            print(f"  tracing   CPU-µs/req x{traced[1] / g[1]:.2f} (target <= 1.05: every request traced, 1% kept and exported)"
+                  f"   req/s x{traced[0] / g[0]:.2f}   p99 x{traced[3] / g[3]:.2f}"
+                  f"   spans exported {exported_spans(18103)}")
         agg = med["aggregate"]
         if g[1] and agg[1]:
             print(f"  aggregate CPU-µs/req x{agg[1] / g[1]:.2f} (information: two upstream calls merged, against one exchange)"

@@ -52,6 +52,9 @@ impl Span {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Count spans without keeping them (a sink for benchmarks).
+    count_only: bool,
+    received: u64,
     spans: Vec<Span>,
     /// Bodies that were not a valid request (wrong type, not protobuf).
     refused: Vec<String>,
@@ -79,6 +82,11 @@ impl Receiver {
             .unwrap_or_default()
     }
 
+    /// Spans received so far (kept or only counted).
+    pub fn received(&self) -> u64 {
+        self.state.lock().map(|s| s.received).unwrap_or_default()
+    }
+
     /// Export requests received so far.
     pub fn exports(&self) -> u64 {
         self.state.lock().map(|s| s.exports).unwrap_or_default()
@@ -95,10 +103,19 @@ impl Receiver {
 
 /// Starts a receiver on a free loopback port.
 pub async fn spawn_otlp() -> std::io::Result<Receiver> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    spawn_otlp_on(SocketAddr::from(([127, 0, 0, 1], 0)), false).await
+}
+
+/// Starts a receiver on `addr` (port 0: a free one); with `count_only`, spans are
+/// decoded and counted, not kept.
+pub async fn spawn_otlp_on(addr: SocketAddr, count_only: bool) -> std::io::Result<Receiver> {
+    let listener = TcpListener::bind(addr).await?;
     let receiver = Receiver {
         addr: listener.local_addr()?,
-        state: Arc::default(),
+        state: Arc::new(Mutex::new(State {
+            count_only,
+            ..State::default()
+        })),
     };
     let state = receiver.state.clone();
     tokio::spawn(async move {
@@ -201,7 +218,10 @@ async fn receive(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<
     }
     if let Ok(mut s) = state.lock() {
         s.exports += 1;
-        s.spans.extend(spans);
+        s.received += spans.len() as u64;
+        if !s.count_only {
+            s.spans.extend(spans);
+        }
     }
     let body = ExportTraceServiceResponse::default().encode_to_vec();
     answer(StatusCode::OK, Bytes::from(body))
