@@ -18,7 +18,6 @@
 //! worker; responses with a 5xx status are always logged.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -233,9 +232,11 @@ pub(crate) struct Arrived {
     pub target: Option<PathAndQuery>,
     /// `Content-Length`, when the request had one.
     pub bytes_in: Option<u64>,
-    /// The `traceparent` the request carries upstream (the client's, or started here).
-    pub traceparent: Option<HeaderValue>,
-    /// The client sent none: it was started here (and goes upstream through `Ctx`).
+    /// The trace the request carries upstream: the client's `traceparent`, or started
+    /// here.
+    pub trace: crate::traceparent::TraceContext,
+    /// The client sent none (or one not valid): it was started here (and goes upstream
+    /// through `Ctx`).
     pub trace_started: bool,
 }
 
@@ -254,10 +255,13 @@ impl Arrived {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let (traceparent, trace_started) = match headers.get(crate::headers::TRACEPARENT) {
-            Some(t) if crate::traceparent::parse(t).is_some() => (t.clone(), false),
+        let (trace, trace_started) = match headers
+            .get(crate::headers::TRACEPARENT)
+            .and_then(crate::traceparent::parse)
+        {
+            Some(t) => (t, false),
             // None, or not valid: the trace starts here (W3C Trace Context).
-            _ => (crate::traceparent::start(), true),
+            None => (crate::traceparent::fresh(), true),
         };
         Arrived {
             at: SystemTime::now(),
@@ -265,7 +269,7 @@ impl Arrived {
             host,
             target: req.uri().path_and_query().cloned(),
             bytes_in,
-            traceparent: Some(traceparent),
+            trace,
             trace_started,
         }
     }
@@ -300,40 +304,75 @@ pub(crate) struct Entry {
     pub refused: Option<&'static str>,
 }
 
+/// How long the writer rests after writing what it found, so that under load it wakes
+/// a few dozen times a second rather than once per batch (a worker never waits for it:
+/// the queue holds far more than arrives meanwhile).
+const WRITER_PAUSE: Duration = Duration::from_millis(10);
+
 /// The writer thread: formats batches and writes them until every sender is gone.
 fn write_lines(rx: &Receiver<Vec<Entry>>, out: Box<dyn std::io::Write + Send>, metrics: &Metrics) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    let mut line = String::with_capacity(512);
+    let mut out = out;
+    let mut text = Vec::with_capacity(64 * 1024);
+    let mut clock = Clock::default();
     let mut names = metrics.names();
     while let Ok(first) = rx.recv() {
-        // What else is waiting is written before the flush.
+        // What else is waiting goes in the same write.
         for batch in std::iter::once(first).chain(rx.try_iter()) {
             for e in &batch {
                 if !names.covers(e.labels, e.attempted.map(|a| a.upstream)) {
                     names = metrics.names();
                 }
-                line.clear();
-                format_line(&mut line, e, &names);
-                let _ = out.write_all(line.as_bytes());
+                format_line(&mut text, e, &names, &mut clock);
+            }
+            if text.len() >= 60 * 1024 {
+                let _ = out.write_all(&text);
+                text.clear();
             }
         }
+        let _ = out.write_all(&text);
         let _ = out.flush();
+        text.clear();
+        // The writer's own thread, never a worker's: resting here delays only lines.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(WRITER_PAUSE);
     }
 }
 
-/// One JSON line for `e`.
-fn format_line(out: &mut String, e: &Entry, names: &crate::metrics::Names) {
+/// The `YYYY-MM-DDTHH:MM:SS` of the last second formatted, kept: lines of the same
+/// second share it.
+#[derive(Default)]
+struct Clock {
+    second: Option<u64>,
+    text: String,
+}
+
+impl Clock {
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of `t`.
+    fn write(&mut self, out: &mut Vec<u8>, t: SystemTime) {
+        let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        if self.second != Some(d.as_secs()) {
+            let full = crate::admin::rfc3339(d.as_secs());
+            self.text = full[..full.len() - 1].to_owned();
+            self.second = Some(d.as_secs());
+        }
+        out.extend_from_slice(self.text.as_bytes());
+        out.push(b'.');
+        three_digits(out, d.subsec_millis());
+        out.push(b'Z');
+    }
+}
+
+/// One JSON line for `e`, appended to `out`.
+fn format_line(out: &mut Vec<u8>, e: &Entry, names: &crate::metrics::Names, clock: &mut Clock) {
     let a = &e.arrived;
-    out.push_str("{\"time\":\"");
-    out.push_str(&rfc3339_millis(a.at));
-    out.push('"');
+    out.extend_from_slice(b"{\"time\":\"");
+    clock.write(out, a.at);
+    out.push(b'"');
     field(out, "requestId", e.request_id.to_str().ok());
-    let trace = a
-        .traceparent
-        .as_ref()
-        .and_then(|t| t.to_str().ok())
-        .and_then(|t| t.get(3..35));
-    field(out, "traceId", trace);
+    let mut trace = [0u8; 32];
+    crate::request_id::hex16(&mut trace[..16], (a.trace.trace_id >> 64) as u64);
+    crate::request_id::hex16(&mut trace[16..], a.trace.trace_id as u64);
+    field(out, "traceId", std::str::from_utf8(&trace).ok());
     let _ = write!(out, ",\"client\":\"{}\"", e.client);
     field(out, "method", Some(a.method.as_str()));
     field(out, "host", a.host.as_ref().and_then(|h| h.to_str().ok()));
@@ -346,36 +385,76 @@ fn format_line(out: &mut String, e: &Entry, names: &crate::metrics::Names) {
         field(out, "upstream", Some(names.upstream(at.upstream)));
         let _ = write!(out, ",\"endpoint\":\"{}\"", at.endpoint);
     }
-    let _ = write!(out, ",\"status\":{}", e.status);
+    number(out, "status", u64::from(e.status));
     if let Some(n) = a.bytes_in {
-        let _ = write!(out, ",\"bytesIn\":{n}");
+        number(out, "bytesIn", n);
     }
     if let Some(n) = e.bytes_out {
-        let _ = write!(out, ",\"bytesOut\":{n}");
+        number(out, "bytesOut", n);
     }
-    let _ = write!(out, ",\"durationMs\":{:.3}", e.duration.as_secs_f64() * 1e3);
+    millis(out, "durationMs", e.duration);
     if let Some(at) = &e.attempted {
-        let _ = write!(out, ",\"upstreamMs\":{:.3}", at.took.as_secs_f64() * 1e3);
+        millis(out, "upstreamMs", at.took);
     }
     field(out, "cache", e.cache.as_ref().and_then(|c| c.to_str().ok()));
     field(out, "consumer", e.consumer.as_deref());
     field(out, "refused", e.refused);
-    out.push_str("}\n");
+    out.extend_from_slice(b"}\n");
 }
 
-/// `,"name":"value"` with the value escaped, when there is one.
-fn field(out: &mut String, name: &str, value: Option<&str>) {
+/// `,"name":1.234`: milliseconds with three decimals (whole microseconds).
+fn millis(out: &mut Vec<u8>, name: &str, d: Duration) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    number(out, name, us / 1000);
+    out.push(b'.');
+    three_digits(out, (us % 1000) as u32);
+}
+
+/// `,"name":n`.
+fn number(out: &mut Vec<u8>, name: &str, n: u64) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `n` (below 1000) as three digits.
+fn three_digits(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(&[
+        b'0' + (n / 100 % 10) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    ]);
+}
+
+/// `,"name":"value"` with the value escaped as JSON needs, when there is one.
+fn field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
     let Some(v) = value else { return };
-    let _ = write!(out, ",\"{name}\":");
-    // serde_json escapes exactly as JSON needs.
-    out.push_str(&serde_json::Value::from(v).to_string());
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn rfc3339_millis(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = crate::admin::rfc3339(d.as_secs());
-    format!("{}.{:03}Z", &secs[..secs.len() - 1], d.subsec_millis())
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    let mut plain = 0;
+    for (i, b) in v.bytes().enumerate() {
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&v.as_bytes()[plain..i]);
+                let _ = write!(out, "\\u{b:04x}");
+                plain = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&v.as_bytes()[plain..i]);
+        out.extend_from_slice(escaped);
+        plain = i + 1;
+    }
+    out.extend_from_slice(&v.as_bytes()[plain..]);
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -390,9 +469,11 @@ mod tests {
                 host: Some(HeaderValue::from_static("api.example.com")),
                 target: Some(PathAndQuery::from_static("/users/7?api_key=secret")),
                 bytes_in: Some(0),
-                traceparent: Some(HeaderValue::from_static(
-                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-                )),
+                trace: crate::traceparent::TraceContext {
+                    trace_id: 0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c,
+                    span_id: 0xb7ad_6b71_6920_3331,
+                    sampled: true,
+                },
                 trace_started: false,
             },
             request_id: HeaderValue::from_static("rid\"1"),
@@ -410,8 +491,15 @@ mod tests {
 
     #[test]
     fn a_line_is_json_without_the_query() {
-        let mut line = String::new();
-        format_line(&mut line, &entry(200), &crate::metrics::Names::default());
+        let mut out = Vec::new();
+        let mut clock = Clock::default();
+        format_line(
+            &mut out,
+            &entry(200),
+            &crate::metrics::Names::default(),
+            &mut clock,
+        );
+        let line = String::from_utf8(out).expect("utf-8");
         assert!(line.ends_with('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).expect("json");
         assert_eq!(v["time"], "2026-11-27T03:30:45.123Z");
@@ -422,6 +510,39 @@ mod tests {
         assert_eq!(v["durationMs"], 1.5);
         assert_eq!(v["consumer"], "alice");
         assert!(!line.contains("secret"));
+    }
+
+    #[test]
+    fn values_are_escaped_as_json_needs() {
+        for v in [
+            "plain",
+            "quote\" back\\slash",
+            "tab\tnew\nline\r",
+            "ctl\u{1}\u{1f}",
+            "é ✓ 日本",
+        ] {
+            let mut out = Vec::new();
+            field(&mut out, "k", Some(v));
+            let text = format!(
+                "{{{}}}",
+                String::from_utf8(out[1..].to_vec()).expect("utf-8")
+            );
+            let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+            assert_eq!(parsed["k"], v, "{text}");
+        }
+        let mut out = Vec::new();
+        millis(&mut out, "d", Duration::from_micros(12_345_678));
+        assert_eq!(out, b",\"d\":12345.678");
+        // Lines of the same second share the clock's text; the next second renews it.
+        let mut clock = Clock::default();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_750_245_123);
+        let mut out = Vec::new();
+        clock.write(&mut out, t);
+        clock.write(&mut out, t + Duration::from_millis(900));
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "2026-11-27T03:30:45.123Z2026-11-27T03:30:46.023Z"
+        );
     }
 
     #[test]

@@ -126,7 +126,7 @@ pub(crate) struct Ctx<'t> {
     /// The `traceparent` started for a request that came without a valid one, when the
     /// access log or tracing is on (so that its line, its spans and the upstream see the
     /// same trace).
-    pub trace: Option<HeaderValue>,
+    pub trace: Option<crate::traceparent::TraceContext>,
     /// Trace export.
     pub tracer: &'t crate::trace::Tracer,
     /// The request's trace, when tracing is on: where upstream attempts are noted.
@@ -217,7 +217,7 @@ pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Res
         trace: arrived
             .as_ref()
             .filter(|a| a.trace_started)
-            .and_then(|a| a.traceparent.clone()),
+            .map(|a| a.trace),
         tracer: &shared.tracer,
         traced,
     };

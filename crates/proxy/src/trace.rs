@@ -170,7 +170,7 @@ impl Tracer {
         if !self.enabled() {
             return None;
         }
-        let context = arrived.traceparent.as_ref().and_then(traceparent::parse)?;
+        let context = arrived.trace;
         let (parent, span_id) = if arrived.trace_started {
             (None, context.span_id)
         } else {

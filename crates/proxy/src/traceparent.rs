@@ -20,10 +20,10 @@ pub(crate) struct TraceContext {
 /// Propagates the request's `traceparent`, or starts one. `started` is the one given
 /// to a request that came without a valid one as it arrived; it replaces what the
 /// client sent.
-pub(crate) fn propagate(headers: &mut HeaderMap, started: Option<&HeaderValue>) {
+pub(crate) fn propagate(headers: &mut HeaderMap, started: Option<&TraceContext>) {
     match started {
         Some(t) => {
-            headers.insert(TRACEPARENT, t.clone());
+            headers.insert(TRACEPARENT, format(t.trace_id, t.span_id, t.sampled));
         }
         None if !headers.contains_key(TRACEPARENT) => {
             headers.insert(TRACEPARENT, start());
@@ -34,8 +34,18 @@ pub(crate) fn propagate(headers: &mut HeaderMap, started: Option<&HeaderValue>) 
 
 /// `00-<trace id>-<span id>-01` with fresh, non-zero ids.
 pub(crate) fn start() -> HeaderValue {
+    let t = fresh();
+    format(t.trace_id, t.span_id, t.sampled)
+}
+
+/// A new trace, marked sampled: fresh, non-zero ids.
+pub(crate) fn fresh() -> TraceContext {
     let [a, b, c] = random_words();
-    format(u128::from(a) << 64 | u128::from(b | 1), c | 1, true)
+    TraceContext {
+        trace_id: u128::from(a) << 64 | u128::from(b | 1),
+        span_id: c | 1,
+        sampled: true,
+    }
 }
 
 /// A version-00 `traceparent`.
