@@ -25,6 +25,24 @@ fn promtool() -> Option<std::path::PathBuf> {
     None
 }
 
+/// What `program args` answers with `text` on its standard input.
+fn pipe(program: &Path, args: &[&str], text: &str) -> std::process::Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} runs: {e}", program.display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write metrics");
+    child.wait_with_output().expect("it ends")
+}
+
 #[test]
 fn metrics_after_a_mix_of_traffic_pass_promtool_and_carry_no_request_data() {
     let rt = upstream_runtime();
@@ -141,20 +159,7 @@ spec:
     let Some(promtool) = promtool() else {
         return;
     };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write metrics");
-    let out = child.wait_with_output().expect("promtool ends");
+    let out = pipe(&promtool, &["check", "metrics"], &text);
     assert!(
         out.status.success(),
         "promtool check metrics refused /metrics:\n{}{}",
@@ -270,20 +275,7 @@ spec:
     let Some(python) = openmetrics_parser() else {
         return;
     };
-    let mut child = Command::new(python)
-        .args(["-c", PARSE_OPENMETRICS])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write metrics");
-    let out = child.wait_with_output().expect("parser ends");
+    let out = pipe(&python, &["-c", PARSE_OPENMETRICS], &text);
     assert!(
         out.status.success(),
         "the OpenMetrics parser refused /metrics:\n{}\n{text}",

@@ -251,22 +251,7 @@ fn exporter(
     service_name: &str,
 ) -> Result<opentelemetry_otlp::SpanExporter, TraceError> {
     use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TraceError::Exporter(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let connector = crate::policy::client::connector(None).map_err(TraceError::Exporter)?;
     let client = opentelemetry_http::hyper::HyperClient::new(connector, EXPORT_TIMEOUT, None);
     let mut exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()

@@ -1,5 +1,6 @@
 //! The HTTP client of calls the gateway makes for itself, not for a request's upstream:
-//! JWKS fetches and forward-authentication checks. HTTP/1.1, `http` or `https` (rustls
+//! JWKS fetches and forward-authentication checks (and the connector of the trace
+//! exporter, `crate::trace`). HTTP/1.1, `http` or `https` (rustls
 //! with the `aws-lc-rs` provider), pooled keep-alive connections; verified against the public
 //! web roots, or against the PEM CA certificates a policy names.
 
@@ -19,6 +20,17 @@ pub type AuxClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<By
 
 /// A client trusting `ca_pem` (PEM certificates) when given, else the web roots.
 pub fn build(ca_pem: Option<&str>) -> Result<AuxClient, String> {
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(32)
+        .build(connector(ca_pem)?))
+}
+
+/// An `http` or `https` connector (HTTP/1.1) trusting `ca_pem` (PEM certificates) when
+/// given, else the web roots; connecting gives up after 5 s.
+pub fn connector(
+    ca_pem: Option<&str>,
+) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, String> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_pem {
         Some(pem) => {
@@ -44,15 +56,11 @@ pub fn build(ca_pem: Option<&str>) -> Result<AuxClient, String> {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(32)
-        .build(connector))
+        .wrap_connector(http))
 }
 
 /// A response read whole, its body bounded.
