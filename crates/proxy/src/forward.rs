@@ -33,6 +33,9 @@ pub(crate) fn rewrite(
             .get(header::TE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     headers::strip_hop_by_hop(&mut parts.headers);
+    // Room for what is added below (forwarding headers, request id, trace context), so
+    // that the map grows once, not header by header.
+    parts.headers.reserve(8);
     headers::add_forwarding(&mut parts.headers, peer, host.header_value().as_ref());
     parts.headers.insert(X_REQUEST_ID, request_id.clone());
     traceparent::propagate(&mut parts.headers, cx.trace.as_ref());
