@@ -351,14 +351,33 @@ impl Kept {
     /// The server span and a client span per attempt.
     fn build(self, names: &Names, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
         let trace_id = TraceId::from(self.traced.trace_id);
-        let context = |id: u64| {
-            SpanContext::new(
+        // A finished span of this trace; `parent`: its id, and whether it is remote.
+        let span = |id: u64,
+                    parent: Option<(u64, bool)>,
+                    kind: SpanKind,
+                    name: String,
+                    (start, end): (SystemTime, SystemTime),
+                    attributes: Vec<KeyValue>,
+                    status: Status| SpanData {
+            span_context: SpanContext::new(
                 trace_id,
                 SpanId::from(id),
                 TraceFlags::SAMPLED,
                 false,
                 TraceState::NONE,
-            )
+            ),
+            parent_span_id: parent.map_or(SpanId::INVALID, |(p, _)| SpanId::from(p)),
+            parent_span_is_remote: parent.is_some_and(|(_, remote)| remote),
+            span_kind: kind,
+            name: Cow::Owned(name),
+            start_time: start,
+            end_time: end,
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: scope.clone(),
         };
         let (route, rule) = self.labels.map_or(("", ""), |l| names.rule(l));
         let mut attributes = vec![
@@ -392,30 +411,24 @@ impl Kept {
             attributes.push(KeyValue::new("gatehouse.refused", refused));
         }
         let name = if route.is_empty() {
-            Cow::Owned(self.method.as_str().to_owned())
+            self.method.as_str().to_owned()
         } else {
-            Cow::Owned(format!("{} {route}", self.method))
+            format!("{} {route}", self.method)
         };
         let status = if self.status >= 500 {
             Status::error(format!("answered {}", self.status))
         } else {
             Status::Unset
         };
-        out.push(SpanData {
-            span_context: context(self.traced.span_id),
-            parent_span_id: self.traced.parent.map_or(SpanId::INVALID, SpanId::from),
-            parent_span_is_remote: self.traced.parent.is_some(),
-            span_kind: SpanKind::Server,
+        out.push(span(
+            self.traced.span_id,
+            self.traced.parent.map(|p| (p, true)),
+            SpanKind::Server,
             name,
-            start_time: self.at,
-            end_time: self.at + self.took,
+            (self.at, self.at + self.took),
             attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
             status,
-            instrumentation_scope: scope.clone(),
-        });
+        ));
         for a in self.traced.attempts.into_inner() {
             let upstream = names.upstream(a.upstream);
             let mut attributes = vec![
@@ -442,21 +455,15 @@ impl Kept {
                 _ => Status::Unset,
             };
             let start = self.at + a.offset;
-            out.push(SpanData {
-                span_context: context(a.span_id),
-                parent_span_id: SpanId::from(self.traced.span_id),
-                parent_span_is_remote: false,
-                span_kind: SpanKind::Client,
-                name: Cow::Owned(format!("{} {upstream}", a.method)),
-                start_time: start,
-                end_time: start + a.took,
+            out.push(span(
+                a.span_id,
+                Some((self.traced.span_id, false)),
+                SpanKind::Client,
+                format!("{} {upstream}", a.method),
+                (start, start + a.took),
                 attributes,
-                dropped_attributes_count: 0,
-                events: SpanEvents::default(),
-                links: SpanLinks::default(),
                 status,
-                instrumentation_scope: scope.clone(),
-            });
+            ));
         }
     }
 }
