@@ -111,15 +111,7 @@ pub(crate) fn public_docs(
     if !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
         return None;
     }
-    let asked = host.as_str();
-    let name = asked.rsplit_once(':').map_or(asked, |(h, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) {
-            h
-        } else {
-            asked
-        }
-    });
-    if !name.eq_ignore_ascii_case(docs_host) {
+    if gatehouse_router::normalize_host(host.as_str()) != docs_host {
         return None;
     }
     match parts.uri.path() {

@@ -391,14 +391,8 @@ impl Kept {
             attributes.push(KeyValue::new("url.path", path.path().to_owned()));
         }
         if let Some(host) = self.host.as_ref().and_then(|h| h.to_str().ok()) {
-            let host = host.rsplit_once(':').map_or(host, |(h, p)| {
-                if p.bytes().all(|b| b.is_ascii_digit()) {
-                    h
-                } else {
-                    host
-                }
-            });
-            attributes.push(KeyValue::new("server.address", host.to_owned()));
+            let host = gatehouse_router::normalize_host(host).into_owned();
+            attributes.push(KeyValue::new("server.address", host));
         }
         if let Ok(id) = self.request_id.to_str() {
             attributes.push(KeyValue::new("gatehouse.request_id", id.to_owned()));

@@ -1,8 +1,6 @@
 //! The indexes: host → bucket, and per bucket an exact-path map, a segment trie for
 //! Prefix and Template paths, and one `RegexSet` for Regex paths.
 
-use std::borrow::Cow;
-
 use gatehouse_table::{PathMatch, Segment, Table};
 use regex::RegexSet;
 use rustc_hash::FxHashMap as HashMap;
@@ -10,25 +8,6 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::matcher::{CacheRound, CompiledMatch, CompiledPath, Headers, Order};
 use crate::normalize::segments;
 use crate::{HostVerdict, Request, RouterError};
-
-/// Lowercases and strips the port and a trailing dot: `API.Example.com.:8080` →
-/// `api.example.com`; `[::1]:80` → `[::1]`.
-pub(crate) fn normalize_host(host: &str) -> Cow<'_, str> {
-    let host = if host.starts_with('[') {
-        host.find(']').map_or(host, |i| &host[..=i])
-    } else {
-        match host.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
-        }
-    };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    }
-}
 
 /// How `host` relates to a route's host patterns (most specific first).
 pub(crate) fn host_verdict(patterns: &[String], host: &str) -> HostVerdict {

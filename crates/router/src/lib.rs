@@ -37,7 +37,7 @@ use gatehouse_table::Table;
 pub use matcher::{
     Headers, REGEX_SIZE_LIMIT, RegexCache, RegexChecker, Target, anchored_regex, query_pairs,
 };
-pub use normalize::{NormalizedPath, PathError, normalize};
+pub use normalize::{NormalizedPath, PathError, normalize, normalize_host};
 
 use index::HostIndex;
 use matcher::CompiledMatch;
@@ -299,7 +299,7 @@ impl Router {
             Ok(n) => n,
             Err(e) => return Lookup::BadPath(e.into()),
         };
-        let host = index::normalize_host(req.host);
+        let host = normalize_host(req.host);
         let mut allow: Vec<&str> = Vec::new();
         for level in index::levels(&host) {
             let mut best = None;
@@ -342,7 +342,7 @@ impl Router {
         let path = normalize(req.path)
             .map(|n| n.path.into_owned())
             .unwrap_or_default();
-        let host = index::normalize_host(req.host);
+        let host = normalize_host(req.host);
         let mut out: Vec<(matcher::Order, MatchReport)> = self
             .layers()
             .flat_map(|(layer, masked)| {

@@ -1,4 +1,5 @@
-//! Path normalization, exactly as the contract says: percent-encoded unreserved
+//! Host and path normalization. The host: lowercase, no port, no trailing dot (what
+//! routes match and what the gateway reports). The path, exactly as the contract says: percent-encoded unreserved
 //! characters decoded, repeated slashes merged, dot-segments removed. An encoded `/` or
 //! `\` (`%2F`, `%5C`) stays encoded and is flagged, so the rule that wins can decide
 //! (400 unless it opts in); so are a raw `\` and a `;` (a path parameter), which many
@@ -10,6 +11,25 @@
 //! are not UTF-8 (`%FF`, the overlong `%C0%AF`), which servers decode differently.
 
 use std::borrow::Cow;
+
+/// Lowercases and strips the port and a trailing dot: `API.Example.com.:8080` →
+/// `api.example.com`; `[::1]:80` → `[::1]`.
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
+    let host = if host.starts_with('[') {
+        host.find(']').map_or(host, |i| &host[..=i])
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
 
 /// A normalized path.
 #[derive(Clone, Debug, PartialEq, Eq)]
