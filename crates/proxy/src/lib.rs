@@ -419,17 +419,12 @@ impl Shared {
     /// `/metrics` in `format`: the counters, and the live gauges of the served table's
     /// upstreams.
     pub fn render_metrics(&self, format: metrics::exposition::Format) -> String {
-        let spans = self.tracer.counts();
-        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
         let process = metrics::exposition::Process {
             access_log_dropped: self.access_log.enabled().then(|| self.access_log.dropped()),
-            trace_spans: self.tracer.enabled().then(|| {
-                [
-                    load(&spans.exported),
-                    load(&spans.dropped),
-                    load(&spans.failed),
-                ]
-            }),
+            trace_spans: self
+                .tracer
+                .enabled()
+                .then(|| self.tracer.counts().snapshot()),
             upstreams: self
                 .current
                 .load()

@@ -106,6 +106,13 @@ pub struct SpanCounts {
     pub failed: AtomicU64,
 }
 
+impl SpanCounts {
+    /// Exported, dropped, failed, as they are now.
+    pub fn snapshot(&self) -> [u64; 3] {
+        [&self.exported, &self.dropped, &self.failed].map(|n| n.load(Ordering::Relaxed))
+    }
+}
+
 /// The process's tracing: off, or a queue to the exporter and what decides what is kept.
 #[derive(Debug)]
 pub struct Tracer {

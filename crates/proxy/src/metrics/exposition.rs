@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 
 use super::{
     BUCKETS, COUNTER_FAMILIES, Counter, Exemplars, Histogram, Matched, MirrorOutcome, Names,
-    Series, UpstreamOutcome, UpstreamSeries, WafAction,
+    RuleLabels, Series, UpstreamLabels, UpstreamOutcome, UpstreamSeries, WafAction,
 };
 use crate::listener::tls::Handshake;
 
@@ -149,7 +149,7 @@ impl Scrape {
         let mut all = HashMap::new();
         for (i, s) in self.rules.iter().enumerate() {
             if let Some(e) = &s.exemplars {
-                let (route, rule) = self.names.rules.get(i).map_or(("", ""), |(a, b)| (a, b));
+                let (route, rule) = self.rule_names(i);
                 let key = format!(
                     "{REQUEST_DURATIONS}_bucket{{route=\"{}\",rule=\"{}\"}}",
                     escape(route),
@@ -160,7 +160,7 @@ impl Scrape {
         }
         for (i, s) in self.upstreams.iter().enumerate() {
             if let Some(e) = &s.exemplars {
-                let id = self.names.upstreams.get(i).map_or("", String::as_str);
+                let id = self.names.upstream(UpstreamLabels(i as u32));
                 all.insert(
                     format!("{UPSTREAM_DURATIONS}_bucket{{upstream=\"{}\"}}", escape(id)),
                     **e,
@@ -170,11 +170,9 @@ impl Scrape {
         all
     }
 
+    /// Route and rule of the series with label id `i`.
     fn rule_names(&self, i: usize) -> (&str, &str) {
-        self.names
-            .rules
-            .get(i)
-            .map_or(("", ""), |(a, b)| (a.as_str(), b.as_str()))
+        self.names.rule(RuleLabels(i as u32))
     }
 
     /// Upstream series with their names, sorted by name.

@@ -53,7 +53,8 @@ impl UpstreamOutcome {
         UpstreamOutcome::Refused,
     ];
 
-    fn label(self) -> &'static str {
+    /// The label value.
+    pub(crate) fn label(self) -> &'static str {
         match self {
             UpstreamOutcome::Success => "success",
             UpstreamOutcome::Error => "error",

@@ -233,14 +233,7 @@ fn judge<B>(
     // A client-side failure (its body) or our own limit says nothing of the upstream.
     let judged = !matches!(result, Err(f) if f.failure.is_none());
     if judged {
-        let outcome = match failure {
-            None => UpstreamOutcome::Success,
-            Some(Failure::Status(_)) => UpstreamOutcome::Error,
-            Some(Failure::Timeout) => UpstreamOutcome::Timeout,
-            Some(Failure::Reset) => UpstreamOutcome::Reset,
-            Some(Failure::Refused) => UpstreamOutcome::Refused,
-        };
-        metrics.upstream(upstream.labels, outcome, took);
+        metrics.upstream(upstream.labels, counted_as(failure), took);
     }
     let Some(e) = &picked.endpoint else { return };
     if upstream.spec.load_balancer == LoadBalancer::PeakEwma {
@@ -460,7 +453,10 @@ pub(crate) fn exchange<'a>(
         if let Some((trace, resend, span_id, method)) = span {
             let (status, error) = match &result {
                 Ok((resp, _)) => (Some(resp.status().as_u16()), None),
-                Err(f) => (None, Some(f.failure.map_or("gateway", failure_kind))),
+                Err(f) => (
+                    None,
+                    Some(f.failure.map_or("gateway", |f| counted_as(Some(f)).label())),
+                ),
             };
             trace.attempted(crate::trace::AttemptSpan {
                 span_id,
@@ -478,13 +474,15 @@ pub(crate) fn exchange<'a>(
     }
 }
 
-/// How an attempt failed, as its span's `error.type` says.
-fn failure_kind(f: Failure) -> &'static str {
-    match f {
-        Failure::Refused => "refused",
-        Failure::Reset => "reset",
-        Failure::Timeout => "timeout",
-        Failure::Status(_) => "status",
+/// What an attempt that failed with `failure` (or did not) counts as: the `outcome`
+/// label of `gatehouse_upstream_requests_total`, and a failed attempt's `error.type`.
+fn counted_as(failure: Option<Failure>) -> UpstreamOutcome {
+    match failure {
+        None => UpstreamOutcome::Success,
+        Some(Failure::Status(_)) => UpstreamOutcome::Error,
+        Some(Failure::Timeout) => UpstreamOutcome::Timeout,
+        Some(Failure::Reset) => UpstreamOutcome::Reset,
+        Some(Failure::Refused) => UpstreamOutcome::Refused,
     }
 }
 
