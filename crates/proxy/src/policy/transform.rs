@@ -422,26 +422,33 @@ pub(crate) fn read_request<'p>(
 }
 
 /// Phase 5, request transform, second half, on the request rewritten for the upstream:
-/// header edits, the upstream's host, and the JSON body edits (which read the body
-/// whole; any other body streams on within `limit`).
-pub(crate) async fn edit_request(
+/// header edits and the upstream's host, at once; then the JSON body edits, which read
+/// the body whole ([`edit_request_body`]), when the client sent JSON to a rule that has
+/// them (returned here). Any other body streams on within the limit.
+pub(crate) fn edit_request<'p>(
     tr: Option<&RequestTransform>,
-    received: Received<'_>,
+    received: Received<'p>,
     parts: &mut Parts,
-    body: RequestBody,
-    limit: u64,
-    vars: &TemplateCtx<'_>,
     protocol: Protocol,
-) -> Result<UpstreamBody, GatewayError> {
+) -> Result<Option<&'p BodyEdits>, GatewayError> {
     if let Some((edits, values)) = received.headers {
         edits.apply(&mut parts.headers, values);
     }
     if let Some(hostname) = tr.and_then(|tr| tr.hostname.as_ref()) {
         set_upstream_host(parts, hostname, protocol)?;
     }
-    let Some(edits) = received.body else {
-        return Ok(body.into_upstream(limit));
-    };
+    Ok(received.body)
+}
+
+/// The request body with the JSON body `edits` applied: read whole (within `limit`),
+/// edited, and sent with its new length.
+pub(crate) async fn edit_request_body(
+    edits: &BodyEdits,
+    parts: &mut Parts,
+    body: RequestBody,
+    limit: u64,
+    vars: &TemplateCtx<'_>,
+) -> Result<UpstreamBody, GatewayError> {
     let bytes = body.read(limit).await?;
     let doc: Value = serde_json::from_slice(&bytes)
         .map_err(|e| GatewayError::BadBody(format!("the request body is not valid JSON: {e}")))?;

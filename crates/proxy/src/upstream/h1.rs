@@ -150,21 +150,37 @@ fn give_back(addr: SocketAddr, conn: Conn, idle: (Instant, Duration)) {
 }
 
 /// A request as it goes on the wire, with what decides whether it may be sent again.
-#[derive(Debug)]
 pub struct Wire {
     bytes: Vec<u8>,
     head_only: bool,
     idempotent: bool,
+    /// The request's header map, emptied: the response's headers go in it. It keeps
+    /// its capacity, and the client's connection then reuses it for its next request,
+    /// so a map is not allocated, grown and freed for each request.
+    spare: std::cell::Cell<Option<HeaderMap>>,
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wire")
+            .field("bytes", &self.bytes.len())
+            .field("head_only", &self.head_only)
+            .field("idempotent", &self.idempotent)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Wire {
     /// Writes out `req` (see [`carries`]).
     pub fn new(req: Request<UpstreamBody>) -> Wire {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let bytes = encode(&parts, &known_body(body));
+        parts.headers.clear();
         Wire {
-            bytes: encode(&parts, &known_body(body)),
+            bytes,
             head_only: parts.method == Method::HEAD,
             idempotent: parts.method.is_idempotent(),
+            spare: std::cell::Cell::new(Some(parts.headers)),
         }
     }
 }
@@ -287,7 +303,7 @@ async fn exchange(
     addr: SocketAddr,
     idle: (Instant, Duration),
 ) -> Result<Response<Body>, Attempt> {
-    let (head_only, wire) = (wire.head_only, &wire.bytes[..]);
+    let (head_only, wire_spare, wire) = (wire.head_only, &wire.spare, &wire.bytes[..]);
     let mut written = 0;
     while written < wire.len() {
         match conn.io.write(&wire[written..]).await {
@@ -303,7 +319,7 @@ async fn exchange(
     let mut answered = false;
     let head = loop {
         if !conn.buf.is_empty() {
-            match parse_head(&mut conn.buf) {
+            match parse_head(&mut conn.buf, &wire_spare) {
                 Ok(Head::Final(head)) => break head,
                 Ok(Head::Interim) => continue,
                 Ok(Head::Partial) if conn.buf.len() >= MAX_HEAD => {
@@ -341,8 +357,12 @@ enum Head {
 }
 
 /// Parses the response head at the start of `buf`, consuming it when complete. Header
-/// values share the head's bytes; they are not copied.
-fn parse_head(buf: &mut BytesMut) -> Result<Head, Error> {
+/// values share the head's bytes; they are not copied. The headers go in the `spare`
+/// map when there is one.
+fn parse_head(
+    buf: &mut BytesMut,
+    spare: &std::cell::Cell<Option<HeaderMap>>,
+) -> Result<Head, Error> {
     // Left uninitialized: zeroing the slots cost more than parsing a short head.
     let mut slots =
         [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -362,15 +382,13 @@ fn parse_head(buf: &mut BytesMut) -> Result<Head, Error> {
     };
     // Where each name and value sits in the head, so the head can be frozen and shared.
     let base = buf.as_ptr() as usize;
-    let spans: Vec<_> = parsed
-        .headers
-        .iter()
-        .map(|h| {
-            let name = h.name.as_ptr() as usize - base;
-            let value = h.value.as_ptr() as usize - base;
-            (name, name + h.name.len(), value, value + h.value.len())
-        })
-        .collect();
+    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
+    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        *span = (name, name + h.name.len(), value, value + h.value.len());
+    }
+    let spans = &spans[..parsed.headers.len()];
     let head = buf.split_to(len).freeze();
     if (100..200).contains(&code) {
         if code == 101 {
@@ -381,8 +399,9 @@ fn parse_head(buf: &mut BytesMut) -> Result<Head, Error> {
         return Ok(Head::Interim);
     }
     let status = StatusCode::from_u16(code).map_err(|_| Error::Framing("status code"))?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (n0, n1, v0, v1) in spans {
+    let mut headers = spare.take().unwrap_or_default();
+    headers.reserve(spans.len());
+    for &(n0, n1, v0, v1) in spans {
         let name =
             HeaderName::from_bytes(&head[n0..n1]).map_err(|_| Error::Framing("header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(v0..v1))
@@ -751,7 +770,7 @@ mod tests {
 
     fn head(text: &str) -> Result<Head, Error> {
         let mut buf = BytesMut::from(text.as_bytes());
-        parse_head(&mut buf)
+        parse_head(&mut buf, &std::cell::Cell::new(None))
     }
 
     fn framed(text: &str, head_only: bool) -> Result<(Framing, bool), Error> {

@@ -39,6 +39,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
+use futures_util::future::Either as OneOf;
 use gatehouse_table::{LoadBalancer, Protocol, Upstream};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Either, Full};
@@ -127,20 +129,27 @@ pub(crate) fn call<'a>(
             && !req.headers().contains_key(header::UPGRADE)
     });
     // One attempt (most requests), attempts under the retry policy, or why none is made.
-    let start = match (&admitted, retries) {
-        (Err(e), _) => Start::Refused(Failed::from(e.clone())),
+    let attempts = match (&admitted, retries) {
+        (Err(e), _) => OneOf::Left(std::future::ready(Err(Failed::from(e.clone())))),
         (Ok(_), None) => match pick(upstream, how.key, None) {
-            Ok(picked) => Start::Once(attempt(req, picked, upstream, &how, (how.timeout, 0), held)),
-            Err(f) => Start::Refused(f),
+            Ok(picked) => OneOf::Right(OneOf::Left(attempt(
+                req,
+                picked,
+                upstream,
+                &how,
+                (how.timeout, 0),
+                held,
+            ))),
+            Err(f) => OneOf::Left(std::future::ready(Err(f))),
         },
-        (Ok(_), Some(r)) => Start::Retried(Box::pin(with_retries(req, r, upstream, how, held))),
+        (Ok(_), Some(r)) => OneOf::Right(OneOf::Right(Box::pin(with_retries(
+            req, r, upstream, how, held,
+        )))),
     };
-    async move {
-        let result = match start {
-            Start::Refused(f) => Err(f),
-            Start::Once(once) => once.await,
-            Start::Retried(retried) => retried.await,
-        };
+    // A combinator rather than an `async` block: the block would hold the attempts'
+    // future twice (as what it captured and as what it awaits), and every future above
+    // this one, moved as each starts, would carry both copies.
+    attempts.map(move |result| {
         if let Ok(Some(admitted)) = admitted {
             let failed = match &result {
                 Ok(resp) => resp.status().is_server_error(),
@@ -149,14 +158,7 @@ pub(crate) fn call<'a>(
             admitted.finish(spec.circuit_breaker.as_ref(), failed, now_ns());
         }
         result.map_err(|f| f.error)
-    }
-}
-
-/// How [`call`] goes on: refused at once, one attempt, or attempts with retries.
-enum Start<O, R> {
-    Refused(Failed),
-    Once(O),
-    Retried(R),
+    })
 }
 
 /// The endpoint for an attempt; 503 when none is in rotation.
