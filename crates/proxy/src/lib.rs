@@ -60,6 +60,7 @@ pub mod admin;
 mod aggregate;
 mod backend;
 mod body;
+mod deadline;
 mod forward;
 mod headers;
 pub mod listener;

@@ -59,7 +59,8 @@ fn traffic() -> auto::Builder<LocalExec> {
     let mut builder = auto::Builder::new(LocalExec);
     builder
         .http1()
-        .timer(TokioTimer::new())
+        // The header-read timeout is armed for every request: on the worker's wheel.
+        .timer(crate::deadline::Timer)
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_headers(2 * super::limits::MAX_HEADERS)
         .max_buf_size(PARSER_BUFFER)

@@ -268,6 +268,8 @@ async fn traffic_worker(
             }
         });
     }
+    // Request deadlines (header reads, upstream attempts) wait on the worker's wheel.
+    tokio::task::spawn_local(crate::deadline::drive());
     let flush = shared.clone();
     let _flush_on_exit = scopeguard(move || flush.access_log.flush_worker());
     let plain = {

@@ -319,7 +319,7 @@ async fn exchange(
     let mut answered = false;
     let head = loop {
         if !conn.buf.is_empty() {
-            match parse_head(&mut conn.buf, &wire_spare) {
+            match parse_head(&mut conn.buf, wire_spare) {
                 Ok(Head::Final(head)) => break head,
                 Ok(Head::Interim) => continue,
                 Ok(Head::Partial) if conn.buf.len() >= MAX_HEAD => {

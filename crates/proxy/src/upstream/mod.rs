@@ -424,8 +424,9 @@ pub(crate) fn exchange<'a>(
         let began = Instant::now();
         let result = match way {
             Way::Inline(wire) => {
-                let sent = tokio::time::timeout(
-                    timeout,
+                // On the worker's wheel: armed for every request, almost never fired.
+                let sent = crate::deadline::timeout_at(
+                    began + timeout,
                     send_inline(&wire, (addr, started), upstream, key),
                 )
                 .await;
@@ -499,7 +500,7 @@ enum Way {
 /// What a timed exchange came to, as the gateway answers it, and how the upstream
 /// failed.
 fn outcome<T>(
-    sent: Result<Result<T, pool::SendError>, tokio::time::error::Elapsed>,
+    sent: Result<Result<T, pool::SendError>, crate::deadline::TimedOut>,
     upstream: &PreparedUpstream,
 ) -> Result<T, Failed> {
     let (error, failure) = match sent {
@@ -607,7 +608,9 @@ async fn exchange_pooled(
 ) -> Result<(Response<hyper::body::Incoming>, SocketAddr), Failed> {
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let sent = tokio::time::timeout(timeout, send_pooled(req, to, upstream, key, upgrade)).await;
+    let sent = tokio::time::timeout(timeout, send_pooled(req, to, upstream, key, upgrade))
+        .await
+        .map_err(|_| crate::deadline::TimedOut);
     let (mut resp, addr) = outcome(sent, upstream)?;
     // An HTTP/1.1 response framed both ways (hyper reads it by the coding): refused, as
     // the inline client does (`h1.rs`).
