@@ -24,6 +24,8 @@
 //!                            headers stripped, X-Request-Id, metrics
 //! ```
 //!
+//! Phases 3, 4 and 6 are the rule's policies: a rule without any goes from 2 to 5.
+//!
 //! The request is taken apart once (`into_parts`); routing borrows from it, and the
 //! parts are then rewritten in place for the upstream, so a plain proxied request
 //! copies no header, path or query.
@@ -263,6 +265,12 @@ async fn serve(req: Request<Incoming>, cx: &mut Ctx<'_>) -> Result<Response<Body
         ControlFlow::Continue(routed) => routed,
         ControlFlow::Break(answer) => return Ok(answer),
     };
+    if cx.policies().is_none() {
+        // Phases 3, 4 and 6 are policies', and this rule has none: only 5 applies.
+        let (backend::Answer::Gateway(resp) | backend::Answer::Upstream(resp)) =
+            backend::serve(cx, req, &routed, None).await?;
+        return Ok(resp);
+    }
     // 3. WAF → CORS → authentication → authorization.
     waf::on_request(cx, &mut req).await?;
     if let ControlFlow::Break(answer) = cors::on_request(cx, &req.parts)? {
