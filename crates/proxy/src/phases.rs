@@ -295,13 +295,21 @@ async fn serve(req: Request<Incoming>, cx: &mut Ctx<'_>) -> Result<Response<Body
         backend::Answer::Gateway(resp) => return Ok(resp),
         backend::Answer::Upstream(resp) => resp,
     };
-    // 6. Response: validation → error formatting, or the response transform → cache store.
-    let vars = routed.templates(cx, None);
-    let resp = validation::on_response(cx, resp).await?;
-    let resp = match errors::replace_upstream(cx, resp) {
-        ControlFlow::Break(replaced) => replaced,
-        ControlFlow::Continue(resp) => transform::on_response(cx, resp, &vars).await?,
+    // 6. Response: validation → error formatting, or the response transform → cache store
+    // (each only when the rule has it).
+    let resp = if cx.policies().is_some_and(RulePolicies::acts_on_responses) {
+        let vars = routed.templates(cx, None);
+        let resp = validation::on_response(cx, resp).await?;
+        match errors::replace_upstream(cx, resp) {
+            ControlFlow::Break(replaced) => replaced,
+            ControlFlow::Continue(resp) => transform::on_response(cx, resp, &vars).await?,
+        }
+    } else {
+        resp
     };
+    if fill.is_none() {
+        return Ok(resp);
+    }
     cache::store(fill, resp).await
 }
 

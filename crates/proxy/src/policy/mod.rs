@@ -88,6 +88,19 @@ pub struct RulePolicies {
     pub cache: Option<cache::CachePolicy>,
 }
 
+impl RulePolicies {
+    /// Whether a response phase before the cache store (validation, error formatting,
+    /// the response transform) has anything to do for this rule.
+    pub fn acts_on_responses(&self) -> bool {
+        self.response.is_some()
+            || self.errors.is_some()
+            || self
+                .validation
+                .as_ref()
+                .is_some_and(|v| v.response.is_some())
+    }
+}
+
 /// State carried from table to table, by (route, rule, field, configuration), and the
 /// process-wide backends policies use (Redis for global limits).
 #[derive(Debug)]
