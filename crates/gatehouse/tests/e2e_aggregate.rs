@@ -510,25 +510,37 @@ fn a_stalled_mirror_neither_slows_the_primary_nor_grows_past_its_bound() {
     p99(&g, "/plain", 20);
     p99(&g, "/mirrored", 20);
     // Interleaved rounds, so that whatever else the machine does falls on both alike.
-    let (mut plain, mut mirrored) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
-        plain.push(p99(&g, "/plain", 100));
-        mirrored.push(p99(&g, "/mirrored", 100));
+    // Measured again (up to three times) when a burst of other work on the machine (the
+    // other tests of this binary run beside it) lands on one side: a mirror that really
+    // slowed the primary does so every time.
+    let mut ratio = f64::INFINITY;
+    // Mirrored requests sent: the 20 that warmed the route, then 500 per measurement.
+    let mut sent = 20;
+    for _ in 0..3 {
+        sent += 500;
+        let (mut plain, mut mirrored) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            plain.push(p99(&g, "/plain", 100));
+            mirrored.push(p99(&g, "/mirrored", 100));
+        }
+        plain.sort_unstable();
+        mirrored.sort_unstable();
+        ratio = mirrored[2] as f64 / plain[2].max(1) as f64;
+        eprintln!(
+            "p99 of the primary, mirrored to a stalled upstream / not mirrored: {ratio:.2} (median of 5 rounds: {} µs / {} µs)",
+            mirrored[2], plain[2]
+        );
+        if ratio < 3.0 {
+            break;
+        }
     }
-    plain.sort_unstable();
-    mirrored.sort_unstable();
-    let ratio = mirrored[2] as f64 / plain[2].max(1) as f64;
-    eprintln!(
-        "p99 of the primary, mirrored to a stalled upstream / not mirrored: {ratio:.2} (median of 5 rounds: {} µs / {} µs)",
-        mirrored[2], plain[2]
-    );
     // A copy that held its request would make each one wait for the 60 s timeout.
     assert!(
         ratio < 3.0,
         "the stalled mirror slowed the primary: ×{ratio:.2}"
     );
 
-    // 520 mirrored requests, 8 copies in flight at most: the rest dropped and counted.
+    // The mirrored requests, 8 copies in flight at most: the rest dropped and counted.
     assert_eq!(shadow.requests(), 8, "copies reaching the stalled shadow");
     assert!(shadow.peak_in_flight() <= 8);
     assert_eq!(
@@ -543,7 +555,7 @@ fn a_stalled_mirror_neither_slows_the_primary_nor_grows_past_its_bound() {
             &g,
             "gatehouse_mirror_requests_total{upstream=\"default/shadow\",result=\"dropped_in_flight\"}"
         ),
-        512.0
+        f64::from(sent - 8)
     );
 }
 
