@@ -44,6 +44,9 @@ pub const MAX_INLINE_BODY: u64 = 64 * 1024;
 const MAX_HEAD: usize = 64 * 1024;
 /// Most response headers (or trailers) accepted.
 const MAX_HEADERS: usize = 128;
+/// Response headers whose places in the head are noted on the stack; more spill to
+/// the heap.
+const INLINE_HEADERS: usize = 24;
 /// Longest chunk-size line accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Largest trailer section accepted.
@@ -381,14 +384,27 @@ fn parse_head(
         _ => Version::HTTP_11,
     };
     // Where each name and value sits in the head, so the head can be frozen and shared.
+    // On the stack for a usual head (zeroing room for all of MAX_HEADERS would cost
+    // more than the parse); offsets fit in u32, a head being at most MAX_HEAD bytes.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
+    let offset = |p: *const u8| (p as usize - base) as u32;
+    let (mut inline, mut spilled) = ([(0, 0, 0, 0); INLINE_HEADERS], Vec::new());
+    let spans: &mut [(u32, u32, u32, u32)] = match parsed.headers.len() {
+        n if n <= INLINE_HEADERS => &mut inline[..n],
+        n => {
+            spilled.resize(n, (0, 0, 0, 0));
+            &mut spilled
+        }
+    };
     for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
-        let name = h.name.as_ptr() as usize - base;
-        let value = h.value.as_ptr() as usize - base;
-        *span = (name, name + h.name.len(), value, value + h.value.len());
+        let (name, value) = (offset(h.name.as_ptr()), offset(h.value.as_ptr()));
+        *span = (
+            name,
+            name + h.name.len() as u32,
+            value,
+            value + h.value.len() as u32,
+        );
     }
-    let spans = &spans[..parsed.headers.len()];
     let head = buf.split_to(len).freeze();
     if (100..200).contains(&code) {
         if code == 101 {
@@ -401,7 +417,8 @@ fn parse_head(
     let status = StatusCode::from_u16(code).map_err(|_| Error::Framing("status code"))?;
     let mut headers = spare.take().unwrap_or_default();
     headers.reserve(spans.len());
-    for &(n0, n1, v0, v1) in spans {
+    for &(n0, n1, v0, v1) in &*spans {
+        let (n0, n1, v0, v1) = (n0 as usize, n1 as usize, v0 as usize, v1 as usize);
         let name =
             HeaderName::from_bytes(&head[n0..n1]).map_err(|_| Error::Framing("header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(v0..v1))
