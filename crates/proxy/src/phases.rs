@@ -307,10 +307,10 @@ async fn serve(req: Request<Incoming>, cx: &mut Ctx<'_>) -> Result<Response<Body
     } else {
         resp
     };
-    if fill.is_none() {
-        return Ok(resp);
+    match fill {
+        Some(fill) => cache::store(fill, resp).await,
+        None => Ok(resp),
     }
-    cache::store(fill, resp).await
 }
 
 /// The client's request as the phases rewrite it for the upstream.

@@ -745,20 +745,18 @@ fn hit(cx: &mut Ctx<'_>, entry: &Entry, head: bool) -> Response<Body> {
     answer(entry, head)
 }
 
-/// Phase 6, cache store, before waiting misses of the same key are woken.
+/// Phase 6, cache store (when the lookup began a fill), before waiting misses of the
+/// same key are woken.
 pub(crate) fn store(
-    filling: Option<Filling<'_>>,
+    filling: Filling<'_>,
     resp: Response<Body>,
 ) -> Step<'_, Result<Response<Body>, GatewayError>> {
-    match filling {
-        Some(f) => Step::later(async move {
-            // Taken apart in here: the fill guard must live until the entry is stored
-            // (a block capturing only the fields it uses would drop it at once).
-            let Filling { policy, key, _fill } = f;
-            Ok(policy.store_response(key, resp).await?.0)
-        }),
-        None => Step::now(Ok(resp)),
-    }
+    Step::later(async move {
+        // Taken apart in here: the fill guard must live until the entry is stored
+        // (a block capturing only the fields it uses would drop it at once).
+        let Filling { policy, key, _fill } = filling;
+        Ok(policy.store_response(key, resp).await?.0)
+    })
 }
 
 #[cfg(test)]

@@ -608,9 +608,11 @@ async fn exchange_pooled(
 ) -> Result<(Response<hyper::body::Incoming>, SocketAddr), Failed> {
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let sent = tokio::time::timeout(timeout, send_pooled(req, to, upstream, key, upgrade))
-        .await
-        .map_err(|_| crate::deadline::TimedOut);
+    let sent = crate::deadline::timeout_at(
+        Instant::now() + timeout,
+        send_pooled(req, to, upstream, key, upgrade),
+    )
+    .await;
     let (mut resp, addr) = outcome(sent, upstream)?;
     // An HTTP/1.1 response framed both ways (hyper reads it by the coding): refused, as
     // the inline client does (`h1.rs`).
